@@ -1,0 +1,45 @@
+"""imgrec: find the images most similar to a few query images, by content or by colour.
+
+Example:
+    >>> from imgrec import Index, Stored, build_index
+    >>> build_index("photos", "photos-index")                        # doctest: +SKIP
+    >>> idx = Index.open("photos-index")                              # doctest: +SKIP
+    >>> idx.search(["query.jpg"], method="embedding", k=5).combined  # doctest: +SKIP
+"""
+
+from .build import BuildReport, Progress, build_index
+from .errors import (
+                     BuildLockedError,
+                     ImageError,
+                     ImgrecError,
+                     IndexFormatError,
+                     IndexNotFoundError,
+                     QueryError,
+                     WeightsMissingError,
+)
+from .features.embedding import CNNEmbedder, Embedder
+from .index import Index, Stored
+from .search import Hit, SearchResult
+from .settings import Settings
+
+__version__ = "0.1.0"
+__all__ = [
+                     "BuildLockedError",
+                     "BuildReport",
+                     "CNNEmbedder",
+                     "Embedder",
+                     "Hit",
+                     "ImageError",
+                     "ImgrecError",
+                     "Index",
+                     "IndexFormatError",
+                     "IndexNotFoundError",
+                     "Progress",
+                     "QueryError",
+                     "SearchResult",
+                     "Settings",
+                     "Stored",
+                     "WeightsMissingError",
+                     "__version__",
+                     "build_index",
+]

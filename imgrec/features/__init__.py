@@ -1,0 +1,1 @@
+"""Feature extractors: CNN embeddings and colour histograms."""

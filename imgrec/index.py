@@ -1,0 +1,369 @@
+"""The read-only, memory-mapped index and the search API over it."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import catalog, images
+from .errors import ImageError, IndexFormatError, IndexNotFoundError, QueryError
+from .features.color import DIM as HIST_DIM
+from .features.color import histogram
+from .features.embedding import Embedder, l2_normalise
+from .reduce import DEFAULT_COMPONENTS, PCAModel
+from .search import METHOD_METRIC, Hit, SearchResult, check_request, rank, score_of
+from .settings import Settings
+from .store import FORMAT_VERSION, VersionWriter, current_version
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A query naming an indexed gallery image by its path relative to the gallery root.
+
+    Its stored features are used directly: nothing is decoded or embedded.
+    """
+
+    path: str
+
+
+@dataclass(frozen=True)
+class QueryFeatures:
+    label: str
+    embedding: np.ndarray | None
+    histogram: np.ndarray
+    row: int | None = None
+
+
+MATRICES = ("embeddings.npy", "embedding_norms.npy", "histograms.npy", "pca_histograms.npy")
+
+
+class Index:
+    """An opened index version. Read-only and safe to share between threads.
+
+    Example:
+        >>> idx = Index.open("data/index")                       # doctest: +SKIP
+        >>> res = idx.search(["query.jpg"], method="embedding", k=5)  # doctest: +SKIP
+        >>> [h.path for h in res.per_query[0]]                   # doctest: +SKIP
+    """
+
+    def __init__(self, version_dir: Path, manifest: dict[str, Any],
+                 embedder: Embedder | None = None) -> None:
+        self.dir = version_dir
+        self.index_dir = version_dir.parent
+        self.manifest = manifest
+        self._embedder = embedder
+        self._lock = threading.Lock()
+        self._pca: PCAModel | None = None
+        self._pca_norms: dict[int, np.ndarray] = {}
+        n, d = manifest["count"], manifest["embedding_dim"]
+        expect = {"embeddings.npy": (n, d), "embedding_norms.npy": (n,),
+                  "histograms.npy": (n, HIST_DIM),
+                  "pca_histograms.npy": (n, manifest["pca_components"])}
+        arrays = {}
+        for name, shape in expect.items():
+            try:
+                arr = np.load(version_dir / name, mmap_mode="r", allow_pickle=False)
+            except (OSError, ValueError) as exc:
+                raise IndexFormatError(f"index file {version_dir / name} is damaged: {exc}") from None
+            if arr.shape != shape or arr.dtype != np.float32:
+                raise IndexFormatError(f"index file {version_dir / name} has shape {arr.shape} "
+                                       f"{arr.dtype}, the manifest says {shape} float32")
+            arrays[name] = arr
+        self.embeddings = arrays["embeddings.npy"]
+        self.embedding_norms = arrays["embedding_norms.npy"]
+        self.histograms = arrays["histograms.npy"]
+        self.pca_histograms = arrays["pca_histograms.npy"]
+        if not (version_dir / "catalog.sqlite").is_file():
+            raise IndexFormatError(f"index catalog {version_dir / 'catalog.sqlite'} is missing")
+
+    # ---- opening -----------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, index_dir: str | os.PathLike | None = None, *,
+             embedder: Embedder | None = None) -> Index:
+        """Open the published version of the index at ``index_dir`` (memory-mapped).
+
+        Args:
+            index_dir: the index directory (default: ``IMGREC_INDEX_DIR`` or ``data/index``).
+            embedder: the CNN used to embed new query images (default: created on first
+                use from the manifest's backbone).
+
+        Raises:
+            IndexNotFoundError: there is no index there.
+            IndexFormatError: the index is damaged or of another format version.
+        """
+        index_dir = Path(index_dir) if index_dir else Settings.from_env().index_dir
+        version = current_version(index_dir)
+        if version is None:
+            raise IndexNotFoundError(f"no index at {index_dir}: build one with "
+                                     f"`imgrec index GALLERY --index {index_dir}`")
+        try:
+            manifest = json.loads((version / "manifest.json").read_text())
+        except FileNotFoundError:
+            raise IndexFormatError(f"index version {version} has no manifest.json") from None
+        except (OSError, ValueError) as exc:
+            raise IndexFormatError(f"manifest {version / 'manifest.json'} is damaged: {exc}") from None
+        found = manifest.get("format_version") if isinstance(manifest, dict) else None
+        if found != FORMAT_VERSION:
+            raise IndexFormatError(
+                f"index at {index_dir} has format version {found}; this imgrec reads version "
+                f"{FORMAT_VERSION}: rebuild it with `imgrec index GALLERY --index {index_dir} --full`")
+        return cls(version, manifest, embedder)
+
+    # ---- facts -------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return int(self.manifest["count"])
+
+    @property
+    def root(self) -> Path:
+        """The gallery folder the paths are relative to."""
+        return Path(self.manifest["gallery_root"])
+
+    @property
+    def model(self) -> str:
+        return str(self.manifest["model"])
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest["version"])
+
+    def _sql(self, query: str, args: Sequence[Any] = ()) -> list[tuple]:
+        con = catalog.connect(self.dir / "catalog.sqlite")
+        try:
+            return con.execute(query, args).fetchall()
+        finally:
+            con.close()
+
+    def paths(self, rows: Sequence[int]) -> list[str]:
+        """Gallery-relative paths of matrix rows, in the order given."""
+        rows = [int(r) for r in rows]
+        found: dict[int, str] = {}
+        for s in range(0, len(rows), 900):
+            part = rows[s:s + 900]
+            found.update(self._sql(f"SELECT row, path FROM images WHERE row IN "
+                                   f"({','.join('?' * len(part))})", part))
+        return [found[r] for r in rows]
+
+    def all_paths(self) -> list[str]:
+        """Every indexed path, in row order."""
+        return [p for (p,) in self._sql("SELECT path FROM images WHERE row IS NOT NULL "
+                                         "ORDER BY row")]
+
+    def row_of(self, path: str) -> int:
+        got = self._sql("SELECT row FROM images WHERE path = ?", (str(path),))
+        if not got or got[0][0] is None:
+            raise QueryError(f"{path!r} is not an indexed image of this gallery")
+        return int(got[0][0])
+
+    def entries(self) -> list[catalog.Entry]:
+        """Every catalog row (indexed and skipped)."""
+        return list(catalog.read_all(self.dir / "catalog.sqlite"))
+
+    def skipped(self) -> list[tuple[str, str]]:
+        """(path, reason) of every gallery file that could not be indexed."""
+        return [(p, e) for p, e in self._sql(
+            "SELECT path, error FROM images WHERE row IS NULL ORDER BY path")]
+
+    def resolve(self, path: str) -> Path:
+        """Absolute file of an indexed path; refuses anything outside the gallery root."""
+        full = self.root / path
+        if Path(path).is_absolute() or not images.is_within(full, self.root):
+            raise QueryError(f"{path!r} lies outside the gallery {self.root}")
+        return full
+
+    def pca(self) -> PCAModel:
+        with self._lock:
+            if self._pca is None:
+                self._pca = PCAModel.load(self.dir / "pca.npz")
+            return self._pca
+
+    @property
+    def embedder(self) -> Embedder:
+        with self._lock:
+            if self._embedder is None:
+                from .features.embedding import CNNEmbedder
+
+                self._embedder = CNNEmbedder(self.model)
+            return self._embedder
+
+    # ---- queries -----------------------------------------------------------------------
+
+    def query_features(self, queries: Sequence[Any], need_embedding: bool) -> list[QueryFeatures]:
+        """Features of each query (stored ones reused; others decoded like gallery files)."""
+        out: list[QueryFeatures | None] = [None] * len(queries)
+        crops, todo = [], []
+        for i, q in enumerate(queries):
+            label = _label(q, i)
+            if isinstance(q, Stored):
+                row = self.row_of(q.path)
+                out[i] = QueryFeatures(label, np.asarray(self.embeddings[row]),
+                                       np.asarray(self.histograms[row]), row)
+                continue
+            try:
+                rgb, _ = images.load_image(q)
+            except ImageError as exc:
+                raise ImageError(f"{label}: {exc}") from None
+            work = images.prepare(rgb)
+            out[i] = QueryFeatures(label, None, histogram(work))
+            if need_embedding:
+                crops.append(images.center_crop(work, self.embedder.input_size))
+                todo.append(i)
+        if todo:
+            emb = self.embedder
+            if emb.name != self.model:
+                raise QueryError(f"the index was built with {self.model}, not {emb.name}")
+            vecs = emb.embed(np.stack(crops))
+            for i, v in zip(todo, vecs, strict=True):
+                qf = out[i]
+                assert qf is not None
+                out[i] = QueryFeatures(qf.label, v, qf.histogram)
+        return [q for q in out if q is not None]
+
+    def search(self, queries: Any, method: str = "embedding", metric: str = "cosine",
+               k: int = 5, pca_components: int | None = None) -> SearchResult:
+        """Find the ``k`` gallery images most similar to one to five queries.
+
+        Args:
+            queries: one query or a list of up to five: file paths, ``PIL.Image`` objects,
+                bytes or binary file objects (uploads), or :class:`Stored` gallery paths.
+            method: ``"embedding"`` (CNN content), ``"color"`` (RGB histogram, chi-square)
+                or ``"pca"`` (PCA-reduced histogram, cosine).
+            metric: for ``embedding``: ``cosine``, ``euclidean``, ``manhattan`` or ``all``.
+            k: results per query.
+            pca_components: components for ``pca`` (default: all stored, 75 normally).
+
+        Returns:
+            A :class:`SearchResult` with ``per_query`` lists and a ``combined`` ranking.
+
+        Example:
+            >>> idx.search([Stored("chelsea/chelsea_orig.jpg")], k=3).per_query[0][0].path
+            ...                                                      # doctest: +SKIP
+        """
+        if not isinstance(queries, list | tuple):
+            queries = [queries]
+        kernel_metric = check_request(method, metric, k, len(queries))
+        metric_name = metric if method == "embedding" else METHOD_METRIC[method]
+        feats = self.query_features(queries, need_embedding=method == "embedding")
+        labels = [f.label for f in feats]
+        notes: list[str] = []
+        if method == "embedding":
+            q = np.stack([f.embedding for f in feats])  # type: ignore[misc]
+            if metric == "all":
+                per, comb = self._rank_all(q, k)
+                return SearchResult(method, "all", k, labels, per, comb, notes)
+            data, norms = self.embeddings, self.embedding_norms
+        elif method == "color":
+            q, data, norms = np.stack([f.histogram for f in feats]), self.histograms, None
+        else:
+            stored = self.manifest["pca_components"]
+            c = int(pca_components or stored)
+            if c < 1:
+                raise QueryError(f"pca_components must be at least 1, got {c}")
+            if c > stored:
+                notes.append(f"pca_components clipped to {stored}, the most this index holds")
+                c = stored
+            q = self.pca().transform(np.stack([f.histogram for f in feats]), c)
+            for i, f in enumerate(feats):  # a stored query reuses its stored projection
+                if f.row is not None:
+                    q[i] = self.pca_histograms[f.row, :c]
+            data, norms = self.pca_histograms[:, :c], self._prefix_norms(c)
+        per, comb = rank(kernel_metric, data, q, k, norms)
+        return SearchResult(method, metric_name, k, labels,
+                            [self._hits(kernel_metric, r, v) for r, v in per],
+                            self._hits(kernel_metric, *comb), notes)
+
+    def _hits(self, metric: str, rows: np.ndarray, values: np.ndarray,
+              extra: list[dict[str, float]] | None = None) -> list[Hit]:
+        paths = self.paths(rows)
+        hits = []
+        for i, (r, v, p) in enumerate(zip(rows, values, paths, strict=True)):
+            score, dist = score_of(metric, float(v))
+            hits.append(Hit(i + 1, p, score, dist, int(r), extra[i] if extra else None))
+        return hits
+
+    def _rank_all(self, q: np.ndarray, k: int) -> tuple[list[list[Hit]], list[Hit]]:
+        """Union of the cosine, euclidean and manhattan top-k, ordered by cosine."""
+        from . import kernels as K
+
+        data, norms = self.embeddings, self.embedding_norms
+        runs = {m: rank(m, data, q, k, norms) for m in ("cosine", "euclidean", "manhattan")}
+
+        def merge(row_sets: list[np.ndarray], qs: np.ndarray) -> list[Hit]:
+            rows = np.unique(np.concatenate(row_sets))
+            sub = data[rows]
+            vals = {"cosine": K.cosine_exact(sub, qs).mean(0),
+                    "euclidean": K.euclidean_exact(sub, qs).mean(0),
+                    "manhattan": K.manhattan_exact(sub, qs).mean(0)}
+            o = K.order(vals["cosine"], rows, True)
+            extra = [{m: float(v[i]) for m, v in vals.items()} for i in o]
+            return self._hits("cosine", rows[o], vals["cosine"][o], extra)
+
+        per = [merge([runs[m][0][j][0] for m in runs], q[j:j + 1]) for j in range(len(q))]
+        return per, merge([runs[m][1][0] for m in runs], q)
+
+    def _prefix_norms(self, c: int) -> np.ndarray:
+        with self._lock:
+            if c not in self._pca_norms:
+                if len(self._pca_norms) > 8:
+                    self._pca_norms.clear()
+                p = self.pca_histograms
+                self._pca_norms[c] = np.concatenate(
+                    [np.linalg.norm(np.asarray(p[s:s + 65536, :c], np.float64), axis=1)
+                     for s in range(0, len(p), 65536)] or [np.zeros(0)]).astype(np.float32)
+            return self._pca_norms[c]
+
+    # ---- writing -----------------------------------------------------------------------
+
+    @classmethod
+    def from_arrays(cls, index_dir: str | os.PathLike, paths: Sequence[str],
+                    embeddings: np.ndarray, histograms: np.ndarray, *, model: str,
+                    gallery_root: str | os.PathLike = ".",
+                    pca_components: int = DEFAULT_COMPONENTS,
+                    embedder: Embedder | None = None) -> Index:
+        """Write a valid index from features computed elsewhere, then open it.
+
+        Embeddings are L2-normalised on write; the PCA is fitted on ``histograms``.
+
+        Example:
+            >>> Index.from_arrays("/tmp/ix", ["a.jpg", "b.jpg"], emb, hist,
+            ...                   model="my-model")                  # doctest: +SKIP
+        """
+        n = len(paths)
+        if len(set(paths)) != n:
+            raise ValueError("paths must be unique")
+        emb = np.asarray(embeddings)
+        hist = np.asarray(histograms)
+        if emb.ndim != 2 or len(emb) != n or hist.shape != (n, HIST_DIM):
+            raise ValueError(f"need embeddings of shape (n, d) and histograms (n, {HIST_DIM}) "
+                             f"for n={n} paths; got {emb.shape} and {hist.shape}")
+        writer = VersionWriter(index_dir, n, emb.shape[1])
+        try:
+            for s in range(0, n, 65536):
+                writer.embeddings[s:s + 65536] = l2_normalise(emb[s:s + 65536])
+                writer.histograms[s:s + 65536] = hist[s:s + 65536]
+            entries = [catalog.Entry(path=str(p), row=i) for i, p in enumerate(paths)]
+            writer.publish(entries, {"model": model, "gallery_root": str(gallery_root),
+                                     "source": "from_arrays"}, pca_components)
+        except BaseException:
+            writer.abort()
+            raise
+        return cls.open(index_dir, embedder=embedder)
+
+
+def _label(q: Any, i: int) -> str:
+    if isinstance(q, Stored):
+        return q.path
+    if isinstance(q, str | os.PathLike):
+        return Path(q).name
+    name = getattr(q, "name", None)
+    if isinstance(name, str) and name:
+        return Path(name).name
+    return f"query {i + 1}"

@@ -1,0 +1,172 @@
+"""Exact top-k ranking over feature matrices: per query and combined over all queries."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import kernels as K
+from .errors import QueryError
+
+METHODS = ("embedding", "color", "pca")
+EMBEDDING_METRICS = ("cosine", "euclidean", "manhattan", "all")
+MAX_QUERIES = 5
+#: The metric each method uses (embedding: chosen by the user).
+METHOD_METRIC = {"color": "chi2", "pca": "cosine"}
+LARGER_IS_BETTER = {"cosine": True, "euclidean": False, "manhattan": False, "chi2": False}
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One ranked gallery image.
+
+    ``score`` is higher-is-better (cosine similarity, or 1 / (1 + distance));
+    ``distance`` is the metric's raw value (for cosine: 1 - cosine).
+    """
+
+    rank: int
+    path: str
+    score: float
+    distance: float
+    row: int
+    metrics: dict[str, float] | None = None
+
+
+@dataclass
+class SearchResult:
+    """Ranked lists for each query plus a combined ranking over all queries."""
+
+    method: str
+    metric: str
+    k: int
+    queries: list[str]
+    per_query: list[list[Hit]]
+    combined: list[Hit]
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape printed by ``imgrec search --json``."""
+        def hits(hs: list[Hit]) -> list[dict[str, Any]]:
+            return [{k: v for k, v in asdict(h).items() if k != "row" and v is not None}
+                    for h in hs]
+        return {"method": self.method, "metric": self.metric, "k": self.k,
+                "queries": [{"query": q, "hits": hits(h)}
+                            for q, h in zip(self.queries, self.per_query, strict=True)],
+                "combined": hits(self.combined), "notes": self.notes}
+
+    def to_rows(self) -> list[dict[str, Any]]:
+        """Flat rows (query, rank, path, score, distance, method, metric) for CSV export."""
+        out = []
+        groups = list(zip(self.queries, self.per_query, strict=True))
+        if len(self.queries) > 1:
+            groups.append(("combined", self.combined))
+        for q, hs in groups:
+            out += [{"query": q, "rank": h.rank, "path": h.path, "score": h.score,
+                     "distance": h.distance, "method": self.method, "metric": self.metric}
+                    for h in hs]
+        return out
+
+
+def check_request(method: str, metric: str, k: int, n_queries: int) -> str:
+    """Validate a request; return the kernel metric it runs (cosine/euclidean/...)."""
+    if method not in METHODS:
+        raise QueryError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if method == "embedding" and metric not in EMBEDDING_METRICS:
+        raise QueryError(f"unknown metric {metric!r}; choose one of "
+                         f"{', '.join(EMBEDDING_METRICS)}")
+    if not isinstance(k, int | np.integer) or k < 1:
+        raise QueryError(f"k must be a positive integer, got {k!r}")
+    if n_queries < 1:
+        raise QueryError("give at least one query image")
+    if n_queries > MAX_QUERIES:
+        raise QueryError(f"at most {MAX_QUERIES} query images per search (got {n_queries})")
+    return metric if method == "embedding" else METHOD_METRIC[method]
+
+
+def score_of(metric: str, value: float) -> tuple[float, float]:
+    """(score, distance) for a metric's raw value."""
+    if metric == "cosine":
+        return float(value), float(1.0 - value)
+    return float(1.0 / (1.0 + value)), float(value)
+
+
+def _bounds(metric: str, data: np.ndarray, q: np.ndarray,
+            norms: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, int]:
+    """Fast scores (q, n) and their error bound, for one metric."""
+    d = data.shape[1]
+    if metric == "cosine":
+        qn = np.linalg.norm(q.astype(np.float64), axis=1)
+        qu = (q / np.where(qn > 0, qn, 1)[:, None]).astype(np.float32)
+        dots = K.dot_scores(data, qu)
+        assert norms is not None
+        inv = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+        return dots * inv[None, :], np.full(1, 4 * K.gamma(d + 2)), d
+    if metric == "euclidean":
+        assert norms is not None
+        dots = K.dot_scores(data, q).astype(np.float64)
+        qsq = (q.astype(np.float64) ** 2).sum(1)[:, None]
+        esq = norms.astype(np.float64)[None, :] ** 2
+        sq = np.maximum(esq + qsq - 2 * dots, 0.0)
+        err_sq = 4 * K.gamma(d + 4) * (esq + qsq) + 1e-30
+        dist = np.sqrt(sq)
+        err = np.minimum(np.sqrt(err_sq), err_sq / (np.sqrt(np.maximum(sq - err_sq, 0)) + dist
+                                                     + 1e-300))
+        return dist, err, d
+    fast = K.manhattan_fast(data, q) if metric == "manhattan" else K.chi2_fast(data, q)
+    g = K.gamma(d + (2 if metric == "manhattan" else 8))
+    return fast, fast.astype(np.float64) * (g / (1 - g)) + 1e-30, d
+
+
+_EXACT = {"cosine": K.cosine_exact, "euclidean": K.euclidean_exact,
+          "manhattan": K.manhattan_exact, "chi2": K.chi2_exact}
+
+
+def rank(metric: str, data: np.ndarray, queries: np.ndarray, k: int,
+         norms: np.ndarray | None = None) -> tuple[list[tuple[np.ndarray, np.ndarray]],
+                                                   tuple[np.ndarray, np.ndarray]]:
+    """Exact top-k rows and values per query and for the mean over queries.
+
+    Args:
+        metric: ``cosine`` (similarity), ``euclidean``, ``manhattan`` or ``chi2`` (distances).
+        data: (n, d) float32 matrix (a memory map is fine; it is read once per call).
+        queries: (q, d) float32 query features.
+        k: results wanted (clipped to n).
+        norms: (n,) row norms of ``data`` (needed for cosine and euclidean).
+
+    Returns:
+        ``([(rows, values) per query], (rows, values) combined)``, best first.
+
+    Example:
+        >>> data = np.eye(3, dtype=np.float32)
+        >>> per, comb = rank("cosine", data, data[:1], 2, norms=np.ones(3, np.float32))
+        >>> per[0][0].tolist()
+        [0, 1]
+    """
+    q = np.atleast_2d(np.asarray(queries, dtype=np.float32))
+    n = len(data)
+    k = min(int(k), n)
+    if n == 0:
+        empty = (np.zeros(0, np.int64), np.zeros(0))
+        return [empty for _ in q], empty
+    larger = LARGER_IS_BETTER[metric]
+    fast, err, _ = _bounds(metric, data, q, norms)
+    fast = np.asarray(fast, dtype=np.float64)
+    err = np.broadcast_to(np.asarray(err, dtype=np.float64), fast.shape)
+    exact = _EXACT[metric]
+
+    def pick(lo, hi, score_fn) -> tuple[np.ndarray, np.ndarray]:
+        rows = K.candidates(lo, hi, k, larger)  # sorted row numbers
+        values = score_fn(rows)
+        o = K.order(values, rows, larger)[:k]
+        return rows[o], values[o]
+
+    per = []
+    for j in range(len(q)):
+        per.append(pick(fast[j] - err[j], fast[j] + err[j],
+                        lambda rows, j=j: exact(data[rows], q[j])[0]))
+    mean, mean_err = fast.mean(0), err.mean(0)
+    combined = pick(mean - mean_err, mean + mean_err,
+                    lambda rows: exact(data[rows], q).mean(0))
+    return per, combined
