@@ -12,6 +12,12 @@ from numba import njit, prange
 
 EPS32 = float(np.finfo(np.float32).eps) / 2  # unit roundoff u
 CHUNK = 65536  # rows per block for the BLAS pass (bounds temporary memory)
+TINY = 1e-30  # chi-square denominators below this are replaced by it
+
+
+def chi2_abs_slack(d: int) -> float:
+    """Extra absolute error of the branch-free chi-square kernel (d terms, each < TINY)."""
+    return 0.5 * d * TINY
 
 
 def gamma(n: int) -> float:
@@ -24,52 +30,144 @@ def gamma(n: int) -> float:
 FAST = {"reassoc", "contract", "nsz"}
 
 
-@njit(parallel=True, fastmath=FAST, cache=True)
-def _manhattan(data, queries, out):  # pragma: no cover - compiled
-    n, d = data.shape
-    for i in prange(n):
-        for j in range(queries.shape[0]):
-            acc = np.float32(0.0)
-            for t in range(d):
-                acc += abs(data[i, t] - queries[j, t])
-            out[j, i] = acc
+# Each kernel scores every row against up to five queries in one pass over the data: the
+# row is loaded once and feeds five accumulators (queries are zero-padded to five).
+QBLOCK = 5
 
 
 @njit(parallel=True, fastmath=FAST, cache=True)
-def _chi2(data, queries, out):  # pragma: no cover - compiled
+def _dots(data, q, out):  # pragma: no cover - compiled
     n, d = data.shape
     for i in prange(n):
-        for j in range(queries.shape[0]):
-            acc = np.float32(0.0)
-            for t in range(d):
-                s = data[i, t] + queries[j, t]
-                if s > 0:
-                    diff = data[i, t] - queries[j, t]
-                    acc += diff * diff / s
-            out[j, i] = np.float32(0.5) * acc
+        a0 = a1 = a2 = a3 = a4 = np.float32(0.0)
+        for t in range(d):
+            x = data[i, t]
+            a0 += x * q[0, t]
+            a1 += x * q[1, t]
+            a2 += x * q[2, t]
+            a3 += x * q[3, t]
+            a4 += x * q[4, t]
+        out[0, i], out[1, i], out[2, i], out[3, i], out[4, i] = a0, a1, a2, a3, a4
+
+
+@njit(parallel=True, fastmath=FAST, cache=True)
+def _manhattan(data, q, out):  # pragma: no cover - compiled
+    n, d = data.shape
+    for i in prange(n):
+        a0 = a1 = a2 = a3 = a4 = np.float32(0.0)
+        for t in range(d):
+            x = data[i, t]
+            a0 += abs(x - q[0, t])
+            a1 += abs(x - q[1, t])
+            a2 += abs(x - q[2, t])
+            a3 += abs(x - q[3, t])
+            a4 += abs(x - q[4, t])
+        out[0, i], out[1, i], out[2, i], out[3, i], out[4, i] = a0, a1, a2, a3, a4
+
+
+@njit(parallel=True, fastmath=FAST, cache=True)
+def _manhattan1(data, q, out):  # pragma: no cover - compiled
+    n, d = data.shape
+    for i in prange(n):
+        acc = np.float32(0.0)
+        for t in range(d):
+            acc += abs(data[i, t] - q[0, t])
+        out[0, i] = acc
+
+
+@njit(fastmath=FAST, inline="always")
+def _chi_term(x, y, tiny):  # pragma: no cover - compiled
+    diff = x - y
+    return diff * diff / max(x + y, tiny)
+
+
+# Branch-free so it vectorises: where a + b == 0 the numerator is 0 too, and dividing by
+# TINY instead of a tiny a + b changes a term by less than TINY (see chi2_abs_slack).
+@njit(parallel=True, fastmath=FAST, cache=True)
+def _chi2(data, q, out):  # pragma: no cover - compiled
+    n, d = data.shape
+    tiny = np.float32(TINY)
+    for i in prange(n):
+        a0 = a1 = a2 = a3 = a4 = np.float32(0.0)
+        for t in range(d):
+            x = data[i, t]
+            a0 += _chi_term(x, q[0, t], tiny)
+            a1 += _chi_term(x, q[1, t], tiny)
+            a2 += _chi_term(x, q[2, t], tiny)
+            a3 += _chi_term(x, q[3, t], tiny)
+            a4 += _chi_term(x, q[4, t], tiny)
+        half = np.float32(0.5)
+        out[0, i], out[1, i], out[2, i], out[3, i], out[4, i] = (
+            half * a0, half * a1, half * a2, half * a3, half * a4)
+
+
+@njit(parallel=True, fastmath=FAST, cache=True)
+def _chi2_1(data, q, out):  # pragma: no cover - compiled
+    n, d = data.shape
+    tiny = np.float32(TINY)
+    for i in prange(n):
+        acc = np.float32(0.0)
+        for t in range(d):
+            acc += _chi_term(data[i, t], q[0, t], tiny)
+        out[0, i] = np.float32(0.5) * acc
+
+
+@njit(parallel=True, fastmath=FAST, cache=True)
+def euclidean_from_dots(dots, esq, qsq, g, dist, err):  # pragma: no cover - compiled
+    """Distances sqrt(|e|^2 + |q|^2 - 2 e.q) and their error bound, in one fused pass.
+
+    ``g`` bounds the relative error of the squared distance w.r.t. |e|^2 + |q|^2.
+    """
+    nq, n = dots.shape
+    for i in prange(n):
+        for j in range(nq):
+            scale = np.float64(esq[i]) + qsq[j]
+            sq = max(scale - 2.0 * dots[j, i], 0.0)
+            e_sq = g * scale + 1e-30
+            d = np.sqrt(sq)
+            dist[j, i] = d
+            err[j, i] = min(np.sqrt(e_sq), e_sq / (np.sqrt(max(sq - e_sq, 0.0)) + d + 1e-300))
+
+
+def _blocked(kernel, single, data: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    q = np.ascontiguousarray(queries, dtype=np.float32)
+    if len(q) > QBLOCK:
+        raise ValueError(f"at most {QBLOCK} queries per pass")
+    out = np.empty((QBLOCK if len(q) > 1 else 1, len(data)), dtype=np.float32)
+    if len(q) == 1:
+        single(data, q, out)
+        return out
+    padded = np.zeros((QBLOCK, q.shape[1]), np.float32)
+    padded[: len(q)] = q
+    kernel(data, padded, out)
+    return out[: len(q)]
 
 
 def dot_scores(data: np.ndarray, queries: np.ndarray) -> np.ndarray:
-    """(q, n) float32 inner products, block by block over the rows of ``data``."""
+    """(q, n) float32 inner products in one pass over ``data``.
+
+    One query: BLAS matrix-vector product (memory-bound). Several: one blocked pass, since
+    BLAS's small-matrix product packs or re-reads the data.
+    """
     q = np.ascontiguousarray(queries, dtype=np.float32)
+    if len(q) > 1 and data.flags.c_contiguous:
+        return _blocked(_dots, None, data, q)
     out = np.empty((len(q), len(data)), dtype=np.float32)
     for start in range(0, len(data), CHUNK):
-        out[:, start:start + CHUNK] = q @ np.asarray(data[start:start + CHUNK]).T
+        block = np.asarray(data[start:start + CHUNK])
+        for j in range(len(q)):
+            out[j, start:start + CHUNK] = block @ q[j]
     return out
 
 
 def manhattan_fast(data: np.ndarray, queries: np.ndarray) -> np.ndarray:
     """(q, n) float32 L1 distances."""
-    out = np.empty((len(queries), len(data)), dtype=np.float32)
-    _manhattan(data, np.ascontiguousarray(queries, dtype=np.float32), out)
-    return out
+    return _blocked(_manhattan, _manhattan1, data, queries)
 
 
 def chi2_fast(data: np.ndarray, queries: np.ndarray) -> np.ndarray:
     """(q, n) float32 chi-square distances 0.5 * sum((a-b)^2 / (a+b)), empty bins skipped."""
-    out = np.empty((len(queries), len(data)), dtype=np.float32)
-    _chi2(data, np.ascontiguousarray(queries, dtype=np.float32), out)
-    return out
+    return _blocked(_chi2, _chi2_1, data, queries)
 
 
 # ---- float64 references (used to rescore candidates, and by the tests) ----------------

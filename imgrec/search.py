@@ -105,18 +105,16 @@ def _bounds(metric: str, data: np.ndarray, q: np.ndarray,
         return dots * inv[None, :], np.full(1, 4 * K.gamma(d + 2)), d
     if metric == "euclidean":
         assert norms is not None
-        dots = K.dot_scores(data, q).astype(np.float64)
-        qsq = (q.astype(np.float64) ** 2).sum(1)[:, None]
-        esq = norms.astype(np.float64)[None, :] ** 2
-        sq = np.maximum(esq + qsq - 2 * dots, 0.0)
-        err_sq = 4 * K.gamma(d + 4) * (esq + qsq) + 1e-30
-        dist = np.sqrt(sq)
-        err = np.minimum(np.sqrt(err_sq), err_sq / (np.sqrt(np.maximum(sq - err_sq, 0)) + dist
-                                                     + 1e-300))
+        dots = K.dot_scores(data, q)
+        esq = norms.astype(np.float64) ** 2
+        qsq = (q.astype(np.float64) ** 2).sum(1)
+        dist, err = np.empty(dots.shape), np.empty(dots.shape)
+        K.euclidean_from_dots(dots, esq, qsq, 4 * K.gamma(d + 8), dist, err)
         return dist, err, d
     fast = K.manhattan_fast(data, q) if metric == "manhattan" else K.chi2_fast(data, q)
     g = K.gamma(d + (2 if metric == "manhattan" else 8))
-    return fast, fast.astype(np.float64) * (g / (1 - g)) + 1e-30, d
+    extra = K.chi2_abs_slack(d) if metric == "chi2" else 0.0
+    return fast, fast.astype(np.float64) * (g / (1 - g)) + extra + 1e-30, d
 
 
 _EXACT = {"cosine": K.cosine_exact, "euclidean": K.euclidean_exact,
@@ -166,6 +164,8 @@ def rank(metric: str, data: np.ndarray, queries: np.ndarray, k: int,
     for j in range(len(q)):
         per.append(pick(fast[j] - err[j], fast[j] + err[j],
                         lambda rows, j=j: exact(data[rows], q[j])[0]))
+    if len(q) == 1:
+        return per, per[0]
     mean, mean_err = fast.mean(0), err.mean(0)
     combined = pick(mean - mean_err, mean + mean_err,
                     lambda rows: exact(data[rows], q).mean(0))

@@ -1,0 +1,1 @@
+"""Benchmarks that print JSON (speed, memory, quality). Not tests: run `python -m bench -h`."""

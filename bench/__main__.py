@@ -1,0 +1,44 @@
+"""`python -m bench search --n 400000` / `python -m bench index --corpus DIR`: print JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(prog="python -m bench")
+    sub = p.add_subparsers(dest="what", required=True)
+    s = sub.add_parser("search", help="exact search speed on a synthetic index")
+    s.add_argument("--n", type=int, default=400_000)
+    s.add_argument("--dim", type=int, default=2048)
+    s.add_argument("-k", type=int, default=10)
+    s.add_argument("--repeat", type=int, default=5)
+    s.add_argument("--work", type=Path, default=Path("bench/out"))
+    s.add_argument("--no-baseline", action="store_true", help="skip the slow original kernels")
+    s.add_argument("--save", type=Path, help="also write the JSON here")
+    i = sub.add_parser("index", help="indexing throughput on a folder of photos")
+    i.add_argument("--corpus", type=Path, required=True)
+    i.add_argument("--limit", type=int, default=300)
+    i.add_argument("--workers", type=int)
+    i.add_argument("--batch-size", type=int, default=32)
+    i.add_argument("--work", type=Path, default=Path("bench/out"))
+    i.add_argument("--save", type=Path)
+    args = p.parse_args()
+    if args.what == "search":
+        from .search import run
+    else:
+        from .indexing import run
+    result = run(args)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.save:
+        args.save.parent.mkdir(parents=True, exist_ok=True)
+        args.save.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
