@@ -190,8 +190,9 @@ def _resnet50_weights() -> Path:
     import torch
 
     cached = Path(torch.hub.get_dir()) / "checkpoints" / RESNET50_FILE
-    if cached.is_file():
-        return cached
+    for name in (RESNET50_FILE, "resnet50-11ad3fa6.pth"):  # torchvision's V1 and V2 weights
+        if (cached.parent / name).is_file():
+            return cached.parent / name
     try:
         torch.hub.load_state_dict_from_url(RESNET50_URL, progress=False, check_hash=True)
     except Exception:
