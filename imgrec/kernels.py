@@ -7,8 +7,14 @@ returned top-k equals a float64 brute-force scan (ties broken by row number).
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 from numba import njit, prange
+
+# numba's default threading layer must not be entered from two threads at once (the
+# dashboard serves several sessions from threads); the scans are memory-bound anyway.
+_PARALLEL = threading.Lock()
 
 EPS32 = float(np.finfo(np.float32).eps) / 2  # unit roundoff u
 CHUNK = 65536  # rows per block for the BLAS pass (bounds temporary memory)
@@ -134,12 +140,13 @@ def _blocked(kernel, single, data: np.ndarray, queries: np.ndarray) -> np.ndarra
     if len(q) > QBLOCK:
         raise ValueError(f"at most {QBLOCK} queries per pass")
     out = np.empty((QBLOCK if len(q) > 1 else 1, len(data)), dtype=np.float32)
-    if len(q) == 1:
-        single(data, q, out)
-        return out
-    padded = np.zeros((QBLOCK, q.shape[1]), np.float32)
-    padded[: len(q)] = q
-    kernel(data, padded, out)
+    with _PARALLEL:
+        if len(q) == 1:
+            single(data, q, out)
+            return out
+        padded = np.zeros((QBLOCK, q.shape[1]), np.float32)
+        padded[: len(q)] = q
+        kernel(data, padded, out)
     return out[: len(q)]
 
 

@@ -109,7 +109,8 @@ def _bounds(metric: str, data: np.ndarray, q: np.ndarray,
         esq = norms.astype(np.float64) ** 2
         qsq = (q.astype(np.float64) ** 2).sum(1)
         dist, err = np.empty(dots.shape), np.empty(dots.shape)
-        K.euclidean_from_dots(dots, esq, qsq, 4 * K.gamma(d + 8), dist, err)
+        with K._PARALLEL:
+            K.euclidean_from_dots(dots, esq, qsq, 4 * K.gamma(d + 8), dist, err)
         return dist, err, d
     fast = K.manhattan_fast(data, q) if metric == "manhattan" else K.chi2_fast(data, q)
     g = K.gamma(d + (2 if metric == "manhattan" else 8))
