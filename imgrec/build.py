@@ -1,36 +1,42 @@
 """Build or sync an index from a gallery folder: scan, features in parallel, publish.
 
 Only new or changed files are decoded (size + mtime, confirmed by content hash); moved
-files are recognised by hash; computed batches are saved under ``work/`` as they finish,
-so a killed build resumes where it stopped. The new version is published atomically.
+files are recognised by hash; skipped files are retried; computed batches are saved under
+``work/`` as they finish, so a killed build resumes where it stopped. The new version is
+published atomically; one build runs at a time per index (``build.lock``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing as mp
 import os
+import re
 import shutil
+import sqlite3
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from . import catalog, images, store
-from .errors import ImgrecError, IndexFormatError
+from .errors import ImgrecError, IndexFormatError, IndexNotFoundError
+from .features.color import DIM as HIST_DIM
 from .features.embedding import DEFAULT_MODEL, CNNEmbedder, Embedder
+from .index import Index
 from .lock import BuildLock
-from .pipeline import PIPELINE_VERSION, FileResult, init_worker, process, process_many
+from .pipeline import PIPELINE_VERSION, FileResult, init_worker, process
 from .reduce import DEFAULT_COMPONENTS
 from .settings import Settings
 
 TASK_FILES = 8  # files per worker task
-FLUSH_EVERY = 256  # computed images per saved work chunk
-FLUSH_SECONDS = 20.0
+FLUSH_EVERY = 256  # computed images per saved work chunk (IMGREC_FLUSH_EVERY overrides)
+FLUSH_SECONDS = 20.0  # ... or sooner, when the last chunk is this old
 
 
 @dataclass
@@ -98,6 +104,12 @@ def build_index(gallery: str | os.PathLike, index_dir: str | os.PathLike | None 
                 ) -> BuildReport:
     """Index (or re-sync) every image under ``gallery`` into ``index_dir``.
 
+    On an existing index this is a sync: files whose size and mtime are unchanged are
+    reused as they are; other files are hashed, and content already indexed (touched or
+    moved files) is reused without decoding; only new content is decoded and embedded.
+    Files skipped earlier are retried. Computed batches are saved under
+    ``index_dir/work/`` as they finish, so a killed build resumes where it stopped.
+
     Args:
         gallery: folder scanned recursively for jpg, jpeg, png, bmp, gif, webp, tif, tiff.
         index_dir: where the index lives (default: settings).
@@ -106,7 +118,8 @@ def build_index(gallery: str | os.PathLike, index_dir: str | os.PathLike | None 
         weights, device, batch_size: passed to the default :class:`CNNEmbedder`.
         workers: decoding processes (0 decodes in this process; default: CPU count).
         pca_components: PCA components kept for the PCA-colour method.
-        full: ignore the existing index and recompute everything.
+        full: ignore the existing index and the work of an interrupted build; recompute
+            everything.
         wait: wait for a running build of the same index instead of failing.
         progress: called with a :class:`Progress` as files are processed.
 
@@ -129,17 +142,35 @@ def build_index(gallery: str | os.PathLike, index_dir: str | os.PathLike | None 
         raise ImgrecError(f"gallery folder not found: {gallery}")
     if index_dir == root or images.is_within(index_dir, root):
         raise ImgrecError(f"the index directory {index_dir} must not lie inside the gallery")
+    flush_every = _flush_every()
     emb = embedder or CNNEmbedder(model, weights=weights, device=device, batch_size=batch_size)
     report = BuildReport(gallery=root, index_dir=index_dir, model=emb.name)
     with BuildLock(index_dir, wait=wait):
         store.remove_stale_temporaries(index_dir)
-        prev = None if full else _previous(index_dir, root, emb.name, report)
         work = index_dir / "work" / f"{_safe(emb.name)}-p{PIPELINE_VERSION}"
-        if full and work.exists():
-            shutil.rmtree(work)
-        _run(root, index_dir, emb, prev, work, workers, batch_size, pca_components,
-             report, progress, t0)
+        if full:
+            report.notes.append("full rebuild: every image is recomputed")
+            shutil.rmtree(work, ignore_errors=True)
+            prev = None
+        else:
+            prev = _previous(index_dir, root, emb, report)
+        _run(root, index_dir, emb, prev, _WorkStore(work, emb.dim, flush_every), workers,
+             batch_size, pca_components, report, progress, t0)
     return report
+
+
+def _flush_every() -> int:
+    """Computed images per saved work chunk (``IMGREC_FLUSH_EVERY`` overrides, for tests)."""
+    env = os.environ.get("IMGREC_FLUSH_EVERY", "").strip()
+    if not env:
+        return FLUSH_EVERY
+    try:
+        value = int(env)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ImgrecError(f"IMGREC_FLUSH_EVERY must be a positive integer, got {env!r}")
+    return value
 
 
 def _safe(name: str) -> str:
@@ -148,92 +179,172 @@ def _safe(name: str) -> str:
 
 @dataclass
 class _Prev:
-    version: Path
+    index: Index
     entries: dict[str, catalog.Entry]
-    embeddings: np.ndarray
-    histograms: np.ndarray
+
+    @property
+    def embeddings(self) -> np.ndarray:
+        return self.index.embeddings
+
+    @property
+    def histograms(self) -> np.ndarray:
+        return self.index.histograms
 
 
-def _previous(index_dir: Path, root: Path, model: str, report: BuildReport) -> _Prev | None:
-    """The published version to sync against, if it is usable for this gallery and model."""
-    version = store.current_version(index_dir)
-    if version is None:
-        return None
+def _previous(index_dir: Path, root: Path, emb: Embedder, report: BuildReport) -> _Prev | None:
+    """The published version to sync against, if it is usable for this gallery and model.
+
+    Entries are keyed by gallery-relative path. Skipped entries and rows whose stored
+    features are not finite or not unit-length are marked so the sync retries them.
+    """
     try:
-        manifest = json.loads((version / "manifest.json").read_text())
-        if manifest.get("format_version") != store.FORMAT_VERSION:
-            raise IndexFormatError("other format version")
-        if manifest.get("model") != model:
-            report.notes.append(f"model changed from {manifest.get('model')} to {model}: "
-                                "all embeddings are recomputed")
-            return None
-        if manifest.get("pipeline") != PIPELINE_VERSION:
-            report.notes.append("feature pipeline changed: all features are recomputed")
-            return None
-        if Path(manifest.get("gallery_root", "")) != root:
-            report.notes.append(f"gallery changed from {manifest.get('gallery_root')}: "
-                                "unchanged files are recognised by content hash only")
-        entries = {e.path: e for e in catalog.read_all(version / "catalog.sqlite")}
-        emb = np.load(version / "embeddings.npy", mmap_mode="r", allow_pickle=False)
-        hist = np.load(version / "histograms.npy", mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError, IndexFormatError, KeyError) as exc:
+        idx = Index.open(index_dir)
+    except IndexNotFoundError:
+        return None
+    except IndexFormatError as exc:
         report.notes.append(f"previous index not reusable ({exc}): full rebuild")
         return None
-    if Path(manifest.get("gallery_root", "")) != root:
-        entries = {p: catalog.Entry(path="\0" + p, row=e.row, sha256=e.sha256)
-                   for p, e in entries.items() if e.row is not None}
-    return _Prev(version, entries, emb, hist)
+    m = idx.manifest
+    if m["model"] != emb.name or m["embedding_dim"] != emb.dim:
+        report.notes.append(f"model changed from {m['model']} to {emb.name}: "
+                            "all embeddings are recomputed")
+        return None
+    if m.get("pipeline") != PIPELINE_VERSION:
+        report.notes.append("feature pipeline changed: all features are recomputed")
+        return None
+    try:
+        entries = {e.path: e for e in idx.entries()}
+    except sqlite3.Error as exc:
+        report.notes.append(f"previous catalog not readable ({exc}): full rebuild")
+        return None
+    bad = _damaged_rows(idx)
+    if bad:
+        report.notes.append(f"{len(bad)} rows of the previous index hold damaged features: "
+                            "recomputed")
+    same_root = Path(m["gallery_root"]) == root
+    if not same_root:
+        report.notes.append(f"gallery changed from {m['gallery_root']}: files are compared "
+                            "by content hash")
+    for p, e in entries.items():
+        if e.row is not None and e.row in bad:
+            entries[p] = replace(e, row=None, error="damaged features in the previous index")
+        elif not same_root:
+            entries[p] = replace(e, size=-1)  # never equal: confirm each file by its hash
+    return _Prev(idx, entries)
+
+
+def _damaged_rows(idx: Index) -> set[int]:
+    """Rows whose stored embedding or histogram is not finite, or not unit-length/zero."""
+    bad: set[int] = set()
+    step = 8192
+    for s in range(0, len(idx), step):
+        e = np.asarray(idx.embeddings[s:s + step], dtype=np.float64)
+        h = np.asarray(idx.histograms[s:s + step])
+        norms = np.linalg.norm(e, axis=1)
+        ok = (np.isfinite(e).all(1) & np.isfinite(h).all(1)
+              & ((np.abs(norms - 1.0) <= 1e-3) | (norms == 0.0)))
+        bad.update((s + np.flatnonzero(~ok)).tolist())
+    return bad
+
+
+_META = ("format", "mode", "width", "height", "exif")
+_CHUNK_NAME = re.compile(r"chunk-(\d{6,})\.npz")
 
 
 class _WorkStore:
-    """Features computed by this (or an interrupted) build, saved in chunk files by hash."""
+    """Features computed by this (or an interrupted) build, saved in chunk files by hash.
 
-    def __init__(self, folder: Path) -> None:
+    A chunk is written to a temporary name, synced, then renamed, so every
+    ``chunk-*.npz`` is complete; anything else found at start (a temporary left by a
+    crash, a chunk that does not load) is deleted and its images recomputed.
+    """
+
+    def __init__(self, folder: Path, dim: int, flush_every: int = FLUSH_EVERY) -> None:
         self.folder = folder
-        folder.mkdir(parents=True, exist_ok=True)
-        self.where: dict[str, tuple[Path, int]] = {}
-        self.meta: dict[str, dict] = {}
-        for f in sorted(folder.glob("chunk-*.npz")):
-            try:
-                with np.load(f, allow_pickle=False) as z:
-                    for i, (sha, meta) in enumerate(zip(z["sha"], z["meta"], strict=True)):
-                        self.where[str(sha)] = (f, i)
-                        self.meta[str(sha)] = json.loads(str(meta))
-            except (OSError, ValueError, KeyError):
-                f.unlink(missing_ok=True)  # a chunk cut short by a crash: recompute it
-        self.resumable = set(self.where)
+        self.flush_every = flush_every
+        self.meta: dict[str, dict] = {}  # sha -> catalog metadata, for every sha held
+        self._count = 0
+        if folder.is_dir():
+            for f in sorted(folder.iterdir()):
+                m = _CHUNK_NAME.fullmatch(f.name)
+                if m is None or not self._load(f, dim):
+                    f.unlink(missing_ok=True)
+                else:
+                    self._count = max(self._count, int(m.group(1)))
+        self.resumable = frozenset(self.meta)
         self._pending: list[tuple[FileResult, np.ndarray]] = []
-        self._count = len(list(folder.glob("chunk-*.npz")))
         self._last = time.monotonic()
 
+    def _load(self, f: Path, dim: int) -> bool:
+        try:
+            with np.load(f, allow_pickle=False) as z:
+                sha, meta, emb, hist = z["sha"], z["meta"], z["emb"], z["hist"]
+            k = len(sha)
+            if (meta.shape != (k,) or emb.shape != (k, dim) or hist.shape != (k, HIST_DIM)
+                    or not np.isfinite(emb).all() or not np.isfinite(hist).all()):
+                return False
+            decoded = [json.loads(str(m)) for m in meta]
+        except Exception:  # BadZipFile, EOFError, KeyError, ValueError, OSError: cut short
+            return False
+        for s, m in zip(sha, decoded, strict=True):
+            self.meta[str(s)] = m
+        return True
+
     def add(self, results: list[FileResult], vectors: np.ndarray) -> None:
-        self._pending += list(zip(results, vectors, strict=True))
-        if len(self._pending) >= FLUSH_EVERY or time.monotonic() - self._last > FLUSH_SECONDS:
+        for r, v in zip(results, vectors, strict=True):
+            self._pending.append((r, v))
+            self.meta[r.sha256] = {k: getattr(r, k) for k in _META}
+        if (len(self._pending) >= self.flush_every
+                or time.monotonic() - self._last > FLUSH_SECONDS):
             self.flush()
 
     def flush(self) -> None:
         if not self._pending:
             return
+        self.folder.mkdir(parents=True, exist_ok=True)
         self._count += 1
         f = self.folder / f"chunk-{self._count:06d}.npz"
-        tmp = f.with_suffix(".tmp.npz")
+        tmp = self.folder / f".tmp-{f.name}"
         res = [r for r, _ in self._pending]
-        meta = [json.dumps({k: getattr(r, k) for k in ("format", "mode", "width", "height",
-                                                       "exif")}) for r in res]
-        np.savez(tmp, sha=np.array([r.sha256 for r in res]), meta=np.array(meta),
-                 emb=np.stack([v for _, v in self._pending]).astype(np.float32),
-                 hist=np.stack([r.hist for r in res]).astype(np.float32))
+        with open(tmp, "wb") as fh:
+            np.savez(fh, sha=np.array([r.sha256 for r in res]),
+                     meta=np.array([json.dumps(self.meta[r.sha256]) for r in res]),
+                     emb=np.stack([v for _, v in self._pending]).astype(np.float32),
+                     hist=np.stack([r.hist for r in res]).astype(np.float32))
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(tmp, f)
-        for i, r in enumerate(res):
-            self.where[r.sha256] = (f, i)
-            self.meta[r.sha256] = json.loads(meta[i])
         self._pending = []
         self._last = time.monotonic()
 
     def chunks(self) -> Iterator[tuple[list[str], np.ndarray, np.ndarray]]:
+        if not self.folder.is_dir():
+            return
         for f in sorted(self.folder.glob("chunk-*.npz")):
             with np.load(f, allow_pickle=False) as z:
                 yield [str(s) for s in z["sha"]], z["emb"], z["hist"]
+
+    def discard(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+        with contextlib.suppress(OSError):  # work/, unless another model's build is pending
+            self.folder.parent.rmdir()
+
+
+def _process_safe(task: tuple[str, str, int, int, int], known: frozenset[str]) -> FileResult:
+    """:func:`process`, with any unexpected decoder failure recorded as the file's error."""
+    try:
+        return process(*task, known=known)
+    except Exception as exc:  # a bad file must never stop a build
+        res = FileResult(task[1], task[2], task[3])
+        res.error = f"unreadable: {type(exc).__name__}: {exc}"
+        return res
+
+
+def _process_many_safe(tasks: list[tuple[str, str, int, int, int]]) -> list[FileResult]:
+    """Worker entry point (the worker's known hashes were set by ``init_worker``)."""
+    from . import pipeline
+
+    return [_process_safe(t, pipeline._KNOWN) for t in tasks]
 
 
 def _results(todo: list[tuple[str, str, int, int, int]], workers: int,
@@ -241,7 +352,7 @@ def _results(todo: list[tuple[str, str, int, int, int]], workers: int,
     """Process files in worker processes with bounded look-ahead (or in this process)."""
     if workers <= 0 or len(todo) < 2 * TASK_FILES:
         for t in todo:
-            yield process(*t, known=known)
+            yield _process_safe(t, known)
         return
     tasks = [todo[i:i + TASK_FILES] for i in range(0, len(todo), TASK_FILES)]
     ctx = mp.get_context("spawn")  # safe beside torch threads and Streamlit's threads
@@ -250,50 +361,50 @@ def _results(todo: list[tuple[str, str, int, int, int]], workers: int,
         pending: deque[Future] = deque()
         it = iter(tasks)
         for t in it:
-            pending.append(pool.submit(process_many, t))
+            pending.append(pool.submit(_process_many_safe, t))
             if len(pending) >= inflight:
                 break
         while pending:
             done = pending.popleft().result()
             nxt = next(it, None)
             if nxt is not None:
-                pending.append(pool.submit(process_many, nxt))
+                pending.append(pool.submit(_process_many_safe, nxt))
             yield from done
 
 
-def _run(root: Path, index_dir: Path, emb: Embedder, prev: _Prev | None, work: Path,
+def _run(root: Path, index_dir: Path, emb: Embedder, prev: _Prev | None, ws: _WorkStore,
          workers: int | None, batch_size: int, pca_components: int, report: BuildReport,
          progress: Callable[[Progress], None] | None, t0: float) -> None:
     files = []
     for path in images.scan(root):
         try:
             st = path.stat()
-        except OSError:
-            continue
-        files.append((str(path), path.relative_to(root).as_posix(), st.st_size, st.st_mtime_ns))
+            size, mtime = st.st_size, st.st_mtime_ns
+        except OSError:  # e.g. a dangling link: reading it records why
+            size, mtime = -1, -1
+        files.append((str(path), path.relative_to(root).as_posix(), size, mtime))
     if not files:
         raise ImgrecError(f"no images found in {root} (looked for "
                           f"{', '.join(sorted(images.SUFFIXES))})")
-    ws = _WorkStore(work)
     prev_entries = prev.entries if prev else {}
     prev_sha = {e.sha256: e for e in prev_entries.values() if e.row is not None}
     final: dict[str, catalog.Entry] = {}
     source: dict[str, tuple[str, int]] = {}  # path -> ("prev", row) | ("work", 0)
+    status: dict[str, str] = {}  # path -> added | updated | unchanged
     todo = []
     for path, rel, size, mtime in files:
         old = prev_entries.get(rel)
-        if old and old.size == size and old.mtime_ns == mtime:
-            final[rel] = catalog.Entry(**{**old.__dict__, "row": None})
-            if old.row is not None:
-                source[rel] = ("prev", old.row)
-            report.unchanged += 1
-        else:
+        if old and old.row is not None and old.size == size and old.mtime_ns == mtime:
+            final[rel] = replace(old, row=None)
+            source[rel] = ("prev", old.row)
+            status[rel] = "unchanged"
+        else:  # new, changed, or skipped last time (retried: it may have been fixed)
             todo.append((path, rel, size, mtime, emb.input_size))
-    seen = set(final)
-    known = frozenset(prev_sha) | frozenset(ws.where)
+    known = frozenset(prev_sha) | ws.resumable
     total, done = len(files), len(files) - len(todo)
     t_feat = time.perf_counter()
     batch: list[FileResult] = []
+    in_batch: set[str] = set()
 
     def tick(stage: str = "features") -> None:
         if progress:
@@ -301,67 +412,89 @@ def _run(root: Path, index_dir: Path, emb: Embedder, prev: _Prev | None, work: P
 
     def flush_batch() -> None:
         nonlocal batch
-        if batch:
-            vecs = emb.embed(np.stack([r.crop for r in batch]))
-            ws.add(batch, vecs)
-            report.computed += len(batch)
-            batch = []
+        if not batch:
+            return
+        vecs = np.asarray(emb.embed(np.stack([r.crop for r in batch])), dtype=np.float32)
+        if vecs.shape != (len(batch), emb.dim):
+            raise ImgrecError(f"embedder {emb.name} returned shape {vecs.shape} for "
+                              f"{len(batch)} images (expected ({len(batch)}, {emb.dim}))")
+        ok = np.isfinite(vecs).all(1)
+        good = [r for r, g in zip(batch, ok, strict=True) if g]
+        failed = {r.sha256 for r, g in zip(batch, ok, strict=True) if not g}
+        if failed:  # every file with that content is skipped
+            for p in [p for p in source if final[p].sha256 in failed and source[p][0] == "work"]:
+                final[p].error = "embedding failed: the model returned NaN or inf"
+                del source[p]
+        if good:
+            ws.add(good, vecs[ok])
+        report.computed += len(batch)
+        batch = []
+        in_batch.clear()
 
     tick()
     n_workers = (os.cpu_count() or 1) if workers is None else workers
     for res in _results(todo, n_workers, known, inflight=max(4, 2 * n_workers + 2)):
         done += 1
-        seen.add(res.rel)
-        old = prev_entries.get(res.rel)
         entry = catalog.Entry(res.rel, None, res.size, res.mtime_ns, res.sha256, res.format,
                               res.mode, res.width, res.height, res.exif, res.error)
+        final[res.rel] = entry
         if res.error:
-            report.skipped.append((res.rel, res.error))
-        elif res.known or res.sha256 in prev_sha or res.sha256 in ws.where:
-            if res.sha256 in prev_sha:
-                src = prev_sha[res.sha256]
-                source[res.rel] = ("prev", src.row)  # type: ignore[assignment]
-                for k in ("format", "mode", "width", "height", "exif"):
-                    setattr(entry, k, getattr(src, k))
-            else:
-                source[res.rel] = ("work", 0)
-                for k, v in ws.meta.get(res.sha256, {}).items():
-                    setattr(entry, k, v)
-                report.resumed += res.sha256 in ws.resumable
+            pass  # listed in report.skipped below
+        elif res.sha256 in prev_sha:  # touched, moved or copied: reuse the stored row
+            src = prev_sha[res.sha256]
+            source[res.rel] = ("prev", src.row)  # type: ignore[assignment]
+            for k in _META:
+                setattr(entry, k, getattr(src, k))
         else:
             source[res.rel] = ("work", 0)
-            batch.append(res)
-            if len(batch) >= batch_size:
-                flush_batch()
-        if old and not res.error and old.sha256 == res.sha256:
-            report.unchanged += 1
-        elif old:
-            report.updated += 1
+            if res.known:  # features saved by an interrupted build
+                for k, v in ws.meta[res.sha256].items():
+                    setattr(entry, k, v)
+                report.resumed += 1
+            elif res.sha256 not in ws.meta and res.sha256 not in in_batch:
+                batch.append(res)
+                in_batch.add(res.sha256)
+                if len(batch) >= batch_size:
+                    flush_batch()
+        old = prev_entries.get(res.rel)
+        if old is None:
+            status[res.rel] = "added"
+        elif old.sha256 == res.sha256 and old.row is not None:
+            status[res.rel] = "unchanged"  # touched: same content
         else:
-            report.added += 1
-        final[res.rel] = entry
+            status[res.rel] = "updated"  # new content, or skipped before and readable now
         if done % 8 == 0 or done == total:
             tick()
     flush_batch()
     ws.flush()
     tick()
-    _count_moves(report, prev_entries, final, source)
-    report.removed = sum(1 for p in prev_entries if p not in seen and not p.startswith("\0"))
+    _count(report, prev_entries, final, source, status)
     _assemble(root, index_dir, emb, prev, ws, final, source, pca_components, report, progress,
               t0)
-    shutil.rmtree(work, ignore_errors=True)
+    ws.discard()
     report.seconds = time.perf_counter() - t0
 
 
-def _count_moves(report: BuildReport, prev_entries: dict[str, catalog.Entry],
-                 final: dict[str, catalog.Entry], source: dict[str, tuple[str, int]]) -> None:
-    """Reclassify added files whose content was at a path that no longer exists as moved."""
-    gone = {e.sha256 for p, e in prev_entries.items() if p not in final and e.row is not None}
-    for p, e in final.items():
-        if p not in prev_entries and e.error is None and e.sha256 in gone:
-            report.moved += 1
-            report.added -= 1
-            gone.discard(e.sha256)
+def _count(report: BuildReport, prev_entries: dict[str, catalog.Entry],
+           final: dict[str, catalog.Entry], source: dict[str, tuple[str, int]],
+           status: dict[str, str]) -> None:
+    """Fill the report's counts.
+
+    Every gallery file is counted once: skipped (not indexed, with its reason) or indexed
+    as added, moved (a new path holding the content of an indexed path that is gone),
+    updated or unchanged. ``removed`` counts catalogued paths that are gone, less the moves.
+    """
+    gone = [p for p in prev_entries if p not in final]
+    left = Counter(prev_entries[p].sha256 for p in gone if prev_entries[p].row is not None)
+    report.skipped = [(p, final[p].error or "unknown") for p in sorted(final)
+                      if p not in source]
+    for p in sorted(source):
+        kind = status[p]
+        if kind == "added" and left[final[p].sha256] > 0:
+            left[final[p].sha256] -= 1
+            kind = "moved"
+        setattr(report, kind, getattr(report, kind) + 1)
+    report.removed = len(gone) - report.moved
 
 
 def _assemble(root: Path, index_dir: Path, emb: Embedder, prev: _Prev | None,

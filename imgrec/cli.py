@@ -57,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     n = sub.add_parser("info", help="what is indexed, with which model, what was skipped")
     n.add_argument("--index", type=Path)
     n.add_argument("--json", action="store_true")
+    n.add_argument("--verify", action="store_true",
+                   help="check that catalog, matrices and manifest agree (reads every file); "
+                        "exit 2 naming each problem")
     return p
 
 
@@ -178,10 +181,37 @@ def _search(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _verify(args: argparse.Namespace) -> int:
+    from .store import current_version
+    from .verify import read_manifest, verify
+
+    index_dir = _index_dir(args.index)
+    problems = verify(index_dir)
+    if args.json:
+        print(json.dumps({"index_dir": str(index_dir), "ok": not problems,
+                          "problems": problems}, indent=2))
+        return EXIT_USAGE if problems else EXIT_OK
+    if problems:
+        for problem in problems:
+            print(f"problem: {problem}")
+        print(f"imgrec: the index at {index_dir} failed verification ({len(problems)} "
+              f"problem{'s' if len(problems) > 1 else ''}); rebuild it with "
+              f"`imgrec index GALLERY --index {index_dir} --full`", file=sys.stderr)
+        return EXIT_USAGE
+    version = current_version(index_dir)
+    assert version is not None
+    m = read_manifest(version)
+    print(f"ok: {index_dir} version {m['version']}: {m['count']} images, {m['skipped']} "
+          f"skipped; manifest, catalog, matrices and PCA agree (no NaN/inf, unit embeddings)")
+    return EXIT_OK
+
+
 def _info(args: argparse.Namespace) -> int:
     from .index import Index
     from .lock import holder
 
+    if args.verify:
+        return _verify(args)
     idx = Index.open(_index_dir(args.index))
     entries = idx.entries()
     size = sum(f.stat().st_size for f in idx.dir.iterdir() if f.is_file())

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import os
 import threading
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +20,8 @@ from .features.embedding import Embedder, l2_normalise
 from .reduce import DEFAULT_COMPONENTS, PCAModel
 from .search import METHOD_METRIC, Hit, SearchResult, check_request, rank, score_of
 from .settings import Settings
-from .store import FORMAT_VERSION, VersionWriter, current_version
+from .store import CURRENT, VersionWriter, current_version, hold_version
+from .verify import check_catalog, check_manifest, expected_shapes, load_pca, open_matrix, read_manifest
 
 
 @dataclass(frozen=True)
@@ -57,31 +58,31 @@ class Index:
                  embedder: Embedder | None = None) -> None:
         self.dir = version_dir
         self.index_dir = version_dir.parent
-        self.manifest = manifest
+        self.manifest = check_manifest(manifest, version_dir / "manifest.json")
         self._embedder = embedder
         self._lock = threading.Lock()
         self._pca: PCAModel | None = None
         self._pca_norms: dict[int, np.ndarray] = {}
-        n, d = manifest["count"], manifest["embedding_dim"]
-        expect = {"embeddings.npy": (n, d), "embedding_norms.npy": (n,),
-                  "histograms.npy": (n, HIST_DIM),
-                  "pca_histograms.npy": (n, manifest["pca_components"])}
-        arrays = {}
-        for name, shape in expect.items():
-            try:
-                arr = np.load(version_dir / name, mmap_mode="r", allow_pickle=False)
-            except (OSError, ValueError) as exc:
-                raise IndexFormatError(f"index file {version_dir / name} is damaged: {exc}") from None
-            if arr.shape != shape or arr.dtype != np.float32:
-                raise IndexFormatError(f"index file {version_dir / name} has shape {arr.shape} "
-                                       f"{arr.dtype}, the manifest says {shape} float32")
-            arrays[name] = arr
+        # Hold the version while this object lives: a later build's prune keeps it.
+        fd = hold_version(version_dir)
+        if fd is None:
+            raise IndexFormatError(f"index version {version_dir} is gone (replaced by a newer "
+                                   "build and deleted): open the index again")
+        self._hold = weakref.finalize(self, os.close, fd)
+        try:
+            arrays = {name: open_matrix(version_dir / name, shape)
+                      for name, shape in expected_shapes(self.manifest).items()}
+            check_catalog(version_dir / "catalog.sqlite", self.manifest["count"])
+            self._pca = load_pca(version_dir / "pca.npz", self.manifest["pca_components"])
+        except IndexFormatError as exc:
+            self._hold()
+            raise IndexFormatError(
+                f"the index at {self.index_dir} is damaged: {exc}; rebuild it with "
+                f"`imgrec index GALLERY --index {self.index_dir} --full`") from None
         self.embeddings = arrays["embeddings.npy"]
         self.embedding_norms = arrays["embedding_norms.npy"]
         self.histograms = arrays["histograms.npy"]
         self.pca_histograms = arrays["pca_histograms.npy"]
-        if not (version_dir / "catalog.sqlite").is_file():
-            raise IndexFormatError(f"index catalog {version_dir / 'catalog.sqlite'} is missing")
 
     # ---- opening -----------------------------------------------------------------------
 
@@ -89,6 +90,9 @@ class Index:
     def open(cls, index_dir: str | os.PathLike | None = None, *,
              embedder: Embedder | None = None) -> Index:
         """Open the published version of the index at ``index_dir`` (memory-mapped).
+
+        The files are checked (manifest, shapes, file lengths, catalog rows, PCA), not
+        read in full: ``imgrec info --verify`` does the thorough check.
 
         Args:
             index_dir: the index directory (default: ``IMGREC_INDEX_DIR`` or ``data/index``).
@@ -100,22 +104,27 @@ class Index:
             IndexFormatError: the index is damaged or of another format version.
         """
         index_dir = Path(index_dir) if index_dir else Settings.from_env().index_dir
-        version = current_version(index_dir)
-        if version is None:
-            raise IndexNotFoundError(f"no index at {index_dir}: build one with "
-                                     f"`imgrec index GALLERY --index {index_dir}`")
-        try:
-            manifest = json.loads((version / "manifest.json").read_text())
-        except FileNotFoundError:
-            raise IndexFormatError(f"index version {version} has no manifest.json") from None
-        except (OSError, ValueError) as exc:
-            raise IndexFormatError(f"manifest {version / 'manifest.json'} is damaged: {exc}") from None
-        found = manifest.get("format_version") if isinstance(manifest, dict) else None
-        if found != FORMAT_VERSION:
-            raise IndexFormatError(
-                f"index at {index_dir} has format version {found}; this imgrec reads version "
-                f"{FORMAT_VERSION}: rebuild it with `imgrec index GALLERY --index {index_dir} --full`")
-        return cls(version, manifest, embedder)
+        for attempt in range(3):
+            version = current_version(index_dir)
+            if version is None:
+                raise IndexNotFoundError(f"no index at {index_dir}: build one with "
+                                         f"`imgrec index GALLERY --index {index_dir}`")
+            try:
+                return cls(version, read_manifest(version), embedder)
+            except IndexFormatError as exc:
+                # A build may have published and pruned between reading CURRENT and
+                # opening the files: then the new version is the one to open.
+                if attempt < 2 and current_version(index_dir) != version:
+                    continue
+                hint = f"rebuild it with `imgrec index GALLERY --index {index_dir} --full`"
+                if not version.is_dir():
+                    raise IndexFormatError(f"{index_dir / CURRENT} names {version.name}, but "
+                                           f"that folder is missing: {hint}") from None
+                if "rebuild it" in str(exc).lower():
+                    raise
+                raise IndexFormatError(f"the index at {index_dir} is damaged: {exc}; "
+                                       f"{hint}") from None
+        raise AssertionError("unreachable")
 
     # ---- facts -------------------------------------------------------------------------
 

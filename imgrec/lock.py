@@ -41,12 +41,19 @@ class BuildLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if self.wait else fcntl.LOCK_NB))
         except BlockingIOError:
+            info = _read_info(fd)
             os.close(fd)
-            raise BuildLockedError(describe(holder(self.path))) from None
+            raise BuildLockedError(describe(info)) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        # The lock is ours: whatever the file says is left by a build that died (the OS
+        # released its lock), so it is simply overwritten.
         os.ftruncate(fd, 0)
         info = {"pid": os.getpid(), "host": socket.gethostname(),
-                "started": time.strftime("%Y-%m-%d %H:%M:%S"), "started_ts": time.time()}
+                "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "started_ts": time.time()}
         os.pwrite(fd, json.dumps(info).encode(), 0)
+        os.fsync(fd)
         self._fd = fd
         return self
 
@@ -71,18 +78,44 @@ def holder(path: str | Path) -> dict[str, Any] | None:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            try:
-                return json.loads(os.pread(fd, 4096, 0) or b"{}") or {"pid": "?"}
-            except ValueError:
-                return {"pid": "?"}
+            return _read_info(fd)
         fcntl.flock(fd, fcntl.LOCK_UN)
         return None
     finally:
         os.close(fd)
 
 
+def _read_info(fd: int) -> dict[str, Any]:
+    """The holder's pid/start record. It writes it just after locking, over what a dead
+    build left, so allow it a moment and ignore a record naming a dead local process."""
+    for _ in range(50):
+        raw = os.pread(fd, 4096, 0)
+        try:
+            info = json.loads(raw) if raw else None
+        except ValueError:
+            info = None
+        if isinstance(info, dict) and info and _alive(info):
+            return info
+        time.sleep(0.01)
+    return {"pid": "?"}
+
+
+def _alive(info: dict[str, Any]) -> bool:
+    if info.get("host") not in (None, socket.gethostname()):
+        return True  # another machine's process: cannot tell
+    try:
+        os.kill(int(info.get("pid", 0)), 0)
+    except (ValueError, TypeError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return int(info["pid"]) > 0
+
+
 def describe(info: dict[str, Any] | None) -> str:
     if not info:
         return "a build of this index is already running"
-    return (f"a build of this index is already running (pid {info.get('pid', '?')}, "
+    host = info.get("host")
+    where = f" on {host}" if host and host != socket.gethostname() else ""
+    return (f"a build of this index is already running (pid {info.get('pid', '?')}{where}, "
             f"started {info.get('started', '?')}); wait for it to finish or use --wait")

@@ -11,12 +11,17 @@ Layout of an index directory::
     work/                    batches of a running build (lets a killed build resume)
 
 Readers hold on to the version they opened; a build never touches a published version.
+An open :class:`~imgrec.index.Index` holds a shared ``flock`` on its version's
+``manifest.json`` (see :func:`hold_version`), and :func:`prune` never deletes a version
+that is held, so a reader keeps working until it reopens, however many builds happen.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -25,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from . import catalog
+from .errors import IndexFormatError
 from .features.color import DIM as HIST_DIM
 from .reduce import DEFAULT_COMPONENTS, fit_pca
 
@@ -32,16 +38,54 @@ FORMAT_VERSION = 1
 CURRENT = "CURRENT"
 KEEP_VERSIONS = 2  # the published one and the one before (readers may still use it)
 CHUNK = 32768
+VERSION_NAME = re.compile(r"v-[0-9A-Za-z_.-]{1,100}")
 
 
 def current_version(index_dir: Path) -> Path | None:
-    """The published version folder, or None when there is none."""
-    pointer = index_dir / CURRENT
+    """The published version folder, or None when there is none.
+
+    Raises:
+        IndexFormatError: ``CURRENT`` exists but does not name a version of this index.
+    """
+    pointer = Path(index_dir) / CURRENT
     try:
-        name = pointer.read_text().strip()
+        raw = pointer.read_bytes()
     except (FileNotFoundError, NotADirectoryError):
         return None
-    return index_dir / name if name else None
+    except OSError as exc:
+        raise IndexFormatError(f"{pointer} cannot be read: {exc.strerror or exc}") from None
+    try:
+        name = raw.decode("ascii").strip()
+    except UnicodeDecodeError:
+        name = None
+    if not name or not VERSION_NAME.fullmatch(name) or ".." in name:
+        raise IndexFormatError(f"{pointer} is damaged: it should name a v-* version folder, "
+                               f"found {raw[:60]!r}")
+    return Path(index_dir) / name
+
+
+def hold_version(version_dir: Path) -> int | None:
+    """Take a shared lock marking ``version_dir`` as in use; returns the fd to close later.
+
+    Returns None when the version is being deleted by :func:`prune` (or has no manifest).
+    """
+    try:
+        fd = os.open(Path(version_dir) / "manifest.json", os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except OSError:
+        pass  # a file system without flock: readable, but unprotected from prune
+    return fd
+
+
+def _version_stamp() -> str:
+    ns = time.time_ns()  # one clock reading, so names sort in publication order
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime(ns // 10**9)) + f"-{ns % 10**9:09d}"
 
 
 def _fsync_dir(path: Path) -> None:
@@ -62,8 +106,7 @@ class VersionWriter:
     def __init__(self, index_dir: str | Path, n: int, embedding_dim: int) -> None:
         self.index_dir = Path(index_dir)
         self.index_dir.mkdir(parents=True, exist_ok=True)
-        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"-{time.time_ns() % 10**9:09d}"
-        self.name = f"v-{stamp}"
+        self.name = f"v-{_version_stamp()}"
         self.tmp = self.index_dir / f".tmp-{self.name}"
         self.tmp.mkdir()
         self.n, self.dim = n, embedding_dim
@@ -107,6 +150,7 @@ class VersionWriter:
         for f in self.tmp.iterdir():
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
+        _fsync_dir(self.tmp)
         final = self.index_dir / self.name
         os.rename(self.tmp, final)
         pointer_tmp = self.index_dir / f".{CURRENT}.tmp"
@@ -124,16 +168,39 @@ class VersionWriter:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def prune(index_dir: Path, keep: int = KEEP_VERSIONS) -> None:
-    """Delete old versions beyond ``keep`` (open memory maps of them stay valid on POSIX)."""
+def prune(index_dir: Path, keep: int = KEEP_VERSIONS) -> list[Path]:
+    """Delete old versions beyond the newest ``keep``, except any an open reader holds.
+
+    A held version (see :func:`hold_version`) is kept and deleted by a later prune once
+    its readers are gone. Returns the folders deleted.
+    """
     cur = current_version(index_dir)
-    versions = sorted(p for p in index_dir.glob("v-*") if p.is_dir())
+    versions = sorted(p for p in Path(index_dir).glob("v-*") if p.is_dir())
     old = [p for p in versions if p != cur][: max(0, len(versions) - keep)]
+    deleted = []
     for p in old:
-        shutil.rmtree(p, ignore_errors=True)
+        try:
+            fd = os.open(p / "manifest.json", os.O_RDONLY)
+        except OSError:  # no manifest: never readable, nobody can hold it
+            fd = None
+        try:
+            if fd is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # a reader still uses it
+                except OSError:
+                    pass  # no flock on this file system: prune as before
+            shutil.rmtree(p, ignore_errors=True)
+            deleted.append(p)
+        finally:
+            if fd is not None:
+                os.close(fd)
+    return deleted
 
 
 def remove_stale_temporaries(index_dir: Path) -> None:
     """Drop half-written versions left by a crashed build (call with the build lock held)."""
-    for p in index_dir.glob(".tmp-v-*"):
+    for p in Path(index_dir).glob(".tmp-v-*"):
         shutil.rmtree(p, ignore_errors=True)
+    (Path(index_dir) / f".{CURRENT}.tmp").unlink(missing_ok=True)
