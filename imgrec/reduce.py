@@ -50,6 +50,16 @@ class PCAModel:
 
 
 def fit_pca(x: np.ndarray, n_components: int = DEFAULT_COMPONENTS) -> PCAModel:
+    """Fit a PCA (see :func:`_fit`); small inputs use one BLAS thread, which is faster."""
+    from threadpoolctl import threadpool_limits
+
+    if len(x) * x.shape[1] < 50_000_000:
+        with threadpool_limits(1):
+            return _fit(x, n_components)
+    return _fit(x, n_components)
+
+
+def _fit(x: np.ndarray, n_components: int) -> PCAModel:
     """Fit a PCA on the rows of ``x`` without loading it whole.
 
     The number of components is clipped to what the data allows (``min(n - 1, d)``, at

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from . import kernels as K
-from .errors import QueryError
+from .errors import IndexFormatError, QueryError
 
 METHODS = ("embedding", "color", "pca")
 EMBEDDING_METRICS = ("cosine", "euclidean", "manhattan", "all")
@@ -158,6 +158,9 @@ def rank(metric: str, data: np.ndarray, queries: np.ndarray, k: int,
     def pick(lo, hi, score_fn) -> tuple[np.ndarray, np.ndarray]:
         rows = K.candidates(lo, hi, k, larger)  # sorted row numbers
         values = score_fn(rows)
+        if not np.isfinite(values).all():
+            raise IndexFormatError("the index holds non-finite feature values: run "
+                                   "`imgrec info --verify`, then rebuild with --full")
         o = K.order(values, rows, larger)[:k]
         return rows[o], values[o]
 
