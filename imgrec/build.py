@@ -47,10 +47,12 @@ class Progress:
     done: int
     total: int
     elapsed: float
+    start: int = 0  # files already done (unchanged) when the stage began
 
     @property
     def rate(self) -> float:
-        return self.done / self.elapsed if self.elapsed > 0 else 0.0
+        """Files per second processed in this stage (unchanged files not counted)."""
+        return (self.done - self.start) / self.elapsed if self.elapsed > 0 else 0.0
 
     @property
     def eta(self) -> float | None:
@@ -408,7 +410,8 @@ def _run(root: Path, index_dir: Path, emb: Embedder, prev: _Prev | None, ws: _Wo
 
     def tick(stage: str = "features") -> None:
         if progress:
-            progress(Progress(stage, done, total, time.perf_counter() - t_feat))
+            progress(Progress(stage, done, total, time.perf_counter() - t_feat,
+                              total - len(todo)))
 
     def flush_batch() -> None:
         nonlocal batch

@@ -1,0 +1,104 @@
+"""Shared fixtures for the dashboard tests: one tiny real gallery and index per session.
+
+The gallery is 3 families x 4 images taken from the demo gallery plus one corrupt file;
+its index is built once with the real CNN (the app's own cached instance).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from imgrec import build_index
+from imgrec.demo import DemoGallery, build_demo_gallery
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = ROOT / "app.py"
+FAMILIES = ("chelsea", "coffee", "rocket")
+PER_FAMILY = 4
+CORRUPT = "broken.jpg"
+
+
+@pytest.fixture(scope="session")
+def app_demo(tmp_path_factory: pytest.TempPathFactory) -> DemoGallery:
+    return build_demo_gallery(tmp_path_factory.mktemp("demo") / "gallery")
+
+
+def make_gallery(demo: DemoGallery, dest: Path, per_family: int = PER_FAMILY) -> Path:
+    """Copy ``per_family`` images of each of FAMILIES from the demo, plus a corrupt file."""
+    for fam in FAMILIES:
+        for rel in demo.families[fam][:per_family]:
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(demo.root / rel, dest / rel)
+    (dest / CORRUPT).write_bytes(b"this is not a JPEG")
+    return dest
+
+
+@pytest.fixture(scope="session")
+def gallery_maker(app_demo: DemoGallery) -> Callable[..., Path]:
+    """``gallery_maker(dest, per_family=4)``: a fresh small gallery at ``dest``."""
+    return lambda dest, per_family=PER_FAMILY: make_gallery(app_demo, dest, per_family)
+
+
+@pytest.fixture(scope="session")
+def app_embedder():
+    """The dashboard's own cached CNN, so the tests and the app load the weights once."""
+    from imgrec.app_support import get_embedder
+
+    return get_embedder()
+
+
+@pytest.fixture(scope="session")
+def tiny_gallery(app_demo: DemoGallery, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_gallery(app_demo, tmp_path_factory.mktemp("tiny") / "gallery")
+
+
+@pytest.fixture(scope="session")
+def tiny_index(tiny_gallery: Path, app_embedder, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real index of the tiny gallery (12 images, 1 skipped), built once per session."""
+    index_dir = tmp_path_factory.mktemp("tiny-index") / "index"
+    build_index(tiny_gallery, index_dir, embedder=app_embedder, workers=0)
+    return index_dir
+
+
+@pytest.fixture
+def gallery_bytes(tiny_gallery: Path) -> Callable[[str], bytes]:
+    return lambda rel: (tiny_gallery / rel).read_bytes()
+
+
+def _router_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every AppTest run behave like a running server after its first page load.
+
+    A ``pages/`` folder beside ``app.py`` makes Streamlit start in legacy multipage mode
+    until ``st.navigation`` runs; a server then stays in router mode for good, but AppTest
+    resets the switch before every run. Without this, each run would first execute the
+    page directly and reroute (see ``imgrec.app_support.ensure_routed``), which drops the
+    button clicks of that run.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+    from streamlit.testing.v1 import app_test
+
+    class RouterPages(PagesManager):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(app_test, "PagesManager", RouterPages)
+
+
+@pytest.fixture
+def make_app(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """An AppTest factory for a given index folder (the demo folder points to a temp dir)."""
+    from streamlit.testing.v1 import AppTest
+
+    _router_mode(monkeypatch)
+
+    def factory(index_dir: Path) -> AppTest:
+        monkeypatch.setenv("IMGREC_INDEX_DIR", str(index_dir))
+        monkeypatch.setenv("IMGREC_DEMO_DIR", str(tmp_path / "demo"))
+        return AppTest.from_file(str(APP), default_timeout=120)
+
+    return factory

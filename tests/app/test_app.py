@@ -1,0 +1,456 @@
+"""Dashboard tests with Streamlit's AppTest: every page, uploads, methods, rebuilds.
+
+All tests run the real app script (``app.py`` and ``pages/``) against a real index of a tiny
+gallery built with the real CNN (see conftest.py).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from imgrec import Index, Stored, build_index
+from imgrec.lock import BuildLock
+
+CORRUPT = "broken.jpg"  # the corrupt file every test gallery holds (see conftest.py)
+pytestmark = pytest.mark.slow
+
+PAGES = ("pages/search.py", "pages/explore.py", "pages/dataset.py")
+CARD = re.compile(r'<div class="imgrec-card imgrec-(\w+)">(?:<b>(.*?)</b>)?(?: · )?(.*?)'
+                  r'(?:<br>)?(?:<span class="imgrec-path">(.*)</span>)?</div>')
+
+
+def assert_clean(at) -> None:
+    """No exception element and no 'unexpected error' message on the page."""
+    assert not at.exception, [e.value for e in at.exception]
+    assert not [e.value for e in at.error if "Unexpected" in e.value]
+
+
+def cards(at) -> list[tuple[str, str, str, str]]:
+    """(kind, head, detail, path) of every thumbnail label on the page, in order."""
+    out = []
+    for m in at.main.markdown:
+        if (c := CARD.fullmatch(m.value)) is not None:
+            path = html.unescape((c[4] or "").replace("<wbr>", ""))
+            out.append((c[1], html.unescape(c[2] or ""), html.unescape(c[3] or ""), path))
+    return out
+
+
+def result_rows(at) -> list[list[tuple[int, str, str]]]:
+    """The result grid as rows of (rank, score text, path), one row per query (+ combined)."""
+    rows: list[list[tuple[int, str, str]]] = []
+    for kind, head, detail, path in cards(at):
+        if kind in ("query", "combined"):
+            rows.append([])
+        elif kind == "hit" and rows:
+            rows[-1].append((int(head.lstrip("#")), detail, path))
+    return rows
+
+
+def paths_of(row: list[tuple[int, str, str]]) -> list[str]:
+    return [p for _, _, p in row]
+
+
+def upload(at, files: list[tuple[str, bytes]]):
+    at.file_uploader[0].set_value([(n, d, "image/jpeg") for n, d in files])
+    return at.run()
+
+
+def plotly_spec(at) -> dict:
+    charts = at.get("plotly_chart")
+    assert len(charts) == 1
+    return json.loads(charts[0].proto.spec)
+
+
+def wait_for_build(at, index_dir: Path, timeout: float = 120) -> None:
+    """Let the background build of ``index_dir`` finish, then rerun the page."""
+    from imgrec.app_support import get_runner
+
+    state = get_runner().wait(index_dir, timeout)
+    assert state is not None and not state.running
+    for _ in range(3):  # the page notices the end and reruns itself once
+        at.run()
+        time.sleep(0.1)
+
+
+# ---- without an index ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_without_index(make_app, tmp_path: Path, page: str) -> None:
+    at = make_app(tmp_path / "no-index")
+    at.run()
+    if page != PAGES[0]:
+        at.switch_page(page).run()
+    assert_clean(at)
+    text = " ".join(i.value for i in at.info)
+    assert "no index" in text.lower()
+    assert any(b.label == "Build the demo gallery" for b in at.button)
+    assert "no index" in " ".join(c.value for c in at.sidebar.caption).lower()
+    if page == PAGES[0]:  # the search page offers the Dataset page too
+        links = [e for e in at.main.get("page_link")]
+        assert links and "Dataset" in links[0].proto.label
+
+
+def test_damaged_index_is_a_message_not_a_traceback(make_app, tmp_path: Path) -> None:
+    broken = tmp_path / "broken-index"
+    (broken / "v-1").mkdir(parents=True)
+    (broken / "CURRENT").write_text("v-1")
+    at = make_app(broken)
+    at.run()
+    assert_clean(at)
+    assert "manifest" in " ".join(i.value for i in at.info)
+
+
+# ---- with an index -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_with_index(make_app, tiny_index: Path, tiny_gallery: Path, page: str) -> None:
+    at = make_app(tiny_index)
+    at.run()
+    if page != PAGES[0]:
+        at.switch_page(page).run()
+    assert_clean(at)
+    side = " ".join(m.value for m in at.sidebar.markdown) + " ".join(c.value for c in at.sidebar.caption)
+    assert "**12** images" in side and "efficientnet-lite0" in side and str(tiny_gallery) in side
+    if page == "pages/search.py":
+        assert at.file_uploader[0].accept_multiple_files
+        assert "Drop one to five images" in at.info[0].value
+    elif page == "pages/explore.py":
+        spec = plotly_spec(at)
+        gallery = [t for t in spec["data"] if t["type"] == "scattergl"]
+        assert sum(len(t["customdata"]) for t in gallery) == 12
+        assert "PC1" in at.main.caption[0].value and "% of the variance" in at.main.caption[0].value
+    else:
+        metrics = {m.label: m.value for m in at.metric}
+        assert metrics["Indexed images"] == "12"
+        assert metrics["Skipped files"] == "1"
+        assert metrics["Formats"] == "2"  # JPEG and TIFF
+        assert "**Backbone:** `efficientnet-lite0`" in " ".join(m.value for m in at.main.markdown)
+        skipped = at.dataframe[1].value
+        assert list(skipped["file"]) == [CORRUPT]
+        assert "not an image" in skipped["reason"][0]
+        formats = at.dataframe[0].value
+        assert int(formats["images"].sum()) == 12
+        assert not at.button(key="rebuild").disabled
+
+
+# ---- uploads -------------------------------------------------------------------------------
+
+
+def test_upload_one_image(make_app, tiny_index: Path, gallery_bytes) -> None:
+    at = make_app(tiny_index)
+    at.run()
+    upload(at, [("cat.jpg", gallery_bytes("chelsea/chelsea_color.jpg"))])
+    assert_clean(at)
+    rows = result_rows(at)
+    assert len(rows) == 1 and len(rows[0]) == 5
+    rank, score, path = rows[0][0]
+    assert (rank, path) == (1, "chelsea/chelsea_color.jpg")  # a gallery file finds itself
+    assert score == "cosine 1.000"
+    assert [r for r, _, _ in rows[0]] == [1, 2, 3, 4, 5]
+    assert sum(p.startswith("chelsea/") for p in paths_of(rows[0])[:4]) == 4
+    assert any(m.value.startswith("**Query 1: cat.jpg**") for m in at.markdown)
+    assert ("query", "query", "", "cat.jpg") in cards(at)
+    assert at.get("download_button")  # CSV export offered
+
+
+def test_upload_three_images(make_app, tiny_index: Path, tiny_gallery: Path, gallery_bytes,
+                             app_embedder) -> None:
+    at = make_app(tiny_index)
+    at.run()
+    files = [("a.jpg", gallery_bytes("chelsea/chelsea_color.jpg")),
+             ("b.jpg", gallery_bytes("coffee/coffee_color.jpg")),
+             ("c.jpg", gallery_bytes("rocket/rocket_color.jpg"))]
+    upload(at, files)
+    assert_clean(at)
+    rows = result_rows(at)
+    assert len(rows) == 4  # three queries + combined
+    for row, fam in zip(rows[:3], ("chelsea", "coffee", "rocket"), strict=True):
+        assert len(row) == 5 and row[0][2] == f"{fam}/{fam}_color.jpg"
+    idx = Index.open(tiny_index, embedder=app_embedder)
+    expect = idx.search([tiny_gallery / f"{f}/{f}_color.jpg" for f in ("chelsea", "coffee", "rocket")])
+    assert paths_of(rows[3]) == [h.path for h in expect.combined]
+    assert not at.warning
+
+
+def test_upload_six_images_refuses_the_sixth(make_app, tiny_index: Path, gallery_bytes) -> None:
+    at = make_app(tiny_index)
+    at.run()
+    names = ["chelsea/chelsea_color.jpg", "coffee/coffee_color.jpg", "rocket/rocket_color.jpg",
+             "chelsea/chelsea_blur.tiff", "coffee/coffee_blur.jpg", "rocket/rocket_blur.jpg"]
+    upload(at, [(f"q{i + 1}.jpg", gallery_bytes(n)) for i, n in enumerate(names)])
+    assert_clean(at)
+    warnings = [w.value for w in at.warning]
+    assert len(warnings) == 1 and warnings[0].startswith("q6.jpg:") and "at most 5" in warnings[0]
+    rows = result_rows(at)
+    assert len(rows) == 6  # the first five queries + combined
+    assert [row[0][2] for row in rows[:5]] == names[:5]
+    titles = [m.value for m in at.markdown if m.value.startswith("**Query")]
+    assert [t.split(":")[1].strip(" *") for t in titles] == [f"q{i}.jpg" for i in range(1, 6)]
+
+
+def test_corrupt_upload_is_named_and_the_rest_searched(make_app, tiny_index: Path,
+                                                       gallery_bytes) -> None:
+    at = make_app(tiny_index)
+    at.run()
+    upload(at, [("good.jpg", gallery_bytes("coffee/coffee_color.jpg")),
+                ("bad.jpg", b"\xff\xd8\xff\xe0 truncated jpeg"),
+                ("empty.png", b"")])
+    assert_clean(at)
+    warnings = [w.value for w in at.warning]
+    assert len(warnings) == 2
+    assert warnings[0].startswith("bad.jpg:") and warnings[1] == "empty.png: empty file (0 bytes)"
+    rows = result_rows(at)
+    assert len(rows) == 1 and rows[0][0][2] == "coffee/coffee_color.jpg"
+
+
+# ---- method, metric, k ---------------------------------------------------------------------
+
+
+def test_method_metric_and_k_change_results_as_the_api_says(make_app, tiny_index: Path,
+                                                            tiny_gallery: Path, app_embedder) -> None:
+    at = make_app(tiny_index)
+    at.run()
+    query = tiny_gallery / "rocket/rocket_color.jpg"
+    upload(at, [("rocket.jpg", query.read_bytes())])
+    idx = Index.open(tiny_index, embedder=app_embedder)
+
+    def expect(**kw) -> list[str]:
+        return [h.path for h in idx.search([str(query)], **kw).per_query[0]]
+
+    at.slider(key="k").set_value(3).run()
+    assert_clean(at)
+    assert paths_of(result_rows(at)[0]) == expect(k=3)
+
+    seen = {}
+    for metric in ("euclidean", "manhattan", "all"):
+        at.selectbox(key="metric").set_value(metric).run()
+        assert_clean(at)
+        row = result_rows(at)[0]
+        assert paths_of(row) == expect(k=3, metric=metric), metric
+        seen[metric] = row[0][1]
+    assert seen["euclidean"].startswith("euclidean 0.000")
+    assert seen["manhattan"].startswith("manhattan 0.00")
+    assert seen["all"].startswith("cos 1.000 · L2")
+
+    at.selectbox(key="method").set_value("color").run()
+    assert_clean(at)
+    row = result_rows(at)[0]
+    assert paths_of(row) == expect(k=3, method="color")
+    assert all(score.startswith("χ² ") for _, score, _ in row)
+    assert at.selectbox(key="metric_color").disabled
+
+    at.selectbox(key="method").set_value("pca").run()
+    assert paths_of(result_rows(at)[0]) == expect(k=3, method="pca")
+    at.slider(key="pca_components").set_value(2).run()
+    assert_clean(at)
+    assert paths_of(result_rows(at)[0]) == expect(k=3, method="pca", pca_components=2)
+
+    at.slider(key="k").set_value(12).run()  # two pages of ranks
+    assert_clean(at)
+    assert [r for r, _, _ in result_rows(at)[0]] == list(range(1, 11))
+    at.segmented_control(key="result_page").set_value(1).run()
+    assert [r for r, _, _ in result_rows(at)[0]] == [11, 12]
+
+
+def test_more_like_this_searches_with_the_stored_image(make_app, tiny_index: Path,
+                                                       gallery_bytes) -> None:
+    at = make_app(tiny_index)
+    at.run()
+    upload(at, [("cup.jpg", gallery_bytes("coffee/coffee_color.jpg"))])
+    target = result_rows(at)[0][2][2]
+    at.button(key="more-q0-3").click().run()
+    assert_clean(at)
+    assert f"`{target}`" in " ".join(m.value for m in at.markdown)
+    expect = Index.open(tiny_index).search([Stored(target)], k=5).per_query[0]
+    rows = result_rows(at)
+    assert len(rows) == 1 and paths_of(rows[0]) == [h.path for h in expect]
+    assert rows[0][0][2] == target  # a stored query finds itself first
+    at.button(key="clear_stored").click().run()
+    assert not result_rows(at) and "Drop one to five images" in at.info[0].value
+
+
+def test_random_gallery_image_button(make_app, tiny_index: Path) -> None:
+    at = make_app(tiny_index)
+    at.run()
+    at.button(key="random_query").click().run()
+    assert_clean(at)
+    rows = result_rows(at)
+    assert len(rows) == 1 and len(rows[0]) == 5
+
+
+# ---- explore -------------------------------------------------------------------------------
+
+
+def test_explore_options_and_highlights(make_app, tiny_index: Path, gallery_bytes) -> None:
+    at = make_app(tiny_index)
+    at.run()
+    upload(at, [("cat.jpg", gallery_bytes("chelsea/chelsea_color.jpg"))])
+    at.switch_page("pages/explore.py").run()
+    assert_clean(at)
+    spec = plotly_spec(at)
+    names = [t["name"] for t in spec["data"]]
+    assert names[-2:] == ["search results", "queries"]
+    clusters = [t for t in spec["data"] if t["name"].startswith("cluster")]
+    assert 2 <= len(clusters) <= 8 and all(t["type"] == "scattergl" for t in clusters)
+    assert sorted(r for t in clusters for r in t["customdata"]) == list(range(12))
+    assert spec["data"][-1]["hovertext"] == ["cat.jpg"]
+
+    at.selectbox(key="explore_colour").set_value("folder").run()
+    assert_clean(at)
+    assert sorted(t["name"] for t in plotly_spec(at)["data"][:-2]) == ["chelsea", "coffee", "rocket"]
+    at.selectbox(key="explore_colour").set_value("cluster").run()
+    at.slider(key="explore_k").set_value(3).run()
+    assert 2 <= len([t for t in plotly_spec(at)["data"] if t["name"].startswith("cluster")]) <= 3
+
+    at.segmented_control(key="explore_source").set_value("color").run()
+    assert_clean(at)
+    assert "colour histograms" in at.main.caption[0].value
+
+    at.toggle(key="explore_3d").set_value(True).run()
+    assert_clean(at)
+    assert {t["type"] for t in plotly_spec(at)["data"]} == {"scatter3d"}
+    assert "PC3" in at.main.caption[0].value
+
+
+def test_explore_samples_large_galleries_with_a_note(make_app, tiny_index: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from imgrec import ui
+
+    monkeypatch.setattr(ui, "MAX_POINTS", 5)
+    at = make_app(tiny_index)
+    at.run()
+    at.switch_page("pages/explore.py").run()
+    assert_clean(at)
+    assert "The gallery holds 12 images; the plot draws a fixed random sample of 5" in at.info[0].value
+    spec = plotly_spec(at)
+    assert sum(len(t["customdata"]) for t in spec["data"] if t["name"].startswith("cluster")) == 5
+
+
+def test_explore_selection_grid_sends_a_query_to_search(make_app, tiny_index: Path) -> None:
+    at = make_app(tiny_index)
+    at.run()
+    at.switch_page("pages/explore.py").run()
+    assert "Draw a lasso" in at.main.caption[-1].value
+    picked = ["coffee/coffee_color.jpg", "rocket/rocket_blur.jpg"]
+    at.session_state["explore_selected"] = picked  # what a lasso selection leaves behind
+    at.run()
+    assert_clean(at)
+    assert [c for c in cards(at) if c[0] == "pick"] == [("pick", "", "", p) for p in picked]
+    at.button(key="use-1").click().run()
+    assert_clean(at)
+    assert at.title[0].value == "Search"
+    rows = result_rows(at)
+    assert len(rows) == 1 and rows[0][0][2] == "rocket/rocket_blur.jpg"
+
+    at.switch_page("pages/explore.py").run()
+    at.session_state["explore_selected"] = picked
+    at.run()
+    at.button(key="search_selected").click().run()
+    assert at.title[0].value == "Search"
+    rows = result_rows(at)
+    assert len(rows) == 3 and [r[0][2] for r in rows[:2]] == picked
+
+
+# ---- dataset: builds -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def own_index(tmp_path: Path, gallery_maker, app_embedder) -> tuple[Path, Path]:
+    """A gallery and index this test may change (9 images: 3 per family)."""
+    gallery = gallery_maker(tmp_path / "gallery", per_family=3)
+    index_dir = tmp_path / "index"
+    build_index(gallery, index_dir, embedder=app_embedder, workers=0)
+    return gallery, index_dir
+
+
+def test_rebuild_completes_and_count_updates(make_app, own_index, app_demo) -> None:
+    gallery, index_dir = own_index
+    at = make_app(index_dir)
+    at.run()
+    at.switch_page("pages/dataset.py").run()
+    assert {m.label: m.value for m in at.metric}["Indexed images"] == "9"
+    for rel in app_demo.families["coffee"][5:7]:
+        shutil.copy2(app_demo.root / rel, gallery / rel)
+    at.button(key="rebuild").click().run()
+    assert_clean(at)
+    wait_for_build(at, index_dir)
+    assert_clean(at)
+    assert {m.label: m.value for m in at.metric}["Indexed images"] == "11"
+    assert "Indexed 11 images" in " ".join(s.value for s in at.success)
+    assert "**11** images" in " ".join(m.value for m in at.sidebar.markdown)
+    other_tab = make_app(index_dir).run()
+    assert "**11** images" in " ".join(m.value for m in other_tab.sidebar.markdown)
+    assert len(Index.open(index_dir)) == 11
+
+
+def test_failed_rebuild_shows_the_reason_and_keeps_the_index(make_app, own_index) -> None:
+    gallery, index_dir = own_index
+    at = make_app(index_dir)
+    at.run()
+    at.switch_page("pages/dataset.py").run()
+    shutil.rmtree(gallery)
+    at.button(key="rebuild").click().run()
+    wait_for_build(at, index_dir)
+    assert_clean(at)
+    errors = " ".join(e.value for e in at.error)
+    assert "The build failed: gallery folder not found" in errors
+    assert "previous index" in errors
+    assert {m.label: m.value for m in at.metric}["Indexed images"] == "9"
+
+
+def test_a_running_build_blocks_a_second_one(make_app, own_index) -> None:
+    _, index_dir = own_index
+    at = make_app(index_dir)
+    at.run()
+    at.switch_page("pages/dataset.py").run()
+    with BuildLock(index_dir):  # a build held by another tab's runner or the CLI
+        at.run()
+        assert_clean(at)
+        assert at.button(key="rebuild").disabled
+        assert at.button(key="demo").disabled
+        assert "a build is running" in " ".join(i.value for i in at.info).lower()
+        assert "a build is running" in " ".join(c.value for c in at.main.caption)
+    at.run()
+    assert not at.button(key="rebuild").disabled
+
+
+def test_index_another_folder(make_app, tmp_path: Path, gallery_maker) -> None:
+    index_dir = tmp_path / "new-index"
+    at = make_app(index_dir)
+    at.run()
+    at.switch_page("pages/dataset.py").run()
+    assert "There is no index" in at.info[0].value
+    at.text_input(key="gallery_text").input(str(tmp_path / "missing")).run()
+    assert "does not exist" in at.error[0].value and at.button(key="index_folder").disabled
+    at.text_input(key="gallery_text").input(str(tmp_path)).run()
+    assert "lies inside" in at.error[0].value
+    gallery = gallery_maker(tmp_path / "photos", per_family=2)
+    at.text_input(key="gallery_text").input(str(gallery)).run()
+    assert at.success[0].value.startswith("7 images found")  # 6 photos + the corrupt file
+    at.button(key="index_folder").click().run()
+    wait_for_build(at, index_dir)
+    assert_clean(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Indexed images"] == "6" and metrics["Skipped files"] == "1"
+
+
+def test_switch_index_folder_in_the_sidebar(make_app, tiny_index: Path, tmp_path: Path) -> None:
+    at = make_app(tmp_path / "nothing-here")
+    at.run()
+    assert "no index" in at.info[0].value.lower()
+    at.sidebar.text_input(key="index_dir_text").input(str(tiny_index))
+    at.sidebar.button[0].click().run()
+    assert_clean(at)
+    assert "**12** images" in " ".join(m.value for m in at.sidebar.markdown)
+    at.sidebar.text_input(key="index_dir_text").input(str(tmp_path / "elsewhere"))
+    at.sidebar.button[0].click().run()
+    assert "No index in" in " ".join(w.value for w in at.sidebar.warning)

@@ -1,0 +1,221 @@
+"""The dashboard in a real browser: `streamlit run app.py` driven by Playwright + Chromium.
+
+Uses Debian's Chromium at /usr/bin/chromium (never a downloaded browser) and skips with a
+visible reason when it is missing. The tests share one server on a small prepared index
+and run in file order: the first request goes to a deep link, as a bookmark would.
+Screenshots of every page land in $IMGREC_SCREENSHOTS (default: a temporary folder).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from imgrec import build_index
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+# set IMGREC_SCREENSHOTS=docs/screenshots to refresh the README's pictures
+SHOTS = Path(os.environ.get("IMGREC_SCREENSHOTS") or tempfile.mkdtemp(prefix="imgrec-shots-"))
+K = 5
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Path:
+    if not CHROMIUM.is_file():
+        pytest.skip(f"browser test skipped: no Chromium at {CHROMIUM} "
+                    "(install Debian's `chromium` package; .ci/run does)")
+    pytest.importorskip("playwright.sync_api", reason="browser test skipped: playwright missing")
+    return CHROMIUM
+
+
+@pytest.fixture(scope="module")
+def server(chromium: Path, tiny_gallery: Path, app_embedder,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`streamlit run app.py` on a free port against an index of its own (it gets rebuilt)."""
+    tmp = tmp_path_factory.mktemp("browser")
+    gallery = tmp / "gallery"
+    shutil.copytree(tiny_gallery, gallery)
+    index_dir = tmp / "index"
+    build_index(gallery, index_dir, embedder=app_embedder, workers=0)
+    port = _free_port()
+    env = {**os.environ, "IMGREC_INDEX_DIR": str(index_dir), "IMGREC_DEMO_DIR": str(tmp / "demo")}
+    log = (tmp / "streamlit.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+         "--server.port", str(port), "--browser.gatherUsageStats", "false",
+         "--server.fileWatcherType", "none"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.read().strip() == b"ok":
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("streamlit did not start:\n" + (tmp / "streamlit.log").read_text())
+            time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+        text = (tmp / "streamlit.log").read_text()
+        assert "Traceback" not in text, text
+
+
+@pytest.fixture(scope="module")
+def page(server: str, chromium: Path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        pg = browser.new_page(viewport={"width": 1440, "height": 1000})
+        pg.set_default_timeout(90_000)
+        yield pg
+        browser.close()
+
+
+def settle(pg) -> None:
+    """Wait until Streamlit has finished running the script."""
+    pg.wait_for_selector('[data-testid="stApp"]')
+    time.sleep(0.5)
+    pg.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
+        " || !/Running|Connecting/.test(document.querySelector('[data-testid=\"stStatusWidget\"]')"
+        ".innerText)")
+    time.sleep(0.5)
+
+
+def shoot(pg, name: str) -> None:
+    """Screenshot the whole page (Streamlit scrolls inside its main pane, so grow the window)."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    size = pg.viewport_size
+    height = pg.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
+    pg.set_viewport_size({"width": size["width"], "height": min(max(size["height"], height), 4000)})
+    time.sleep(1.0)  # let plotly and the images re-lay out
+    pg.screenshot(path=str(SHOTS / f"{name}.png"))
+    pg.set_viewport_size(size)
+    time.sleep(0.3)
+
+
+def nav(pg, title: str) -> None:
+    pg.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=title).click()
+    pg.wait_for_selector(f'h1:has-text("{title}")')
+    settle(pg)
+
+
+def no_exception(pg) -> None:
+    assert pg.locator('[data-testid="stException"]').count() == 0
+    assert "Unexpected error" not in pg.inner_text("body")
+
+
+def test_deep_link_on_a_fresh_server_gets_the_router(page, server: str) -> None:
+    page.goto(f"{server}/explore")  # the first request this server sees
+    page.wait_for_selector('h1:has-text("Explore")')
+    page.wait_for_selector('[data-testid="stSidebar"] >> text=efficientnet-lite0')
+    settle(page)
+    links = page.locator('[data-testid="stSidebarNav"] a').all_inner_texts()
+    assert [t.split()[-1] for t in links] == ["Search", "Explore", "Dataset"]
+    no_exception(page)
+
+
+def test_search_upload_shows_k_results_with_scores(page, server: str, tiny_gallery: Path) -> None:
+    page.goto(server)
+    page.wait_for_selector('h1:has-text("Search")')
+    settle(page)
+    page.set_input_files('input[type=file]', str(tiny_gallery / "coffee/coffee_color.jpg"))
+    page.wait_for_selector('text=Query 1: coffee_color.jpg')
+    page.wait_for_selector(f'text=#{K}')
+    settle(page)
+    no_exception(page)
+    row = page.locator(".st-key-results-q0")
+    assert "Query 1: coffee_color.jpg" in row.inner_text()
+    images = row.locator('[data-testid="stImage"] img')
+    assert images.count() == K + 1  # the query, then k results
+    for i in range(images.count()):
+        assert images.nth(i).evaluate("img => img.complete && img.naturalWidth > 0")
+    text = row.inner_text()
+    scores = re.findall(r"#(\d+) · cosine (\d\.\d{3})", text)
+    assert [int(r) for r, _ in scores] == list(range(1, K + 1))
+    assert scores[0][1] == "1.000" and "coffee/coffee_color.jpg" in text
+    assert row.get_by_role("button", name=re.compile("More like this")).count() == K
+    shoot(page, "search")
+
+
+def test_explore_scatter_renders_and_selection_shows_images(page, server: str) -> None:
+    nav(page, "Explore")
+    plot = page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot')
+    plot.wait_for()
+    page.wait_for_function("() => document.querySelector('.js-plotly-plot')?._fullLayout")
+    info = plot.evaluate("""gd => ({types: gd._fullData.map(t => t.type),
+                                    names: gd._fullData.map(t => t.name),
+                                    points: gd._fullData.filter(t => t.name.startsWith('cluster'))
+                                              .reduce((n, t) => n + t.x.length, 0),
+                                    canvases: gd.querySelectorAll('canvas').length})""")
+    assert set(info["types"]) == {"scattergl"}
+    assert info["points"] == 12 and info["canvases"] > 0
+    assert info["names"][-2:] == ["search results", "queries"]  # the search is highlighted
+    assert "WebGL is not supported" not in page.inner_text("body")
+    no_exception(page)
+    shoot(page, "explore")
+
+    # lasso around the whole plot area: every point is selected, thumbnails appear below
+    box = page.locator(".js-plotly-plot .nsewdrag").first.bounding_box()
+    x0, y0, x1, y1 = box["x"] + 3, box["y"] + 3, box["x"] + box["width"] - 3, box["y"] + box["height"] - 3
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    for x, y in ((x1, y0), (x1, y1), (x0, y1), (x0, y0 + 1)):
+        page.mouse.move(x, y, steps=8)
+    page.mouse.up()
+    page.wait_for_selector("text=12 selected images")
+    settle(page)
+    assert page.get_by_role("button", name=re.compile("Use as query")).count() == 12
+    shoot(page, "explore-selection")
+    page.get_by_role("button", name=re.compile("Use as query")).first.click()
+    page.wait_for_selector('h1:has-text("Search")')
+    page.wait_for_selector("text=Searching with gallery image")
+    page.wait_for_selector(f"text=#{K}")
+    settle(page)
+    no_exception(page)
+
+
+def test_dataset_page_and_rebuild_with_live_progress(page, server: str) -> None:
+    nav(page, "Dataset")
+    body = page.inner_text("body")
+    assert "Indexed images" in body and "Skipped files" in body
+    assert page.locator('[data-testid="stMetricValue"]').first.inner_text() == "12"
+    shoot(page, "dataset")
+    page.get_by_role("button", name=re.compile("Rebuild dataset")).click()
+    page.wait_for_selector("text=Indexed 12 images", timeout=120_000)
+    settle(page)
+    no_exception(page)
+    assert page.locator('[data-testid="stMetricValue"]').first.inner_text() == "12"

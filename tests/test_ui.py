@@ -1,0 +1,372 @@
+"""Unit tests for imgrec.ui: the Streamlit-free logic behind the dashboard pages."""
+
+from __future__ import annotations
+
+import csv
+import io
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from imgrec import BuildLockedError, BuildReport, ImgrecError, Index, Progress, Stored, ui
+from imgrec.lock import BuildLock
+from imgrec.search import Hit, SearchResult
+
+
+def png(color: tuple[int, int, int], size: tuple[int, int] = (40, 30)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, "PNG")
+    return buf.getvalue()
+
+
+# ---- uploads and queries -------------------------------------------------------------------
+
+
+def test_validate_uploads_names_each_bad_file_and_keeps_the_good() -> None:
+    files = [("red.png", png((255, 0, 0))), ("notes.jpg", b"hello"), ("empty.png", b""),
+             ("cut.png", png((0, 0, 255))[:60])]
+    check = ui.validate_uploads(files)
+    assert [q.name for q in check.accepted] == ["red.png"]
+    assert check.messages[0] == "notes.jpg: not an image (unrecognised format)"
+    assert check.messages[1] == "empty.png: empty file (0 bytes)"
+    assert check.messages[2].startswith("cut.png: ")
+    assert len(check.messages) == 3
+
+
+def test_validate_uploads_keeps_the_first_five_valid_ones() -> None:
+    files = [("bad.jpg", b"nope")] + [(f"{i}.png", png((i * 40, 0, 0))) for i in range(6)]
+    check = ui.validate_uploads(files)
+    assert [q.name for q in check.accepted] == [f"{i}.png" for i in range(5)]
+    assert check.messages[0].startswith("bad.jpg:")
+    assert check.messages[1].startswith("5.png: not searched — at most 5 query images")
+    assert len(check.messages) == 2
+
+
+def test_validate_uploads_accepts_uploaded_file_like_objects() -> None:
+    class Uploaded(io.BytesIO):  # what st.file_uploader gives: a BytesIO with a name
+        name = "photo.png"
+
+    check = ui.validate_uploads([Uploaded(png((1, 2, 3))), ui.QueryImage("q.png", png((9, 9, 9)))])
+    assert [q.name for q in check.accepted] == ["photo.png", "q.png"]
+    assert not check.messages
+
+
+def test_image_problem_refuses_oversized_uploads(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ui, "MAX_UPLOAD_BYTES", 10)
+    assert ui.image_problem(png((0, 0, 0))).startswith("too large")
+
+
+def test_query_set() -> None:
+    assert not ui.QuerySet() and ui.QuerySet().kind == "none"
+    qs = ui.QuerySet.from_paths(["a.jpg", "b.jpg", "a.jpg", "c.jpg", "d.jpg", "e.jpg", "f.jpg"])
+    assert qs.stored == ("a.jpg", "b.jpg", "c.jpg", "d.jpg", "e.jpg") and qs.kind == "stored"
+    assert qs.queries()[0] == Stored("a.jpg") and len(qs) == 5
+    up = ui.QuerySet(uploads=(ui.QueryImage("x.png", png((1, 1, 1))),))
+    f = up.queries()[0]
+    assert f.name == "x.png" and f.read() == up.uploads[0].data and up.kind == "upload"
+    other = ui.QuerySet(uploads=(ui.QueryImage("x.png", png((2, 2, 2))),))
+    assert up.cache_key() != other.cache_key()  # same name, other content
+
+
+# ---- formatting ----------------------------------------------------------------------------
+
+
+def hit(rank: int, path: str, score: float, distance: float, metrics=None) -> Hit:
+    return Hit(rank, path, score, distance, rank - 1, metrics)
+
+
+def test_format_score_per_metric() -> None:
+    assert ui.format_score(hit(1, "a", 0.98765, 0.01235), "cosine") == "cosine 0.988"
+    assert ui.format_score(hit(1, "a", 0.5, 1.0), "euclidean") == "euclidean 1.000"
+    assert ui.format_score(hit(1, "a", 0.1, 9.126), "manhattan") == "manhattan 9.13"
+    assert ui.format_score(hit(1, "a", 0.9, 0.12345), "chi2") == "χ² 0.1235"
+    h = hit(1, "a", 0.9, 0.1, {"cosine": 0.9, "euclidean": 0.44, "manhattan": 12.5})
+    assert ui.format_score(h, "all") == "cos 0.900 · L2 0.440 · L1 12.50"
+
+
+def test_format_helpers() -> None:
+    assert ui.format_bytes(512) == "512 B"
+    assert ui.format_bytes(3 * 1024 * 1024) == "3.0 MB"
+    assert ui.format_duration(None) == "unknown"
+    assert ui.format_duration(42.4) == "42 s"
+    assert ui.format_duration(125) == "2 min 05 s"
+    assert ui.format_duration(3 * 3600 + 120) == "3 h 02 min"
+    assert ui.format_built_at("2025-11-25T14:49:03Z") == "2025-11-25 14:49 UTC"
+    assert ui.format_built_at("") == "unknown"
+
+
+def test_results_csv_has_every_query_and_the_combined_ranking() -> None:
+    res = SearchResult("embedding", "cosine", 2, ["a.png", "b.png"],
+                       [[hit(1, "x/1.jpg", 0.9, 0.1), hit(2, "x/2.jpg", 0.8, 0.2)],
+                        [hit(1, "y/1.jpg", 0.7, 0.3), hit(2, "x/1.jpg", 0.6, 0.4)]],
+                       [hit(1, "x/1.jpg", 0.75, 0.25), hit(2, "y/1.jpg", 0.5, 0.5)])
+    rows = list(csv.DictReader(io.StringIO(ui.results_csv(res))))
+    assert list(rows[0]) == ["query", "rank", "path", "score", "distance", "method", "metric"]
+    assert [r["query"] for r in rows] == ["a.png"] * 2 + ["b.png"] * 2 + ["combined"] * 2
+    assert rows[0] == {"query": "a.png", "rank": "1", "path": "x/1.jpg", "score": "0.9",
+                       "distance": "0.1", "method": "embedding", "metric": "cosine"}
+    single = SearchResult("color", "chi2", 1, ["a.png"], [[hit(1, "x/1.jpg", 0.5, 1.0)]],
+                          [hit(1, "x/1.jpg", 0.5, 1.0)])
+    assert ui.results_csv(single).count("\n") == 2  # header + one row, no combined row
+
+
+def test_pages() -> None:
+    hits = [hit(i, f"{i}.jpg", 1.0, 0.0) for i in range(1, 24)]
+    assert ui.page_count(1) == 1 and ui.page_count(10) == 1 and ui.page_count(11) == 2
+    assert ui.page_count(50) == 5
+    assert [h.rank for h in ui.page_of(hits, 2)] == [21, 22, 23]
+    assert ui.page_of(hits, 3) == []
+    assert ui.chunks([1, 2, 3, 4, 5, 6, 7], 5) == [[1, 2, 3, 4, 5], [6, 7]]
+
+
+# ---- index-backed helpers ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_index(tmp_path_factory: pytest.TempPathFactory) -> Index:
+    """An index of three real files (features from from_arrays: no CNN needed here)."""
+    root = tmp_path_factory.mktemp("gallery")
+    (root / "reds").mkdir()
+    (root / "reds" / "wide.png").write_bytes(png((220, 10, 10), (300, 100)))
+    (root / "reds" / "tall.jpg").write_bytes(png((200, 30, 30), (50, 200)))
+    (root / "blue.png").write_bytes(png((10, 10, 220)))
+    (root / "outside.png").write_bytes(png((0, 0, 0)))
+    paths = ["blue.png", "reds/tall.jpg", "reds/wide.png"]
+    rng = np.random.default_rng(0)
+    hist = rng.random((3, 768)).astype(np.float32)
+    return Index.from_arrays(tmp_path_factory.mktemp("index") / "ix", paths,
+                             rng.random((3, 16)), hist, model="test-features", gallery_root=root)
+
+
+def test_thumbnails_are_square_and_stay_inside_the_gallery(small_index: Index) -> None:
+    data = ui.thumbnail_bytes(small_index, "reds/wide.png", size=64)
+    assert data is not None
+    with Image.open(io.BytesIO(data)) as im:
+        assert im.format == "JPEG" and im.size == (64, 64)
+        assert im.getpixel((32, 32))[0] > 180  # the red photo, centred
+        assert im.getpixel((32, 2)) == pytest.approx(ui.THUMB_BACKGROUND, abs=6)  # letterbox
+    assert ui.thumbnail_bytes(small_index, "missing.png") is None
+    assert ui.thumbnail_bytes(small_index, "../index/ix/CURRENT") is None
+    assert ui.thumbnail_bytes(small_index, "/etc/passwd") is None
+    up = ui.upload_thumbnail(png((0, 200, 0), (500, 20)), size=32)
+    with Image.open(io.BytesIO(up)) as im:
+        assert im.size == (32, 32)
+    assert ui.upload_thumbnail(b"not an image") is None
+
+
+def test_index_facts(small_index: Index) -> None:
+    f = ui.index_facts(small_index)
+    assert f.count == 3 and f.skipped == [] and f.model == "test-features"
+    assert f.formats == {"?": 3}  # from_arrays records no file formats
+    assert f.embedding_dim == 16 and f.histogram_dim == 768 and f.pca_components == 2
+    assert f.size_bytes == sum(p.stat().st_size for p in small_index.dir.iterdir())
+    assert f.gallery == str(small_index.root) and f.version == small_index.version
+
+
+def test_check_gallery_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    index_dir = tmp_path / "index"
+    assert not ui.check_gallery_folder("  ", index_dir).ok
+    assert "does not exist" in ui.check_gallery_folder(str(tmp_path / "nope"), index_dir).message
+    (tmp_path / "file.txt").write_text("x")
+    assert "is a file" in ui.check_gallery_folder(str(tmp_path / "file.txt"), index_dir).message
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no images here")
+    assert ui.check_gallery_folder(str(empty), index_dir).message.startswith("No images in")
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir(parents=True)
+    (photos / "a.png").write_bytes(png((1, 2, 3)))
+    (photos / "sub" / "b.jpg").write_bytes(png((1, 2, 3)))
+    ok = ui.check_gallery_folder(str(photos), index_dir)
+    assert ok.ok and ok.images == 2 and ok.path == photos.resolve()
+    assert ok.message == f"2 images found in {photos.resolve()}."
+    inside = ui.check_gallery_folder(str(tmp_path), index_dir)
+    assert not inside.ok and "lies inside" in inside.message
+    (index_dir / "x").mkdir(parents=True)
+    assert "inside the index folder" in ui.check_gallery_folder(str(index_dir / "x"), index_dir).message
+    monkeypatch.chdir(tmp_path)
+    assert ui.check_gallery_folder("photos", index_dir).path == photos.resolve()
+    assert ui.check_gallery_folder(str(photos), index_dir, limit=1).message.startswith("1+ image")
+
+
+# ---- Explore -------------------------------------------------------------------------------
+
+
+def blobs(n_per: int = 20, d: int = 6) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(1)
+    centres = np.eye(3, d) * 10
+    x = np.concatenate([c + rng.normal(0, 0.3, (n_per, d)) for c in centres]).astype(np.float32)
+    return x, np.repeat(np.arange(3), n_per)
+
+
+def test_sample_rows() -> None:
+    assert ui.sample_rows(5, 10).tolist() == [0, 1, 2, 3, 4]
+    s = ui.sample_rows(1000, 100)
+    assert len(s) == 100 and len(set(s.tolist())) == 100 and (np.diff(s) > 0).all()
+    assert (s == ui.sample_rows(1000, 100)).all()  # the same sample every time
+
+
+def test_project_and_transform() -> None:
+    x, _ = blobs()
+    p = ui.project(x)
+    assert p.coords.shape == (60, 3) and p.rows.tolist() == list(range(60)) and not p.sampled
+    assert p.explained[0] >= p.explained[1] >= p.explained[2] > 0 and p.explained.sum() <= 1
+    assert np.allclose(p.transform(x[:4]), p.coords[:4], atol=1e-4)
+    sampled = ui.project(x, limit=25)
+    assert sampled.sampled and len(sampled.rows) == 25 and sampled.total == 60
+    two = ui.project(x[:2])
+    assert two.coords.shape == (2, 3) and (two.coords[:, 1:] == 0).all()
+    one = ui.project(x[:1])
+    assert one.pca is None and (one.coords == 0).all() and one.transform(x[:3]).shape == (3, 3)
+    assert "PC1" in ui.explained_text(p.explained, 2) and "PC3" not in ui.explained_text(p.explained, 2)
+
+
+def test_kmeans_labels_find_the_blobs() -> None:
+    x, truth = blobs()
+    labels = ui.kmeans_labels(x, 3)
+    assert len(set(labels.tolist())) == 3
+    for c in range(3):  # each blob is one cluster
+        assert len(set(labels[truth == c].tolist())) == 1
+    assert ui.kmeans_labels(x[:2], 10).shape == (2,)
+    assert ui.kmeans_labels(x, 1).tolist() == [0] * 60
+    assert ui.kmeans_labels(x[:0], 3).shape == (0,)
+
+
+def test_folders_and_groups() -> None:
+    assert ui.top_folder("cats/a/b.jpg") == "cats" and ui.top_folder("b.jpg") == "(top level)"
+    assert ui.top_folder("dogs\\x.jpg") == "dogs"
+    values = ["a"] * 5 + ["b"] * 4 + ["c"] * 3 + ["d", "e"]
+    assert ui.group_labels(values, max_groups=3) == ["a"] * 5 + ["b"] * 4 + ["other"] * 5
+    assert ui.group_labels(values, max_groups=10) == values
+
+
+def test_scatter_figure_2d_and_3d() -> None:
+    x, truth = blobs(5)
+    p = ui.project(x)
+    paths = [f"f{i}.jpg" for i in range(15)]
+    groups = [f"cluster {c + 1}" for c in truth]
+    hl = [ui.Highlight("search results", p.coords[:2], ["f0.jpg", "f1.jpg"], [0, 1], "result"),
+          ui.Highlight("queries", p.transform(x[:1]), ["up.png"], [-1], "query")]
+    fig = ui.scatter_figure(p, paths, groups, hl)
+    types = [t.type for t in fig.data]
+    assert types == ["scattergl"] * 5
+    assert [t.name for t in fig.data] == ["cluster 1", "cluster 2", "cluster 3", "search results",
+                                          "queries"]
+    assert list(fig.data[1].customdata) == [5, 6, 7, 8, 9]
+    assert list(fig.data[1].hovertext) == [f"f{i}.jpg" for i in range(5, 10)]
+    assert fig.layout.xaxis.title.text.startswith("PC1 (")
+    fig3 = ui.scatter_figure(p, paths, None, hl, dims=3)
+    assert [t.type for t in fig3.data] == ["scatter3d"] * 3
+    assert fig3.data[0].showlegend is False
+
+
+def test_selected_rows() -> None:
+    event = {"selection": {"points": [{"customdata": 4}, {"customdata": [2]}, {"customdata": 4},
+                                      {"customdata": -1}, {"x": 1.0}, {"customdata": "junk"}]}}
+    assert ui.selected_rows(event) == [4, 2]
+    assert ui.selected_rows(event["selection"]) == [4, 2]
+    assert ui.selected_rows(None) == [] and ui.selected_rows({"selection": {"points": []}}) == []
+
+
+# ---- background builds ---------------------------------------------------------------------
+
+
+class SlowBuild:
+    """A stand-in for build_index that reports progress and waits to be released."""
+
+    def __init__(self, fail: Exception | None = None) -> None:
+        self.release = threading.Event()
+        self.started = threading.Event()
+        self.fail = fail
+        self.calls: list[tuple] = []
+
+    def __call__(self, gallery, index_dir, *, embedder=None, workers=None, progress=None):
+        self.calls.append((gallery, index_dir, embedder, workers))
+        progress(Progress("features", 0, 10, 0.0))
+        time.sleep(0.3)
+        progress(Progress("features", 6, 10, 0.3))
+        self.started.set()
+        assert self.release.wait(10)
+        if self.fail:
+            raise self.fail
+        return BuildReport(gallery=Path(gallery), index_dir=Path(index_dir), indexed=9,
+                           computed=10, skipped=[("x.jpg", "corrupt")], seconds=1.5)
+
+
+def test_runner_runs_one_build_per_index(tmp_path: Path) -> None:
+    build = SlowBuild()
+    done: list[ui.JobState] = []
+    runner = ui.BuildRunner(build=build)
+    first = runner.start(tmp_path / "g", tmp_path / "ix", embedder="cnn", on_success=done.append)
+    assert first.running and first.kind == "rebuild" and first.id == 1
+    assert build.started.wait(5)
+    state = runner.job(tmp_path / "ix")
+    assert (state.stage, state.done, state.total) == ("features", 6, 10)
+    assert state.rate > 0 and state.eta is not None and state.fraction == 0.6
+    assert state.progress_text().startswith("Indexing images: 6 / 10 · ")
+    assert "left" in state.progress_text()
+    with pytest.raises(BuildLockedError, match="a build is running"):
+        runner.start(tmp_path / "g", tmp_path / "ix")
+    assert runner.busy(tmp_path / "ix") and runner.busy(tmp_path / "other") is None
+    build.release.set()
+    final = runner.wait(tmp_path / "ix", 10)
+    assert final.status == "done" and final.count == 9 and not final.running
+    assert final.message.startswith("Indexed 9 images") and "1 skipped" in final.message
+    assert done == [final] and build.calls[0][2] == "cnn"
+    again = runner.start(tmp_path / "g", tmp_path / "ix")  # finished: a new build may start
+    assert again.id == 2
+    build.release.set()
+    runner.wait(tmp_path / "ix", 10)
+
+
+def test_runner_reports_a_failed_build(tmp_path: Path) -> None:
+    build = SlowBuild(fail=ImgrecError("no images found in /photos"))
+    build.release.set()
+    called: list = []
+    runner = ui.BuildRunner(build=build)
+    runner.start(tmp_path / "g", tmp_path / "ix", on_success=called.append)
+    state = runner.wait(tmp_path / "ix", 10)
+    assert state.status == "failed" and state.message == "no images found in /photos"
+    assert called == []
+
+
+def test_runner_refuses_while_another_process_holds_the_lock(tmp_path: Path) -> None:
+    runner = ui.BuildRunner(build=SlowBuild())
+    with BuildLock(tmp_path / "ix"):
+        msg = ui.running_build(tmp_path / "ix")
+        assert msg and msg.startswith("a build is running for this index (pid ")
+        assert runner.busy(tmp_path / "ix") == msg
+        with pytest.raises(BuildLockedError, match="a build is running"):
+            runner.start(tmp_path / "g", tmp_path / "ix")
+    assert ui.running_build(tmp_path / "ix") is None and runner.job(tmp_path / "ix") is None
+
+
+def test_runner_builds_the_demo_gallery_first(tmp_path: Path) -> None:
+    class Demo:
+        root = tmp_path / "demo"
+
+    def demo(out_dir, progress=None):
+        progress(1, 2)
+        progress(2, 2)
+        return Demo
+
+    build = SlowBuild()
+    build.release.set()
+    runner = ui.BuildRunner(build=build, demo=demo)
+    runner.start(None, tmp_path / "ix", kind="demo", demo_dir=tmp_path / "demo")
+    state = runner.wait(tmp_path / "ix", 10)
+    assert state.status == "done" and state.kind == "demo" and state.gallery == str(tmp_path / "demo")
+    assert build.calls[0][0] == tmp_path / "demo"
+
+
+def test_job_state_texts() -> None:
+    s = ui.JobState(1, "/ix", "/g", "rebuild", "running")
+    assert s.progress_text() == "Starting the build…" and s.fraction == 0.0
+    s = ui.JobState(1, "/ix", "/g", "demo", "running", stage="demo", done=3, total=170)
+    assert s.progress_text() == "Writing demo images: 3 / 170"
+    s = ui.JobState(1, "/ix", "/g", "rebuild", "running", stage="write", total=170)
+    assert s.fraction == 1.0 and s.progress_text().startswith("Writing the index (170 images)")
