@@ -1,9 +1,11 @@
 """Build or sync an index from a gallery folder: scan, features in parallel, publish.
 
-Only new or changed files are decoded (size + mtime, confirmed by content hash); moved
-files are recognised by hash; skipped files are retried; computed batches are saved under
-``work/`` as they finish, so a killed build resumes where it stopped. The new version is
-published atomically; one build runs at a time per index (``build.lock``).
+Each image's embedding and, when the backbone has a classifier, its top-5 ImageNet
+labels come from one forward pass. Only new or changed files are decoded (size + mtime,
+confirmed by content hash); moved files are recognised by hash; skipped files are
+retried; computed batches are saved under ``work/`` as they finish, so a killed build
+resumes where it stopped. The new version is published atomically; one build runs at a
+time per index (``build.lock``).
 """
 
 from __future__ import annotations
@@ -192,6 +194,13 @@ class _Prev:
     def histograms(self) -> np.ndarray:
         return self.index.histograms
 
+    @property
+    def labels(self) -> tuple[np.ndarray, np.ndarray] | None:
+        i = self.index
+        if i.labels_top5 is None or i.labels_prob5 is None:
+            return None
+        return i.labels_top5, i.labels_prob5
+
 
 def _previous(index_dir: Path, root: Path, emb: Embedder, report: BuildReport) -> _Prev | None:
     """The published version to sync against, if it is usable for this gallery and model.
@@ -258,13 +267,16 @@ class _WorkStore:
 
     A chunk is written to a temporary name, synced, then renamed, so every
     ``chunk-*.npz`` is complete; anything else found at start (a temporary left by a
-    crash, a chunk that does not load) is deleted and its images recomputed.
+    crash, a chunk that does not load) is deleted and its images recomputed. A chunk
+    holds ``top5``/``prob5`` label arrays when its embedder gave class probabilities
+    (rows without labels: id -1, probability 0); chunks without them load as unlabelled.
     """
 
     def __init__(self, folder: Path, dim: int, flush_every: int = FLUSH_EVERY) -> None:
         self.folder = folder
         self.flush_every = flush_every
         self.meta: dict[str, dict] = {}  # sha -> catalog metadata, for every sha held
+        self.has_labels = False  # some held image has labels
         self._count = 0
         if folder.is_dir():
             for f in sorted(folder.iterdir()):
@@ -274,28 +286,39 @@ class _WorkStore:
                 else:
                     self._count = max(self._count, int(m.group(1)))
         self.resumable = frozenset(self.meta)
-        self._pending: list[tuple[FileResult, np.ndarray]] = []
+        self._pending: list[tuple[FileResult, np.ndarray, np.ndarray | None,
+                                  np.ndarray | None]] = []
         self._last = time.monotonic()
 
     def _load(self, f: Path, dim: int) -> bool:
         try:
             with np.load(f, allow_pickle=False) as z:
                 sha, meta, emb, hist = z["sha"], z["meta"], z["emb"], z["hist"]
+                labelled = "top5" in z.files
+                if labelled:
+                    top5, prob5 = z["top5"], z["prob5"]
             k = len(sha)
             if (meta.shape != (k,) or emb.shape != (k, dim) or hist.shape != (k, HIST_DIM)
                     or not np.isfinite(emb).all() or not np.isfinite(hist).all()):
+                return False
+            if labelled and (top5.shape != (k, store.LABEL_TOP) or prob5.shape != top5.shape
+                             or not np.isfinite(prob5).all()):
                 return False
             decoded = [json.loads(str(m)) for m in meta]
         except Exception:  # BadZipFile, EOFError, KeyError, ValueError, OSError: cut short
             return False
         for s, m in zip(sha, decoded, strict=True):
             self.meta[str(s)] = m
+        self.has_labels |= labelled
         return True
 
-    def add(self, results: list[FileResult], vectors: np.ndarray) -> None:
-        for r, v in zip(results, vectors, strict=True):
-            self._pending.append((r, v))
+    def add(self, results: list[FileResult], vectors: np.ndarray,
+            top5: np.ndarray | None = None, prob5: np.ndarray | None = None) -> None:
+        for i, (r, v) in enumerate(zip(results, vectors, strict=True)):
+            self._pending.append((r, v, None if top5 is None else top5[i],
+                                  None if prob5 is None else prob5[i]))
             self.meta[r.sha256] = {k: getattr(r, k) for k in _META}
+        self.has_labels |= top5 is not None
         if (len(self._pending) >= self.flush_every
                 or time.monotonic() - self._last > FLUSH_SECONDS):
             self.flush()
@@ -307,24 +330,35 @@ class _WorkStore:
         self._count += 1
         f = self.folder / f"chunk-{self._count:06d}.npz"
         tmp = self.folder / f".tmp-{f.name}"
-        res = [r for r, _ in self._pending]
+        res = [p[0] for p in self._pending]
+        arrays = {"sha": np.array([r.sha256 for r in res]),
+                  "meta": np.array([json.dumps(self.meta[r.sha256]) for r in res]),
+                  "emb": np.stack([p[1] for p in self._pending]).astype(np.float32),
+                  "hist": np.stack([r.hist for r in res]).astype(np.float32)}
+        if any(p[2] is not None for p in self._pending):
+            unknown = (np.full(store.LABEL_TOP, -1, np.int16), np.zeros(store.LABEL_TOP, np.float32))
+            arrays["top5"] = np.stack([unknown[0] if p[2] is None else p[2]
+                                       for p in self._pending]).astype(np.int16)
+            arrays["prob5"] = np.stack([unknown[1] if p[3] is None else p[3]
+                                        for p in self._pending]).astype(np.float32)
         with open(tmp, "wb") as fh:
-            np.savez(fh, sha=np.array([r.sha256 for r in res]),
-                     meta=np.array([json.dumps(self.meta[r.sha256]) for r in res]),
-                     emb=np.stack([v for _, v in self._pending]).astype(np.float32),
-                     hist=np.stack([r.hist for r in res]).astype(np.float32))
+            np.savez(fh, **arrays)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, f)
         self._pending = []
         self._last = time.monotonic()
 
-    def chunks(self) -> Iterator[tuple[list[str], np.ndarray, np.ndarray]]:
+    def chunks(self) -> Iterator[tuple[list[str], np.ndarray, np.ndarray,
+                                       np.ndarray | None, np.ndarray | None]]:
+        """(shas, embeddings, histograms, top5 or None, prob5 or None) per saved chunk."""
         if not self.folder.is_dir():
             return
         for f in sorted(self.folder.glob("chunk-*.npz")):
             with np.load(f, allow_pickle=False) as z:
-                yield [str(s) for s in z["sha"]], z["emb"], z["hist"]
+                labelled = "top5" in z.files
+                yield ([str(s) for s in z["sha"]], z["emb"], z["hist"],
+                       z["top5"] if labelled else None, z["prob5"] if labelled else None)
 
     def discard(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
@@ -395,6 +429,11 @@ def _run(root: Path, index_dir: Path, emb: Embedder, prev: _Prev | None, ws: _Wo
     status: dict[str, str] = {}  # path -> added | updated | unchanged
     todo = []
     for path, rel, size, mtime in files:
+        safe = rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        if safe != rel:  # the catalog stores UTF-8 text: record it, never crash on it
+            final[safe] = catalog.Entry(safe, None, size, mtime, error="file name is not valid "
+                                        "UTF-8: rename the file to index it")
+            continue
         old = prev_entries.get(rel)
         if old and old.row is not None and old.size == size and old.mtime_ns == mtime:
             final[rel] = replace(old, row=None)
@@ -417,7 +456,7 @@ def _run(root: Path, index_dir: Path, emb: Embedder, prev: _Prev | None, ws: _Wo
         nonlocal batch
         if not batch:
             return
-        vecs = np.asarray(emb.embed(np.stack([r.crop for r in batch])), dtype=np.float32)
+        vecs, top5, prob5 = _embed(emb, np.stack([r.crop for r in batch]))
         if vecs.shape != (len(batch), emb.dim):
             raise ImgrecError(f"embedder {emb.name} returned shape {vecs.shape} for "
                               f"{len(batch)} images (expected ({len(batch)}, {emb.dim}))")
@@ -429,7 +468,8 @@ def _run(root: Path, index_dir: Path, emb: Embedder, prev: _Prev | None, ws: _Wo
                 final[p].error = "embedding failed: the model returned NaN or inf"
                 del source[p]
         if good:
-            ws.add(good, vecs[ok])
+            ws.add(good, vecs[ok], None if top5 is None else top5[ok],
+                   None if prob5 is None else prob5[ok])
         report.computed += len(batch)
         batch = []
         in_batch.clear()
@@ -478,6 +518,27 @@ def _run(root: Path, index_dir: Path, emb: Embedder, prev: _Prev | None, ws: _Wo
     report.seconds = time.perf_counter() - t0
 
 
+def _embed(emb: Embedder, crops: np.ndarray
+           ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Embeddings and, when the embedder has a ``forward`` giving class probabilities
+    (:class:`CNNEmbedder`), the top-5 labels, from one forward pass."""
+    from .labels import top_classes
+
+    forward = getattr(emb, "forward", None)
+    if not callable(forward):
+        return np.asarray(emb.embed(crops), dtype=np.float32), None, None
+    vecs, probs = forward(crops)
+    vecs = np.asarray(vecs, dtype=np.float32)
+    if probs is None:
+        return vecs, None, None
+    probs = np.asarray(probs, dtype=np.float32)
+    if probs.ndim != 2 or len(probs) != len(vecs):
+        raise ImgrecError(f"embedder {emb.name} returned class probabilities of shape "
+                          f"{probs.shape} for {len(vecs)} images")
+    top5, prob5 = top_classes(probs, store.LABEL_TOP)
+    return vecs, top5, prob5
+
+
 def _count(report: BuildReport, prev_entries: dict[str, catalog.Entry],
            final: dict[str, catalog.Entry], source: dict[str, tuple[str, int]],
            status: dict[str, str]) -> None:
@@ -520,6 +581,8 @@ def _assemble(root: Path, index_dir: Path, emb: Embedder, prev: _Prev | None,
         progress(Progress("write", 0, rows, 0.0))
     writer = store.VersionWriter(index_dir, rows, emb.dim)
     try:
+        prev_labels = prev.labels if prev is not None else None
+        labels = writer.labels() if (ws.has_labels or prev_labels is not None) else None
         from_prev = [(e.row, source[e.path][1]) for e in entries
                      if e.row is not None and source[e.path][0] == "prev"]
         if from_prev and prev is not None:
@@ -527,17 +590,28 @@ def _assemble(root: Path, index_dir: Path, emb: Embedder, prev: _Prev | None,
             for s in range(0, len(dst), 8192):
                 writer.embeddings[dst[s:s + 8192]] = prev.embeddings[src[s:s + 8192]]
                 writer.histograms[dst[s:s + 8192]] = prev.histograms[src[s:s + 8192]]
+                if labels is not None and prev_labels is not None:
+                    for mine, theirs in zip(labels, prev_labels, strict=True):
+                        mine[dst[s:s + 8192]] = theirs[src[s:s + 8192]]
         want: dict[str, list[int]] = {}
         for e in entries:
             if e.row is not None and source[e.path][0] == "work":
                 want.setdefault(e.sha256, []).append(e.row)
-        for shas, vecs, hists in ws.chunks():
+        for shas, vecs, hists, top5, prob5 in ws.chunks():
             for i, sha in enumerate(shas):
                 for r in want.pop(sha, ()):
                     writer.embeddings[r] = vecs[i]
                     writer.histograms[r] = hists[i]
+                    if labels is not None and top5 is not None and prob5 is not None:
+                        labels[0][r] = top5[i]
+                        labels[1][r] = prob5[i]
         if want:
             raise ImgrecError(f"internal error: features missing for {len(want)} files")
+        if labels is not None:
+            unlabelled = int((np.asarray(labels[0][:, 0]) < 0).sum())
+            if unlabelled:
+                report.notes.append(f"{unlabelled} of {rows} images have no ImageNet labels "
+                                    "(indexed before labels were kept): `--full` computes them")
         writer.publish(entries, {"model": emb.name, "gallery_root": str(root),
                                  "pipeline": PIPELINE_VERSION,
                                  "build_seconds": round(time.perf_counter() - t0, 3)},

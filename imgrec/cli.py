@@ -142,6 +142,8 @@ def _index(args: argparse.Namespace) -> int:
     from .build import build_index
     from .features.embedding import CNNEmbedder
 
+    if not args.gallery.is_dir():
+        raise ImgrecError(f"gallery folder not found: {args.gallery}")
     emb = CNNEmbedder(args.model, weights=args.weights, device=args.device,
                       batch_size=args.batch_size)
     emb.load()  # fail early, with one clear sentence, if weights are missing

@@ -102,7 +102,18 @@ def load_image(source: ImageSource, *, draft: bool = True) -> tuple[Image.Image,
         ImageError: with a one-line reason (empty, not an image, truncated, too large, ...).
     """
     if isinstance(source, Image.Image):
-        im = source
+        fp = getattr(source, "fp", None)
+        if getattr(source, "_im", None) is None and fp is not None and hasattr(fp, "seek"):
+            # not decoded yet: decode its bytes exactly as a file would be
+            pos = fp.tell()
+            try:
+                fp.seek(0)
+                data = fp.read()
+            finally:
+                fp.seek(pos)
+            return load_image(data, draft=draft)
+        im = source.copy()  # never change the caller's image
+        im.format = source.format
     else:
         data = read_bytes(source)
         if not data:

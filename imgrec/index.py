@@ -18,10 +18,27 @@ from .features.color import DIM as HIST_DIM
 from .features.color import histogram
 from .features.embedding import Embedder, l2_normalise
 from .reduce import DEFAULT_COMPONENTS, PCAModel
-from .search import METHOD_METRIC, Hit, SearchResult, check_request, rank, score_of
+from .search import (
+    MAX_QUERIES,
+    METHOD_METRIC,
+    Hit,
+    SearchResult,
+    check_request,
+    rank,
+    rank_refined,
+    score_of,
+)
 from .settings import Settings
-from .store import CURRENT, VersionWriter, current_version, hold_version
-from .verify import check_catalog, check_manifest, expected_shapes, load_pca, open_matrix, read_manifest
+from .store import CURRENT, LABEL_TOP, VersionWriter, current_version, hold_version
+from .verify import (
+    check_catalog,
+    check_manifest,
+    expected_shapes,
+    load_pca,
+    open_labels,
+    open_matrix,
+    read_manifest,
+)
 
 
 @dataclass(frozen=True)
@@ -72,6 +89,7 @@ class Index:
         try:
             arrays = {name: open_matrix(version_dir / name, shape)
                       for name, shape in expected_shapes(self.manifest).items()}
+            labels = open_labels(version_dir, self.manifest["count"])
             check_catalog(version_dir / "catalog.sqlite", self.manifest["count"])
             self._pca = load_pca(version_dir / "pca.npz", self.manifest["pca_components"])
         except IndexFormatError as exc:
@@ -83,6 +101,10 @@ class Index:
         self.embedding_norms = arrays["embedding_norms.npy"]
         self.histograms = arrays["histograms.npy"]
         self.pca_histograms = arrays["pca_histograms.npy"]
+        #: (n, 5) int16 ImageNet class ids, best first (-1 = unknown), and their float32
+        #: probabilities; None when the index holds no labels (see :mod:`imgrec.labels`)
+        self.labels_top5: np.ndarray | None = labels[0] if labels else None
+        self.labels_prob5: np.ndarray | None = labels[1] if labels else None
 
     # ---- opening -----------------------------------------------------------------------
 
@@ -139,6 +161,11 @@ class Index:
     @property
     def model(self) -> str:
         return str(self.manifest["model"])
+
+    @property
+    def has_labels(self) -> bool:
+        """Whether the index stores the backbone's top-5 ImageNet labels per image."""
+        return self.labels_top5 is not None
 
     @property
     def version(self) -> str:
@@ -237,7 +264,8 @@ class Index:
         return [q for q in out if q is not None]
 
     def search(self, queries: Any, method: str = "embedding", metric: str = "cosine",
-               k: int = 5, pca_components: int | None = None) -> SearchResult:
+               k: int = 5, pca_components: int | None = None, *,
+               negatives: Any = None, negative_weight: float = 0.5) -> SearchResult:
         """Find the ``k`` gallery images most similar to one to five queries.
 
         Args:
@@ -248,9 +276,18 @@ class Index:
             metric: for ``embedding``: ``cosine``, ``euclidean``, ``manhattan`` or ``all``.
             k: results per query.
             pca_components: components for ``pca`` (default: all stored, 75 normally).
+            negatives: up to five "less like this" examples (same kinds as ``queries``),
+                for ``method="embedding"``, ``metric="cosine"`` only. Then ``combined`` is
+                the refined ranking: mean cosine to the queries minus ``negative_weight``
+                times mean cosine to the negatives, exact over the whole gallery.
+            negative_weight: weight of the negatives (0 ignores them; default 0.5).
 
         Returns:
             A :class:`SearchResult` with ``per_query`` lists and a ``combined`` ranking.
+
+        Raises:
+            QueryError: bad method, metric, k, query count, or negatives with another
+                method or metric.
 
         Example:
             >>> idx.search([Stored("chelsea/chelsea_orig.jpg")], k=3).per_query[0][0].path
@@ -259,6 +296,11 @@ class Index:
         if not isinstance(queries, list | tuple):
             queries = [queries]
         kernel_metric = check_request(method, metric, k, len(queries))
+        if negatives is not None and not isinstance(negatives, list | tuple):
+            negatives = [negatives]
+        if negatives:
+            return self._refine(list(queries), list(negatives), negative_weight, k,
+                                method, metric)
         metric_name = metric if method == "embedding" else METHOD_METRIC[method]
         feats = self.query_features(queries, need_embedding=method == "embedding")
         labels = [f.label for f in feats]
@@ -273,7 +315,7 @@ class Index:
             q, data, norms = np.stack([f.histogram for f in feats]), self.histograms, None
         else:
             stored = self.manifest["pca_components"]
-            c = int(pca_components or stored)
+            c = stored if pca_components is None else int(pca_components)
             if c < 1:
                 raise QueryError(f"pca_components must be at least 1, got {c}")
             if c > stored:
@@ -288,6 +330,35 @@ class Index:
         return SearchResult(method, metric_name, k, labels,
                             [self._hits(kernel_metric, r, v) for r, v in per],
                             self._hits(kernel_metric, *comb), notes)
+
+    def _refine(self, queries: list[Any], negatives: list[Any], weight: float, k: int,
+                method: str, metric: str) -> SearchResult:
+        """Relevance feedback: per-query top-k plus the refined ``combined`` ranking."""
+        if method != "embedding" or metric != "cosine":
+            raise QueryError("negative examples work with method 'embedding' and metric "
+                             f"'cosine' only (got {method!r}, {metric!r})")
+        if len(negatives) > MAX_QUERIES:
+            raise QueryError(f"at most {MAX_QUERIES} negative examples (got {len(negatives)})")
+        try:
+            w = float(weight)
+        except (TypeError, ValueError):
+            raise QueryError(f"negative_weight must be a number, got {weight!r}") from None
+        if not np.isfinite(w) or w < 0:
+            raise QueryError(f"negative_weight must be a finite number >= 0, got {weight!r}")
+        feats = self.query_features(queries + negatives, need_embedding=True)
+        pos, neg = feats[:len(queries)], feats[len(queries):]
+        q = np.stack([f.embedding for f in pos])  # type: ignore[misc]
+        nq = np.stack([f.embedding for f in neg])  # type: ignore[misc]
+        data, norms = self.embeddings, self.embedding_norms
+        per, _ = rank("cosine", data, q, k, norms)
+        rows, values = rank_refined(data, norms, q, nq, w, k)
+        note = (f"combined: mean cosine to {len(pos)} quer{'y' if len(pos) == 1 else 'ies'} "
+                f"- {w:g} x mean cosine to {len(neg)} negative example"
+                f"{'' if len(neg) == 1 else 's'}")
+        return SearchResult(method, metric, k, [f.label for f in pos],
+                            [self._hits("cosine", r, v) for r, v in per],
+                            self._hits("cosine", rows, values), [note],
+                            [f.label for f in neg], w)
 
     def _hits(self, metric: str, rows: np.ndarray, values: np.ndarray,
               extra: list[dict[str, float]] | None = None) -> list[Hit]:
@@ -336,10 +407,14 @@ class Index:
                     embeddings: np.ndarray, histograms: np.ndarray, *, model: str,
                     gallery_root: str | os.PathLike = ".",
                     pca_components: int = DEFAULT_COMPONENTS,
-                    embedder: Embedder | None = None) -> Index:
+                    embedder: Embedder | None = None,
+                    labels_top5: np.ndarray | None = None,
+                    labels_prob5: np.ndarray | None = None) -> Index:
         """Write a valid index from features computed elsewhere, then open it.
 
         Embeddings are L2-normalised on write; the PCA is fitted on ``histograms``.
+        ``labels_top5`` (n, 5) class ids (-1 = unknown) and ``labels_prob5`` (n, 5) their
+        probabilities, best first, are stored when both are given.
 
         Example:
             >>> Index.from_arrays("/tmp/ix", ["a.jpg", "b.jpg"], emb, hist,
@@ -353,11 +428,23 @@ class Index:
         if emb.ndim != 2 or len(emb) != n or hist.shape != (n, HIST_DIM):
             raise ValueError(f"need embeddings of shape (n, d) and histograms (n, {HIST_DIM}) "
                              f"for n={n} paths; got {emb.shape} and {hist.shape}")
+        for name, arr in (("embeddings", emb), ("histograms", hist)):
+            if not all(np.isfinite(arr[s:s + 65536]).all() for s in range(0, n, 65536)):
+                raise ValueError(f"{name} hold NaN or infinite values")
+        if (labels_top5 is None) != (labels_prob5 is None):
+            raise ValueError("give both labels_top5 and labels_prob5, or neither")
+        if labels_top5 is not None and (np.shape(labels_top5) != (n, LABEL_TOP)
+                                        or np.shape(labels_prob5) != (n, LABEL_TOP)):
+            raise ValueError(f"labels must have shape (n, {LABEL_TOP}) for n={n}")
         writer = VersionWriter(index_dir, n, emb.shape[1])
         try:
             for s in range(0, n, 65536):
                 writer.embeddings[s:s + 65536] = l2_normalise(emb[s:s + 65536])
                 writer.histograms[s:s + 65536] = hist[s:s + 65536]
+            if labels_top5 is not None:
+                top5, prob5 = writer.labels()
+                top5[:] = np.asarray(labels_top5)
+                prob5[:] = np.asarray(labels_prob5)
             entries = [catalog.Entry(path=str(p), row=i) for i, p in enumerate(paths)]
             writer.publish(entries, {"model": model, "gallery_root": str(gallery_root),
                                      "source": "from_arrays"}, pca_components)

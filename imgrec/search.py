@@ -45,22 +45,30 @@ class SearchResult:
     per_query: list[list[Hit]]
     combined: list[Hit]
     notes: list[str] = field(default_factory=list)
+    #: labels of the negative examples of a refined search ("less like this"); with
+    #: negatives, ``combined`` is the refined ranking (see :func:`rank_refined`)
+    negatives: list[str] = field(default_factory=list)
+    negative_weight: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape printed by ``imgrec search --json``."""
         def hits(hs: list[Hit]) -> list[dict[str, Any]]:
             return [{k: v for k, v in asdict(h).items() if k != "row" and v is not None}
                     for h in hs]
-        return {"method": self.method, "metric": self.metric, "k": self.k,
-                "queries": [{"query": q, "hits": hits(h)}
-                            for q, h in zip(self.queries, self.per_query, strict=True)],
-                "combined": hits(self.combined), "notes": self.notes}
+        out = {"method": self.method, "metric": self.metric, "k": self.k,
+               "queries": [{"query": q, "hits": hits(h)}
+                           for q, h in zip(self.queries, self.per_query, strict=True)],
+               "combined": hits(self.combined), "notes": self.notes}
+        if self.negatives:
+            out["negatives"] = list(self.negatives)
+            out["negative_weight"] = self.negative_weight
+        return out
 
     def to_rows(self) -> list[dict[str, Any]]:
         """Flat rows (query, rank, path, score, distance, method, metric) for CSV export."""
         out = []
         groups = list(zip(self.queries, self.per_query, strict=True))
-        if len(self.queries) > 1:
+        if len(self.queries) > 1 or self.negatives:
             groups.append(("combined", self.combined))
         for q, hs in groups:
             out += [{"query": q, "rank": h.rank, "path": h.path, "score": h.score,
@@ -88,8 +96,10 @@ def check_request(method: str, metric: str, k: int, n_queries: int) -> str:
 def score_of(metric: str, value: float) -> tuple[float, float]:
     """(score, distance) for a metric's raw value."""
     if metric == "cosine":
-        return float(value), float(1.0 - value)
-    return float(1.0 / (1.0 + value)), float(value)
+        value = min(1.0, max(-1.0, float(value)))  # float64 rounding can exceed 1 by an ulp
+        return value, 1.0 - value
+    value = max(0.0, float(value))
+    return 1.0 / (1.0 + value), value
 
 
 def _bounds(metric: str, data: np.ndarray, q: np.ndarray,
@@ -174,3 +184,68 @@ def rank(metric: str, data: np.ndarray, queries: np.ndarray, k: int,
     combined = pick(mean - mean_err, mean + mean_err,
                     lambda rows: exact(data[rows], q).mean(0))
     return per, combined
+
+
+def rank_refined(data: np.ndarray, norms: np.ndarray, positives: np.ndarray,
+                 negatives: np.ndarray, weight: float, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k rows for relevance feedback ("more like these, less like those").
+
+    score(x) = mean cosine(x, positives) - weight * mean cosine(x, negatives). This is
+    ``x . v / |x|`` for the single vector ``v = mean(p/|p|) - weight * mean(n/|n|)``, so
+    one float32 pass over ``data`` scores every row; rows whose fast score lies within
+    the proven rounding bound of the k-th best are rescored in float64 from the
+    definition, as :func:`rank` does, so the result equals a float64 brute-force scan
+    (ties broken by row number).
+
+    Args:
+        data: (n, d) float32 matrix (a memory map is fine).
+        norms: (n,) row norms of ``data``.
+        positives: (p, d) positive examples (p >= 1).
+        negatives: (m, d) negative examples (m may be 0).
+        weight: the negatives' weight (>= 0).
+        k: results wanted (clipped to n).
+
+    Returns:
+        ``(rows, scores)``, best first.
+
+    Example:
+        >>> data = np.eye(3, dtype=np.float32)
+        >>> rank_refined(data, np.ones(3, np.float32), data[:1], data[1:2], 0.5, 3)[0].tolist()
+        [0, 2, 1]
+    """
+    pos = _unit(positives)
+    neg = _unit(negatives)
+    if len(pos) == 0:
+        raise QueryError("give at least one positive example")
+    v = pos.mean(0) - (weight * neg.mean(0) if len(neg) else 0.0)
+    n = len(data)
+    k = min(int(k), n)
+    if n == 0:
+        return np.zeros(0, np.int64), np.zeros(0)
+    d = data.shape[1]
+    dots = K.dot_scores(data, v[None].astype(np.float32))[0]
+    inv = np.divide(1.0, norms, out=np.zeros(len(norms), np.float64), where=norms > 0)
+    fast = dots.astype(np.float64) * inv
+    err = (4 * K.gamma(d + 2) + 4 * K.EPS32) * float(np.linalg.norm(v)) + 1e-30
+    rows = K.candidates(fast - err, fast + err, k, True)
+    values = np.empty(len(rows))
+    for s in range(0, len(rows), 16384):  # bounded memory even when all rows tie
+        sub = data[rows[s:s + 16384]]
+        val = K.cosine_exact(sub, pos).mean(0)
+        if len(neg):
+            val -= weight * K.cosine_exact(sub, neg).mean(0)
+        values[s:s + 16384] = val
+    if not np.isfinite(values).all():
+        raise IndexFormatError("the index holds non-finite feature values: run "
+                               "`imgrec info --verify`, then rebuild with --full")
+    o = K.order(values, rows, True)[:k]
+    return rows[o], values[o]
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    """Rows of ``x`` scaled to unit length in float64 (zero rows stay zero)."""
+    x = np.atleast_2d(np.asarray(x, dtype=np.float64))
+    if x.size == 0:
+        return x.reshape(0, x.shape[-1] if x.ndim == 2 else 0)
+    nrm = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.divide(x, nrm, out=np.zeros_like(x), where=nrm > 0)

@@ -7,6 +7,8 @@ Layout of an index directory::
     v-<stamp>/catalog.sqlite one row per gallery file (see catalog.py)
     v-<stamp>/embeddings.npy (n, d) float32, unit rows      embedding_norms.npy (n,)
     v-<stamp>/histograms.npy (n, 768) float32               pca.npz, pca_histograms.npy
+    v-<stamp>/labels_top5.npy  (n, 5) int16 ImageNet class ids, -1 = unknown   (optional)
+    v-<stamp>/labels_prob5.npy (n, 5) float32 their probabilities, 0 = unknown (optional)
     build.lock               held while a build runs
     work/                    batches of a running build (lets a killed build resume)
 
@@ -39,6 +41,9 @@ CURRENT = "CURRENT"
 KEEP_VERSIONS = 2  # the published one and the one before (readers may still use it)
 CHUNK = 32768
 VERSION_NAME = re.compile(r"v-[0-9A-Za-z_.-]{1,100}")
+#: Optional per-image ImageNet labels: the backbone's top-5 class ids and probabilities.
+LABEL_TOP = 5
+LABEL_FILES = ("labels_top5.npy", "labels_prob5.npy")
 
 
 def current_version(index_dir: Path) -> Path | None:
@@ -114,6 +119,24 @@ class VersionWriter:
             self.tmp / "embeddings.npy", mode="w+", dtype=np.float32, shape=(n, embedding_dim))
         self.histograms = np.lib.format.open_memmap(
             self.tmp / "histograms.npy", mode="w+", dtype=np.float32, shape=(n, HIST_DIM))
+        self._top5: np.ndarray | None = None
+        self._prob5: np.ndarray | None = None
+
+    def labels(self) -> tuple[np.ndarray, np.ndarray]:
+        """The optional label matrices (memory-mapped), created on first call.
+
+        ``(n, 5)`` int16 ImageNet class ids, best first, and their float32 probabilities;
+        rows never filled stay unknown (id -1, probability 0). A version written without
+        calling this has no label files.
+        """
+        if self._top5 is None or self._prob5 is None:
+            shape = (self.n, LABEL_TOP)
+            self._top5 = np.lib.format.open_memmap(self.tmp / LABEL_FILES[0], mode="w+",
+                                                   dtype=np.int16, shape=shape)
+            self._top5[:] = -1
+            self._prob5 = np.lib.format.open_memmap(self.tmp / LABEL_FILES[1], mode="w+",
+                                                    dtype=np.float32, shape=shape)
+        return self._top5, self._prob5
 
     def publish(self, entries: list[catalog.Entry], manifest: dict[str, Any],
                 pca_components: int = DEFAULT_COMPONENTS) -> Path:
@@ -129,10 +152,12 @@ class VersionWriter:
                                          dtype=np.float32, shape=(self.n, pca.n_components))
         for s in range(0, self.n, CHUNK):
             proj[s:s + CHUNK] = pca.transform(hist[s:s + CHUNK])
-        for arr in (emb, hist, norms, proj):
-            arr.flush()
+        for arr in (emb, hist, norms, proj, self._top5, self._prob5):
+            if arr is not None:
+                arr.flush()
         del arr, norms, proj
         self.embeddings = self.histograms = None  # type: ignore[assignment]
+        self._top5 = self._prob5 = None
         catalog.write(self.tmp / "catalog.sqlite", entries)
         skipped = sum(1 for e in entries if e.row is None)
         manifest = {
@@ -165,6 +190,7 @@ class VersionWriter:
 
     def abort(self) -> None:
         self.embeddings = self.histograms = None  # type: ignore[assignment]
+        self._top5 = self._prob5 = None
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 

@@ -19,7 +19,7 @@ from . import catalog
 from .errors import IndexFormatError
 from .features.color import DIM as HIST_DIM
 from .reduce import PCAModel
-from .store import FORMAT_VERSION, current_version
+from .store import FORMAT_VERSION, LABEL_FILES, LABEL_TOP, current_version
 
 CHUNK = 32768
 #: Embedding rows must have unit length (or be all zero) within this tolerance.
@@ -81,7 +81,7 @@ def expected_shapes(manifest: dict[str, Any]) -> dict[str, tuple[int, ...]]:
             "histograms.npy": (n, HIST_DIM), "pca_histograms.npy": (n, c)}
 
 
-def open_matrix(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+def open_matrix(path: Path, shape: tuple[int, ...], dtype: Any = np.float32) -> np.ndarray:
     """Memory-map one ``.npy`` file, checking shape, dtype, layout and file length.
 
     Raises:
@@ -95,9 +95,9 @@ def open_matrix(path: Path, shape: tuple[int, ...]) -> np.ndarray:
         raise IndexFormatError(f"{path} is damaged (truncated or not a .npy file: {exc})") from None
     if not isinstance(arr, np.memmap):
         raise IndexFormatError(f"{path} is not a plain .npy matrix")
-    if arr.shape != shape or arr.dtype != np.float32:
+    if arr.shape != shape or arr.dtype != np.dtype(dtype):
         raise IndexFormatError(f"{path} has shape {arr.shape} {arr.dtype}; the manifest says "
-                               f"{shape} float32")
+                               f"{shape} {np.dtype(dtype)}")
     if arr.ndim > 1 and not arr.flags.c_contiguous:
         raise IndexFormatError(f"{path} is stored in Fortran order; expected C order")
     size = os.stat(path).st_size
@@ -105,6 +105,27 @@ def open_matrix(path: Path, shape: tuple[int, ...]) -> np.ndarray:
     if size != want:
         raise IndexFormatError(f"{path} is {size} bytes, expected {want} (extra data appended)")
     return arr
+
+
+def open_labels(version_dir: Path, count: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Memory-map the optional label files (top-5 class ids and probabilities).
+
+    Returns None when the version has neither file (built by an embedder without a
+    classifier, or by an older imgrec).
+
+    Raises:
+        IndexFormatError: only one of the two files exists, or one has the wrong shape,
+            dtype or length.
+    """
+    paths = [version_dir / f for f in LABEL_FILES]
+    present = [p.is_file() for p in paths]
+    if not any(present):
+        return None
+    if not all(present):
+        missing = paths[present.index(False)]
+        raise IndexFormatError(f"{missing} is missing (its companion label file exists)")
+    shape = (count, LABEL_TOP)
+    return open_matrix(paths[0], shape, np.int16), open_matrix(paths[1], shape, np.float32)
 
 
 def _sqlite_header_problem(path: Path) -> str | None:
@@ -235,8 +256,45 @@ def verify(index_dir: str | os.PathLike) -> list[str]:
         if "histograms.npy" in arrays and "pca_histograms.npy" in arrays:
             problems += _projection_problems(version, pca, arrays["histograms.npy"],
                                              arrays["pca_histograms.npy"])
+    try:
+        labels = open_labels(version, manifest["count"])
+    except IndexFormatError as exc:
+        problems.append(str(exc))
+    else:
+        if labels is not None:
+            problems += _label_problems(version, *labels)
     problems += _catalog_problems(version / "catalog.sqlite", manifest)
     return problems
+
+
+def _label_problems(version: Path, top5: np.ndarray, prob5: np.ndarray) -> list[str]:
+    """Label rows must hold distinct class ids >= 0 with probabilities in [0, 1], best
+    first, summing to at most 1; unknown entries are id -1 with probability 0."""
+    path = version / LABEL_FILES[0]
+
+    def ok(s: int, e: int) -> np.ndarray:
+        t = np.asarray(top5[s:e]).astype(np.int64)
+        p = np.asarray(prob5[s:e]).astype(np.float64)
+        known = t >= 0
+        good = np.isfinite(p).all(1) & (t >= -1).all(1)
+        good &= ((p >= 0) & (p <= 1 + 1e-6)).all(1) & (p.sum(1) <= 1 + 1e-3)
+        good &= (np.where(known, 0.0, p) == 0).all(1)
+        good &= (np.diff(p, axis=1) <= 1e-6).all(1)
+        srt = np.sort(np.where(known, t, -np.arange(1, t.shape[1] + 1)), axis=1)
+        good &= (np.diff(srt, axis=1) != 0).all(1)
+        return good
+
+    bad, first = 0, None
+    for s in range(0, len(top5), CHUNK):
+        good = ok(s, s + CHUNK)
+        if not good.all():
+            first = s + int(np.flatnonzero(~good)[0]) if first is None else first
+            bad += int((~good).sum())
+    if bad:
+        return [f"{path} and {LABEL_FILES[1]}: {_rows(bad)} with invalid labels (class ids "
+                f"below -1 or repeated, probabilities outside [0, 1], not best first, or "
+                f"summing over 1) (first: row {first})"]
+    return []
 
 
 def _bad_rows(path: Path, arr: np.ndarray, test: Any, what: str) -> list[str]:

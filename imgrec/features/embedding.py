@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import threading
 from dataclasses import dataclass
@@ -194,7 +196,8 @@ def _resnet50_weights() -> Path:
         if (cached.parent / name).is_file():
             return cached.parent / name
     try:
-        torch.hub.load_state_dict_from_url(RESNET50_URL, progress=False, check_hash=True)
+        with contextlib.redirect_stdout(io.StringIO()):  # torch prints "Downloading: ..."
+            torch.hub.load_state_dict_from_url(RESNET50_URL, progress=False, check_hash=True)
     except Exception:
         raise WeightsMissingError(
             f"ResNet50 weights are not available offline: download {RESNET50_URL} and either "
