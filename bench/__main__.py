@@ -1,4 +1,5 @@
-"""`python -m bench search --n 400000` / `python -m bench index --corpus DIR`: print JSON."""
+"""`python -m bench search --n 400000` / `python -m bench index --corpus DIR` /
+`python -m bench beyond --n 100000`: print JSON."""
 
 from __future__ import annotations
 
@@ -26,9 +27,19 @@ def main() -> int:
     i.add_argument("--batch-size", type=int, default=32)
     i.add_argument("--work", type=Path, default=Path("bench/out"))
     i.add_argument("--save", type=Path)
+    b = sub.add_parser("beyond", help="duplicates, neighbour graph, clusters, refine at scale")
+    b.add_argument("--n", type=int, default=100_000)
+    b.add_argument("--dim", type=int, default=1280)
+    b.add_argument("--groups", type=int, default=300, help="synthetic groups of similar images")
+    b.add_argument("--sample", type=int, default=3000, help="nodes of the neighbour graph")
+    b.add_argument("--skip-duplicates", action="store_true", help="skip the n^2 duplicate scan")
+    b.add_argument("--work", type=Path, default=Path("bench/out"))
+    b.add_argument("--save", type=Path)
     args = p.parse_args()
     if args.what == "search":
         from .search import run
+    elif args.what == "beyond":
+        from .beyond import run
     else:
         from .indexing import run
     result = run(args)

@@ -1,4 +1,5 @@
-"""Command line: ``imgrec demo | index | search | info`` (also ``python -m imgrec``)."""
+"""Command line: ``imgrec demo | index | search | info | labels | duplicates | clusters |
+graph | export`` (also ``python -m imgrec``)."""
 
 from __future__ import annotations
 
@@ -46,13 +47,64 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--quiet", action="store_true", help="no progress bar")
 
     s = sub.add_parser("search", help="find the images most similar to 1-5 query images")
-    s.add_argument("images", nargs="+", help="query image files, or @path for an indexed image")
+    s.add_argument("images", nargs="*", help="query image files, or @path for an indexed image")
     s.add_argument("--index", type=Path)
     s.add_argument("--method", choices=METHODS, default="embedding")
     s.add_argument("--metric", choices=EMBEDDING_METRICS, default="cosine")
     s.add_argument("-k", type=int, default=5)
     s.add_argument("--pca-components", type=int)
     s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.add_argument("--label", metavar="TEXT",
+                   help="instead of query images: rank by the ImageNet labels matching TEXT "
+                        "(e.g. 'dog', 'lakeside', 'cat, tiger')")
+    s.add_argument("--negative", action="append", default=[], metavar="IMAGE",
+                   help="a 'less like this' example (file or @path; up to 5; embedding + "
+                        "cosine only): the combined ranking is refined")
+    s.add_argument("--negative-weight", type=float, default=0.5,
+                   help="weight of the negative examples (default 0.5)")
+
+    lb = sub.add_parser("labels", help="the most frequent ImageNet labels, or one image's labels")
+    lb.add_argument("--index", type=Path)
+    lb.add_argument("--top", type=int, default=50, help="labels to list (default 50)")
+    lb.add_argument("--image", metavar="PATH", help="show the top-5 labels of this indexed image")
+    lb.add_argument("--json", action="store_true")
+
+    du = sub.add_parser("duplicates", help="exact and near-duplicate groups (read-only)")
+    du.add_argument("--index", type=Path)
+    du.add_argument("--threshold", type=float, help="cosine similarity for near-duplicates "
+                    "(default 0.65)")
+    du.add_argument("--exact-only", action="store_true", help="same file content only")
+    du.add_argument("--csv", type=Path, metavar="OUT", help="also write the groups as CSV")
+    du.add_argument("--json", action="store_true")
+
+    cl = sub.add_parser("clusters", help="K-means clusters with their representative images")
+    cl.add_argument("--index", type=Path)
+    cl.add_argument("-k", type=int, default=30, help="clusters (default 30)")
+    cl.add_argument("--seed", type=int, default=0)
+    cl.add_argument("--json", action="store_true")
+
+    gr = sub.add_parser("graph", help="nearest-neighbour graph of a sample, with communities")
+    gr.add_argument("--index", type=Path)
+    gr.add_argument("-k", type=int, default=5, help="neighbours per image (default 5)")
+    gr.add_argument("--threshold", type=float, default=0.5, help="cosine a link needs (0.5)")
+    gr.add_argument("--sample", type=int, default=3000, help="images in the graph (3000)")
+    gr.add_argument("--seed", type=int, default=0)
+    gr.add_argument("--json", action="store_true", help="nodes, edges and communities as JSON")
+
+    ex = sub.add_parser("export", help="TensorBoard projector files, or the catalog as CSV")
+    exs = ex.add_subparsers(dest="format", required=True, parser_class=_Parser)
+    ep = exs.add_parser("projector", help="tensors.tsv, metadata.tsv, sprite.png, config")
+    ep.add_argument("out_dir", type=Path)
+    ep.add_argument("--index", type=Path)
+    ep.add_argument("--sample", type=int, default=10_000,
+                    help="images exported at most, drawn at random (default 10000; 0 = all)")
+    ep.add_argument("--clusters", type=int, default=30, help="K-means clusters (default 30)")
+    ep.add_argument("--seed", type=int, default=0)
+    ec = exs.add_parser("csv", help="one row per gallery file, with label and cluster")
+    ec.add_argument("out_csv", type=Path)
+    ec.add_argument("--index", type=Path)
+    ec.add_argument("--clusters", type=int, default=30, help="K-means clusters (default 30)")
+    ec.add_argument("--seed", type=int, default=0)
 
     n = sub.add_parser("info", help="what is indexed, with which model, what was skipped")
     n.add_argument("--index", type=Path)
@@ -73,7 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 2 bad usage or input, 1 unexpected)."""
     args = _parser().parse_args(argv)
     try:
-        return {"demo": _demo, "index": _index, "search": _search, "info": _info}[args.command](args)
+        return {"demo": _demo, "index": _index, "search": _search, "info": _info,
+                "labels": _labels, "duplicates": _duplicates, "clusters": _clusters,
+                "graph": _graph, "export": _export}[args.command](args)
     except ImgrecError as exc:
         print(f"imgrec: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -156,21 +210,41 @@ def _index(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _search(args: argparse.Namespace) -> int:
-    from .index import Index, Stored
+def _queries(names: list[str]) -> list:
+    from .index import Stored
 
-    idx = Index.open(_index_dir(args.index))
-    queries = [Stored(q[1:]) if q.startswith("@") else q for q in args.images]
+    queries = [Stored(q[1:]) if q.startswith("@") else q for q in names]
     for q in queries:
         if isinstance(q, str) and not Path(q).exists():
             raise ImgrecError(f"query image not found: {q}")
-    res = idx.search(queries, method=args.method, metric=args.metric, k=args.k,
-                     pca_components=args.pca_components)
+    return queries
+
+
+def _search(args: argparse.Namespace) -> int:
+    from .index import Index
+
+    if args.label is not None and (args.images or args.negative):
+        raise ImgrecError("give query images or --label TEXT, not both")
+    if args.label is None and not args.images:
+        raise ImgrecError("give 1-5 query images (files or @path), or --label TEXT")
+    idx = Index.open(_index_dir(args.index))
+    if args.label is not None:
+        from .labels import search_by_label
+
+        res = search_by_label(idx, args.label, k=args.k)
+    else:
+        res = idx.search(_queries(args.images), method=args.method, metric=args.metric,
+                         k=args.k, pca_components=args.pca_components,
+                         negatives=_queries(args.negative) or None,
+                         negative_weight=args.negative_weight)
     if args.json:
         print(json.dumps(res.to_dict(), indent=2))
         return EXIT_OK
     groups = list(zip(res.queries, res.per_query, strict=True))
-    if len(groups) > 1:
+    if res.negatives:
+        groups.append((f"combined, refined: less like {', '.join(res.negatives)} "
+                       f"(weight {res.negative_weight:g})", res.combined))
+    elif len(groups) > 1:
         groups.append(("combined (mean over queries)", res.combined))
     print(f"method {res.method}, metric {res.metric}, k {res.k}, gallery {idx.root}")
     for label, hits in groups:
@@ -241,6 +315,147 @@ def _info(args: argparse.Namespace) -> int:
               f"started {running.get('started')})")
     for p, r in idx.skipped():
         print(f"skipped    {p}: {r}")
+    return EXIT_OK
+
+
+def _labels(args: argparse.Namespace) -> int:
+    from .index import Index
+    from .labels import label_counts, labels_of
+
+    idx = Index.open(_index_dir(args.index))
+    if args.image:
+        labels = labels_of(idx, idx.row_of(args.image.removeprefix("@")))
+        if args.json:
+            print(json.dumps({"path": args.image, "labels": [
+                {"class_id": lb.class_id, "label": lb.name, "probability": round(lb.probability, 6)}
+                for lb in labels]}, indent=2))
+            return EXIT_OK
+        print(f"{args.image}")
+        for lb in labels:
+            print(f"  {lb.probability:6.1%}  {lb.name}")
+        if not labels:
+            print("  (no labels stored for this image)")
+        return EXIT_OK
+    if args.top < 1:
+        raise ImgrecError(f"--top must be at least 1, got {args.top}")
+    counts = label_counts(idx, args.top)
+    if args.json:
+        print(json.dumps({"images": len(idx), "labels": [
+            {"class_id": c.class_id, "label": c.name, "count": c.count} for c in counts]},
+            indent=2))
+        return EXIT_OK
+    print(f"top-1 ImageNet labels of {len(idx)} images ({idx.model}), most frequent first")
+    width = max((len(c.name) for c in counts), default=5)
+    most = max((c.count for c in counts), default=1)
+    for c in counts:
+        print(f"  {c.count:>6}  {c.name:<{width}}  {'#' * max(1, round(30 * c.count / most))}")
+    return EXIT_OK
+
+
+def _duplicates(args: argparse.Namespace) -> int:
+    from .duplicates import DEFAULT_THRESHOLD, find_duplicates, write_csv
+    from .index import Index
+
+    idx = Index.open(_index_dir(args.index))
+    threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
+    rep = find_duplicates(idx, threshold, near=not args.exact_only)
+    if args.csv:
+        write_csv(rep, args.csv)
+    if args.json:
+        print(json.dumps(rep.to_dict(), indent=2))
+        return EXIT_OK
+    kinds = Counter(g.kind for g in rep.groups)
+    what = "exact copies only" if args.exact_only else f"cosine >= {rep.threshold:g}"
+    print(f"{len(rep.groups)} duplicate groups ({kinds['exact']} exact, {kinds['near']} near; "
+          f"{what}) among {rep.images} images, {rep.redundant} images beyond one per group; "
+          f"{rep.seconds:.2f} s")
+    for g in rep.groups:
+        print(f"\ngroup {g.id} ({g.kind}, {len(g.members)} images)")
+        for i, m in enumerate(g.members):
+            tag = "keep  " if i == 0 else "      "
+            print(f"  {tag}{m.similarity:6.3f}  {m.width}x{m.height}  {m.size:>9} B  {m.path}")
+    if args.csv:
+        print(f"\nwrote {args.csv} (imgrec deletes nothing: the CSV is a list to review)")
+    return EXIT_OK
+
+
+def _clusters(args: argparse.Namespace) -> int:
+    from .clusters import clusters
+    from .index import Index
+
+    idx = Index.open(_index_dir(args.index))
+    if args.k < 1:
+        raise ImgrecError(f"-k must be at least 1, got {args.k}")
+    res = clusters(idx, args.k, seed=args.seed)
+    reps = idx.paths(res.representatives)
+    if args.json:
+        print(json.dumps({"k": res.k, "seed": args.seed, "clusters": [
+            {"cluster": c, "size": int(res.sizes[c]), "representative": reps[c]}
+            for c in range(res.k)]}, indent=2))
+        return EXIT_OK
+    print(f"{res.k} K-means clusters of {len(idx)} images (seed {args.seed}), largest first")
+    print(f"  {'cluster':>7}  {'size':>6}  representative (nearest its centroid)")
+    for c in range(res.k):
+        print(f"  {c:>7}  {int(res.sizes[c]):>6}  {reps[c]}")
+    return EXIT_OK
+
+
+def _graph(args: argparse.Namespace) -> int:
+    from .graph import neighbour_graph
+    from .index import Index
+
+    idx = Index.open(_index_dir(args.index))
+    try:
+        g = neighbour_graph(idx, k=args.k, threshold=args.threshold, sample=args.sample,
+                            seed=args.seed)
+    except ValueError as exc:
+        raise ImgrecError(str(exc)) from None
+    paths = idx.paths(g.rows)
+    sizes = g.community_sizes()
+    if args.json:
+        print(json.dumps({"nodes": [{"path": p, "x": round(float(x), 5), "y": round(float(y), 5),
+                                     "community": int(c)}
+                                    for p, x, y, c in zip(paths, g.x, g.y, g.community,
+                                                          strict=True)],
+                          "edges": [[int(a), int(b), round(float(w), 5)]
+                                    for (a, b), w in zip(g.edges, g.weights, strict=True)],
+                          "communities": len(sizes), "modularity": round(g.modularity, 5),
+                          "seconds": round(g.seconds, 3)}))
+        return EXIT_OK
+    print(f"{len(g.rows)} images, {len(g.edges)} links (k {args.k}, cosine >= {args.threshold:g}), "
+          f"{len(sizes)} communities, modularity {g.modularity:.3f}; {g.seconds:.2f} s")
+    for c, size in enumerate(sizes[:20]):
+        members = [paths[i] for i in range(len(paths)) if g.community[i] == c][:3]
+        print(f"  community {c:>3}  {int(size):>5} images  e.g. {', '.join(members)}")
+    if len(sizes) > 20:
+        print(f"  ... and {len(sizes) - 20} more")
+    return EXIT_OK
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .export import export_csv, export_projector
+    from .index import Index
+
+    idx = Index.open(_index_dir(args.index))
+    if args.clusters < 1:
+        raise ImgrecError(f"--clusters must be at least 1, got {args.clusters}")
+    if args.format == "csv":
+        path = export_csv(idx, args.out_csv, k_clusters=args.clusters, seed=args.seed)
+        print(f"wrote {path}: {len(idx.entries())} catalog rows with label and cluster")
+        return EXIT_OK
+    if args.sample < 0:
+        raise ImgrecError(f"--sample must be 0 (all) or more, got {args.sample}")
+    t = time.perf_counter()
+    ex = export_projector(idx, args.out_dir, sample=args.sample or None, seed=args.seed,
+                          k_clusters=args.clusters)
+    print(f"wrote {len(ex.rows)} of {len(idx)} images ({ex.dim}-d) to {ex.out_dir} in "
+          f"{time.perf_counter() - t:.1f} s: tensors.tsv, metadata.tsv, sprite.png "
+          f"({ex.sprite_size[0]}x{ex.sprite_size[1]}, {ex.thumb} px cells), "
+          "projector_config.pbtxt, projector_config.json")
+    if ex.unreadable:
+        print(f"note: {ex.unreadable} thumbnails left grey (file unreadable now)", file=sys.stderr)
+    print(f"view: tensorboard --logdir {ex.out_dir}  (Projector tab), or load the files at "
+          "https://projector.tensorflow.org")
     return EXIT_OK
 
 

@@ -4,7 +4,7 @@ At index time the backbone's classifier head (both backbones are ImageNet-1k mod
 the same 1000-class order) gives each image its top-5 classes and their probabilities;
 they are stored as ``labels_top5.npy`` / ``labels_prob5.npy`` (see :mod:`imgrec.store`).
 Class names are torchvision's (``ResNet50_Weights.IMAGENET1K_V1.meta["categories"]``,
-read offline).
+copied into :mod:`imgrec.imagenet_classes` so that reading them does not import torch).
 
 Label text search is offline and needs no text model. A query such as ``"dog"``,
 ``"lakeside"`` or ``"cat, tiger"`` (commas separate alternatives) matches:
@@ -26,7 +26,7 @@ a photo where a dog is one guess among several.
 Example:
     >>> from imgrec.labels import search_by_label
     >>> search_by_label(idx, "cat", k=3).combined[0].path     # doctest: +SKIP
-    'chelsea/chelsea_orig.jpg'
+    'chelsea/chelsea_crop_tl.jpg'
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .errors import QueryError
+from .imagenet_classes import CATEGORIES
 from .search import Hit, SearchResult
 
 if TYPE_CHECKING:
@@ -146,12 +147,14 @@ class LabelCount:
     count: int
 
 
-@functools.lru_cache(maxsize=1)
 def class_names() -> tuple[str, ...]:
     """The 1000 ImageNet-1k class names in the backbones' output order (offline)."""
-    from torchvision.models import ResNet50_Weights
+    return CATEGORIES
 
-    return tuple(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+
+@functools.lru_cache(maxsize=1)
+def _lower_names() -> tuple[str, ...]:
+    return tuple(n.lower() for n in CATEGORIES)
 
 
 def name_of(class_id: int) -> str:
@@ -201,8 +204,9 @@ def labels_of(index: Index, row: int) -> list[Label]:
     Returns an empty list when the index holds no labels or the image has none.
 
     Example:
-        >>> [l.name for l in labels_of(idx, idx.row_of("chelsea/chelsea_orig.jpg"))][:2]
-        ['tabby', 'tiger cat']                                # doctest: +SKIP
+        >>> [lb.name for lb in labels_of(idx, idx.row_of("chelsea/chelsea_orig.jpg"))][:2]
+        ...                                                   # doctest: +SKIP
+        ['tiger cat', 'Egyptian cat']
     """
     if index.labels_top5 is None or index.labels_prob5 is None:
         return []
@@ -254,9 +258,9 @@ def match_classes(text: str) -> list[int]:
 
     Example:
         >>> [name_of(c) for c in match_classes("cat")]         # doctest: +SKIP
-        ['tabby', 'tiger cat', 'Persian cat', 'Siamese cat', 'Egyptian cat']
+        ['tabby', 'tiger cat', 'Persian cat', 'Siamese cat', 'Egyptian cat', 'Madagascar cat']
     """
-    names = [n.lower() for n in class_names()]
+    names = _lower_names()
     found: set[int] = set()
     for raw in re.split(r"[,;|]", text):
         term = " ".join(raw.lower().split())

@@ -213,7 +213,8 @@ def verify(index_dir: str | os.PathLike) -> list[str]:
     and agree with ``embedding_norms.npy``; histograms are non-negative; the PCA file has
     the right shapes and reproduces the stored projections; the catalog passes SQLite's
     integrity check, its indexed rows are exactly ``0..n-1``, every skipped file has a
-    reason, and no path leaves the gallery.
+    reason, and no path leaves the gallery; the optional label files, when present, both
+    exist with shape (n, 5) and hold valid top-5 labels.
 
     Example:
         >>> problems = verify("data/index")   # doctest: +SKIP

@@ -1,0 +1,255 @@
+"""The k-nearest-neighbour graph of a sample of images: Louvain communities and a 2-D layout.
+
+Each sampled image links to its ``k`` most similar sampled images whose embedding cosine
+similarity reaches ``threshold`` (links are undirected, weighted by the similarity).
+Communities come from networkx's Louvain method (seeded); the layout is a force-directed
+(Fruchterman-Reingold) layout compiled with numba, started from the 2-D PCA projection of
+the embeddings, so a 3,000-node graph is ready in about a second rather than the minutes
+of ``networkx.spring_layout`` or the quarter hour the original study's browser graph took.
+The result is plain arrays, ready for a plotly ``Scattergl`` (nodes) and one line trace
+(:meth:`NeighbourGraph.edge_xy`).
+
+Example:
+    >>> g = neighbour_graph(idx, sample=3000)                   # doctest: +SKIP
+    >>> g.x.shape, g.community.max() + 1, len(g.edges)         # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+from numba import njit, prange
+
+from .kernels import _PARALLEL
+
+if TYPE_CHECKING:
+    from .index import Index
+
+DEFAULT_K = 5
+DEFAULT_THRESHOLD = 0.5
+DEFAULT_SAMPLE = 3000
+MAX_SAMPLE = 10_000
+LAYOUT_ITERATIONS = 60
+
+
+@dataclass(frozen=True)
+class NeighbourGraph:
+    """A kNN graph over sampled images (node ``i`` is index row ``rows[i]``).
+
+    Attributes:
+        rows: (m,) int64 index rows of the nodes, ascending.
+        x, y: (m,) float32 layout coordinates, within [-1, 1].
+        community: (m,) int32 Louvain community of each node, 0 the largest.
+        edges: (e, 2) int32 node pairs ``i < j``.
+        weights: (e,) float32 cosine similarity of each edge.
+        modularity: of the communities (networkx's definition, weighted).
+        seconds: time taken to build it.
+    """
+
+    rows: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    community: np.ndarray
+    edges: np.ndarray
+    weights: np.ndarray
+    modularity: float
+    seconds: float = 0.0
+
+    @property
+    def n_communities(self) -> int:
+        return int(self.community.max()) + 1 if len(self.community) else 0
+
+    def community_sizes(self) -> np.ndarray:
+        return np.bincount(self.community, minlength=self.n_communities)
+
+    def edge_xy(self) -> tuple[np.ndarray, np.ndarray]:
+        """x and y of every edge as ``x0, x1, nan, ...``: one plotly line trace draws all."""
+        e = self.edges
+        xs = np.full(3 * len(e), np.nan, np.float32)
+        ys = np.full(3 * len(e), np.nan, np.float32)
+        xs[0::3], xs[1::3] = self.x[e[:, 0]], self.x[e[:, 1]]
+        ys[0::3], ys[1::3] = self.y[e[:, 0]], self.y[e[:, 1]]
+        return xs, ys
+
+    def neighbours(self, node: int) -> np.ndarray:
+        """Nodes linked to ``node``."""
+        e = self.edges
+        return np.sort(np.concatenate([e[e[:, 0] == node, 1], e[e[:, 1] == node, 0]]))
+
+
+def sample_rows(n: int, sample: int, seed: int = 0) -> np.ndarray:
+    """``sample`` distinct rows of ``n`` drawn with ``seed`` (all rows when n <= sample), sorted."""
+    if n <= sample:
+        return np.arange(n, dtype=np.int64)
+    return np.sort(np.random.default_rng(seed).choice(n, size=sample, replace=False)).astype(np.int64)
+
+
+def knn_edges(x: np.ndarray, k: int, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """Undirected edges linking each row of ``x`` (m, d) to its ``k`` most similar other rows
+    (cosine) at or above ``threshold``; returns ``(edges (e, 2) i < j, cosine (e,))``."""
+    m = len(x)
+    x = np.asarray(x, dtype=np.float32)
+    nrm = np.linalg.norm(x.astype(np.float64), axis=1)
+    u = (x / np.where(nrm > 0, nrm, 1.0)[:, None]).astype(np.float32)
+    src, dst = [], []
+    kk = min(int(k), m - 1)
+    if kk < 1:
+        return np.zeros((0, 2), np.int32), np.zeros(0, np.float32)
+    for s in range(0, m, 2048):
+        sims = u[s:s + 2048] @ u.T
+        sims[np.arange(len(sims)), np.arange(s, s + len(sims))] = -np.inf
+        top = np.argpartition(-sims, kk - 1, axis=1)[:, :kk]
+        vals = np.take_along_axis(sims, top, 1)
+        ok = vals >= threshold
+        src.append(np.repeat(np.arange(s, s + len(sims)), kk)[ok.ravel()])
+        dst.append(top.ravel()[ok.ravel()])
+    a, b = np.concatenate(src), np.concatenate(dst)
+    pairs = np.unique(np.stack([np.minimum(a, b), np.maximum(a, b)], 1), axis=0)
+    if len(pairs) == 0:
+        return np.zeros((0, 2), np.int32), np.zeros(0, np.float32)
+    w = (u[pairs[:, 0]].astype(np.float64) * u[pairs[:, 1]]).sum(1)
+    return pairs.astype(np.int32), w.astype(np.float32)
+
+
+def neighbour_graph(index: Index | np.ndarray, k: int = DEFAULT_K,
+                    threshold: float = DEFAULT_THRESHOLD, sample: int = DEFAULT_SAMPLE,
+                    seed: int = 0, iterations: int = LAYOUT_ITERATIONS) -> NeighbourGraph:
+    """Build the kNN graph of (a sample of) the gallery with communities and a layout.
+
+    Args:
+        index: an opened :class:`~imgrec.index.Index`, or an (n, d) matrix of vectors.
+        k: neighbours linked per image (default 5).
+        threshold: cosine similarity a link needs (default 0.5).
+        sample: images drawn at random (with ``seed``) when the gallery is larger; at
+            most :data:`MAX_SAMPLE`. Neighbours are searched within the sample.
+        seed: for the sample, Louvain and the layout: same inputs, same graph.
+        iterations: force-directed layout iterations (0: the PCA projection as is).
+
+    Returns:
+        A :class:`NeighbourGraph`.
+
+    Raises:
+        ValueError: bad ``k``, ``sample`` or ``threshold``.
+
+    Example:
+        >>> g = neighbour_graph(np.eye(6, dtype=np.float32) + 0.5, k=2, threshold=0.1)
+        >>> len(g.rows), g.x.shape
+        (6, (6,))
+    """
+    import networkx as nx
+
+    t0 = time.perf_counter()
+    if int(k) < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    if not 1 <= int(sample) <= MAX_SAMPLE:
+        raise ValueError(f"sample must lie in 1..{MAX_SAMPLE}, got {sample}")
+    if not -1 <= float(threshold) <= 1:
+        raise ValueError(f"threshold must lie in [-1, 1], got {threshold}")
+    data = index.embeddings if hasattr(index, "embeddings") else np.asarray(index)
+    rows = sample_rows(len(data), int(sample), seed)
+    x = np.asarray(data[rows], dtype=np.float32)
+    m = len(rows)
+    edges, weights = knn_edges(x, int(k), float(threshold))
+    g = nx.Graph()
+    g.add_nodes_from(range(m))
+    g.add_weighted_edges_from((int(a), int(b), float(w)) for (a, b), w in zip(edges, weights,
+                                                                              strict=True))
+    comms = nx.community.louvain_communities(g, weight="weight", seed=seed) if m else []
+    comms = sorted(comms, key=lambda c: (-len(c), min(c)))
+    community = np.zeros(m, np.int32)
+    for c, nodes in enumerate(comms):
+        community[list(nodes)] = c
+    modularity = float(nx.community.modularity(g, comms, weight="weight")) if g.number_of_edges() else 0.0
+    pos = layout(x, edges, weights, iterations, seed)
+    return NeighbourGraph(rows, pos[:, 0].copy(), pos[:, 1].copy(), community, edges, weights,
+                          modularity, time.perf_counter() - t0)
+
+
+def layout(x: np.ndarray, edges: np.ndarray, weights: np.ndarray,
+           iterations: int = LAYOUT_ITERATIONS, seed: int = 0) -> np.ndarray:
+    """(m, 2) float32 positions in [-1, 1]: PCA of ``x``, refined by Fruchterman-Reingold."""
+    m = len(x)
+    if m == 0:
+        return np.zeros((0, 2), np.float32)
+    rng = np.random.default_rng(seed)
+    pos = _pca2(np.asarray(x, dtype=np.float64), rng) if m > 2 else np.zeros((m, 2))
+    pos = pos + 1e-3 * (np.abs(pos).max() or 1.0) * rng.standard_normal(pos.shape)
+    pos = _normalise(pos)
+    if iterations > 0 and m > 1:
+        both = np.concatenate([edges, edges[:, ::-1]]) if len(edges) else np.zeros((0, 2), np.int64)
+        wb = np.concatenate([weights, weights]).astype(np.float64)
+        o = np.argsort(both[:, 0], kind="stable")
+        indptr = np.searchsorted(both[o, 0], np.arange(m + 1)).astype(np.int64)
+        pos = (pos + 1.0) / 2.0  # FR works in the unit square
+        with _PARALLEL:
+            pos = _fruchterman_reingold(pos, indptr, both[o, 1].astype(np.int64), wb[o],
+                                        int(iterations))
+        pos = _normalise(pos)
+    return pos.astype(np.float32)
+
+
+def _pca2(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The 2-D PCA projection of the rows of ``x`` by subspace iteration (a few matrix
+    products instead of a full SVD: 20 ms rather than 1.4 s for 3,000 x 1,280)."""
+    xc = x - x.mean(0)
+    q = rng.standard_normal((x.shape[1], min(10, x.shape[1])))
+    for _ in range(5):
+        q, _ = np.linalg.qr(xc.T @ (xc @ q))
+    u, sv, _ = np.linalg.svd(xc @ q, full_matrices=False)
+    return u[:, :2] * sv[:2] if u.shape[1] >= 2 else np.zeros((len(x), 2))
+
+
+def _normalise(pos: np.ndarray) -> np.ndarray:
+    """Centre and scale to [-1, 1] (the larger extent)."""
+    pos = pos - (pos.max(0) + pos.min(0)) / 2
+    extent = np.abs(pos).max()
+    return pos / extent if extent > 0 else pos
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def _fruchterman_reingold(pos, indptr, nbr, w, iterations):  # pragma: no cover - compiled
+    """networkx's Fruchterman-Reingold update (all-pairs repulsion k^2/d, attraction
+    w * d^2 / k along edges, step capped by a linearly cooling temperature), in float32
+    with the coordinates in two arrays so the all-pairs loop vectorises."""
+    m = pos.shape[0]
+    k2 = np.float32(1.0 / m)
+    k = np.float32(np.sqrt(1.0 / m))
+    t = np.float32(0.1)
+    dt = t / np.float32(iterations + 1)
+    px = pos[:, 0].astype(np.float32)
+    py = pos[:, 1].astype(np.float32)
+    dxs = np.zeros(m, np.float32)
+    dys = np.zeros(m, np.float32)
+    for _ in range(iterations):
+        for i in prange(m):
+            dx = np.float32(0.0)
+            dy = np.float32(0.0)
+            xi = px[i]
+            yi = py[i]
+            for j in range(m):  # j == i adds 0
+                ddx = xi - px[j]
+                ddy = yi - py[j]
+                f = k2 / max(ddx * ddx + ddy * ddy, np.float32(1e-4))
+                dx += ddx * f
+                dy += ddy * f
+            for e in range(indptr[i], indptr[i + 1]):
+                j = nbr[e]
+                ddx = xi - px[j]
+                ddy = yi - py[j]
+                f = np.float32(w[e]) * max(np.sqrt(ddx * ddx + ddy * ddy), np.float32(1e-2)) / k
+                dx -= ddx * f
+                dy -= ddy * f
+            dxs[i] = dx
+            dys[i] = dy
+        for i in prange(m):
+            step = t / max(np.sqrt(dxs[i] * dxs[i] + dys[i] * dys[i]), np.float32(0.01))
+            px[i] += dxs[i] * step
+            py[i] += dys[i] * step
+        t -= dt
+    out = np.empty((m, 2))
+    out[:, 0] = px
+    out[:, 1] = py
+    return out

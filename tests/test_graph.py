@@ -1,0 +1,81 @@
+"""The neighbour graph: communities of the demo gallery, plotly-ready arrays, sampling,
+determinism, and 3,000 nodes in well under 10 s."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+from conftest import run_cli
+
+from imgrec.demo import family_of
+from imgrec.graph import knn_edges, neighbour_graph, sample_rows
+
+
+def test_demo_graph_communities_are_the_photos(demo_index):
+    g = neighbour_graph(demo_index)
+    m = len(demo_index)
+    assert g.rows.tolist() == list(range(m))
+    for a in (g.x, g.y):
+        assert a.shape == (m,) and np.isfinite(a).all() and np.abs(a).max() <= 1 + 1e-6
+    e = g.edges
+    assert e.ndim == 2 and e.shape[1] == 2 and (e[:, 0] < e[:, 1]).all()
+    assert len(np.unique(e, axis=0)) == len(e)
+    assert (g.weights >= 0.5).all() and len(g.weights) == len(e)
+    # each node links to at most 5 by its own choice: at most 5 * m undirected edges
+    assert m <= len(e) <= 5 * m
+    paths = demo_index.all_paths()
+    fams = np.array([family_of(p) for p in paths])
+    assert g.n_communities == 14 and g.modularity > 0.8
+    for c in range(g.n_communities):
+        assert len(set(fams[g.community == c])) == 1
+    assert (g.community_sizes() >= 12).all()
+    xs, ys = g.edge_xy()
+    assert xs.shape == ys.shape == (3 * len(e),) and np.isnan(xs[2::3]).all()
+    assert xs[0] == g.x[e[0, 0]] and ys[1] == g.y[e[0, 1]]
+    assert set(g.neighbours(0).tolist()) <= set(np.flatnonzero(fams == fams[0]).tolist())
+
+
+def test_graph_is_deterministic_and_samples(demo_index):
+    a, b = neighbour_graph(demo_index, seed=1), neighbour_graph(demo_index, seed=1)
+    for x, y in ((a.x, b.x), (a.y, b.y), (a.community, b.community), (a.edges, b.edges)):
+        np.testing.assert_array_equal(x, y)
+    s = neighbour_graph(demo_index, sample=40, seed=2)
+    assert len(s.rows) == 40 and (np.diff(s.rows) > 0).all() and s.rows.max() < 170
+    np.testing.assert_array_equal(s.rows, sample_rows(170, 40, 2))
+    assert len(neighbour_graph(demo_index, threshold=0.99).edges) < len(a.edges)
+    for bad in ({"k": 0}, {"sample": 0}, {"threshold": 2.0}):
+        with pytest.raises(ValueError):
+            neighbour_graph(demo_index, **bad)
+
+
+def test_knn_edges_on_a_small_example():
+    x = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9], [-1, 0]], np.float32)
+    e, w = knn_edges(x, 1, 0.5)
+    assert e.tolist() == [[0, 1], [2, 3]]
+    np.testing.assert_allclose(w, [0.99388373, 0.99388373], rtol=1e-6)
+    assert len(knn_edges(x[:1], 5, 0.0)[0]) == 0
+
+
+def test_three_thousand_nodes_in_well_under_ten_seconds():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(60, 256))
+    x = (centres[rng.integers(0, 60, 3000)] + 0.8 * rng.normal(size=(3000, 256))).astype(np.float32)
+    t = time.perf_counter()
+    g = neighbour_graph(x, threshold=0.3)
+    seconds = time.perf_counter() - t
+    assert len(g.rows) == 3000 and len(g.edges) > 3000
+    assert 40 <= g.n_communities <= 80  # the 60 planted groups, give or take
+    assert seconds < 10, seconds
+
+
+def test_cli_graph(demo_cli, cli_env):
+    out = run_cli("graph", "--index", demo_cli.index, "--json", env=cli_env)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    assert len(got["nodes"]) == 170 and got["communities"] == 14
+    assert {"path", "x", "y", "community"} == set(got["nodes"][0])
+    table = run_cli("graph", "--index", demo_cli.index, "--sample", "50", env=cli_env)
+    assert table.returncode == 0 and table.stdout.startswith("50 images")
