@@ -24,7 +24,7 @@ def main() -> int:
     i.add_argument("--corpus", type=Path, required=True)
     i.add_argument("--limit", type=int, default=300)
     i.add_argument("--workers", type=int)
-    i.add_argument("--batch-size", type=int, default=32)
+    i.add_argument("--batch-size", type=int, default=16)
     i.add_argument("--work", type=Path, default=Path("bench/out"))
     i.add_argument("--save", type=Path)
     b = sub.add_parser("beyond", help="duplicates, neighbour graph, clusters, refine at scale")

@@ -102,7 +102,7 @@ class BuildReport:
 def build_index(gallery: str | os.PathLike, index_dir: str | os.PathLike | None = None, *,
                 model: str = DEFAULT_MODEL, embedder: Embedder | None = None,
                 weights: str | os.PathLike | None = None, device: str = "auto",
-                workers: int | None = None, batch_size: int = 32,
+                workers: int | None = None, batch_size: int = 16,
                 pca_components: int = DEFAULT_COMPONENTS, full: bool = False,
                 wait: bool = False, progress: Callable[[Progress], None] | None = None
                 ) -> BuildReport:

@@ -92,7 +92,7 @@ class CNNEmbedder:
     """
 
     def __init__(self, model: str = DEFAULT_MODEL, weights: str | os.PathLike | None = None,
-                 device: str = "auto", batch_size: int = 32) -> None:
+                 device: str = "auto", batch_size: int = 16) -> None:
         if model not in BACKBONES:
             raise ImgrecError(f"unknown model {model!r}; choose one of {', '.join(BACKBONES)}")
         self.spec = BACKBONES[model]
