@@ -21,7 +21,9 @@ class Embedder(Protocol):
     """What an index needs from a feature extractor (tests may inject a small one).
 
     ``name`` is stored in the manifest; ``input_size`` is the side of the square uint8 crop
-    that :meth:`embed` takes; ``embed`` returns float32 rows of unit length.
+    that :meth:`embed` takes; ``embed`` returns float32 rows of unit length. An embedder
+    may also offer ``forward(crops) -> (embeddings, class probabilities or None)``, as
+    :class:`CNNEmbedder` does: the build then stores each image's ImageNet top-5 labels.
     """
 
     name: str
