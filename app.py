@@ -14,6 +14,7 @@ st.set_page_config(page_title="imgrec — image recommender", page_icon=":materi
 pages = st.navigation([
     st.Page(sup.SEARCH_PAGE, title="Search", icon=":material/image_search:", default=True),
     st.Page(sup.EXPLORE_PAGE, title="Explore", icon=":material/scatter_plot:"),
+    st.Page(sup.INSIGHTS_PAGE, title="Insights", icon=":material/insights:"),
     st.Page(sup.DATASET_PAGE, title="Dataset", icon=":material/photo_library:"),
 ])
 st.html("""<style>

@@ -27,6 +27,7 @@ from .store import current_version
 SEARCH_PAGE = "pages/search.py"
 EXPLORE_PAGE = "pages/explore.py"
 DATASET_PAGE = "pages/dataset.py"
+INSIGHTS_PAGE = "pages/insights.py"
 SOURCES = {"embedding": "CNN embeddings", "color": "Colour histograms"}
 FINISHED_SHOWN_S = 1800  # how long the outcome of the last build stays on the pages
 
@@ -61,6 +62,9 @@ def clear_index_caches(_state: Any = None) -> None:
     _projection.clear()
     _clusters.clear()
     _search.clear()
+    for cache in (_label_counts, _gallery_clusters, _near_pairs, _duplicates, _graph,
+                  _label_search, _refine, _small_thumb):
+        cache.clear()
 
 
 # ---- routing --------------------------------------------------------------------------------
@@ -120,6 +124,8 @@ def reset_queries() -> None:
     st.session_state["upload_messages"] = ()
     st.session_state.pop("last_search", None)
     st.session_state.pop("explore_selected", None)
+    st.session_state["feedback"] = ui.Feedback()
+    st.session_state.pop("refine_request", None)
 
 
 def queries() -> ui.QuerySet:
@@ -200,6 +206,9 @@ def _matrix(idx: Index, source: str) -> np.ndarray:
     return idx.embeddings if source == "embedding" else idx.histograms
 
 
+matrix = _matrix  # the feature matrix a projection source is drawn from
+
+
 @st.cache_data(show_spinner="Projecting the gallery…", max_entries=8)
 def _projection(index_dir: str, version: str, source: str, limit: int, _idx: Index
                 ) -> ui.Projection:
@@ -271,6 +280,123 @@ def highlights(idx: Index, source: str, proj: ui.Projection) -> list[ui.Highligh
                                     [u.name for u in qs.uploads][:len(feats)], [-1] * len(feats),
                                     "query"))
     return out
+
+
+# ---- issue 6: labels, clusters, duplicates, graph, refine (cached per index version) ------
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _label_counts(index_dir: str, version: str, top: int, _idx: Index) -> list:
+    from .labels import label_counts
+
+    return label_counts(_idx, top)
+
+
+def label_counts(idx: Index, top: int = 50) -> list:
+    """The ``top`` most frequent top-1 labels (raises QueryError without labels)."""
+    return _label_counts(str(idx.index_dir), idx.version, int(top), idx)
+
+
+@st.cache_data(show_spinner="Clustering the gallery…", max_entries=16)
+def _gallery_clusters(index_dir: str, version: str, k: int, seed: int, _idx: Index) -> Any:
+    from .clusters import clusters as run
+
+    return run(_idx, k=k, seed=seed)
+
+
+def gallery_clusters(idx: Index, k: int, seed: int = 0) -> Any:
+    """:func:`imgrec.clusters.clusters` of the embeddings (a ClusterResult)."""
+    return _gallery_clusters(str(idx.index_dir), idx.version, int(k), int(seed), idx)
+
+
+@st.cache_data(show_spinner="Comparing every image with every other…", max_entries=4)
+def _near_pairs(index_dir: str, version: str, t_min: float, _idx: Index) -> tuple:
+    from .duplicates import near_pairs
+
+    return near_pairs(_idx.embeddings, _idx.embedding_norms, t_min)
+
+
+@st.cache_data(show_spinner="Grouping duplicates…", max_entries=32)
+def _duplicates(index_dir: str, version: str, threshold: float, t_min: float,
+                _idx: Index) -> Any:
+    from .duplicates import find_duplicates
+
+    pairs = _near_pairs(index_dir, version, t_min, _idx)
+    return find_duplicates(_idx, threshold, pairs=pairs)
+
+
+def duplicates(idx: Index, threshold: float) -> Any:
+    """A DuplicateReport at ``threshold``; the near pairs are found once per index at the
+    slider's lowest threshold and filtered for each threshold."""
+    t_min = min(ui.DUPLICATE_MIN_THRESHOLD, float(threshold))
+    return _duplicates(str(idx.index_dir), idx.version, round(float(threshold), 4), t_min, idx)
+
+
+@st.cache_data(show_spinner="Building the neighbour graph…", max_entries=8)
+def _graph(index_dir: str, version: str, k: int, threshold: float, sample: int,
+           _idx: Index) -> Any:
+    from .graph import neighbour_graph
+
+    return neighbour_graph(_idx, k=k, threshold=threshold, sample=sample)
+
+
+def graph(idx: Index, k: int, threshold: float, sample: int) -> Any:
+    """:func:`imgrec.graph.neighbour_graph` of a sample of the gallery."""
+    return _graph(str(idx.index_dir), idx.version, int(k), round(float(threshold), 4),
+                  int(sample), idx)
+
+
+@st.cache_data(show_spinner="Searching labels…", max_entries=64)
+def _label_search(index_dir: str, version: str, text: str, k: int, _idx: Index) -> SearchResult:
+    from .labels import search_by_label
+
+    return search_by_label(_idx, text, k)
+
+
+def label_search(idx: Index, text: str, k: int) -> SearchResult:
+    """:func:`imgrec.labels.search_by_label` (raises QueryError with a user-facing message)."""
+    return _label_search(str(idx.index_dir), idx.version, " ".join(text.split()), int(k), idx)
+
+
+@st.cache_data(show_spinner="Refining…", max_entries=32)
+def _refine(index_dir: str, version: str, key: tuple[str, ...], negatives: tuple[str, ...],
+            weight: float, k: int, _idx: Index, _queries: list) -> SearchResult:
+    from .index import Stored
+
+    return _idx.search(_queries, k=k, negatives=[Stored(p) for p in negatives],
+                       negative_weight=weight)
+
+
+def refine(idx: Index, qs: ui.QuerySet, feedback: ui.Feedback, weight: float,
+           k: int) -> SearchResult:
+    """The refined search: queries + 👍 images as positives, 👎 images as negatives."""
+    key = qs.cache_key() + tuple(f"pos:{p}" for p in feedback.positives)
+    return _refine(str(idx.index_dir), idx.version, key, feedback.negatives,
+                   round(float(weight), 4), int(k), idx, ui.refine_queries(qs, feedback))
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def _small_thumb(gallery: str, version: str, path: str, size: int, _idx: Index) -> bytes | None:
+    return ui.thumbnail_bytes(_idx, path, size)
+
+
+def small_thumbnail(idx: Index, path: str, size: int = 64) -> bytes | None:
+    return _small_thumb(str(idx.root), idx.version, path, int(size), idx)
+
+
+def feedback() -> ui.Feedback:
+    """This session's 👍 / 👎 marks."""
+    return st.session_state.setdefault("feedback", ui.Feedback())
+
+
+def mark(path: str, kind: str) -> None:
+    """Toggle a 👍 / 👎 mark (a button callback)."""
+    st.session_state["feedback"] = feedback().mark(path, kind)
+
+
+def clear_feedback() -> None:
+    st.session_state["feedback"] = ui.Feedback()
+    st.session_state.pop("refine_request", None)
 
 
 # ---- builds --------------------------------------------------------------------------------

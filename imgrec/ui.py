@@ -484,11 +484,14 @@ class Highlight:
 
 def scatter_figure(proj: Projection, paths: Sequence[str], groups: Sequence[str] | None,
                    highlights: Sequence[Highlight] = (), dims: int = 2,
-                   title_prefix: str = "PC") -> Any:
+                   title_prefix: str = "PC", images: Sequence[tuple[float, float, str]] = ()
+                   ) -> Any:
     """A plotly scatter (WebGL in 2-D) with one trace per colour group plus highlights.
 
     Every gallery point carries its row number as ``customdata`` so a box or lasso
-    selection maps back to gallery images; the hover text is the file name.
+    selection maps back to gallery images; the hover text is the file name. Highlights
+    of kind ``"rep"`` (cluster representatives) are labelled with their file name;
+    ``images`` are ``(x, y, data URI)`` thumbnails drawn at those points (2-D only).
     """
     import plotly.graph_objects as go
     from plotly.colors import qualitative
@@ -518,12 +521,18 @@ def scatter_figure(proj: Projection, paths: Sequence[str], groups: Sequence[str]
     styles = {"query": {"symbol": "diamond" if three else "star", "size": 9 if three else 20,
                         "color": "#e8175d", "line": {"width": 1.5, "color": "#ffffff"}},
               "result": {"symbol": "circle-open", "size": 7 if three else 15, "color": "#111111",
-                         "line": {"width": 2.5, "color": "#111111"}}}
+                         "line": {"width": 2.5, "color": "#111111"}},
+              "rep": {"symbol": "square", "size": 6 if three else 13, "color": "#ffffff",
+                      "line": {"width": 2, "color": "#1f2330"}}}
     for h in highlights:
         if not len(h.coords):
             continue
         common = {"mode": "markers", "name": h.name, "customdata": list(h.rows),
                   "hovertext": list(h.labels), "hoverinfo": "text", "marker": styles[h.kind]}
+        if h.kind == "rep":
+            common.update(mode="markers+text", textposition="top center",
+                          text=[lab.rsplit("/", 1)[-1] for lab in h.labels],
+                          textfont={"size": 10, "color": "#1f2330"})
         if three:
             traces.append(go.Scatter3d(x=h.coords[:, 0], y=h.coords[:, 1], z=h.coords[:, 2],
                                        **common))
@@ -538,7 +547,30 @@ def scatter_figure(proj: Projection, paths: Sequence[str], groups: Sequence[str]
         fig.update_layout(scene={"xaxis_title": ax[0], "yaxis_title": ax[1], "zaxis_title": ax[2]})
     else:
         fig.update_layout(dragmode="lasso", xaxis_title=ax[0], yaxis_title=ax[1])
+        if images:
+            span = float(np.ptp(proj.coords[:, :2], axis=0).max()) if len(proj.coords) else 1.0
+            size = 0.07 * (span or 1.0)
+            for x, y, uri in images:
+                fig.add_layout_image(source=uri, x=float(x), y=float(y), xref="x", yref="y",
+                                     sizex=size, sizey=size, xanchor="center", yanchor="middle",
+                                     layer="above", opacity=0.95)
     return fig
+
+
+def data_uri(jpeg: bytes) -> str:
+    """A ``data:`` URI of JPEG bytes (for plotly layout images)."""
+    import base64
+
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
+
+
+def representatives(result: Any, proj: Projection, matrix: np.ndarray, paths: Sequence[str]
+                    ) -> Highlight:
+    """The representatives of an :func:`imgrec.clusters.clusters` result as a scatter
+    highlight, projected like the gallery (``paths``: every indexed path in row order)."""
+    rows = [int(r) for r in result.representatives]
+    coords = proj.transform(np.asarray(matrix[rows])) if rows else np.zeros((0, 3), np.float32)
+    return Highlight("representatives", coords, [paths[r] for r in rows], rows, "rep")
 
 
 def _natural(label: str) -> tuple[int, Any]:
@@ -778,3 +810,191 @@ class BuildRunner:
                 on_success(state)
             except Exception:
                 _log.exception("after-build hook failed")
+
+
+# ---- Insights: labels, clusters, duplicates, neighbour graph -------------------------------
+
+#: Clusters the Insights page offers at most (the default is imgrec.clusters.DEFAULT_K).
+MAX_CLUSTERS = 100
+#: Members of a cluster shown per page of its grid.
+CLUSTER_PAGE = 24
+#: Representatives drawn as thumbnails on the Explore scatter at most.
+MAX_REP_THUMBS = 30
+#: Lowest threshold the duplicates slider offers (near pairs are computed once at it).
+DUPLICATE_MIN_THRESHOLD = 0.5
+
+
+def label_chart(counts: Sequence[Any], title: str = "") -> Any:
+    """A horizontal plotly bar chart of :func:`imgrec.labels.label_counts`, most frequent on top."""
+    import plotly.graph_objects as go
+
+    names = [c.name for c in counts][::-1]
+    values = [int(c.count) for c in counts][::-1]
+    fig = go.Figure(go.Bar(x=values, y=names, orientation="h", marker={"color": "#4c6ef5"},
+                           hovertemplate="%{y}: %{x} images<extra></extra>"))
+    fig.update_layout(height=max(300, 22 * len(names) + 80), title=title or None,
+                      margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10},
+                      xaxis={"title": "images (top-1 label)", "tickformat": ",d",
+                             "dtick": 1 if max(values, default=0) <= 10 else None},
+                      yaxis={"automargin": True})
+    return fig
+
+
+def cluster_k_bounds(n: int, default: int = 30, most: int = MAX_CLUSTERS) -> tuple[int, int, int]:
+    """``(min, max, default)`` of the cluster-count slider for ``n`` images.
+
+    Example:
+        >>> cluster_k_bounds(12), cluster_k_bounds(5000)
+        ((1, 12, 12), (1, 100, 30))
+    """
+    hi = max(1, min(int(n), most))
+    return 1, hi, max(1, min(int(default), hi))
+
+
+def duplicates_csv(report: Any) -> str:
+    """The CSV of a :class:`imgrec.duplicates.DuplicateReport` (one row per group member)."""
+    from .duplicates import CSV_COLUMNS
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, list(CSV_COLUMNS), lineterminator="\n")
+    w.writeheader()
+    w.writerows(report.to_rows())
+    return buf.getvalue()
+
+
+def member_detail(member: Any, keeper: bool) -> str:
+    """The line under a duplicate's thumbnail: similarity to the keeper (none for the keeper
+    itself), resolution and file size."""
+    size = f"{member.width}×{member.height}" if member.width and member.height else ""
+    head = "" if keeper else f"cosine {member.similarity:.3f}"
+    return " · ".join(p for p in (head, size, format_bytes(member.size) if member.size else "") if p)
+
+
+def graph_figure(graph: Any, paths: Sequence[str]) -> Any:
+    """A WebGL plotly figure of a :class:`imgrec.graph.NeighbourGraph`.
+
+    All edges are one line trace (``x0, x1, None, ...``); nodes are one marker trace per
+    community (the 23 largest get their own colour, the rest share grey as "other"), each
+    node carrying its index row as ``customdata`` so a selection maps back to images.
+    """
+    import plotly.graph_objects as go
+    from plotly.colors import qualitative
+
+    palette = qualitative.Dark24
+    ex, ey = graph.edge_xy()
+    traces = [go.Scattergl(x=ex, y=ey, mode="lines", name="links", hoverinfo="skip",
+                           line={"width": 0.6, "color": "rgba(120,120,120,0.35)"},
+                           showlegend=False)]
+    comm = np.asarray(graph.community)
+    n_named = min(len(palette) - 1, int(comm.max()) + 1 if len(comm) else 0)
+    groups = [(f"community {c + 1}", np.flatnonzero(comm == c), palette[c % len(palette)])
+              for c in range(n_named)]
+    rest = np.flatnonzero(comm >= n_named)
+    if len(rest):
+        groups.append(("other", rest, "#9aa0a6"))
+    for name, sel, colour in groups:
+        traces.append(go.Scattergl(
+            x=graph.x[sel], y=graph.y[sel], mode="markers", name=name,
+            customdata=np.asarray(graph.rows)[sel].tolist(),
+            hovertext=[paths[i] for i in sel], hoverinfo="text",
+            marker={"size": 6, "color": colour, "line": {"width": 0}}))
+    fig = go.Figure(traces)
+    fig.update_layout(height=620, margin={"l": 10, "r": 10, "t": 10, "b": 10}, dragmode="lasso",
+                      hovermode="closest", uirevision="graph",
+                      legend={"itemsizing": "constant", "bgcolor": "rgba(255,255,255,0.7)"},
+                      xaxis={"visible": False}, yaxis={"visible": False, "scaleanchor": "x"})
+    return fig
+
+
+# ---- Search: label filter, relevance feedback, method comparison ---------------------------
+
+
+def filter_hits_by_label(index: Index, hits: Sequence[Hit], text: str) -> list[Hit]:
+    """The hits whose stored top-5 ImageNet labels include a class matching ``text``
+    (see :func:`imgrec.labels.match_classes`), ranks unchanged. Without labels in the
+    index, or without matching classes, nothing passes."""
+    from .labels import match_classes
+
+    classes = np.asarray(match_classes(text), dtype=np.int64)
+    if not hits or index.labels_top5 is None or not len(classes):
+        return []
+    rows = np.asarray([h.row for h in hits], dtype=np.int64)
+    top5 = np.asarray(index.labels_top5[np.sort(rows)]).astype(np.int64)
+    ok = dict(zip(np.sort(rows).tolist(), np.isin(top5, classes).any(1).tolist(), strict=True))
+    return [h for h in hits if ok[h.row]]
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """Gallery images a user marked 👍 (more like this) or 👎 (less like this), at most
+    five of each; marking one kind removes the other."""
+
+    positives: tuple[str, ...] = ()
+    negatives: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.positives or self.negatives)
+
+    def mark(self, path: str, kind: str) -> Feedback:
+        """Toggle ``path`` as ``"positive"`` or ``"negative"``; a sixth of a kind is ignored.
+
+        Example:
+            >>> Feedback().mark("a.jpg", "negative").mark("a.jpg", "positive")
+            Feedback(positives=('a.jpg',), negatives=())
+        """
+        pos = [p for p in self.positives if p != path]
+        neg = [p for p in self.negatives if p != path]
+        target = pos if kind == "positive" else neg
+        current = self.positives if kind == "positive" else self.negatives
+        if path not in current and len(target) < MAX_QUERIES:
+            target.append(path)
+        return Feedback(tuple(pos), tuple(neg))
+
+    def state(self, path: str) -> str | None:
+        return ("positive" if path in self.positives else "negative" if path in self.negatives
+                else None)
+
+
+def refine_queries(qs: QuerySet, feedback: Feedback) -> list[Any]:
+    """The positive examples of a refined search: the current queries, then the images
+    marked 👍 (at most five in all, duplicates dropped)."""
+    out: list[Any] = []
+    seen: set[str] = set()
+    if qs.stored:
+        for p in qs.stored:
+            out.append(Stored(p))
+            seen.add(p)
+    else:
+        out.extend(u.as_file() for u in qs.uploads)
+    for p in feedback.positives:
+        if p not in seen:
+            out.append(Stored(p))
+            seen.add(p)
+    return out[:MAX_QUERIES]
+
+
+#: The methods the "compare methods" view puts side by side.
+COMPARE_METHODS = ("embedding", "color", "pca")
+
+
+@dataclass(frozen=True)
+class Overlap:
+    """How many paths the top-k lists of methods share."""
+
+    pairs: dict[tuple[str, str], int]
+    all: int
+
+
+def overlap(lists: dict[str, Sequence[str]]) -> Overlap:
+    """Pairwise and all-way overlap of ranked path lists (one per method).
+
+    Example:
+        >>> o = overlap({"a": ["x", "y"], "b": ["y", "z"], "c": ["y"]})
+        >>> o.pairs[("a", "b")], o.all
+        (1, 1)
+    """
+    names = list(lists)
+    sets = {m: set(v) for m, v in lists.items()}
+    pairs = {(a, b): len(sets[a] & sets[b]) for a, b in itertools.combinations(names, 2)}
+    common = set.intersection(*sets.values()) if sets else set()
+    return Overlap(pairs, len(common))

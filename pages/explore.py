@@ -21,12 +21,16 @@ c1, c2, c3, c4 = st.columns([3, 2, 3, 1], vertical_alignment="bottom")
 source = c1.segmented_control("Features", list(sup.SOURCES), format_func=sup.SOURCES.get,
                               key="explore_source", required=True, default="embedding",
                               persist_state="session") or "embedding"
-colour = c2.selectbox("Colour by", ["cluster", "folder", "none"], key="explore_colour",
-                      format_func={"cluster": "K-means cluster", "folder": "Top-level folder",
-                                   "none": "Nothing"}.get, persist_state="session")
+colour = c2.selectbox("Colour by", ["cluster", "gallery", "folder", "none"], key="explore_colour",
+                      format_func={"cluster": "K-means cluster",
+                                   "gallery": "Clusters with representatives",
+                                   "folder": "Top-level folder", "none": "Nothing"}.get,
+                      persist_state="session",
+                      help="“Clusters with representatives”: the Insights page's clusters of the "
+                           "CNN embeddings, each marked by the image nearest its centre.")
 max_k = max(3, min(30, n))
 n_clusters = c3.slider("Clusters", 2, max_k, min(8, max_k), key="explore_k",
-                       disabled=colour != "cluster", persist_state="session")
+                       disabled=colour not in ("cluster", "gallery"), persist_state="session")
 three = c4.toggle("3-D", key="explore_3d", persist_state="session")
 dims = 3 if three else 2
 
@@ -34,14 +38,26 @@ proj = sup.projection(idx, source)
 all_paths = sup.all_paths(idx)
 paths = [all_paths[r] for r in proj.rows]
 groups = None
+marks: list[ui.Highlight] = []
+thumbs: list[tuple[float, float, str]] = []
 if colour == "cluster":
     groups = [f"cluster {c + 1}" for c in sup.clusters(idx, source, proj, n_clusters)]
+elif colour == "gallery":
+    found = sup.gallery_clusters(idx, n_clusters)
+    groups = [f"cluster {int(c) + 1}" for c in found.labels[proj.rows]]
+    rep = ui.representatives(found, proj, sup.matrix(idx, source), all_paths)
+    marks = [rep]
+    if not three and len(rep.rows) <= ui.MAX_REP_THUMBS:
+        thumbs = [(float(x), float(y), ui.data_uri(img)) for (x, y, _), p in
+                  zip(rep.coords, rep.labels, strict=True)
+                  if (img := sup.small_thumbnail(idx, p)) is not None]
 elif colour == "folder":
     groups = ui.group_labels([ui.top_folder(p) for p in paths])
 
 what = "CNN embeddings" if source == "embedding" else "colour histograms"
 st.caption(f"PCA of the {what} of {n:,} images: {ui.explained_text(proj.explained, dims)}. "
-           "Stars are your queries, rings their results (from the Search page).")
+           "Stars are your queries, rings their results (from the Search page)."
+           + (" Squares mark each cluster's representative." if colour == "gallery" else ""))
 if proj.sampled:
     st.info(f"The gallery holds {proj.total:,} images; the plot draws a fixed random sample of "
             f"{len(proj.rows):,} so the browser stays smooth. Queries and results are always "
@@ -57,7 +73,8 @@ def _on_select() -> None:
         st.session_state["explore_selected"] = []
 
 
-fig = ui.scatter_figure(proj, paths, groups, sup.highlights(idx, source, proj), dims=dims)
+fig = ui.scatter_figure(proj, paths, groups, marks + sup.highlights(idx, source, proj), dims=dims,
+                       images=thumbs)
 config = {"displaylogo": False, "scrollZoom": True}
 if three:
     st.plotly_chart(fig, key="explore_scatter_3d", config=config)

@@ -13,6 +13,8 @@ from imgrec.images import SUFFIXES
 from imgrec.search import MAX_QUERIES, METHOD_METRIC
 
 COLS = 5  # results per grid line
+LABEL_K = 20  # results of a label search
+UP, DOWN = ":material/thumb_up:", ":material/thumb_down:"
 
 sup.ensure_routed()
 st.title("Search")
@@ -34,7 +36,34 @@ st.file_uploader(f"Query images — drag and drop up to {MAX_QUERIES}", key="upl
 for msg in st.session_state.get("upload_messages", ()):
     st.warning(msg, icon=":material/warning:")
 
-c1, c2, c3 = st.columns([3, 2, 3])
+label_text = st.text_input(
+    "Search by label", key="label_query", placeholder="dog, lakeside, espresso, cat…",
+    disabled=not idx.has_labels, persist_state="session",
+    help="Ranks the gallery by the probability the CNN gave to ImageNet classes matching the "
+         "words (commas separate alternatives)." if idx.has_labels else
+         "This index holds no ImageNet labels: rebuild it on the Dataset page.")
+if label_text.strip() and idx.has_labels:
+    try:
+        lres = sup.label_search(idx, label_text, LABEL_K)
+    except ImgrecError as exc:
+        st.warning(f"Label search: {exc}", icon=":material/label_off:")
+    else:
+        with st.container(border=True, key="results-label"):
+            st.markdown(f"**Label search: {label_text.strip()}** · {len(lres.combined)} "
+                        f"image{'s' if len(lres.combined) != 1 else ''}")
+            for note in lres.notes:
+                st.caption(note)
+            for line in ui.chunks(lres.combined, COLS):
+                for col, hit in zip(st.columns(COLS, gap="medium"), line, strict=False):
+                    with col:
+                        sup.image_card(sup.thumbnail(idx, hit.path),
+                                       ui.card_label("label", f"#{hit.rank}",
+                                                     f"probability {hit.score:.2f}", hit.path))
+                        st.button("More like this", key=f"more-label-{hit.rank}",
+                                  icon=":material/search:", type="tertiary",
+                                  on_click=sup.set_stored_queries, args=([hit.path],))
+
+c1, c2, c3, c4 = st.columns([3, 2, 3, 2])
 method = c1.selectbox("Method", list(ui.METHOD_LABELS), format_func=ui.METHOD_LABELS.get,
                       key="method", persist_state="session")
 if method == "embedding":
@@ -46,6 +75,11 @@ else:
                  format_func=lambda m: "chi-square" if m == "chi2" else m,
                  help="Fixed by the method; the metric choice applies to embeddings.")
 k = c3.slider("Results per query (k)", 1, 50, 5, key="k", persist_state="session")
+label_filter = c4.text_input(
+    "Label filter", key="label_filter", placeholder="e.g. cat", disabled=not idx.has_labels,
+    persist_state="session",
+    help="Keep only results whose top-5 ImageNet labels match these words.")
+label_filter = label_filter.strip() if idx.has_labels else ""
 pca_components = None
 if method == "pca":
     most = int(idx.manifest["pca_components"])
@@ -79,7 +113,9 @@ st.session_state["last_search"] = {
     "version": idx.version, "queries": qs,
     "rows": sorted({h.row for hs in result.per_query for h in hs} | {h.row for h in result.combined})}
 
-c1, c2 = st.columns([4, 1], vertical_alignment="bottom")
+c1, c3, c2 = st.columns([3, 1, 1], vertical_alignment="bottom")
+compare = c3.toggle("Compare methods", key="compare", persist_state="session",
+                    help="The top-k of embedding, colour histogram and PCA colour side by side.")
 metric_name = ui.METRIC_LABELS.get(result.metric, "chi-square" if result.metric == "chi2"
                                    else result.metric)
 c1.markdown(f"**{k} result{'s' if k != 1 else ''} per query** · {ui.METHOD_LABELS[method]} · "
@@ -89,6 +125,18 @@ c2.download_button("Download CSV", ui.results_csv(result).encode(), "imgrec-resu
                    width="stretch")
 for note in result.notes:
     st.caption(note)
+
+
+def kept(hits: list) -> list:
+    """The hits that pass the label filter (all of them without a filter)."""
+    return ui.filter_hits_by_label(idx, hits, label_filter) if label_filter else list(hits)
+
+
+if label_filter:
+    before = sum(len(h) for h in result.per_query)
+    after = sum(len(kept(h)) for h in result.per_query)
+    st.caption(f"Label filter “{label_filter}”: {after} of {before} results kept (ranks "
+               "unchanged).")
 
 pages = ui.page_count(k)
 page = 0
@@ -100,14 +148,23 @@ if pages > 1:
         format_func=lambda p: f"{p * ui.PAGE_SIZE + 1}–{min(k, (p + 1) * ui.PAGE_SIZE)}") or 0
 
 
-def result_card(hit, section: str) -> None:
+def result_card(hit, section: str, metric: str) -> None:
     sup.image_card(sup.thumbnail(idx, hit.path),
-                   ui.card_label("hit", f"#{hit.rank}", ui.format_score(hit, result.metric), hit.path))
-    st.button("More like this", key=f"more-{section}-{hit.rank}", icon=":material/search:",
-              type="tertiary", on_click=sup.set_stored_queries, args=([hit.path],))
+                   ui.card_label("hit", f"#{hit.rank}", ui.format_score(hit, metric), hit.path))
+    marked = sup.feedback().state(hit.path)
+    with st.container(horizontal=True, gap="small"):
+        st.button("More like this", key=f"more-{section}-{hit.rank}", icon=":material/search:",
+                  type="tertiary", on_click=sup.set_stored_queries, args=([hit.path],))
+        st.button("", key=f"pos-{section}-{hit.rank}", icon=UP, on_click=sup.mark,
+                  args=(hit.path, "positive"), type="primary" if marked == "positive" else "tertiary",
+                  help="Mark as a positive example for Refine (click again to unmark)")
+        st.button("", key=f"neg-{section}-{hit.rank}", icon=DOWN, on_click=sup.mark,
+                  args=(hit.path, "negative"), type="primary" if marked == "negative" else "tertiary",
+                  help="Mark as a negative example for Refine (click again to unmark)")
 
 
-def result_row(title: str, query: tuple[bytes | None, str] | None, hits: list, section: str) -> None:
+def result_row(title: str, query: tuple[bytes | None, str] | None, hits: list, section: str,
+               note: str = "mean over the queries", metric: str | None = None) -> None:
     with st.container(border=True, key=f"results-{section}"):
         st.markdown(f"**{title}**")
         for li, line in enumerate(ui.chunks(hits, COLS) or [[]]):
@@ -117,16 +174,85 @@ def result_row(title: str, query: tuple[bytes | None, str] | None, hits: list, s
                     if query is not None:
                         sup.image_card(query[0], ui.card_label("query", "query", path=query[1]))
                     else:
-                        st.markdown(ui.card_label("combined", "combined", "mean over the queries"),
+                        st.markdown(ui.card_label("combined", section, note),
                                     unsafe_allow_html=True)
             for col, hit in zip(cols[1:], line, strict=False):
                 with col:
-                    result_card(hit, section)
+                    result_card(hit, section, metric or result.metric)
 
 
-for qi, (label, hits) in enumerate(zip(result.queries, result.per_query, strict=True)):
-    qimg = (sup.thumbnail(idx, qs.stored[qi]) if qs.stored
-            else sup.upload_thumbnail(qs.uploads[qi].data))
-    result_row(f"Query {qi + 1}: {label}", (qimg, label), ui.page_of(hits, page), f"q{qi}")
-if len(result.queries) > 1:
-    result_row("Combined ranking", None, ui.page_of(result.combined, page), "combined")
+def compare_view() -> None:
+    """The top-k of every method side by side, with how many images they share."""
+    runs = {}
+    for m in ui.COMPARE_METHODS:
+        try:
+            runs[m] = sup.search(idx, qs, m, "cosine" if m == "embedding" else METHOD_METRIC[m],
+                                 k, None)
+        except ImgrecError as exc:
+            st.error(f"{ui.METHOD_LABELS[m]} failed: {exc}", icon=":material/error:")
+            return
+    lists = {m: [h.path for h in kept(r.combined)] for m, r in runs.items()}
+    ov = ui.overlap(lists)
+    short = {"embedding": "embedding", "color": "colour", "pca": "PCA colour"}
+    what = "combined ranking" if len(qs) > 1 else "results"
+    st.markdown(f"**Compare methods** · top {k} {what} of each method · in all three: "
+                f"**{ov.all}**")
+    st.caption(" · ".join(f"{short[a]} ∩ {short[b]}: {n}" for (a, b), n in ov.pairs.items()))
+    for col, m in zip(st.columns(3, gap="medium"), ui.COMPARE_METHODS, strict=True):
+        with col, st.container(border=True, key=f"compare-{m}"):
+            others = [n for (a, b), n in ov.pairs.items() if m in (a, b)]
+            st.markdown(f"**{ui.METHOD_LABELS[m]}**")
+            st.caption(f"shares {' and '.join(str(o) for o in others)} with the other two")
+            for line in ui.chunks(ui.page_of(kept(runs[m].combined), page), 2):
+                for c, hit in zip(st.columns(2), line, strict=False):
+                    with c:
+                        sup.image_card(sup.thumbnail(idx, hit.path),
+                                       ui.card_label("compare", f"#{hit.rank}",
+                                                     ui.format_score(hit, runs[m].metric), hit.path))
+
+
+if compare:
+    compare_view()
+else:
+    for qi, (label, hits) in enumerate(zip(result.queries, result.per_query, strict=True)):
+        qimg = (sup.thumbnail(idx, qs.stored[qi]) if qs.stored
+                else sup.upload_thumbnail(qs.uploads[qi].data))
+        result_row(f"Query {qi + 1}: {label}", (qimg, label), ui.page_of(kept(hits), page),
+                   f"q{qi}")
+    if len(result.queries) > 1:
+        result_row("Combined ranking", None, ui.page_of(kept(result.combined), page), "combined")
+
+    fb = sup.feedback()
+    with st.container(border=True, key="refine-panel"):
+        st.markdown("**Refine**")
+        if fb:
+            st.markdown(
+                f"{UP} {len(fb.positives)}: " + (", ".join(f"`{p}`" for p in fb.positives) or "—")
+                + f"  \n{DOWN} {len(fb.negatives)}: "
+                + (", ".join(f"`{p}`" for p in fb.negatives) or "—"))
+        else:
+            st.caption(f"Mark results {UP} (more like this) or {DOWN} (less like this), up to "
+                       f"{MAX_QUERIES} each, then refine: the queries and the {UP} images are the "
+                       f"positive examples, the {DOWN} ones the negative, ranked by CNN embeddings "
+                       "(cosine).")
+        c1, c2, c3 = st.columns([3, 1, 1], vertical_alignment="bottom")
+        weight = c1.slider("Negative weight", 0.0, 2.0, 0.5, 0.05, key="negative_weight",
+                           persist_state="session",
+                           help="score = mean cosine to positives − weight × mean cosine to "
+                                "negatives")
+        if c2.button("Refine", type="primary", key="refine", icon=":material/tune:",
+                     disabled=not fb, width="stretch"):
+            st.session_state["refine_request"] = qs.cache_key()
+        c3.button("Clear marks", key="clear_feedback", on_click=sup.clear_feedback,
+                  disabled=not fb, width="stretch")
+    if fb and st.session_state.get("refine_request") == qs.cache_key():
+        try:
+            refined = sup.refine(idx, qs, fb, weight, k)
+        except ImgrecError as exc:
+            st.error(f"Refine failed: {exc}", icon=":material/error:")
+        else:
+            for note in refined.notes:
+                st.caption(note)
+            result_row(f"Refined ranking: {len(fb.positives)} {UP}, {len(fb.negatives)} {DOWN}, "
+                       f"weight {weight:g}", None, ui.page_of(kept(refined.combined), page),
+                       "refined", "positives minus negatives", refined.metric)

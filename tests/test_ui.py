@@ -370,3 +370,141 @@ def test_job_state_texts() -> None:
     assert s.progress_text() == "Writing demo images: 3 / 170"
     s = ui.JobState(1, "/ix", "/g", "rebuild", "running", stage="write", total=170)
     assert s.fraction == 1.0 and s.progress_text().startswith("Writing the index (170 images)")
+
+
+# ---- issue 6: insights and search additions ------------------------------------------------
+
+
+def test_label_chart_has_the_most_frequent_label_on_top() -> None:
+    from imgrec.labels import LabelCount
+
+    counts = [LabelCount(285, "Egyptian cat", 7), LabelCount(967, "espresso", 4),
+              LabelCount(812, "space shuttle", 1)]
+    fig = ui.label_chart(counts)
+    bar = fig.data[0]
+    assert bar.type == "bar" and bar.orientation == "h"
+    assert list(bar.y) == ["space shuttle", "espresso", "Egyptian cat"]  # plotly draws bottom-up
+    assert list(bar.x) == [1, 4, 7]
+    assert ui.label_chart([]).data[0].type == "bar"
+
+
+def test_cluster_k_bounds() -> None:
+    assert ui.cluster_k_bounds(1) == (1, 1, 1)
+    assert ui.cluster_k_bounds(12) == (1, 12, 12)
+    assert ui.cluster_k_bounds(5000) == (1, 100, 30)
+    assert ui.cluster_k_bounds(5000, default=8) == (1, 100, 8)
+
+
+def test_duplicates_csv_and_member_detail() -> None:
+    from imgrec.duplicates import CSV_COLUMNS, DuplicateGroup, DuplicateReport, Member
+
+    keeper = Member("a/big.jpg", 0, 800, 600, 2048, "aa", 1.0)
+    copy = Member("a/small.jpg", 3, 400, 300, 900, "bb", 0.91234)
+    report = DuplicateReport(0.65, [DuplicateGroup(1, "near", [keeper, copy])], 10)
+    rows = list(csv.DictReader(io.StringIO(ui.duplicates_csv(report))))
+    assert list(rows[0]) == list(CSV_COLUMNS)
+    assert [(r["group"], r["action"], r["path"]) for r in rows] == [
+        ("1", "keep", "a/big.jpg"), ("1", "review", "a/small.jpg")]
+    assert ui.member_detail(keeper, True) == "800×600 · 2.0 KB"
+    assert ui.member_detail(copy, False) == "cosine 0.912 · 400×300 · 900 B"
+    assert ui.member_detail(Member("x", 1, 0, 0, 0, "", 0.7), False) == "cosine 0.700"
+    empty = DuplicateReport(0.65, [], 3)
+    assert ui.duplicates_csv(empty).strip() == ",".join(CSV_COLUMNS)
+
+
+def test_graph_figure_draws_edges_as_one_trace_and_nodes_by_community() -> None:
+    from imgrec.graph import neighbour_graph
+
+    x, _ = blobs(8)
+    g = neighbour_graph(x, k=3, threshold=0.5, iterations=0)
+    paths = [f"img{r}.jpg" for r in g.rows]
+    fig = ui.graph_figure(g, paths)
+    assert fig.data[0].mode == "lines" and fig.data[0].type == "scattergl"
+    assert len(fig.data[0].x) == 3 * len(g.edges) > 0
+    nodes = fig.data[1:]
+    assert all(t.type == "scattergl" and t.mode == "markers" for t in nodes)
+    assert len(nodes) == g.n_communities >= 2
+    assert sorted(r for t in nodes for r in t.customdata) == g.rows.tolist()
+    assert len({t.marker.color for t in nodes}) == len(nodes)
+    first = nodes[0]
+    assert [paths[int(np.flatnonzero(g.rows == r)[0])] for r in first.customdata] == list(
+        first.hovertext)
+
+
+def test_filter_hits_by_label(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    top5 = np.array([[285, 281, 1, 2, 3], [967, 968, 4, 5, 6], [3, 4, 5, 6, 282],
+                     [-1, -1, -1, -1, -1]], np.int16)
+    prob5 = np.full((4, 5), 0.1, np.float32)
+    paths = ["cat.jpg", "coffee.jpg", "maybe-cat.jpg", "none.jpg"]
+    idx = Index.from_arrays(tmp_path / "ix", paths, rng.random((4, 8)),
+                            rng.random((4, 768)).astype(np.float32), model="test",
+                            labels_top5=top5, labels_prob5=prob5)
+    hits = [Hit(i + 1, p, 1.0, 0.0, r) for i, (r, p) in enumerate([(1, paths[1]), (2, paths[2]),
+                                                                    (0, paths[0]), (3, paths[3])])]
+    kept = ui.filter_hits_by_label(idx, hits, "cat")
+    assert [(h.rank, h.path) for h in kept] == [(2, "maybe-cat.jpg"), (3, "cat.jpg")]
+    assert [h.path for h in ui.filter_hits_by_label(idx, hits, "espresso, cat")] == [
+        "coffee.jpg", "maybe-cat.jpg", "cat.jpg"]
+    assert ui.filter_hits_by_label(idx, hits, "xyzzy-no-class") == []
+    assert ui.filter_hits_by_label(idx, [], "cat") == []
+    no_labels = Index.from_arrays(tmp_path / "ix2", paths, rng.random((4, 8)),
+                                  rng.random((4, 768)).astype(np.float32), model="test")
+    assert ui.filter_hits_by_label(no_labels, hits, "cat") == []
+
+
+def test_feedback_marks_toggle_and_cap_at_five() -> None:
+    fb = ui.Feedback()
+    assert not fb and fb.state("a") is None
+    fb = fb.mark("a", "positive").mark("b", "negative")
+    assert fb.positives == ("a",) and fb.negatives == ("b",) and fb
+    assert fb.state("a") == "positive" and fb.state("b") == "negative"
+    fb = fb.mark("a", "negative")  # switches kind
+    assert fb.positives == () and fb.negatives == ("b", "a")
+    fb = fb.mark("a", "negative")  # toggles off
+    assert fb.negatives == ("b",)
+    for i in range(10):
+        fb = fb.mark(f"n{i}", "negative")
+    assert fb.negatives == ("b", "n0", "n1", "n2", "n3")
+
+
+def test_refine_queries() -> None:
+    qs = ui.QuerySet.from_paths(["q1.jpg", "q2.jpg"])
+    fb = ui.Feedback(positives=("q2.jpg", "p1.jpg", "p2.jpg", "p3.jpg", "p4.jpg"))
+    got = ui.refine_queries(qs, fb)
+    assert got == [Stored("q1.jpg"), Stored("q2.jpg"), Stored("p1.jpg"), Stored("p2.jpg"),
+                   Stored("p3.jpg")]
+    up = ui.QuerySet(uploads=(ui.QueryImage("u.png", png((1, 2, 3))),))
+    got = ui.refine_queries(up, ui.Feedback(positives=("p.jpg",)))
+    assert got[0].name == "u.png" and got[1] == Stored("p.jpg")
+    assert ui.refine_queries(ui.QuerySet(), ui.Feedback()) == []
+
+
+def test_overlap() -> None:
+    o = ui.overlap({"embedding": ["a", "b", "c"], "color": ["b", "c", "d"], "pca": ["c", "d"]})
+    assert o.pairs == {("embedding", "color"): 2, ("embedding", "pca"): 1, ("color", "pca"): 2}
+    assert o.all == 1
+    assert ui.overlap({}).all == 0
+
+
+def test_representatives_are_marked_and_can_carry_thumbnails() -> None:
+    from imgrec.clusters import clusters
+
+    x, truth = blobs(5)
+    res = clusters(x, k=3, seed=0)
+    p = ui.project(x)
+    paths = [f"dir/f{i}.jpg" for i in range(15)]
+    rep = ui.representatives(res, p, x, paths)
+    assert rep.kind == "rep" and rep.rows == res.representatives.tolist()
+    assert sorted(truth[rep.rows].tolist()) == [0, 1, 2]  # one per blob
+    np.testing.assert_allclose(rep.coords, p.coords[rep.rows], atol=1e-4)
+    uri = ui.data_uri(b"\xff\xd8jpeg")
+    assert uri.startswith("data:image/jpeg;base64,")
+    groups = [f"cluster {c + 1}" for c in res.labels]
+    fig = ui.scatter_figure(p, paths, groups, [rep],
+                            images=[(float(a), float(b), uri) for a, b, _ in rep.coords])
+    marks = fig.data[-1]
+    assert marks.name == "representatives" and marks.mode == "markers+text"
+    assert list(marks.text) == [paths[r].split("/")[-1] for r in rep.rows]
+    assert len(fig.layout.images) == 3 and fig.layout.images[0].source == uri
+    assert ui.scatter_figure(p, paths, groups, [rep], dims=3).data[-1].type == "scatter3d"

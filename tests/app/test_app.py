@@ -454,3 +454,205 @@ def test_switch_index_folder_in_the_sidebar(make_app, tiny_index: Path, tmp_path
     at.sidebar.text_input(key="index_dir_text").input(str(tmp_path / "elsewhere"))
     at.sidebar.button[0].click().run()
     assert "No index in" in " ".join(w.value for w in at.sidebar.warning)
+
+
+# ---- insights (issue 6) --------------------------------------------------------------------
+
+INSIGHTS = "pages/insights.py"
+
+
+def open_insights(make_app, index_dir: Path, section: str | None = None):
+    at = make_app(index_dir)
+    at.run()
+    at.switch_page(INSIGHTS).run()
+    if section is not None:
+        at.segmented_control(key="insights_section").set_value(section).run()
+    assert_clean(at)
+    return at
+
+
+def test_insights_without_index(make_app, tmp_path: Path) -> None:
+    at = open_insights(make_app, tmp_path / "no-index")
+    assert at.title[0].value == "Insights"
+    assert "no index" in " ".join(i.value for i in at.info).lower()
+    assert any(b.label == "Build the demo gallery" for b in at.button)
+
+
+def test_insights_label_chart(make_app, tiny_index: Path) -> None:
+    from imgrec.labels import label_counts
+
+    at = open_insights(make_app, tiny_index)
+    bars = plotly_spec(at)["data"]
+    assert len(bars) == 1 and bars[0]["type"] == "bar"
+    want = label_counts(Index.open(tiny_index), 50)
+    assert bars[0]["y"] == [c.name for c in want][::-1] and sum(bars[0]["x"]) == 12
+
+
+def test_insights_clusters_browse(make_app, tiny_index: Path) -> None:
+    from imgrec.clusters import clusters
+
+    at = open_insights(make_app, tiny_index, "clusters")
+    assert at.slider(key="insights_k").value == 12  # default 30, clipped to the 12 images
+    assert len([c for c in cards(at) if c[0] == "cluster"]) == 12
+    at.slider(key="insights_k").set_value(3).run()
+    assert_clean(at)
+    idx = Index.open(tiny_index)
+    res = clusters(idx, k=3)
+    shown = [c for c in cards(at) if c[0] == "cluster"]
+    assert [(h, d, p) for _, h, d, p in shown] == [
+        (f"Cluster {c + 1}", f"{int(res.sizes[c])} image{'s' if res.sizes[c] != 1 else ''}",
+         idx.paths([int(res.representatives[c])])[0]) for c in range(3)]
+    at.button(key="cluster-0").click().run()
+    assert_clean(at)
+    assert at.subheader[-1].value == f"Cluster 1: {int(res.sizes[0])} images"
+    assert [p for kind, _, _, p in cards(at) if kind == "pick"] == idx.paths(res.members(0))
+    at.button(key="member-0-use-0").click().run()  # a member becomes the query
+    assert at.title[0].value == "Search" and result_rows(at)[0][0][2] == idx.paths(res.members(0))[0]
+
+
+def test_insights_duplicates_slider_changes_the_groups(make_app, tiny_index: Path) -> None:
+    from imgrec.duplicates import find_duplicates
+
+    at = open_insights(make_app, tiny_index, "duplicates")
+    assert "never deletes" in " ".join(i.value for i in at.info)
+    idx = Index.open(tiny_index)
+    assert at.slider(key="dup_threshold").value == pytest.approx(0.65)
+
+    def groups_shown() -> tuple[str, list[tuple[str, str]]]:
+        metrics = {m.label: m.value for m in at.metric}
+        keepers = [(h, p) for kind, h, _, p in cards(at) if kind == "keeper"]
+        return metrics["Groups"], keepers
+
+    counts = {}
+    for t in (0.65, 0.99):
+        at.slider(key="dup_threshold").set_value(t).run()
+        assert_clean(at)
+        rep = find_duplicates(idx, t)
+        count, keepers = groups_shown()
+        assert count == str(len(rep.groups))
+        assert keepers == [("★ keeper", g.keeper.path) for g in rep.groups]
+        counts[t] = len(rep.groups)
+    assert counts[0.65] == 3 and counts[0.99] != counts[0.65]  # three photos, four variants each
+    assert at.get("download_button")
+
+
+def test_insights_graph_renders_and_selection_shows_images(make_app, tiny_index: Path) -> None:
+    at = open_insights(make_app, tiny_index, "graph")
+    spec = plotly_spec(at)
+    edges, *nodes = spec["data"]
+    assert edges["type"] == "scattergl" and edges["mode"] == "lines"
+    assert nodes and all(t["type"] == "scattergl" and t["name"].startswith("community")
+                         for t in nodes)
+    assert sorted(r for t in nodes for r in t["customdata"]) == list(range(12))
+    assert "Louvain communities" in " ".join(c.value for c in at.main.caption)
+    picked = [p for t in nodes for p in t["hovertext"] if p.startswith("coffee/")][:2]
+    at.session_state["graph_selected"] = picked  # what a lasso selection leaves behind
+    at.run()
+    assert_clean(at)
+    assert [p for kind, _, _, p in cards(at) if kind == "pick"] == picked
+
+
+# ---- search additions (issue 6) ------------------------------------------------------------
+
+
+def test_search_by_label_finds_the_cat(make_app, tiny_index: Path) -> None:
+    from imgrec.labels import search_by_label
+
+    at = make_app(tiny_index)
+    at.run()
+    at.text_input(key="label_query").input("cat").run()
+    assert_clean(at)
+    hits = [(h, p) for kind, h, _, p in cards(at) if kind == "label"]
+    want = search_by_label(Index.open(tiny_index), "cat", 20).combined
+    assert hits == [(f"#{h.rank}", h.path) for h in want]
+    assert hits and all(p.startswith("chelsea/") for _, p in hits)
+    assert "Drop one to five images" in at.info[0].value  # the image search still waits
+    at.button(key="more-label-1").click().run()
+    assert result_rows(at)[0][0][2] == hits[0][1]
+    at.text_input(key="label_query").input("qwertyuiop").run()
+    assert_clean(at)
+    assert "no ImageNet class matches" in " ".join(w.value for w in at.warning)
+
+
+def test_label_filter_keeps_matching_results(make_app, tiny_index: Path, gallery_bytes) -> None:
+    at = make_app(tiny_index)
+    at.run()
+    upload(at, [("cat.jpg", gallery_bytes("chelsea/chelsea_color.jpg"))])
+    at.slider(key="k").set_value(12).run()
+    assert len(result_rows(at)[0]) == 10  # first page of 12
+    at.text_input(key="label_filter").input("cat").run()
+    assert_clean(at)
+    row = result_rows(at)[0]
+    assert row and all(p.startswith("chelsea/") for p in paths_of(row))
+    assert "Label filter" in " ".join(c.value for c in at.main.caption)
+
+
+def test_refine_moves_a_negative_down(make_app, tiny_index: Path, tiny_gallery: Path,
+                                      gallery_bytes, app_embedder) -> None:
+    at = make_app(tiny_index)
+    at.run()
+    upload(at, [("cat.jpg", gallery_bytes("chelsea/chelsea_color.jpg"))])
+    assert at.button(key="refine").disabled
+    before = paths_of(result_rows(at)[0])
+    negative = before[1]
+    at.button(key="neg-q0-2").click().run()
+    assert at.button(key="neg-q0-2").proto.type == "primary"
+    at.slider(key="negative_weight").set_value(1.0).run()
+    at.button(key="refine").click().run()
+    assert_clean(at)
+    rows = result_rows(at)
+    assert len(rows) == 2  # the query row + the refined ranking
+    refined = paths_of(rows[1])
+    idx = Index.open(tiny_index, embedder=app_embedder)
+    want = idx.search([tiny_gallery / "chelsea/chelsea_color.jpg"], k=5,
+                      negatives=[Stored(negative)], negative_weight=1.0).combined
+    assert refined == [h.path for h in want]
+    assert negative not in refined
+    assert "negative example" in " ".join(c.value for c in at.main.caption)
+    at.button(key="clear_feedback").click().run()
+    assert len(result_rows(at)) == 1 and at.button(key="refine").disabled
+
+
+def test_compare_methods_side_by_side(make_app, tiny_index: Path, tiny_gallery: Path,
+                                      app_embedder) -> None:
+    from imgrec import ui
+
+    at = make_app(tiny_index)
+    at.run()
+    upload(at, [("rocket.jpg", (tiny_gallery / "rocket/rocket_color.jpg").read_bytes())])
+    at.toggle(key="compare").set_value(True).run()
+    assert_clean(at)
+    heads = [m.value for m in at.main.markdown]
+    for m in ui.COMPARE_METHODS:
+        assert f"**{ui.METHOD_LABELS[m]}**" in heads
+    shown = [p for kind, _, _, p in cards(at) if kind == "compare"]
+    assert len(shown) == 15
+    idx = Index.open(tiny_index, embedder=app_embedder)
+    q = [tiny_gallery / "rocket/rocket_color.jpg"]
+    lists = {m: [h.path for h in idx.search(q, method=m, k=5).combined] for m in ui.COMPARE_METHODS}
+    assert shown == lists["embedding"] + lists["color"] + lists["pca"]
+    assert f"in all three: **{ui.overlap(lists).all}**" in " ".join(heads)
+    at.toggle(key="compare").set_value(False).run()
+    assert len(result_rows(at)) == 1
+
+
+def test_explore_colours_by_gallery_clusters_with_representatives(make_app, tiny_index: Path) -> None:
+    from imgrec.clusters import clusters
+
+    at = make_app(tiny_index)
+    at.run()
+    at.switch_page("pages/explore.py").run()
+    at.selectbox(key="explore_colour").set_value("gallery").run()
+    at.slider(key="explore_k").set_value(3).run()
+    assert_clean(at)
+    spec = plotly_spec(at)
+    idx = Index.open(tiny_index)
+    res = clusters(idx, k=3)
+    groups = {t["name"]: sorted(t["customdata"]) for t in spec["data"]
+              if t["name"].startswith("cluster ")}
+    assert groups == {f"cluster {c + 1}": sorted(res.members(c).tolist()) for c in range(3)}
+    reps = [t for t in spec["data"] if t["name"] == "representatives"]
+    assert len(reps) == 1 and reps[0]["customdata"] == res.representatives.tolist()
+    assert reps[0]["text"] == [p.split("/")[-1] for p in idx.paths(res.representatives)]
+    assert len(spec["layout"]["images"]) == 3
+    assert "representative" in at.main.caption[0].value

@@ -144,7 +144,7 @@ def test_deep_link_on_a_fresh_server_gets_the_router(page, server: str) -> None:
     page.wait_for_selector('[data-testid="stSidebar"] >> text=efficientnet-lite0')
     settle(page)
     links = page.locator('[data-testid="stSidebarNav"] a').all_inner_texts()
-    assert [t.split()[-1] for t in links] == ["Search", "Explore", "Dataset"]
+    assert [t.split()[-1] for t in links] == ["Search", "Explore", "Insights", "Dataset"]
     no_exception(page)
 
 
@@ -206,6 +206,53 @@ def test_explore_scatter_renders_and_selection_shows_images(page, server: str) -
     page.wait_for_selector(f"text=#{K}")
     settle(page)
     no_exception(page)
+
+
+def section_button(pg, name: str):
+    """An option of a segmented control on the main pane."""
+    return pg.locator('[data-testid="stMain"] button', has_text=re.compile(rf"^{name}$")).first
+
+
+def test_insights_sections_and_the_neighbour_graph_in_webgl(page, server: str) -> None:
+    nav(page, "Insights")
+    page.wait_for_function("() => document.querySelector('.js-plotly-plot')?._fullLayout")
+    settle(page)
+    bars = page.locator(".js-plotly-plot").evaluate("gd => gd._fullData.map(t => t.type)")
+    assert bars == ["bar"]
+    no_exception(page)
+    shoot(page, "insights-labels")
+    for section, marker in (("Clusters", "text=Cluster 1"), ("Duplicates", "text=never deletes")):
+        section_button(page, section).click()
+        page.wait_for_selector(marker)
+        settle(page)
+        no_exception(page)
+        shoot(page, f"insights-{section.lower()}")
+
+    section_button(page, "Neighbour graph").click()
+    page.wait_for_selector("text=Louvain communities")
+    page.wait_for_function("() => document.querySelector('.js-plotly-plot')?._fullData?.[0]?.mode"
+                           " === 'lines'")
+    settle(page)
+    plot = page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot')
+    info = plot.evaluate("""gd => ({types: gd._fullData.map(t => t.type),
+                                    modes: gd._fullData.map(t => t.mode),
+                                    nodes: gd._fullData.slice(1).reduce((n, t) => n + t.x.length, 0),
+                                    canvases: gd.querySelectorAll('canvas').length})""")
+    assert set(info["types"]) == {"scattergl"} and info["modes"][0] == "lines"
+    assert info["nodes"] == 12 and info["canvases"] > 0
+    assert "WebGL is not supported" not in page.inner_text("body")
+    no_exception(page)
+    box = plot.locator(".nsewdrag").first.bounding_box()
+    x0, y0, x1, y1 = box["x"] + 3, box["y"] + 3, box["x"] + box["width"] - 3, box["y"] + box["height"] - 3
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    for x, y in ((x1, y0), (x1, y1), (x0, y1), (x0, y0 + 1)):
+        page.mouse.move(x, y, steps=8)
+    page.mouse.up()
+    page.wait_for_selector("text=12 selected")
+    settle(page)
+    assert page.get_by_role("button", name=re.compile("Use as query")).count() == 12
+    shoot(page, "insights-graph")
 
 
 def test_dataset_page_and_rebuild_with_live_progress(page, server: str) -> None:
