@@ -7,7 +7,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from conftest import run_cli
+from support import run_cli
 
 from imgrec import clusters as clusters_mod
 from imgrec.clusters import _finish, clusters

@@ -9,8 +9,8 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import run_cli
 from PIL import Image
+from support import run_cli
 
 from imgrec import Index, build_index
 from imgrec.demo import family_of

@@ -8,8 +8,8 @@ import re
 
 import numpy as np
 import pytest
-from conftest import run_cli
 from PIL import Image
+from support import run_cli
 
 from imgrec.clusters import clusters
 from imgrec.errors import ImgrecError

@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import run_cli
+from support import run_cli
 
 from imgrec.demo import family_of
 from imgrec.graph import knn_edges, neighbour_graph, sample_rows

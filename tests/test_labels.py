@@ -8,7 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import TinyEmbedder, run_cli
+from support import TinyEmbedder, run_cli
 
 from imgrec import Index, Stored, build_index
 from imgrec.errors import IndexFormatError, QueryError

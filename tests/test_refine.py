@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import run_cli
+from support import run_cli
 
 from imgrec import Index, Stored
 from imgrec.errors import QueryError
