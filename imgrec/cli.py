@@ -176,13 +176,17 @@ class ProgressBar:
     def __init__(self) -> None:
         self.tty = sys.stderr.isatty()
         self.last = 0.0
+        self.finished: tuple[str, int] | None = None
 
     def __call__(self, p) -> None:  # p: imgrec.build.Progress
         now = time.monotonic()
         final = p.done >= p.total
+        if final and self.finished == (p.stage, p.total):
+            return  # the last line of a stage is printed once
         if now - self.last < (0.1 if self.tty else 2.0) and not final:
             return
         self.last = now
+        self.finished = (p.stage, p.total) if final else None
         frac = p.done / p.total if p.total else 1.0
         eta = f"{p.eta:.0f}s" if p.eta is not None else "?"
         line = (f"{p.stage:8} [{'#' * int(frac * 30):<30}] {p.done}/{p.total} {frac:5.1%} "
