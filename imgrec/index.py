@@ -417,7 +417,7 @@ class Index:
         probabilities, best first, are stored when both are given.
 
         Example:
-            >>> Index.from_arrays("/tmp/ix", ["a.jpg", "b.jpg"], emb, hist,
+            >>> Index.from_arrays("my-index", ["a.jpg", "b.jpg"], emb, hist,
             ...                   model="my-model")                  # doctest: +SKIP
         """
         n = len(paths)
