@@ -518,3 +518,15 @@ def image_card(img: bytes | None, label_html: str) -> None:
     else:
         st.markdown(":gray[(image unavailable)]")
     st.markdown(label_html, unsafe_allow_html=True)
+
+
+def pager(label: str, n: int, per_page: int, key: str) -> int:
+    """A segmented control choosing one page of ``n`` items; returns the page number."""
+    pages = ui.page_count(n, per_page)
+    if pages <= 1:
+        return 0
+    if st.session_state.get(key) not in range(pages):
+        st.session_state[key] = 0
+    return st.segmented_control(
+        label, list(range(pages)), key=key, required=True,
+        format_func=lambda p: f"{p * per_page + 1}–{min(n, (p + 1) * per_page)}") or 0

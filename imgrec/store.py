@@ -155,7 +155,7 @@ class VersionWriter:
         for arr in (emb, hist, norms, proj, self._top5, self._prob5):
             if arr is not None:
                 arr.flush()
-        del arr, norms, proj
+        del norms, proj  # close the memory maps before the rename
         self.embeddings = self.histograms = None  # type: ignore[assignment]
         self._top5 = self._prob5 = None
         catalog.write(self.tmp / "catalog.sqlite", entries)

@@ -89,15 +89,7 @@ elif section == "clusters":
         members = [paths[int(r)] for r in res.members(c)]
         st.subheader(f"Cluster {c + 1}: {len(members):,} image{'s' if len(members) != 1 else ''}")
         st.caption("Nearest to the cluster's centre first.")
-        pages = ui.page_count(len(members), ui.CLUSTER_PAGE)
-        page = 0
-        if pages > 1:
-            if st.session_state.get("cluster_page") not in range(pages):
-                st.session_state["cluster_page"] = 0
-            page = st.segmented_control(
-                "Members", list(range(pages)), key="cluster_page", required=True,
-                format_func=lambda p: f"{p * ui.CLUSTER_PAGE + 1}–"
-                                      f"{min(len(members), (p + 1) * ui.CLUSTER_PAGE)}") or 0
+        page = sup.pager("Members", len(members), ui.CLUSTER_PAGE, "cluster_page")
         grid(ui.page_of(members, page, ui.CLUSTER_PAGE), f"member-{c}")
 
 # ---- duplicates ----------------------------------------------------------------------------

@@ -138,14 +138,7 @@ if label_filter:
     st.caption(f"Label filter “{label_filter}”: {after} of {before} results kept (ranks "
                "unchanged).")
 
-pages = ui.page_count(k)
-page = 0
-if pages > 1:
-    if st.session_state.get("result_page") not in range(pages):
-        st.session_state["result_page"] = 0
-    page = st.segmented_control(
-        "Ranks", list(range(pages)), key="result_page", required=True,
-        format_func=lambda p: f"{p * ui.PAGE_SIZE + 1}–{min(k, (p + 1) * ui.PAGE_SIZE)}") or 0
+page = sup.pager("Ranks", k, ui.PAGE_SIZE, "result_page")
 
 
 def result_card(hit, section: str, metric: str) -> None:

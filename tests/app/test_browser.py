@@ -133,6 +133,17 @@ def nav(pg, title: str) -> None:
     settle(pg)
 
 
+def lasso_all(pg, plot) -> None:
+    """Draw a lasso around the whole plot area of ``plot`` (a plotly chart locator)."""
+    box = plot.locator(".nsewdrag").first.bounding_box()
+    x0, y0, x1, y1 = box["x"] + 3, box["y"] + 3, box["x"] + box["width"] - 3, box["y"] + box["height"] - 3
+    pg.mouse.move(x0, y0)
+    pg.mouse.down()
+    for x, y in ((x1, y0), (x1, y1), (x0, y1), (x0, y0 + 1)):
+        pg.mouse.move(x, y, steps=8)
+    pg.mouse.up()
+
+
 def no_exception(pg) -> None:
     assert pg.locator('[data-testid="stException"]').count() == 0
     assert "Unexpected error" not in pg.inner_text("body")
@@ -189,13 +200,7 @@ def test_explore_scatter_renders_and_selection_shows_images(page, server: str) -
     shoot(page, "explore")
 
     # lasso around the whole plot area: every point is selected, thumbnails appear below
-    box = page.locator(".js-plotly-plot .nsewdrag").first.bounding_box()
-    x0, y0, x1, y1 = box["x"] + 3, box["y"] + 3, box["x"] + box["width"] - 3, box["y"] + box["height"] - 3
-    page.mouse.move(x0, y0)
-    page.mouse.down()
-    for x, y in ((x1, y0), (x1, y1), (x0, y1), (x0, y0 + 1)):
-        page.mouse.move(x, y, steps=8)
-    page.mouse.up()
+    lasso_all(page, page.locator(".js-plotly-plot"))
     page.wait_for_selector("text=12 selected images")
     settle(page)
     assert page.get_by_role("button", name=re.compile("Use as query")).count() == 12
@@ -242,13 +247,7 @@ def test_insights_sections_and_the_neighbour_graph_in_webgl(page, server: str) -
     assert info["nodes"] == 12 and info["canvases"] > 0
     assert "WebGL is not supported" not in page.inner_text("body")
     no_exception(page)
-    box = plot.locator(".nsewdrag").first.bounding_box()
-    x0, y0, x1, y1 = box["x"] + 3, box["y"] + 3, box["x"] + box["width"] - 3, box["y"] + box["height"] - 3
-    page.mouse.move(x0, y0)
-    page.mouse.down()
-    for x, y in ((x1, y0), (x1, y1), (x0, y1), (x0, y0 + 1)):
-        page.mouse.move(x, y, steps=8)
-    page.mouse.up()
+    lasso_all(page, plot)
     page.wait_for_selector("text=12 selected")
     settle(page)
     assert page.get_by_role("button", name=re.compile("Use as query")).count() == 12
