@@ -17,6 +17,7 @@ from .errors import ImageError, IndexFormatError, IndexNotFoundError, QueryError
 from .features.color import DIM as HIST_DIM
 from .features.color import histogram
 from .features.embedding import Embedder, l2_normalise
+from .half import HalfCopy
 from .reduce import DEFAULT_COMPONENTS, PCAModel
 from .search import (
     MAX_QUERIES,
@@ -35,6 +36,7 @@ from .verify import (
     check_manifest,
     expected_shapes,
     load_pca,
+    open_half,
     open_labels,
     open_matrix,
     read_manifest,
@@ -59,6 +61,8 @@ class QueryFeatures:
     row: int | None = None
 
 
+#: values of ``first_pass`` (see :meth:`Index.open`)
+FIRST_PASSES = ("auto", "float16", "float32")
 MATRICES = ("embeddings.npy", "embedding_norms.npy", "histograms.npy", "pca_histograms.npy")
 
 
@@ -72,7 +76,10 @@ class Index:
     """
 
     def __init__(self, version_dir: Path, manifest: dict[str, Any],
-                 embedder: Embedder | None = None) -> None:
+                 embedder: Embedder | None = None, first_pass: str = "auto") -> None:
+        if first_pass not in FIRST_PASSES:
+            raise ValueError(f"first_pass must be one of {', '.join(FIRST_PASSES)}, "
+                             f"got {first_pass!r}")
         self.dir = version_dir
         self.index_dir = version_dir.parent
         self.manifest = check_manifest(manifest, version_dir / "manifest.json")
@@ -90,6 +97,7 @@ class Index:
             arrays = {name: open_matrix(version_dir / name, shape)
                       for name, shape in expected_shapes(self.manifest).items()}
             labels = open_labels(version_dir, self.manifest["count"])
+            copy = open_half(version_dir, self.manifest["count"], self.manifest["embedding_dim"])
             check_catalog(version_dir / "catalog.sqlite", self.manifest["count"])
             self._pca = load_pca(version_dir / "pca.npz", self.manifest["pca_components"])
         except IndexFormatError as exc:
@@ -105,12 +113,22 @@ class Index:
         #: probabilities; None when the index holds no labels (see :mod:`imgrec.labels`)
         self.labels_top5: np.ndarray | None = labels[0] if labels else None
         self.labels_prob5: np.ndarray | None = labels[1] if labels else None
+        #: the float16 copy of the embeddings (None for indexes written before it existed)
+        self.embeddings_f16 = copy
+        if first_pass == "float16" and copy is None:
+            self._hold()
+            raise ValueError(f"the index at {self.index_dir} has no float16 copy of its "
+                             "embeddings (written by an older imgrec): open it with "
+                             "first_pass='auto', or rebuild it with --full")
+        #: which rows the first pass of an embedding search scans: ``"float16"`` (half
+        #: the bytes; the default where the index has the copy) or ``"float32"``.
+        self.first_pass = "float32" if copy is None or first_pass == "float32" else "float16"
 
     # ---- opening -----------------------------------------------------------------------
 
     @classmethod
     def open(cls, index_dir: str | os.PathLike | None = None, *,
-             embedder: Embedder | None = None) -> Index:
+             embedder: Embedder | None = None, first_pass: str = "auto") -> Index:
         """Open the published version of the index at ``index_dir`` (memory-mapped).
 
         The files are checked (manifest, shapes, file lengths, catalog rows, PCA), not
@@ -120,10 +138,16 @@ class Index:
             index_dir: the index directory (default: ``IMGREC_INDEX_DIR`` or ``data/index``).
             embedder: the CNN used to embed new query images (default: created on first
                 use from the manifest's backbone).
+            first_pass: the rows an embedding search scans first: ``"float16"`` (half the
+                bytes of the float32 rows, so about twice as fast at scale), ``"float32"``,
+                or ``"auto"`` (float16 where the index holds the copy). Results are the
+                same either way: candidates are rescored exactly (see :mod:`imgrec.half`).
 
         Raises:
             IndexNotFoundError: there is no index there.
             IndexFormatError: the index is damaged or of another format version.
+            ValueError: ``first_pass`` is unknown, or ``"float16"`` for an index that has
+                no float16 copy (written by an older imgrec).
         """
         index_dir = Path(index_dir) if index_dir else Settings.from_env().index_dir
         for attempt in range(3):
@@ -132,7 +156,7 @@ class Index:
                 raise IndexNotFoundError(f"no index at {index_dir}: build one with "
                                          f"`imgrec index GALLERY --index {index_dir}`")
             try:
-                return cls(version, read_manifest(version), embedder)
+                return cls(version, read_manifest(version), embedder, first_pass)
             except IndexFormatError as exc:
                 # A build may have published and pruned between reading CURRENT and
                 # opening the files: then the new version is the one to open.
@@ -166,6 +190,10 @@ class Index:
     def has_labels(self) -> bool:
         """Whether the index stores the backbone's top-5 ImageNet labels per image."""
         return self.labels_top5 is not None
+
+    def _half(self) -> HalfCopy | None:
+        """The float16 copy the first pass scans, or None for the float32 rows."""
+        return self.embeddings_f16 if self.first_pass == "float16" else None
 
     @property
     def version(self) -> str:
@@ -310,9 +338,10 @@ class Index:
             if metric == "all":
                 per, comb = self._rank_all(q, k)
                 return SearchResult(method, "all", k, labels, per, comb, notes)
-            data, norms = self.embeddings, self.embedding_norms
+            data, norms, copy = self.embeddings, self.embedding_norms, self._half()
         elif method == "color":
             q, data, norms = np.stack([f.histogram for f in feats]), self.histograms, None
+            copy = None
         else:
             stored = self.manifest["pca_components"]
             c = stored if pca_components is None else int(pca_components)
@@ -325,8 +354,8 @@ class Index:
             for i, f in enumerate(feats):  # a stored query reuses its stored projection
                 if f.row is not None:
                     q[i] = self.pca_histograms[f.row, :c]
-            data, norms = self.pca_histograms[:, :c], self._prefix_norms(c)
-        per, comb = rank(kernel_metric, data, q, k, norms)
+            data, norms, copy = self.pca_histograms[:, :c], self._prefix_norms(c), None
+        per, comb = rank(kernel_metric, data, q, k, norms, copy)
         return SearchResult(method, metric_name, k, labels,
                             [self._hits(kernel_metric, r, v) for r, v in per],
                             self._hits(kernel_metric, *comb), notes)
@@ -350,8 +379,8 @@ class Index:
         q = np.stack([f.embedding for f in pos])  # type: ignore[misc]
         nq = np.stack([f.embedding for f in neg])  # type: ignore[misc]
         data, norms = self.embeddings, self.embedding_norms
-        per, _ = rank("cosine", data, q, k, norms)
-        rows, values = rank_refined(data, norms, q, nq, w, k)
+        per, _ = rank("cosine", data, q, k, norms, self._half())
+        rows, values = rank_refined(data, norms, q, nq, w, k, self._half())
         note = (f"combined: mean cosine to {len(pos)} quer{'y' if len(pos) == 1 else 'ies'} "
                 f"- {w:g} x mean cosine to {len(neg)} negative example"
                 f"{'' if len(neg) == 1 else 's'}")
@@ -374,7 +403,8 @@ class Index:
         from . import kernels as K
 
         data, norms = self.embeddings, self.embedding_norms
-        runs = {m: rank(m, data, q, k, norms) for m in ("cosine", "euclidean", "manhattan")}
+        copy = self._half()
+        runs = {m: rank(m, data, q, k, norms, copy) for m in ("cosine", "euclidean", "manhattan")}
 
         def merge(row_sets: list[np.ndarray], qs: np.ndarray) -> list[Hit]:
             rows = np.unique(np.concatenate(row_sets))

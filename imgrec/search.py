@@ -8,7 +8,9 @@ from typing import Any
 import numpy as np
 
 from . import kernels as K
+from . import topk
 from .errors import IndexFormatError, QueryError
+from .half import HalfCopy
 
 METHODS = ("embedding", "color", "pca")
 EMBEDDING_METRICS = ("cosine", "euclidean", "manhattan", "all")
@@ -102,30 +104,49 @@ def score_of(metric: str, value: float) -> tuple[float, float]:
     return 1.0 / (1.0 + value), value
 
 
-def _bounds(metric: str, data: np.ndarray, q: np.ndarray,
-            norms: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, int]:
-    """Fast scores (q, n) and their error bound, for one metric."""
+def _bounds(metric: str, data: np.ndarray, q: np.ndarray, norms: np.ndarray | None,
+            half: HalfCopy | None) -> dict[str, Any]:
+    """Fast scores (q, n) of one metric and their proven error bound.
+
+    Returns the keyword arguments of :func:`imgrec.topk.candidates`: ``fast`` (with a
+    per-row ``scale``), ``err`` and ``rel``/``const`` such that
+    ``|fast * scale - exact| <= rel * |fast * scale| + err + const``. With ``half`` the
+    scan reads its float16 rows and each row's bound grows by its stored rounding error
+    (see :mod:`imgrec.half`).
+    """
     d = data.shape[1]
+    rows = data if half is None else half.data
     if metric == "cosine":
+        assert norms is not None
         qn = np.linalg.norm(q.astype(np.float64), axis=1)
         qu = (q / np.where(qn > 0, qn, 1)[:, None]).astype(np.float32)
-        dots = K.dot_scores(data, qu)
-        assert norms is not None
-        inv = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
-        return dots * inv[None, :], np.full(1, 4 * K.gamma(d + 2)), d
+        dots = K.dot_scores(rows, qu)
+        inv = np.divide(1.0, norms, out=np.zeros(len(norms)), where=norms > 0)
+        g = 4 * K.gamma(d + 2)
+        if half is None:
+            return {"fast": dots, "scale": inv, "const": g}
+        # relative to |x|: accumulation over fl16(x) (|fl16(x)| <= |x| + r) plus r itself
+        rho = half.l2 * inv
+        return {"fast": dots, "scale": inv, "err": (g * (1 + rho) + rho * (1 + 1e-6))[None]}
     if metric == "euclidean":
         assert norms is not None
-        dots = K.dot_scores(data, q)
+        dots = K.dot_scores(rows, q)
         esq = norms.astype(np.float64) ** 2
         qsq = (q.astype(np.float64) ** 2).sum(1)
+        g = 4 * K.gamma(d + 8)
+        extra = np.zeros(1) if half is None else 2 * half.l2.astype(np.float64) * (1 + g)
         dist, err = np.empty(dots.shape), np.empty(dots.shape)
         with K._PARALLEL:
-            K.euclidean_from_dots(dots, esq, qsq, 4 * K.gamma(d + 8), dist, err)
-        return dist, err, d
-    fast = K.manhattan_fast(data, q) if metric == "manhattan" else K.chi2_fast(data, q)
-    g = K.gamma(d + (2 if metric == "manhattan" else 8))
-    extra = K.chi2_abs_slack(d) if metric == "chi2" else 0.0
-    return fast, fast.astype(np.float64) * (g / (1 - g)) + extra + 1e-30, d
+            K.euclidean_from_dots(dots, esq, qsq, g, extra, dist, err)
+        return {"fast": dist, "err": err}
+    if metric == "manhattan":
+        fast = K.manhattan_fast(rows, q)
+        g = K.gamma(d + 2)
+        err = None if half is None else (half.l1.astype(np.float64) * (1 + 1e-6))[None]
+        return {"fast": fast, "err": err, "rel": g / (1 - g), "const": 1e-30}
+    g = K.gamma(d + 8)
+    return {"fast": K.chi2_fast(data, q), "rel": g / (1 - g),
+            "const": K.chi2_abs_slack(d) + 1e-30}
 
 
 _EXACT = {"cosine": K.cosine_exact, "euclidean": K.euclidean_exact,
@@ -133,8 +154,9 @@ _EXACT = {"cosine": K.cosine_exact, "euclidean": K.euclidean_exact,
 
 
 def rank(metric: str, data: np.ndarray, queries: np.ndarray, k: int,
-         norms: np.ndarray | None = None) -> tuple[list[tuple[np.ndarray, np.ndarray]],
-                                                   tuple[np.ndarray, np.ndarray]]:
+         norms: np.ndarray | None = None,
+         half: HalfCopy | None = None) -> tuple[list[tuple[np.ndarray, np.ndarray]],
+                                                 tuple[np.ndarray, np.ndarray]]:
     """Exact top-k rows and values per query and for the mean over queries.
 
     Args:
@@ -143,6 +165,8 @@ def rank(metric: str, data: np.ndarray, queries: np.ndarray, k: int,
         queries: (q, d) float32 query features.
         k: results wanted (clipped to n).
         norms: (n,) row norms of ``data`` (needed for cosine and euclidean).
+        half: the float16 copy of ``data`` (embeddings only): the first pass scans it,
+            and only the candidate rows of ``data`` are read. Results are the same.
 
     Returns:
         ``([(rows, values) per query], (rows, values) combined)``, best first.
@@ -159,14 +183,20 @@ def rank(metric: str, data: np.ndarray, queries: np.ndarray, k: int,
     if n == 0:
         empty = (np.zeros(0, np.int64), np.zeros(0))
         return [empty for _ in q], empty
+    if not np.isfinite(q).all():
+        raise QueryError("a query's features hold NaN or infinite values")
+    if metric == "chi2" or (half is not None and metric not in ("cosine", "euclidean",
+                                                                  "manhattan")):
+        half = None
     larger = LARGER_IS_BETTER[metric]
-    fast, err, _ = _bounds(metric, data, q, norms)
-    fast = np.asarray(fast, dtype=np.float64)
-    err = np.broadcast_to(np.asarray(err, dtype=np.float64), fast.shape)
+    rows_per_slot, thresholds = topk.candidates(k=k, larger_is_better=larger,
+                                                **_bounds(metric, data, q, norms, half))
+    if not np.isfinite(thresholds).all() and k < n:
+        raise IndexFormatError("the index holds non-finite feature values: run "
+                               "`imgrec info --verify`, then rebuild with --full")
     exact = _EXACT[metric]
 
-    def pick(lo, hi, score_fn) -> tuple[np.ndarray, np.ndarray]:
-        rows = K.candidates(lo, hi, k, larger)  # sorted row numbers
+    def pick(rows, score_fn) -> tuple[np.ndarray, np.ndarray]:
         values = score_fn(rows)
         if not np.isfinite(values).all():
             raise IndexFormatError("the index holds non-finite feature values: run "
@@ -174,20 +204,17 @@ def rank(metric: str, data: np.ndarray, queries: np.ndarray, k: int,
         o = K.order(values, rows, larger)[:k]
         return rows[o], values[o]
 
-    per = []
-    for j in range(len(q)):
-        per.append(pick(fast[j] - err[j], fast[j] + err[j],
-                        lambda rows, j=j: exact(data[rows], q[j])[0]))
+    per = [pick(rows_per_slot[j], lambda rows, j=j: exact(data[rows], q[j])[0])
+           for j in range(len(q))]
     if len(q) == 1:
         return per, per[0]
-    mean, mean_err = fast.mean(0), err.mean(0)
-    combined = pick(mean - mean_err, mean + mean_err,
-                    lambda rows: exact(data[rows], q).mean(0))
+    combined = pick(rows_per_slot[-1], lambda rows: exact(data[rows], q).mean(0))
     return per, combined
 
 
 def rank_refined(data: np.ndarray, norms: np.ndarray, positives: np.ndarray,
-                 negatives: np.ndarray, weight: float, k: int) -> tuple[np.ndarray, np.ndarray]:
+                 negatives: np.ndarray, weight: float, k: int,
+                 half: HalfCopy | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k rows for relevance feedback ("more like these, less like those").
 
     score(x) = mean cosine(x, positives) - weight * mean cosine(x, negatives). This is
@@ -204,6 +231,7 @@ def rank_refined(data: np.ndarray, norms: np.ndarray, positives: np.ndarray,
         negatives: (m, d) negative examples (m may be 0).
         weight: the negatives' weight (>= 0).
         k: results wanted (clipped to n).
+        half: the float16 copy of ``data``, scanned instead of it (same results).
 
     Returns:
         ``(rows, scores)``, best first.
@@ -223,10 +251,15 @@ def rank_refined(data: np.ndarray, norms: np.ndarray, positives: np.ndarray,
     if n == 0:
         return np.zeros(0, np.int64), np.zeros(0)
     d = data.shape[1]
-    dots = K.dot_scores(data, v[None].astype(np.float32))[0]
+    dots = K.dot_scores(data if half is None else half.data, v[None].astype(np.float32))[0]
     inv = np.divide(1.0, norms, out=np.zeros(len(norms), np.float64), where=norms > 0)
     fast = dots.astype(np.float64) * inv
-    err = (4 * K.gamma(d + 2) + 4 * K.EPS32) * float(np.linalg.norm(v)) + 1e-30
+    g = 4 * K.gamma(d + 2) + 4 * K.EPS32
+    if half is None:
+        err = g * float(np.linalg.norm(v)) + 1e-30
+    else:  # see _bounds: rho = |x - fl16(x)| / |x|
+        rho = half.l2 * inv
+        err = (g * (1 + rho) + rho * (1 + 1e-6)) * float(np.linalg.norm(v)) + 1e-30
     rows = K.candidates(fast - err, fast + err, k, True)
     values = np.empty(len(rows))
     for s in range(0, len(rows), 16384):  # bounded memory even when all rows tie

@@ -6,6 +6,8 @@ Layout of an index directory::
     v-<stamp>/manifest.json  format version, backbone, dimensions, gallery root, counts
     v-<stamp>/catalog.sqlite one row per gallery file (see catalog.py)
     v-<stamp>/embeddings.npy (n, d) float32, unit rows      embedding_norms.npy (n,)
+    v-<stamp>/embeddings_f16.npy (n, d) float16 copy, embeddings_f16_error.npy (n, 2)
+                             its per-row rounding error bounds (see half.py)
     v-<stamp>/histograms.npy (n, 768) float32               pca.npz, pca_histograms.npy
     v-<stamp>/labels_top5.npy  (n, 5) int16 ImageNet class ids, -1 = unknown   (optional)
     v-<stamp>/labels_prob5.npy (n, 5) float32 their probabilities, 0 = unknown (optional)
@@ -31,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from . import catalog
+from . import catalog, half
 from .errors import IndexFormatError
 from .features.color import DIM as HIST_DIM
 from .reduce import DEFAULT_COMPONENTS, fit_pca
@@ -144,18 +146,24 @@ class VersionWriter:
         emb, hist = self.embeddings, self.histograms
         norms = np.lib.format.open_memmap(self.tmp / "embedding_norms.npy", mode="w+",
                                           dtype=np.float32, shape=(self.n,))
+        emb16 = np.lib.format.open_memmap(self.tmp / half.DATA_FILE, mode="w+",
+                                          dtype=np.float16, shape=(self.n, self.dim))
+        err16 = np.lib.format.open_memmap(self.tmp / half.ERROR_FILE, mode="w+",
+                                          dtype=np.float32, shape=(self.n, 2))
         for s in range(0, self.n, CHUNK):
-            norms[s:s + CHUNK] = np.linalg.norm(np.asarray(emb[s:s + CHUNK], np.float64), axis=1)
+            block = np.asarray(emb[s:s + CHUNK])
+            norms[s:s + CHUNK] = np.linalg.norm(block.astype(np.float64), axis=1)
+            emb16[s:s + CHUNK], err16[s:s + CHUNK] = half.encode(block)
         pca = fit_pca(hist, pca_components)
         pca.save(self.tmp / "pca.npz")
         proj = np.lib.format.open_memmap(self.tmp / "pca_histograms.npy", mode="w+",
                                          dtype=np.float32, shape=(self.n, pca.n_components))
         for s in range(0, self.n, CHUNK):
             proj[s:s + CHUNK] = pca.transform(hist[s:s + CHUNK])
-        for arr in (emb, hist, norms, proj, self._top5, self._prob5):
+        for arr in (emb, hist, norms, emb16, err16, proj, self._top5, self._prob5):
             if arr is not None:
                 arr.flush()
-        del norms, proj  # close the memory maps before the rename
+        del norms, proj, emb16, err16  # close the memory maps before the rename
         self.embeddings = self.histograms = None  # type: ignore[assignment]
         self._top5 = self._prob5 = None
         catalog.write(self.tmp / "catalog.sqlite", entries)

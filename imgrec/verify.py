@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from . import catalog
+from . import catalog, half
 from .errors import IndexFormatError
 from .features.color import DIM as HIST_DIM
 from .reduce import PCAModel
@@ -128,6 +128,27 @@ def open_labels(version_dir: Path, count: int) -> tuple[np.ndarray, np.ndarray] 
     return open_matrix(paths[0], shape, np.int16), open_matrix(paths[1], shape, np.float32)
 
 
+def open_half(version_dir: Path, count: int, dim: int) -> half.HalfCopy | None:
+    """Memory-map the float16 copy of the embeddings and its error bounds.
+
+    Returns None when the version has neither file (written by an older imgrec: searches
+    then scan the float32 rows).
+
+    Raises:
+        IndexFormatError: only one of the two files exists, or one has the wrong shape,
+            dtype or length.
+    """
+    paths = [version_dir / half.DATA_FILE, version_dir / half.ERROR_FILE]
+    present = [p.is_file() for p in paths]
+    if not any(present):
+        return None
+    if not all(present):
+        missing = paths[present.index(False)]
+        raise IndexFormatError(f"{missing} is missing (its companion float16 file exists)")
+    return half.HalfCopy(open_matrix(paths[0], (count, dim), np.float16),
+                         open_matrix(paths[1], (count, 2), np.float32))
+
+
 def _sqlite_header_problem(path: Path) -> str | None:
     """Cheap truncation check: file length against the page count in the header."""
     try:
@@ -214,7 +235,8 @@ def verify(index_dir: str | os.PathLike) -> list[str]:
     the right shapes and reproduces the stored projections; the catalog passes SQLite's
     integrity check, its indexed rows are exactly ``0..n-1``, every skipped file has a
     reason, and no path leaves the gallery; the optional label files, when present, both
-    exist with shape (n, 5) and hold valid top-5 labels.
+    exist with shape (n, 5) and hold valid top-5 labels; the float16 copy of the
+    embeddings, when present, is their rounding and its stored error bounds hold.
 
     Example:
         >>> problems = verify("data/index")   # doctest: +SKIP
@@ -264,6 +286,13 @@ def verify(index_dir: str | os.PathLike) -> list[str]:
     else:
         if labels is not None:
             problems += _label_problems(version, *labels)
+    try:
+        copy = open_half(version, manifest["count"], manifest["embedding_dim"])
+    except IndexFormatError as exc:
+        problems.append(str(exc))
+    else:
+        if copy is not None and "embeddings.npy" in arrays:
+            problems += _half_problems(version, copy, arrays["embeddings.npy"])
     problems += _catalog_problems(version / "catalog.sqlite", manifest)
     return problems
 
@@ -295,6 +324,24 @@ def _label_problems(version: Path, top5: np.ndarray, prob5: np.ndarray) -> list[
         return [f"{path} and {LABEL_FILES[1]}: {_rows(bad)} with invalid labels (class ids "
                 f"below -1 or repeated, probabilities outside [0, 1], not best first, or "
                 f"summing over 1) (first: row {first})"]
+    return []
+
+
+def _half_problems(version: Path, copy: half.HalfCopy, emb: np.ndarray) -> list[str]:
+    """The float16 rows must be the rounding of the float32 rows, within the stored
+    bounds: the first search pass trusts both."""
+    bad, first = 0, None
+    for s in range(0, len(emb), CHUNK):
+        block = np.asarray(emb[s:s + CHUNK])
+        if not np.isfinite(block).all():
+            return []  # already reported
+        ok = half.check(copy.data[s:s + CHUNK], copy.errors[s:s + CHUNK], block)
+        if not ok.all():
+            first = s + int(np.flatnonzero(~ok)[0]) if first is None else first
+            bad += int((~ok).sum())
+    if bad:
+        return [f"{version / half.DATA_FILE} and {half.ERROR_FILE} disagree with "
+                f"embeddings.npy in {_rows(bad)} (first: row {first}): rebuild with --full"]
     return []
 
 

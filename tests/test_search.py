@@ -17,6 +17,7 @@ from PIL import Image
 from scipy.spatial.distance import cdist
 
 from imgrec import Index, Stored
+from imgrec import half as H
 from imgrec.errors import ImageError, IndexFormatError, IndexNotFoundError, QueryError
 from imgrec.search import LARGER_IS_BETTER, SearchResult, rank
 from imgrec.store import current_version
@@ -75,6 +76,16 @@ def norms_of(data: np.ndarray) -> np.ndarray:
     return np.linalg.norm(data.astype(np.float64), axis=1).astype(np.float32)
 
 
+def copy_of(data: np.ndarray, first_pass: str) -> H.HalfCopy | None:
+    """The float16 copy an index would store for ``data`` (None: float32 first pass)."""
+    return H.HalfCopy(*H.encode(data)) if first_pass == "float16" else None
+
+
+#: (metric, first pass) cases of rank(): chi-square has no float16 pass
+PASSES = [(m, p) for m in METRICS for p in ("float32", "float16")
+          if not (m == "chi2" and p == "float16")]
+
+
 def random_data(metric: str, rng: np.random.Generator, n: int, d: int) -> np.ndarray:
     if metric == "chi2":
         h = rng.random((n, d)) * (rng.random((n, d)) < 0.4)
@@ -85,16 +96,17 @@ def random_data(metric: str, rng: np.random.Generator, n: int, d: int) -> np.nda
 
 # ---- rank(): exactness on random matrices -----------------------------------------------------
 
-@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("metric, first_pass", PASSES)
 @pytest.mark.parametrize("n_queries", [1, 2, 3, 5])
-def test_rank_is_exact(metric, n_queries):
+def test_rank_is_exact(metric, first_pass, n_queries):
     rng = np.random.default_rng([METRICS.index(metric), n_queries])  # fixed per case
     n, d = 600, 96 if metric != "chi2" else 768
     data = random_data(metric, rng, n, d)
     q = random_data(metric, rng, n_queries, d)
     q[0] = data[17]  # a stored row as query: it must come first
+    copy = copy_of(data, first_pass)
     for k in (1, 7, 50):
-        per, comb = rank(metric, data, q, k, norms=norms_of(data))
+        per, comb = rank(metric, data, q, k, norms=norms_of(data), half=copy)
         ref_per, ref_comb = reference_rank(metric, data, q, k)
         assert len(per) == n_queries
         for got, ref in zip(per, ref_per, strict=True):
@@ -104,13 +116,13 @@ def test_rank_is_exact(metric, n_queries):
         assert per[0][0][0] == 17
 
 
-@pytest.mark.parametrize("metric", METRICS)
-def test_rank_k_at_least_the_gallery(metric):
+@pytest.mark.parametrize("metric, first_pass", PASSES)
+def test_rank_k_at_least_the_gallery(metric, first_pass):
     rng = np.random.default_rng(7)
     data = random_data(metric, rng, 12, 768 if metric == "chi2" else 8)
     q = random_data(metric, rng, 3, data.shape[1])
     for k in (12, 13, 1000):
-        per, comb = rank(metric, data, q, k, norms=norms_of(data))
+        per, comb = rank(metric, data, q, k, norms=norms_of(data), half=copy_of(data, first_pass))
         ref_per, ref_comb = reference_rank(metric, data, q, 12)
         for got, ref in zip(per, ref_per, strict=True):
             assert_same(got, ref)
@@ -118,21 +130,22 @@ def test_rank_k_at_least_the_gallery(metric):
         assert sorted(comb[0].tolist()) == list(range(12))
 
 
-@pytest.mark.parametrize("metric", METRICS)
-def test_rank_ties_follow_row_order(metric):
+@pytest.mark.parametrize("metric, first_pass", PASSES)
+def test_rank_ties_follow_row_order(metric, first_pass):
     """Duplicate rows tie exactly; the documented tie-break is the smaller row number."""
     rng = np.random.default_rng(99)
     d = 768 if metric == "chi2" else 64
     base = random_data(metric, rng, 40, d)
     data = base[rng.integers(0, 8, size=300)]  # 300 rows, only 8 distinct values
     q = np.stack([base[3], random_data(metric, rng, 1, d)[0]])
+    copy = copy_of(data, first_pass)
     for k in (1, 10, 60, 300):
-        per, comb = rank(metric, data, q, k, norms=norms_of(data))
+        per, comb = rank(metric, data, q, k, norms=norms_of(data), half=copy)
         ref_per, ref_comb = reference_rank(metric, data, q, k)
         for got, ref in zip(per, ref_per, strict=True):
             assert_same(got, ref)
         assert_same(comb, ref_comb)
-    per, _ = rank(metric, data, q[:1], 300, norms=norms_of(data))
+    per, _ = rank(metric, data, q[:1], 300, norms=norms_of(data), half=copy)
     rows, values = per[0]
     dup_rows = np.flatnonzero((data == base[3]).all(1))
     assert rows[: len(dup_rows)].tolist() == dup_rows.tolist()  # the copies, in row order
@@ -141,10 +154,11 @@ def test_rank_ties_follow_row_order(metric):
         assert same.tolist() == sorted(same.tolist())
 
 
-@pytest.mark.parametrize("metric", METRICS)
-def test_rank_resolves_differences_below_float32_precision(metric):
-    """Rows that differ by a few float32 ulps: a float32 scan cannot order them, the
-    float64 rescoring must (and must match the float64 reference)."""
+@pytest.mark.parametrize("metric, first_pass", PASSES)
+def test_rank_resolves_differences_below_float32_precision(metric, first_pass):
+    """Rows that differ by a few float32 ulps: a float32 scan cannot order them (and
+    their float16 copies are identical), the float64 rescoring must (and must match the
+    float64 reference)."""
     rng = np.random.default_rng(5)
     d = 768 if metric == "chi2" else 256
     base = random_data(metric, rng, 1, d)[0]
@@ -164,20 +178,25 @@ def test_rank_resolves_differences_below_float32_precision(metric):
     q = np.abs(q) if metric == "chi2" else q
     vals = reference_values(metric, data, q)
     assert len(np.unique(vals[0])) > 50  # the reference does tell them apart
+    copy = copy_of(data, first_pass)
+    if copy is not None:
+        assert len(np.unique(copy.data, axis=0)) < 20  # float16 rows cannot
     for k in (1, 5, 25):
-        per, comb = rank(metric, data, q, k, norms=norms_of(data))
+        per, comb = rank(metric, data, q, k, norms=norms_of(data), half=copy)
         ref_per, ref_comb = reference_rank(metric, data, q, k)
         for got, ref in zip(per, ref_per, strict=True):
             assert_same(got, ref)
         assert_same(comb, ref_comb)
 
 
-def test_rank_cosine_does_not_need_unit_rows():
+@pytest.mark.parametrize("first_pass", ["float32", "float16"])
+def test_rank_cosine_does_not_need_unit_rows(first_pass):
     rng = np.random.default_rng(3)
     data = rng.normal(size=(200, 16)).astype(np.float32) * rng.uniform(0.01, 100, (200, 1)).astype(
         np.float32)
+    data[7] = 0  # a zero row has cosine 0 with everything
     q = rng.normal(size=(2, 16)).astype(np.float32) * 7
-    per, comb = rank("cosine", data, q, 10, norms=norms_of(data))
+    per, comb = rank("cosine", data, q, 10, norms=norms_of(data), half=copy_of(data, first_pass))
     ref_per, ref_comb = reference_rank("cosine", data, q, 10)
     for got, ref in zip(per, ref_per, strict=True):
         assert_same(got, ref)
@@ -259,9 +278,12 @@ def _check_hits(hits, ref, paths, metric) -> None:
 
 @pytest.mark.parametrize("method, metric, kernel", CASES)
 @pytest.mark.parametrize("rows", QUERY_SETS, ids=lambda r: f"q{len(r)}")
-def test_index_search_stored_is_exact(arrays, method, metric, kernel, rows):
+@pytest.mark.parametrize("first_pass", ["float16", "float32"])
+def test_index_search_stored_is_exact(arrays, method, metric, kernel, rows, first_pass):
     idx, paths, _, _ = arrays
     data = np.asarray(_matrix(idx, method))
+    idx = Index.open(idx.index_dir, first_pass=first_pass)
+    assert idx.first_pass == first_pass
     for k in (1, 8, N + 20):
         res = idx.search([Stored(paths[r]) for r in rows], method=method, metric=metric, k=k)
         assert isinstance(res, SearchResult)

@@ -140,6 +140,7 @@ def resave_pca(v: Path) -> None:
 
 
 MATRICES = ("embeddings.npy", "embedding_norms.npy", "histograms.npy", "pca_histograms.npy")
+HALF = ("embeddings_f16.npy", "embeddings_f16_error.npy")  # the float16 first-pass copy
 
 # (id, damage, text the problem and the open error must contain, does Index.open refuse?)
 CASES: list[tuple[str, Callable[[Path], None], str, bool]] = [
@@ -147,7 +148,12 @@ CASES: list[tuple[str, Callable[[Path], None], str, bool]] = [
     *[(f"{m}-empty", truncate(m, 0.0), m, True) for m in MATRICES],
     *[(f"{m}-header-cut", truncate(m, 0.02), m, True) for m in MATRICES],
     *[(f"{m}-appended", append(m), m, True) for m in MATRICES],
-    *[(f"{m}-missing", remove(m), m, True) for m in MATRICES],
+    *[(f"{m}-missing", remove(m), m, True) for m in MATRICES + HALF],
+    *[(f"{m}-half", truncate(m, 0.5), m, True) for m in HALF],
+    *[(f"{m}-appended", append(m), m, True) for m in HALF],
+    ("f16-float32", replace_npy(HALF[0], lambda a: a.astype(np.float32)), HALF[0], True),
+    ("f16-changed", poke(HALF[0], 6, 0.5, 1), HALF[0], False),
+    ("f16-bound-too-small", poke(HALF[1], 6, 0.0, 0), HALF[1], False),
     ("embeddings-float64", replace_npy("embeddings.npy", lambda a: a.astype(np.float64)),
      "embeddings.npy", True),
     ("embeddings-fortran", replace_npy("embeddings.npy", np.asfortranarray), "embeddings.npy",
