@@ -301,7 +301,7 @@ def _info(args: argparse.Namespace) -> int:
     info = {**idx.manifest, "index_dir": str(idx.index_dir), "size_bytes": size,
             "formats": dict(sorted(formats.items())),
             "skipped_files": [{"path": p, "reason": r} for p, r in idx.skipped()],
-            "build_running": running}
+            "build_running": running, "first_pass": idx.first_pass}
     if args.json:
         print(json.dumps(info, indent=2))
         return EXIT_OK
@@ -315,6 +315,10 @@ def _info(args: argparse.Namespace) -> int:
           + ", ".join(f"{k} {v}" for k, v in sorted(formats.items())))
     print(f"built      {m['built_at']}" + (f" in {m['build_seconds']:.1f} s"
                                            if m.get("build_seconds") else ""))
+    print("search     exact; first pass over the " + (
+        "float16 copy of the embeddings, candidates rescored from float32"
+        if idx.first_pass == "float16" else
+        "float32 embeddings (no float16 copy: rebuild with --full to add one)"))
     if running:
         print(f"building   a build is running now (pid {running.get('pid')}, "
               f"started {running.get('started')})")

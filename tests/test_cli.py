@@ -153,6 +153,8 @@ def test_info(runs, demo_cli):
     assert Path(info["gallery_root"]) == demo_cli.gallery.resolve()
     assert sum(info["formats"].values()) == n and "JPEG" in info["formats"]
     assert f"{n} indexed, 0 skipped" in _ok(runs["info_text"])
+    assert info["first_pass"] == "float16"
+    assert "first pass over the float16 copy" in _ok(runs["info_text"])
 
 
 # ---- bad usage and bad input: exit code 2 and one line on stderr ----------------------------
