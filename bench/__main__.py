@@ -25,6 +25,7 @@ def main() -> int:
     i.add_argument("--limit", type=int, default=300)
     i.add_argument("--workers", type=int)
     i.add_argument("--batch-size", type=int, default=16)
+    i.add_argument("--repeat", type=int, default=3, help="CNN-only / end-to-end run pairs")
     i.add_argument("--work", type=Path, default=Path("bench/out"))
     i.add_argument("--save", type=Path)
     b = sub.add_parser("beyond", help="duplicates, neighbour graph, clusters, refine at scale")

@@ -13,7 +13,7 @@ from .errors import ImageError
 from .features.color import histogram
 
 #: Bumped whenever decoding or feature definitions change (invalidates resumable work).
-PIPELINE_VERSION = 1
+PIPELINE_VERSION = 2  # 2: JPEG drafts to >= 448 px (was 512)
 
 
 @dataclass

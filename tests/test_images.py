@@ -248,7 +248,8 @@ def test_large_jpeg_is_draft_decoded(full_photos, tmp_path):
     slow, _ = load_image(path, draft=False)
     assert (info.width, info.height) == (2400, 2400)  # the file's true size is recorded
     assert slow.size == (2400, 2400)
-    assert DRAFT_MIN <= min(fast.size) < 2400
+    assert DRAFT_MIN <= min(fast.size) < 2 * DRAFT_MIN  # the smallest DCT scale that keeps
+    assert min(fast.size) == 600  # >= 448 px: 2400 / 4 (2400 / 8 = 300 would be too small)
     hf, hs = histogram(prepare(fast)), histogram(prepare(slow))
     assert 0.5 * np.sum((hf - hs) ** 2 / np.maximum(hf + hs, 1e-12)) < 0.05
 

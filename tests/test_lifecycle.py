@@ -23,10 +23,11 @@ from threadpoolctl import threadpool_limits
 from imgrec import BuildLockedError, ImgrecError, Index, QueryError, Stored, build_index
 from imgrec.cli import main as cli_main
 from imgrec.lock import LOCK_NAME, BuildLock, holder
+from imgrec.pipeline import PIPELINE_VERSION
 from imgrec.store import current_version
 from imgrec.verify import verify
 
-WORK = "work/tiny-test-p1"  # work folder of the tiny embedder (pipeline version 1)
+WORK = f"work/tiny-test-p{PIPELINE_VERSION}"  # work folder of the tiny embedder
 
 
 class TinyEmbedder:
