@@ -40,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--weights", type=Path, help="backbone state-dict file (.pth)")
     i.add_argument("--workers", type=int, help="decoding processes (default: CPU count; 0 = none)")
     i.add_argument("--batch-size", type=int, default=16,
-                   help="images per CNN forward pass (16 measured fastest on 2 CPU cores)")
+                   help="images per CNN forward pass (8-16 measured fastest on 2 CPU cores)")
     i.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     i.add_argument("--pca-components", type=int, default=DEFAULT_COMPONENTS)
     i.add_argument("--full", action="store_true", help="recompute everything")
