@@ -155,7 +155,7 @@ def run(args) -> dict:
         if matrix:
             ours[name]["over_floor"] = round(t1 / floors[matrix][0], 2)
     for name in ("cosine", "euclidean", "manhattan"):
-        ours[name]["rescored_rows"] = rescored(ix, name, [p for p in picks], k)
+        ours[name]["rescored_rows"] = rescored(ix, name, picks, k)
     floor_emb, floor_hist = floors["embeddings"][0], floors["histograms"][0]
     base = None if args.no_baseline else original_kernels(emb, hist, q, qh,
                                                           rows=min(args.n, 40_000))

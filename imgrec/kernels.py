@@ -12,7 +12,7 @@ import threading
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 # numba's default threading layer must not be entered from two threads at once (the
 # dashboard serves several sessions from threads); the scans are memory-bound anyway.
@@ -38,8 +38,37 @@ def gamma(n: int) -> float:
 FAST = {"reassoc", "contract", "nsz"}
 
 
+# Rows are float32, or float16 (the first pass, see imgrec.half). numba has no float16
+# type: those rows are read as uint16 bit patterns and widened with LLVM's half -> float
+# conversion, which compiles to F16C's vcvtph2ps where available. The conversion is
+# exact, so the only approximation is the stored rounding itself, which imgrec.half
+# bounds per row. Each kernel below compiles once per row type.
+
+@intrinsic
+def _half_to_float(typingctx, bits):  # pragma: no cover - compiled
+    sig = types.float32(types.uint16)
+
+    def codegen(context, builder, signature, args):
+        return builder.fpext(builder.bitcast(args[0], ir.HalfType()), ir.FloatType())
+
+    return sig, codegen
+
+
+def _widen(x):  # pragma: no cover - replaced by the overload in compiled code
+    raise NotImplementedError
+
+
+@overload(_widen, inline="always")
+def _widen_impl(x):  # pragma: no cover - compiled
+    if x == types.uint16:
+        return lambda x: _half_to_float(x)
+    return lambda x: x
+
+
 # Each kernel scores every row against up to five queries in one pass over the data: the
 # row is loaded once and feeds five accumulators (queries are zero-padded to five).
+# Over float16 rows the five-query pass is bound by multiply-add throughput, not memory
+# (4.1 G FMAs at 400,000 x 2048; tiling the queries for L1 did not help: bench/).
 QBLOCK = 5
 
 
@@ -53,7 +82,7 @@ def _dots(data, q, out):  # pragma: no cover - compiled
         a0 = a1 = a2 = a3 = a4 = np.float32(0.0)
         b0 = b1 = b2 = b3 = b4 = np.float32(0.0)
         for t in range(d):
-            x, y = data[i, t], data[j, t]
+            x, y = _widen(data[i, t]), _widen(data[j, t])
             q0, q1, q2, q3, q4 = q[0, t], q[1, t], q[2, t], q[3, t], q[4, t]
             a0 += x * q0
             a1 += x * q1
@@ -75,7 +104,7 @@ def _dots1(data, q, out):  # pragma: no cover - compiled
     for i in prange(n):
         acc = np.float32(0.0)
         for t in range(d):
-            acc += data[i, t] * q[0, t]
+            acc += _widen(data[i, t]) * q[0, t]
         out[0, i] = acc
 
 
@@ -85,7 +114,7 @@ def _manhattan(data, q, out):  # pragma: no cover - compiled
     for i in prange(n):
         a0 = a1 = a2 = a3 = a4 = np.float32(0.0)
         for t in range(d):
-            x = data[i, t]
+            x = _widen(data[i, t])
             a0 += abs(x - q[0, t])
             a1 += abs(x - q[1, t])
             a2 += abs(x - q[2, t])
@@ -100,7 +129,7 @@ def _manhattan1(data, q, out):  # pragma: no cover - compiled
     for i in prange(n):
         acc = np.float32(0.0)
         for t in range(d):
-            acc += abs(data[i, t] - q[0, t])
+            acc += abs(_widen(data[i, t]) - q[0, t])
         out[0, i] = acc
 
 
@@ -162,84 +191,6 @@ def euclidean_from_dots(dots, esq, qsq, g, extra, dist, err):  # pragma: no cove
             err[j, i] = min(np.sqrt(e_sq), e_sq / (np.sqrt(max(sq - e_sq, 0.0)) + d + 1e-300))
 
 
-# ---- float16 first pass ---------------------------------------------------------------
-# numba has no float16 type: the rows are read as uint16 bit patterns and widened with
-# LLVM's half -> float conversion, which compiles to F16C's vcvtph2ps where available.
-# The conversion is exact, so the only approximation is the stored rounding itself,
-# which imgrec.half bounds per row.
-
-@intrinsic
-def _half_to_float(typingctx, bits):  # pragma: no cover - compiled
-    sig = types.float32(types.uint16)
-
-    def codegen(context, builder, signature, args):
-        return builder.fpext(builder.bitcast(args[0], ir.HalfType()), ir.FloatType())
-
-    return sig, codegen
-
-
-# Five queries over float16 rows are bound by multiply-add throughput, not memory: 4.1 G
-# FMAs at 400,000 x 2048 (tiling the queries for L1 did not help; measured in bench/).
-@njit(parallel=True, fastmath=FAST, cache=True)
-def _dots16(data, q, out):  # pragma: no cover - compiled
-    n, d = data.shape
-    for ii in prange((n + 1) // 2):
-        i = 2 * ii
-        j = min(i + 1, n - 1)
-        a0 = a1 = a2 = a3 = a4 = np.float32(0.0)
-        b0 = b1 = b2 = b3 = b4 = np.float32(0.0)
-        for t in range(d):
-            x, y = _half_to_float(data[i, t]), _half_to_float(data[j, t])
-            q0, q1, q2, q3, q4 = q[0, t], q[1, t], q[2, t], q[3, t], q[4, t]
-            a0 += x * q0
-            a1 += x * q1
-            a2 += x * q2
-            a3 += x * q3
-            a4 += x * q4
-            b0 += y * q0
-            b1 += y * q1
-            b2 += y * q2
-            b3 += y * q3
-            b4 += y * q4
-        out[0, i], out[1, i], out[2, i], out[3, i], out[4, i] = a0, a1, a2, a3, a4
-        out[0, j], out[1, j], out[2, j], out[3, j], out[4, j] = b0, b1, b2, b3, b4
-
-
-@njit(parallel=True, fastmath=FAST, cache=True)
-def _dots16_1(data, q, out):  # pragma: no cover - compiled
-    n, d = data.shape
-    for i in prange(n):
-        acc = np.float32(0.0)
-        for t in range(d):
-            acc += _half_to_float(data[i, t]) * q[0, t]
-        out[0, i] = acc
-
-
-@njit(parallel=True, fastmath=FAST, cache=True)
-def _manhattan16(data, q, out):  # pragma: no cover - compiled
-    n, d = data.shape
-    for i in prange(n):
-        a0 = a1 = a2 = a3 = a4 = np.float32(0.0)
-        for t in range(d):
-            x = _half_to_float(data[i, t])
-            a0 += abs(x - q[0, t])
-            a1 += abs(x - q[1, t])
-            a2 += abs(x - q[2, t])
-            a3 += abs(x - q[3, t])
-            a4 += abs(x - q[4, t])
-        out[0, i], out[1, i], out[2, i], out[3, i], out[4, i] = a0, a1, a2, a3, a4
-
-
-@njit(parallel=True, fastmath=FAST, cache=True)
-def _manhattan16_1(data, q, out):  # pragma: no cover - compiled
-    n, d = data.shape
-    for i in prange(n):
-        acc = np.float32(0.0)
-        for t in range(d):
-            acc += abs(_half_to_float(data[i, t]) - q[0, t])
-        out[0, i] = acc
-
-
 def _blocked(kernel, single, data: np.ndarray, queries: np.ndarray) -> np.ndarray:
     q = np.ascontiguousarray(queries, dtype=np.float32)
     if len(q) > QBLOCK:
@@ -267,7 +218,7 @@ def dot_scores(data: np.ndarray, queries: np.ndarray) -> np.ndarray:
     if data.dtype == np.float16:
         if not data.flags.c_contiguous:
             raise ValueError("float16 rows must be C-contiguous")
-        return _blocked(_dots16, _dots16_1, data.view(np.uint16), q)
+        return _blocked(_dots, _dots1, data.view(np.uint16), q)
     if data.flags.c_contiguous:
         return _blocked(_dots, _dots1, data, q)
     out = np.empty((len(q), len(data)), dtype=np.float32)
@@ -281,7 +232,7 @@ def dot_scores(data: np.ndarray, queries: np.ndarray) -> np.ndarray:
 def manhattan_fast(data: np.ndarray, queries: np.ndarray) -> np.ndarray:
     """(q, n) float32 L1 distances (``data`` float32, or float16 rows widened exactly)."""
     if data.dtype == np.float16:
-        return _blocked(_manhattan16, _manhattan16_1, data.view(np.uint16), queries)
+        return _blocked(_manhattan, _manhattan1, data.view(np.uint16), queries)
     return _blocked(_manhattan, _manhattan1, data, queries)
 
 

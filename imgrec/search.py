@@ -185,8 +185,7 @@ def rank(metric: str, data: np.ndarray, queries: np.ndarray, k: int,
         return [empty for _ in q], empty
     if not np.isfinite(q).all():
         raise QueryError("a query's features hold NaN or infinite values")
-    if metric == "chi2" or (half is not None and metric not in ("cosine", "euclidean",
-                                                                  "manhattan")):
+    if metric == "chi2":  # histograms have no float16 copy
         half = None
     larger = LARGER_IS_BETTER[metric]
     rows_per_slot, thresholds = topk.candidates(k=k, larger_is_better=larger,

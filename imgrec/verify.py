@@ -107,6 +107,15 @@ def open_matrix(path: Path, shape: tuple[int, ...], dtype: Any = np.float32) -> 
     return arr
 
 
+def _optional_pair(paths: list[Path], what: str) -> bool:
+    """Whether a pair of optional files is there; one without the other is damage."""
+    present = [p.is_file() for p in paths]
+    if all(present) or not any(present):
+        return all(present)
+    missing = paths[present.index(False)]
+    raise IndexFormatError(f"{missing} is missing (its companion {what} exists)")
+
+
 def open_labels(version_dir: Path, count: int) -> tuple[np.ndarray, np.ndarray] | None:
     """Memory-map the optional label files (top-5 class ids and probabilities).
 
@@ -118,12 +127,8 @@ def open_labels(version_dir: Path, count: int) -> tuple[np.ndarray, np.ndarray] 
             dtype or length.
     """
     paths = [version_dir / f for f in LABEL_FILES]
-    present = [p.is_file() for p in paths]
-    if not any(present):
+    if not _optional_pair(paths, "label file"):
         return None
-    if not all(present):
-        missing = paths[present.index(False)]
-        raise IndexFormatError(f"{missing} is missing (its companion label file exists)")
     shape = (count, LABEL_TOP)
     return open_matrix(paths[0], shape, np.int16), open_matrix(paths[1], shape, np.float32)
 
@@ -139,12 +144,8 @@ def open_half(version_dir: Path, count: int, dim: int) -> half.HalfCopy | None:
             dtype or length.
     """
     paths = [version_dir / half.DATA_FILE, version_dir / half.ERROR_FILE]
-    present = [p.is_file() for p in paths]
-    if not any(present):
+    if not _optional_pair(paths, "float16 file"):
         return None
-    if not all(present):
-        missing = paths[present.index(False)]
-        raise IndexFormatError(f"{missing} is missing (its companion float16 file exists)")
     return half.HalfCopy(open_matrix(paths[0], (count, dim), np.float16),
                          open_matrix(paths[1], (count, 2), np.float32))
 
