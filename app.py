@@ -6,7 +6,7 @@ import logging
 
 import streamlit as st
 
-from imgrec import app_support as sup
+from imgrec.app import support as sup
 
 st.set_page_config(page_title="imgrec — image recommender", page_icon=":material/photo_library:",
                    layout="wide")

@@ -52,9 +52,9 @@ def synthetic(work: Path, n: int, dim: int, groups: int, dup_frac: float) -> tup
 
 
 def run(args) -> dict:
-    from imgrec.clusters import clusters
-    from imgrec.duplicates import DEFAULT_THRESHOLD, find_duplicates
-    from imgrec.graph import neighbour_graph
+    from imgrec.insights.clusters import clusters
+    from imgrec.insights.duplicates import DEFAULT_THRESHOLD, find_duplicates
+    from imgrec.insights.graph import neighbour_graph
 
     t = time.perf_counter()
     d, planted = synthetic(args.work, args.n, args.dim, args.groups, 0.01)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from imgrec import CNNEmbedder, build_index, images
-from imgrec.pipeline import process
+from imgrec.build.decode import process
 
 from .machine import machine
 

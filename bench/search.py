@@ -186,8 +186,8 @@ def run(args) -> dict:
 
 def rescored(ix: Index, metric: str, picks: list[str], k: int) -> dict:
     """Rows the float16 pass could not exclude (rescored in float64), per query."""
-    from imgrec import topk
-    from imgrec.search import LARGER_IS_BETTER, _bounds
+    from imgrec.search import topk
+    from imgrec.search.rank import LARGER_IS_BETTER, _bounds
 
     rows = [ix.row_of(p) for p in picks]
     q = np.asarray(ix.embeddings[rows])
@@ -200,7 +200,7 @@ def five_query_profile(ix: Index, picks: list[str], rep: int) -> dict:
     """Where a five-query search spends its time: the scan kernels alone over the whole
     matrix (1 and 5 queries), and the same kernels run over and over on 1,024 rows that
     stay in cache, scaled to n (the arithmetic alone, plus call overhead)."""
-    from imgrec import kernels as K
+    from imgrec.search import kernels as K
 
     rows = [ix.row_of(p) for p in picks]
     out = {}

@@ -7,8 +7,8 @@ Example:
     >>> idx.search(["query.jpg"], method="embedding", k=5).combined  # doctest: +SKIP
 """
 
-from .build import BuildReport, Progress, build_index
-from .errors import (
+from imgrec.build.builder import BuildReport, Progress, build_index
+from imgrec.errors import (
                      BuildLockedError,
                      ImageError,
                      ImgrecError,
@@ -17,10 +17,10 @@ from .errors import (
                      QueryError,
                      WeightsMissingError,
 )
-from .features.embedding import CNNEmbedder, Embedder
-from .index import Index, Stored
-from .search import Hit, SearchResult
-from .settings import Settings
+from imgrec.features.embedding import CNNEmbedder, Embedder
+from imgrec.index.index import Index, Stored
+from imgrec.search.rank import Hit, SearchResult
+from imgrec.settings import Settings
 
 __version__ = "0.1.0"
 __all__ = [

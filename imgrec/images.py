@@ -19,7 +19,7 @@ from typing import IO, Any
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageError
+from imgrec.errors import ImageError
 
 SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 #: Shorter side of the working image both features are computed from.

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from imgrec import app_support as sup
-from imgrec import ui
+from imgrec.app import support as sup
+from imgrec.app import ui
 
 sup.ensure_routed()
 st.title("Dataset")

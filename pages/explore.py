@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from imgrec import app_support as sup
-from imgrec import ui
+from imgrec.app import support as sup
+from imgrec.app import ui
 from imgrec.errors import ImgrecError
-from imgrec.search import MAX_QUERIES
+from imgrec.search.rank import MAX_QUERIES
 
 COLS = 6
 MAX_SHOWN = 60  # thumbnails rendered for a selection

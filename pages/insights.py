@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from imgrec import app_support as sup
-from imgrec import ui
-from imgrec.duplicates import DEFAULT_THRESHOLD
+from imgrec.app import support as sup
+from imgrec.app import ui
 from imgrec.errors import ImgrecError
-from imgrec.graph import DEFAULT_K, DEFAULT_SAMPLE, MAX_SAMPLE
-from imgrec.graph import DEFAULT_THRESHOLD as GRAPH_THRESHOLD
+from imgrec.insights.duplicates import DEFAULT_THRESHOLD
+from imgrec.insights.graph import DEFAULT_K, DEFAULT_SAMPLE, MAX_SAMPLE
+from imgrec.insights.graph import DEFAULT_THRESHOLD as GRAPH_THRESHOLD
 
 COLS = 6
 GROUPS_SHOWN = 20  # duplicate groups drawn (all are in the CSV)

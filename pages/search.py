@@ -6,11 +6,11 @@ import random
 
 import streamlit as st
 
-from imgrec import app_support as sup
-from imgrec import ui
+from imgrec.app import support as sup
+from imgrec.app import ui
 from imgrec.errors import ImgrecError
 from imgrec.images import SUFFIXES
-from imgrec.search import MAX_QUERIES, METHOD_METRIC
+from imgrec.search.rank import MAX_QUERIES, METHOD_METRIC
 
 COLS = 5  # results per grid line
 LABEL_K = 20  # results of a label search

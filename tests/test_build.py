@@ -1,4 +1,4 @@
-"""imgrec.build.build_index: counting, skipping bad files with reasons, errors, workers."""
+"""imgrec.build.builder.build_index: counting, skipping bad files with reasons, errors, workers."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ import pytest
 from PIL import Image
 
 from imgrec import Index, build_index
-from imgrec import build as build_mod
+from imgrec.build import builder as build_mod
+from imgrec.build.lock import BuildLock
 from imgrec.errors import BuildLockedError, ImgrecError
 from imgrec.features.color import histogram
 from imgrec.images import center_crop, load_image, prepare
-from imgrec.lock import BuildLock
-from imgrec.store import FORMAT_VERSION, current_version
+from imgrec.index.writer import FORMAT_VERSION, current_version
 
 
 def _expected_features(path: Path, embedder) -> tuple[np.ndarray, np.ndarray]:

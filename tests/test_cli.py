@@ -16,7 +16,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from imgrec.store import current_version
+from imgrec.index.writer import current_version
 
 QUERIES = ["chelsea/chelsea_orig.jpg", "coffee/coffee_orig.jpg"]
 

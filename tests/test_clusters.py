@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from support import run_cli
 
-from imgrec import clusters as clusters_mod
-from imgrec.clusters import _finish, clusters
 from imgrec.demo import family_of
+from imgrec.insights import clusters as clusters_mod
+from imgrec.insights.clusters import _finish, clusters
 
 
 def _check(res, data: np.ndarray) -> None:

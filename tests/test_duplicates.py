@@ -14,7 +14,8 @@ from support import run_cli
 
 from imgrec import Index, build_index
 from imgrec.demo import family_of
-from imgrec.duplicates import (
+from imgrec.errors import QueryError
+from imgrec.insights.duplicates import (
     CSV_COLUMNS,
     DEFAULT_THRESHOLD,
     _cap,
@@ -23,7 +24,6 @@ from imgrec.duplicates import (
     near_pairs,
     write_csv,
 )
-from imgrec.errors import QueryError
 
 
 def test_demo_variants_group_by_photo(demo_index):

@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 from support import run_cli
 
-from imgrec.clusters import clusters
 from imgrec.errors import ImgrecError
-from imgrec.export import CSV_COLUMNS, export_csv, export_projector, sprite_geometry
+from imgrec.insights.clusters import clusters
+from imgrec.insights.export import CSV_COLUMNS, export_csv, export_projector, sprite_geometry
 
 
 def _pbtxt(text: str) -> dict:

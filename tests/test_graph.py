@@ -11,7 +11,7 @@ import pytest
 from support import run_cli
 
 from imgrec.demo import family_of
-from imgrec.graph import knn_edges, neighbour_graph, sample_rows
+from imgrec.insights.graph import knn_edges, neighbour_graph, sample_rows
 
 
 def test_demo_graph_communities_are_the_photos(demo_index):

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from imgrec import Index, Stored
-from imgrec import half as H
-from imgrec import kernels as K
 from imgrec.errors import IndexFormatError
-from imgrec.verify import verify
+from imgrec.index import half as H
+from imgrec.index.verify import verify
+from imgrec.search import kernels as K
 
 
 @pytest.fixture(scope="module")

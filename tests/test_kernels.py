@@ -1,4 +1,4 @@
-"""imgrec.kernels: fast float32 kernels within their error bounds, float64 references exact."""
+"""imgrec.search.kernels: fast float32 kernels within their error bounds, float64 references exact."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
 
-from imgrec import kernels as K
+from imgrec.search import kernels as K
 
 
 def chi2_loop(a: np.ndarray, b: np.ndarray) -> float:

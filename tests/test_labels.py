@@ -12,7 +12,9 @@ from support import TinyEmbedder, run_cli
 
 from imgrec import Index, Stored, build_index
 from imgrec.errors import IndexFormatError, QueryError
-from imgrec.labels import (
+from imgrec.index.verify import verify
+from imgrec.index.writer import LABEL_FILES, current_version
+from imgrec.insights.labels import (
     GROUPS,
     class_names,
     label_counts,
@@ -23,8 +25,6 @@ from imgrec.labels import (
     search_by_label,
     top_classes,
 )
-from imgrec.store import LABEL_FILES, current_version
-from imgrec.verify import verify
 
 CATS = set(range(281, 286))  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 

@@ -21,11 +21,11 @@ from PIL import Image
 from threadpoolctl import threadpool_limits
 
 from imgrec import BuildLockedError, ImgrecError, Index, QueryError, Stored, build_index
-from imgrec.cli import main as cli_main
-from imgrec.lock import LOCK_NAME, BuildLock, holder
-from imgrec.pipeline import PIPELINE_VERSION
-from imgrec.store import current_version
-from imgrec.verify import verify
+from imgrec.build.decode import PIPELINE_VERSION
+from imgrec.build.lock import LOCK_NAME, BuildLock, holder
+from imgrec.cli.main import main as cli_main
+from imgrec.index.verify import verify
+from imgrec.index.writer import current_version
 
 WORK = f"work/tiny-test-p{PIPELINE_VERSION}"  # work folder of the tiny embedder
 
@@ -72,14 +72,14 @@ def main():
     gate = dict(gate=os.environ.get("TINY_GATE"),
                 gate_after=int(os.environ.get("TINY_GATE_AFTER", "0")))
     if mode == "build":
-        from imgrec.build import build_index
+        from imgrec.build.builder import build_index
         r = build_index(gallery, index, embedder=TinyEmbedder(**gate), workers=0, batch_size=4)
         print(json.dumps({{"version": r.version, "computed": r.computed}}))
         return 0
     # the real command line, with the CNN replaced by the tiny embedder
     import imgrec.features.embedding as E
     E.CNNEmbedder = lambda *a, **k: TinyEmbedder(**gate)
-    from imgrec.cli import main as cli
+    from imgrec.cli.main import main as cli
     return cli(["index", gallery, "--index", index, "--workers", "0", "--batch-size", "4",
                 "--quiet", *sys.argv[4:]])
 

@@ -1,4 +1,4 @@
-"""imgrec.reduce: the streaming PCA equals scikit-learn's PCA (up to component signs)."""
+"""imgrec.features.pca: the streaming PCA equals scikit-learn's PCA (up to component signs)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from sklearn.decomposition import PCA
 
-from imgrec import reduce
+from imgrec.features import pca as reduce
 from imgrec.features.color import histogram
+from imgrec.features.pca import PCAModel, fit_pca
 from imgrec.images import prepare
-from imgrec.reduce import PCAModel, fit_pca
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Exact search: imgrec.search.rank and Index.search against a float64 brute-force reference.
+"""Exact search: imgrec.search.rank.rank and Index.search against a float64 brute-force reference.
 
 The reference computes every distance with scipy.spatial.distance.cdist in float64 and
 sorts by (value, row number): the documented tie-break.
@@ -17,10 +17,10 @@ from PIL import Image
 from scipy.spatial.distance import cdist
 
 from imgrec import Index, Stored
-from imgrec import half as H
 from imgrec.errors import ImageError, IndexFormatError, IndexNotFoundError, QueryError
-from imgrec.search import LARGER_IS_BETTER, SearchResult, rank
-from imgrec.store import current_version
+from imgrec.index import half as H
+from imgrec.index.writer import current_version
+from imgrec.search.rank import LARGER_IS_BETTER, SearchResult, rank
 
 METRICS = ("cosine", "euclidean", "manhattan", "chi2")
 

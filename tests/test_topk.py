@@ -1,12 +1,12 @@
-"""imgrec.topk: candidate rows from bounded fast scores, checked against NumPy."""
+"""imgrec.search.topk: candidate rows from bounded fast scores, checked against NumPy."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from imgrec import kernels as K
-from imgrec import topk
+from imgrec.search import kernels as K
+from imgrec.search import topk
 
 
 def numpy_candidates(values: np.ndarray, err: np.ndarray, k: int, larger: bool) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Unit tests for imgrec.ui: the Streamlit-free logic behind the dashboard pages."""
+"""Unit tests for imgrec.app.ui: the Streamlit-free logic behind the dashboard pages."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgrec import BuildLockedError, BuildReport, ImgrecError, Index, Progress, Stored, ui
-from imgrec.lock import BuildLock
-from imgrec.search import Hit, SearchResult
+from imgrec import BuildLockedError, BuildReport, ImgrecError, Index, Progress, Stored
+from imgrec.app import ui
+from imgrec.build.lock import BuildLock
+from imgrec.search.rank import Hit, SearchResult
 
 
 def png(color: tuple[int, int, int], size: tuple[int, int] = (40, 30)) -> bytes:
@@ -376,7 +377,7 @@ def test_job_state_texts() -> None:
 
 
 def test_label_chart_has_the_most_frequent_label_on_top() -> None:
-    from imgrec.labels import LabelCount
+    from imgrec.insights.labels import LabelCount
 
     counts = [LabelCount(285, "Egyptian cat", 7), LabelCount(967, "espresso", 4),
               LabelCount(812, "space shuttle", 1)]
@@ -396,7 +397,7 @@ def test_cluster_k_bounds() -> None:
 
 
 def test_duplicates_csv_and_member_detail() -> None:
-    from imgrec.duplicates import CSV_COLUMNS, DuplicateGroup, DuplicateReport, Member
+    from imgrec.insights.duplicates import CSV_COLUMNS, DuplicateGroup, DuplicateReport, Member
 
     keeper = Member("a/big.jpg", 0, 800, 600, 2048, "aa", 1.0)
     copy = Member("a/small.jpg", 3, 400, 300, 900, "bb", 0.91234)
@@ -413,7 +414,7 @@ def test_duplicates_csv_and_member_detail() -> None:
 
 
 def test_graph_figure_draws_edges_as_one_trace_and_nodes_by_community() -> None:
-    from imgrec.graph import neighbour_graph
+    from imgrec.insights.graph import neighbour_graph
 
     x, _ = blobs(8)
     g = neighbour_graph(x, k=3, threshold=0.5, iterations=0)
@@ -488,7 +489,7 @@ def test_overlap() -> None:
 
 
 def test_representatives_are_marked_and_can_carry_thumbnails() -> None:
-    from imgrec.clusters import clusters
+    from imgrec.insights.clusters import clusters
 
     x, truth = blobs(5)
     res = clusters(x, k=3, seed=0)

@@ -18,8 +18,8 @@ from PIL import Image
 from threadpoolctl import threadpool_limits
 
 from imgrec import ImgrecError, Index, IndexFormatError, IndexNotFoundError, build_index
-from imgrec.cli import main as cli_main
-from imgrec.verify import verify
+from imgrec.cli.main import main as cli_main
+from imgrec.index.verify import verify
 
 
 class TinyEmbedder:

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..errors import ImgrecError, WeightsMissingError
+from imgrec.errors import ImgrecError, WeightsMissingError
 
 DEFAULT_MODEL = "efficientnet-lite0"
 

@@ -46,7 +46,7 @@ def gallery_maker(app_demo: DemoGallery) -> Callable[..., Path]:
 @pytest.fixture(scope="session")
 def app_embedder():
     """The dashboard's own cached CNN, so the tests and the app load the weights once."""
-    from imgrec.app_support import get_embedder
+    from imgrec.app.support import get_embedder
 
     return get_embedder()
 
@@ -75,7 +75,7 @@ def _router_mode(monkeypatch: pytest.MonkeyPatch) -> None:
     A ``pages/`` folder beside ``app.py`` makes Streamlit start in legacy multipage mode
     until ``st.navigation`` runs; a server then stays in router mode for good, but AppTest
     resets the switch before every run. Without this, each run would first execute the
-    page directly and reroute (see ``imgrec.app_support.ensure_routed``), which drops the
+    page directly and reroute (see ``imgrec.app.support.ensure_routed``), which drops the
     button clicks of that run.
     """
     from streamlit.runtime.pages_manager import PagesManager

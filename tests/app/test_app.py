@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from imgrec import Index, Stored, build_index
-from imgrec.lock import BuildLock
+from imgrec.build.lock import BuildLock
 
 CORRUPT = "broken.jpg"  # the corrupt file every test gallery holds (see conftest.py)
 pytestmark = pytest.mark.slow
@@ -70,7 +70,7 @@ def plotly_spec(at) -> dict:
 
 def wait_for_build(at, index_dir: Path, timeout: float = 120) -> None:
     """Let the background build of ``index_dir`` finish, then rerun the page."""
-    from imgrec.app_support import get_runner
+    from imgrec.app.support import get_runner
 
     state = get_runner().wait(index_dir, timeout)
     assert state is not None and not state.running
@@ -323,7 +323,7 @@ def test_explore_options_and_highlights(make_app, tiny_index: Path, gallery_byte
 
 def test_explore_samples_large_galleries_with_a_note(make_app, tiny_index: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    from imgrec import ui
+    from imgrec.app import ui
 
     monkeypatch.setattr(ui, "MAX_POINTS", 5)
     at = make_app(tiny_index)
@@ -479,7 +479,7 @@ def test_insights_without_index(make_app, tmp_path: Path) -> None:
 
 
 def test_insights_label_chart(make_app, tiny_index: Path) -> None:
-    from imgrec.labels import label_counts
+    from imgrec.insights.labels import label_counts
 
     at = open_insights(make_app, tiny_index)
     bars = plotly_spec(at)["data"]
@@ -489,7 +489,7 @@ def test_insights_label_chart(make_app, tiny_index: Path) -> None:
 
 
 def test_insights_clusters_browse(make_app, tiny_index: Path) -> None:
-    from imgrec.clusters import clusters
+    from imgrec.insights.clusters import clusters
 
     at = open_insights(make_app, tiny_index, "clusters")
     assert at.slider(key="insights_k").value == 12  # default 30, clipped to the 12 images
@@ -511,7 +511,7 @@ def test_insights_clusters_browse(make_app, tiny_index: Path) -> None:
 
 
 def test_insights_duplicates_slider_changes_the_groups(make_app, tiny_index: Path) -> None:
-    from imgrec.duplicates import find_duplicates
+    from imgrec.insights.duplicates import find_duplicates
 
     at = open_insights(make_app, tiny_index, "duplicates")
     assert "never deletes" in " ".join(i.value for i in at.info)
@@ -556,7 +556,7 @@ def test_insights_graph_renders_and_selection_shows_images(make_app, tiny_index:
 
 
 def test_search_by_label_finds_the_cat(make_app, tiny_index: Path) -> None:
-    from imgrec.labels import search_by_label
+    from imgrec.insights.labels import search_by_label
 
     at = make_app(tiny_index)
     at.run()
@@ -615,7 +615,7 @@ def test_refine_moves_a_negative_down(make_app, tiny_index: Path, tiny_gallery: 
 
 def test_compare_methods_side_by_side(make_app, tiny_index: Path, tiny_gallery: Path,
                                       app_embedder) -> None:
-    from imgrec import ui
+    from imgrec.app import ui
 
     at = make_app(tiny_index)
     at.run()
@@ -637,7 +637,7 @@ def test_compare_methods_side_by_side(make_app, tiny_index: Path, tiny_gallery: 
 
 
 def test_explore_colours_by_gallery_clusters_with_representatives(make_app, tiny_index: Path) -> None:
-    from imgrec.clusters import clusters
+    from imgrec.insights.clusters import clusters
 
     at = make_app(tiny_index)
     at.run()

@@ -4,7 +4,7 @@ A scan produces, per query ``j`` and row ``i``, a fast value ``f = fast[j, i] * 
 with ``|f - exact| <= e = rel * |f| + err[j, i] + const`` (``scale`` and ``err`` broadcast
 over length-1 axes). A row can only belong to the exact top-k if its best possible value
 reaches the k-th best of the worst possible values; those rows are rescored exactly by
-:func:`imgrec.search.rank`. The same holds for the mean over the queries (the combined
+:func:`imgrec.search.rank.rank`. The same holds for the mean over the queries (the combined
 ranking), whose bound is the mean of the bounds.
 
 One parallel numba sweep turns the scores into worst and best possible values, a size-k
@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .kernels import _PARALLEL
+from imgrec.search.kernels import _PARALLEL
 
 
 @njit(parallel=True, cache=True)

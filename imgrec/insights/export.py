@@ -30,14 +30,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from . import catalog, images
-from .clusters import DEFAULT_K, ClusterResult, clusters
-from .errors import ImageError, ImgrecError
-from .graph import sample_rows
-from .labels import name_of
+from imgrec import images
+from imgrec.errors import ImageError, ImgrecError
+from imgrec.index import catalog
+from imgrec.insights.clusters import DEFAULT_K, ClusterResult, clusters
+from imgrec.insights.graph import sample_rows
+from imgrec.insights.labels import name_of
 
 if TYPE_CHECKING:
-    from .index import Index
+    from imgrec.index.index import Index
 
 DEFAULT_SAMPLE = 10_000
 SPRITE_MAX = 8192  # TensorBoard's limit on the sprite's side

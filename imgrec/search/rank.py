@@ -7,10 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from . import kernels as K
-from . import topk
-from .errors import IndexFormatError, QueryError
-from .half import HalfCopy
+from imgrec.errors import IndexFormatError, QueryError
+from imgrec.index.half import HalfCopy
+from imgrec.search import kernels as K
+from imgrec.search import topk
 
 METHODS = ("embedding", "color", "pca")
 EMBEDDING_METRICS = ("cosine", "euclidean", "manhattan", "all")
@@ -108,11 +108,11 @@ def _bounds(metric: str, data: np.ndarray, q: np.ndarray, norms: np.ndarray | No
             half: HalfCopy | None) -> dict[str, Any]:
     """Fast scores (q, n) of one metric and their proven error bound.
 
-    Returns the keyword arguments of :func:`imgrec.topk.candidates`: ``fast`` (with a
+    Returns the keyword arguments of :func:`imgrec.search.topk.candidates`: ``fast`` (with a
     per-row ``scale``), ``err`` and ``rel``/``const`` such that
     ``|fast * scale - exact| <= rel * |fast * scale| + err + const``. With ``half`` the
     scan reads its float16 rows and each row's bound grows by its stored rounding error
-    (see :mod:`imgrec.half`).
+    (see :mod:`imgrec.index.half`).
     """
     d = data.shape[1]
     rows = data if half is None else half.data

@@ -26,15 +26,17 @@ from pathlib import Path
 
 import numpy as np
 
-from . import catalog, images, store
-from .errors import ImgrecError, IndexFormatError, IndexNotFoundError
-from .features.color import DIM as HIST_DIM
-from .features.embedding import DEFAULT_MODEL, CNNEmbedder, Embedder
-from .index import Index
-from .lock import BuildLock
-from .pipeline import PIPELINE_VERSION, FileResult, init_worker, process
-from .reduce import DEFAULT_COMPONENTS
-from .settings import Settings
+from imgrec import images
+from imgrec.index import catalog
+from imgrec.index import writer as store
+from imgrec.errors import ImgrecError, IndexFormatError, IndexNotFoundError
+from imgrec.features.color import DIM as HIST_DIM
+from imgrec.features.embedding import DEFAULT_MODEL, CNNEmbedder, Embedder
+from imgrec.index.index import Index
+from imgrec.build.lock import BuildLock
+from imgrec.build.decode import PIPELINE_VERSION, FileResult, init_worker, process
+from imgrec.features.pca import DEFAULT_COMPONENTS
+from imgrec.settings import Settings
 
 TASK_FILES = 8  # files per worker task
 FLUSH_EVERY = 256  # computed images per saved work chunk (IMGREC_FLUSH_EVERY overrides)
@@ -378,7 +380,7 @@ def _process_safe(task: tuple[str, str, int, int, int], known: frozenset[str]) -
 
 def _process_many_safe(tasks: list[tuple[str, str, int, int, int]]) -> list[FileResult]:
     """Worker entry point (the worker's known hashes were set by ``init_worker``)."""
-    from . import pipeline
+    from imgrec.build import decode as pipeline
 
     return [_process_safe(t, pipeline._KNOWN) for t in tasks]
 
@@ -522,7 +524,7 @@ def _embed(emb: Embedder, crops: np.ndarray
            ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Embeddings and, when the embedder has a ``forward`` giving class probabilities
     (:class:`CNNEmbedder`), the top-5 labels, from one forward pass."""
-    from .labels import top_classes
+    from imgrec.insights.labels import top_classes
 
     forward = getattr(emb, "forward", None)
     if not callable(forward):

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import images
-from .errors import ImageError
-from .features.color import histogram
+from imgrec import images
+from imgrec.errors import ImageError
+from imgrec.features.color import histogram
 
 #: Bumped whenever decoding or feature definitions change (invalidates resumable work).
 PIPELINE_VERSION = 2  # 2: JPEG drafts to >= 448 px (was 512)

@@ -1,7 +1,7 @@
 """Integrity checks of an index directory: manifest, matrices, catalog and PCA agree.
 
 :func:`verify` is the thorough check behind ``imgrec info --verify`` (it reads every
-byte); the ``check_*`` helpers are the cheap subset :meth:`imgrec.index.Index.open` runs
+byte); the ``check_*`` helpers are the cheap subset :meth:`imgrec.index.index.Index.open` runs
 on every open, so a damaged or foreign index is refused with a clear message.
 """
 
@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from . import catalog, half
-from .errors import IndexFormatError
-from .features.color import DIM as HIST_DIM
-from .reduce import PCAModel
-from .store import FORMAT_VERSION, LABEL_FILES, LABEL_TOP, current_version
+from imgrec.errors import IndexFormatError
+from imgrec.features.color import DIM as HIST_DIM
+from imgrec.features.pca import PCAModel
+from imgrec.index import catalog, half
+from imgrec.index.writer import FORMAT_VERSION, LABEL_FILES, LABEL_TOP, current_version
 
 CHUNK = 32768
 #: Embedding rows must have unit length (or be all zero) within this tolerance.

@@ -15,7 +15,7 @@ Layout of an index directory::
     work/                    batches of a running build (lets a killed build resume)
 
 Readers hold on to the version they opened; a build never touches a published version.
-An open :class:`~imgrec.index.Index` holds a shared ``flock`` on its version's
+An open :class:`~imgrec.index.index.Index` holds a shared ``flock`` on its version's
 ``manifest.json`` (see :func:`hold_version`), and :func:`prune` never deletes a version
 that is held, so a reader keeps working until it reopens, however many builds happen.
 """
@@ -33,10 +33,10 @@ from typing import Any
 
 import numpy as np
 
-from . import catalog, half
-from .errors import IndexFormatError
-from .features.color import DIM as HIST_DIM
-from .reduce import DEFAULT_COMPONENTS, fit_pca
+from imgrec.errors import IndexFormatError
+from imgrec.features.color import DIM as HIST_DIM
+from imgrec.features.pca import DEFAULT_COMPONENTS, fit_pca
+from imgrec.index import catalog, half
 
 FORMAT_VERSION = 1
 CURRENT = "CURRENT"

@@ -38,10 +38,10 @@ def gamma(n: int) -> float:
 FAST = {"reassoc", "contract", "nsz"}
 
 
-# Rows are float32, or float16 (the first pass, see imgrec.half). numba has no float16
+# Rows are float32, or float16 (the first pass, see imgrec.index.half). numba has no float16
 # type: those rows are read as uint16 bit patterns and widened with LLVM's half -> float
 # conversion, which compiles to F16C's vcvtph2ps where available. The conversion is
-# exact, so the only approximation is the stored rounding itself, which imgrec.half
+# exact, so the only approximation is the stored rounding itself, which imgrec.index.half
 # bounds per row. Each kernel below compiles once per row type.
 
 @intrinsic

@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numba import njit, prange
 
-from .kernels import _PARALLEL
+from imgrec.search.kernels import _PARALLEL
 
 if TYPE_CHECKING:
-    from .index import Index
+    from imgrec.index.index import Index
 
 DEFAULT_K = 5
 DEFAULT_THRESHOLD = 0.5
@@ -120,7 +120,7 @@ def neighbour_graph(index: Index | np.ndarray, k: int = DEFAULT_K,
     """Build the kNN graph of (a sample of) the gallery with communities and a layout.
 
     Args:
-        index: an opened :class:`~imgrec.index.Index`, or an (n, d) matrix of vectors.
+        index: an opened :class:`~imgrec.index.index.Index`, or an (n, d) matrix of vectors.
         k: neighbours linked per image (default 5).
         threshold: cosine similarity a link needs (default 0.5).
         sample: images drawn at random (with ``seed``) when the gallery is larger; at

@@ -1,7 +1,7 @@
 """Logic behind the dashboard pages, free of Streamlit: uploads, grids, projections, builds.
 
 Everything here is plain Python over the public imgrec API so it can be unit-tested; the
-Streamlit glue (caches, widgets, session state) lives in :mod:`imgrec.app_support`.
+Streamlit glue (caches, widgets, session state) lives in :mod:`imgrec.app.support`.
 """
 
 from __future__ import annotations
@@ -24,12 +24,14 @@ from typing import Any
 
 import numpy as np
 
-from . import catalog, images, lock
-from .build import Progress, build_index
-from .errors import BuildLockedError, ImageError, ImgrecError
-from .index import Index, Stored
-from .reduce import PCAModel, fit_pca
-from .search import MAX_QUERIES, Hit, SearchResult
+from imgrec import images
+from imgrec.build import lock
+from imgrec.build.builder import Progress, build_index
+from imgrec.errors import BuildLockedError, ImageError, ImgrecError
+from imgrec.features.pca import PCAModel, fit_pca
+from imgrec.index import catalog
+from imgrec.index.index import Index, Stored
+from imgrec.search.rank import MAX_QUERIES, Hit, SearchResult
 
 _log = logging.getLogger(__name__)
 
@@ -566,7 +568,7 @@ def data_uri(jpeg: bytes) -> str:
 
 def representatives(result: Any, proj: Projection, matrix: np.ndarray, paths: Sequence[str]
                     ) -> Highlight:
-    """The representatives of an :func:`imgrec.clusters.clusters` result as a scatter
+    """The representatives of an :func:`imgrec.insights.clusters.clusters` result as a scatter
     highlight, projected like the gallery (``paths``: every indexed path in row order)."""
     rows = [int(r) for r in result.representatives]
     coords = proj.transform(np.asarray(matrix[rows])) if rows else np.zeros((0, 3), np.float32)
@@ -786,7 +788,7 @@ class BuildRunner:
             if demo_dir is not None:
                 demo = self._demo
                 if demo is None:
-                    from .demo import build_demo_gallery as demo
+                    from imgrec.demo import build_demo_gallery as demo
                 job.update("demo", 0, 1)
                 gallery = demo(demo_dir, progress=lambda d, t: job.update("demo", d, t)).root
             report = self._build(gallery, index_dir, embedder=embedder, workers=workers,
@@ -825,7 +827,7 @@ DUPLICATE_MIN_THRESHOLD = 0.5
 
 
 def label_chart(counts: Sequence[Any], title: str = "") -> Any:
-    """A horizontal plotly bar chart of :func:`imgrec.labels.label_counts`, most frequent on top."""
+    """A horizontal plotly bar chart of :func:`imgrec.insights.labels.label_counts`, most frequent on top."""
     import plotly.graph_objects as go
 
     names = [c.name for c in counts][::-1]
@@ -852,8 +854,8 @@ def cluster_k_bounds(n: int, default: int = 30, most: int = MAX_CLUSTERS) -> tup
 
 
 def duplicates_csv(report: Any) -> str:
-    """The CSV of a :class:`imgrec.duplicates.DuplicateReport` (one row per group member)."""
-    from .duplicates import CSV_COLUMNS
+    """The CSV of a :class:`imgrec.insights.duplicates.DuplicateReport` (one row per group member)."""
+    from imgrec.insights.duplicates import CSV_COLUMNS
 
     buf = io.StringIO()
     w = csv.DictWriter(buf, list(CSV_COLUMNS), lineterminator="\n")
@@ -871,7 +873,7 @@ def member_detail(member: Any, keeper: bool) -> str:
 
 
 def graph_figure(graph: Any, paths: Sequence[str]) -> Any:
-    """A WebGL plotly figure of a :class:`imgrec.graph.NeighbourGraph`.
+    """A WebGL plotly figure of a :class:`imgrec.insights.graph.NeighbourGraph`.
 
     All edges are one line trace (``x0, x1, None, ...``); nodes are one marker trace per
     community (the 23 largest get their own colour, the rest share grey as "other"), each
@@ -911,9 +913,9 @@ def graph_figure(graph: Any, paths: Sequence[str]) -> Any:
 
 def filter_hits_by_label(index: Index, hits: Sequence[Hit], text: str) -> list[Hit]:
     """The hits whose stored top-5 ImageNet labels include a class matching ``text``
-    (see :func:`imgrec.labels.match_classes`), ranks unchanged. Without labels in the
+    (see :func:`imgrec.insights.labels.match_classes`), ranks unchanged. Without labels in the
     index, or without matching classes, nothing passes."""
-    from .labels import match_classes
+    from imgrec.insights.labels import match_classes
 
     classes = np.asarray(match_classes(text), dtype=np.int64)
     if not hits or index.labels_top5 is None or not len(classes):

@@ -2,9 +2,9 @@
 
 At index time the backbone's classifier head (both backbones are ImageNet-1k models with
 the same 1000-class order) gives each image its top-5 classes and their probabilities;
-they are stored as ``labels_top5.npy`` / ``labels_prob5.npy`` (see :mod:`imgrec.store`).
+they are stored as ``labels_top5.npy`` / ``labels_prob5.npy`` (see :mod:`imgrec.index.writer`).
 Class names are torchvision's (``ResNet50_Weights.IMAGENET1K_V1.meta["categories"]``,
-copied into :mod:`imgrec.imagenet_classes` so that reading them does not import torch).
+copied into :mod:`imgrec.features.imagenet` so that reading them does not import torch).
 
 Label text search is offline and needs no text model. A query such as ``"dog"``,
 ``"lakeside"`` or ``"cat, tiger"`` (commas separate alternatives) matches:
@@ -39,12 +39,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import QueryError
-from .imagenet_classes import CATEGORIES
-from .search import Hit, SearchResult
+from imgrec.errors import QueryError
+from imgrec.features.imagenet import CATEGORIES
+from imgrec.search.rank import Hit, SearchResult
 
 if TYPE_CHECKING:
-    from .index import Index
+    from imgrec.index.index import Index
 
 TOP = 5
 CHUNK = 65536
@@ -306,7 +306,7 @@ def search_by_label(index: Index, text: str, k: int = 20) -> SearchResult:
         k: hits wanted.
 
     Returns:
-        A :class:`~imgrec.search.SearchResult` (method ``"label"``, metric
+        A :class:`~imgrec.search.rank.SearchResult` (method ``"label"``, metric
         ``"probability"``): one list, also as ``combined``; ``score`` is the matched
         probability, ``distance`` is ``1 - score``; ``notes`` names the matched classes.
 

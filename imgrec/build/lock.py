@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .errors import BuildLockedError
+from imgrec.errors import BuildLockedError
 
 LOCK_NAME = "build.lock"
 

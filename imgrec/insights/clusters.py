@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from .index import Index
+    from imgrec.index.index import Index
 
 DEFAULT_K = 30
 FULL_KMEANS_MAX = 20_000
@@ -61,7 +61,7 @@ def clusters(index: Index | np.ndarray, k: int = DEFAULT_K, seed: int = 0) -> Cl
     """K-means on the embeddings of ``index`` (or on an (n, d) matrix).
 
     Args:
-        index: an opened :class:`~imgrec.index.Index`, or a matrix of row vectors.
+        index: an opened :class:`~imgrec.index.index.Index`, or a matrix of row vectors.
         k: clusters wanted, clipped to the number of images (default 30).
         seed: random seed (k-means++ initialisation, mini-batch sampling).
 

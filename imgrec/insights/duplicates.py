@@ -41,11 +41,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import kernels as K
-from .errors import QueryError
+from imgrec.errors import QueryError
+from imgrec.search import kernels as K
 
 if TYPE_CHECKING:
-    from .index import Index
+    from imgrec.index.index import Index
 
 DEFAULT_THRESHOLD = 0.65
 MAX_NEIGHBOURS = 16

@@ -1,10 +1,10 @@
 """Streamlit glue shared by the dashboard pages: cached resources, session state, widgets.
 
 Process-wide (``st.cache_resource``): the CNN, opened indexes (keyed by version, so a
-rebuild opens the new one), and the one :class:`imgrec.ui.BuildRunner`. Bounded
+rebuild opens the new one), and the one :class:`imgrec.app.ui.BuildRunner`. Bounded
 ``st.cache_data``: thumbnails, searches, projections. Per user (``st.session_state``):
 the index folder, the current queries and the last search. The logic lives in
-:mod:`imgrec.ui`; this module only wires it to widgets.
+:mod:`imgrec.app.ui`; this module only wires it to widgets.
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from . import ui
-from .errors import BuildLockedError, ImgrecError
-from .features.embedding import BACKBONES, DEFAULT_MODEL, CNNEmbedder
-from .index import Index
-from .search import SearchResult
-from .settings import Settings
-from .store import current_version
+from imgrec.app import ui
+from imgrec.errors import BuildLockedError, ImgrecError
+from imgrec.features.embedding import BACKBONES, DEFAULT_MODEL, CNNEmbedder
+from imgrec.index.index import Index
+from imgrec.index.writer import current_version
+from imgrec.search.rank import SearchResult
+from imgrec.settings import Settings
 
 SEARCH_PAGE = "pages/search.py"
 EXPLORE_PAGE = "pages/explore.py"
@@ -287,7 +287,7 @@ def highlights(idx: Index, source: str, proj: ui.Projection) -> list[ui.Highligh
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def _label_counts(index_dir: str, version: str, top: int, _idx: Index) -> list:
-    from .labels import label_counts
+    from imgrec.insights.labels import label_counts
 
     return label_counts(_idx, top)
 
@@ -299,19 +299,19 @@ def label_counts(idx: Index, top: int = 50) -> list:
 
 @st.cache_data(show_spinner="Clustering the gallery…", max_entries=16)
 def _gallery_clusters(index_dir: str, version: str, k: int, seed: int, _idx: Index) -> Any:
-    from .clusters import clusters as run
+    from imgrec.insights.clusters import clusters as run
 
     return run(_idx, k=k, seed=seed)
 
 
 def gallery_clusters(idx: Index, k: int, seed: int = 0) -> Any:
-    """:func:`imgrec.clusters.clusters` of the embeddings (a ClusterResult)."""
+    """:func:`imgrec.insights.clusters.clusters` of the embeddings (a ClusterResult)."""
     return _gallery_clusters(str(idx.index_dir), idx.version, int(k), int(seed), idx)
 
 
 @st.cache_data(show_spinner="Comparing every image with every other…", max_entries=4)
 def _near_pairs(index_dir: str, version: str, t_min: float, _idx: Index) -> tuple:
-    from .duplicates import near_pairs
+    from imgrec.insights.duplicates import near_pairs
 
     return near_pairs(_idx.embeddings, _idx.embedding_norms, t_min)
 
@@ -319,7 +319,7 @@ def _near_pairs(index_dir: str, version: str, t_min: float, _idx: Index) -> tupl
 @st.cache_data(show_spinner="Grouping duplicates…", max_entries=32)
 def _duplicates(index_dir: str, version: str, threshold: float, t_min: float,
                 _idx: Index) -> Any:
-    from .duplicates import find_duplicates
+    from imgrec.insights.duplicates import find_duplicates
 
     pairs = _near_pairs(index_dir, version, t_min, _idx)
     return find_duplicates(_idx, threshold, pairs=pairs)
@@ -335,33 +335,33 @@ def duplicates(idx: Index, threshold: float) -> Any:
 @st.cache_data(show_spinner="Building the neighbour graph…", max_entries=8)
 def _graph(index_dir: str, version: str, k: int, threshold: float, sample: int,
            _idx: Index) -> Any:
-    from .graph import neighbour_graph
+    from imgrec.insights.graph import neighbour_graph
 
     return neighbour_graph(_idx, k=k, threshold=threshold, sample=sample)
 
 
 def graph(idx: Index, k: int, threshold: float, sample: int) -> Any:
-    """:func:`imgrec.graph.neighbour_graph` of a sample of the gallery."""
+    """:func:`imgrec.insights.graph.neighbour_graph` of a sample of the gallery."""
     return _graph(str(idx.index_dir), idx.version, int(k), round(float(threshold), 4),
                   int(sample), idx)
 
 
 @st.cache_data(show_spinner="Searching labels…", max_entries=64)
 def _label_search(index_dir: str, version: str, text: str, k: int, _idx: Index) -> SearchResult:
-    from .labels import search_by_label
+    from imgrec.insights.labels import search_by_label
 
     return search_by_label(_idx, text, k)
 
 
 def label_search(idx: Index, text: str, k: int) -> SearchResult:
-    """:func:`imgrec.labels.search_by_label` (raises QueryError with a user-facing message)."""
+    """:func:`imgrec.insights.labels.search_by_label` (raises QueryError with a user-facing message)."""
     return _label_search(str(idx.index_dir), idx.version, " ".join(text.split()), int(k), idx)
 
 
 @st.cache_data(show_spinner="Refining…", max_entries=32)
 def _refine(index_dir: str, version: str, key: tuple[str, ...], negatives: tuple[str, ...],
             weight: float, k: int, _idx: Index, _queries: list) -> SearchResult:
-    from .index import Stored
+    from imgrec.index.index import Stored
 
     return _idx.search(_queries, k=k, negatives=[Stored(p) for p in negatives],
                        negative_weight=weight)
@@ -512,7 +512,7 @@ def sidebar() -> None:
 
 
 def image_card(img: bytes | None, label_html: str) -> None:
-    """A thumbnail (or a placeholder) with its label from :func:`imgrec.ui.card_label`."""
+    """A thumbnail (or a placeholder) with its label from :func:`imgrec.app.ui.card_label`."""
     if img is not None:
         st.image(img, width="stretch")
     else:

@@ -10,8 +10,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from .errors import ImgrecError
-from .search import EMBEDDING_METRICS, METHODS
+from imgrec.errors import ImgrecError
+from imgrec.search.rank import EMBEDDING_METRICS, METHODS
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -22,8 +22,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    from .features.embedding import BACKBONES, DEFAULT_MODEL
-    from .reduce import DEFAULT_COMPONENTS
+    from imgrec.features.embedding import BACKBONES, DEFAULT_MODEL
+    from imgrec.features.pca import DEFAULT_COMPONENTS
 
     p = _Parser(prog="imgrec", description="Find similar images by content or colour.")
     p.add_argument("--version", action="version", version=_version())
@@ -117,7 +117,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _version() -> str:
-    from . import __version__
+    from imgrec import __version__
 
     return f"imgrec {__version__}"
 
@@ -147,14 +147,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _index_dir(path: Path | None) -> Path:
-    from .settings import Settings
+    from imgrec.settings import Settings
 
     return path or Settings.from_env().index_dir
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import build_demo_gallery
-    from .settings import Settings
+    from imgrec.demo import build_demo_gallery
+    from imgrec.settings import Settings
 
     out = args.out or Settings.from_env().demo_dir
     try:
@@ -178,7 +178,7 @@ class ProgressBar:
         self.last = 0.0
         self.finished: tuple[str, int] | None = None
 
-    def __call__(self, p) -> None:  # p: imgrec.build.Progress
+    def __call__(self, p) -> None:  # p: imgrec.build.builder.Progress
         now = time.monotonic()
         final = p.done >= p.total
         if final and self.finished == (p.stage, p.total):
@@ -198,8 +198,8 @@ class ProgressBar:
 
 
 def _index(args: argparse.Namespace) -> int:
-    from .build import build_index
-    from .features.embedding import CNNEmbedder
+    from imgrec.build.builder import build_index
+    from imgrec.features.embedding import CNNEmbedder
 
     if not args.gallery.is_dir():
         raise ImgrecError(f"gallery folder not found: {args.gallery}")
@@ -216,7 +216,7 @@ def _index(args: argparse.Namespace) -> int:
 
 
 def _queries(names: list[str]) -> list:
-    from .index import Stored
+    from imgrec.index.index import Stored
 
     queries = [Stored(q[1:]) if q.startswith("@") else q for q in names]
     for q in queries:
@@ -226,7 +226,7 @@ def _queries(names: list[str]) -> list:
 
 
 def _search(args: argparse.Namespace) -> int:
-    from .index import Index
+    from imgrec.index.index import Index
 
     if args.label is not None and (args.images or args.negative):
         raise ImgrecError("give query images or --label TEXT, not both")
@@ -234,7 +234,7 @@ def _search(args: argparse.Namespace) -> int:
         raise ImgrecError("give 1-5 query images (files or @path), or --label TEXT")
     idx = Index.open(_index_dir(args.index))
     if args.label is not None:
-        from .labels import search_by_label
+        from imgrec.insights.labels import search_by_label
 
         res = search_by_label(idx, args.label, k=args.k)
     else:
@@ -263,8 +263,8 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from .store import current_version
-    from .verify import read_manifest, verify
+    from imgrec.index.verify import read_manifest, verify
+    from imgrec.index.writer import current_version
 
     index_dir = _index_dir(args.index)
     problems = verify(index_dir)
@@ -288,8 +288,8 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from .index import Index
-    from .lock import holder
+    from imgrec.build.lock import holder
+    from imgrec.index.index import Index
 
     if args.verify:
         return _verify(args)
@@ -328,8 +328,8 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _labels(args: argparse.Namespace) -> int:
-    from .index import Index
-    from .labels import label_counts, labels_of
+    from imgrec.index.index import Index
+    from imgrec.insights.labels import label_counts, labels_of
 
     idx = Index.open(_index_dir(args.index))
     if args.image:
@@ -362,8 +362,8 @@ def _labels(args: argparse.Namespace) -> int:
 
 
 def _duplicates(args: argparse.Namespace) -> int:
-    from .duplicates import DEFAULT_THRESHOLD, find_duplicates, write_csv
-    from .index import Index
+    from imgrec.index.index import Index
+    from imgrec.insights.duplicates import DEFAULT_THRESHOLD, find_duplicates, write_csv
 
     idx = Index.open(_index_dir(args.index))
     threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
@@ -389,8 +389,8 @@ def _duplicates(args: argparse.Namespace) -> int:
 
 
 def _clusters(args: argparse.Namespace) -> int:
-    from .clusters import clusters
-    from .index import Index
+    from imgrec.index.index import Index
+    from imgrec.insights.clusters import clusters
 
     idx = Index.open(_index_dir(args.index))
     if args.k < 1:
@@ -410,8 +410,8 @@ def _clusters(args: argparse.Namespace) -> int:
 
 
 def _graph(args: argparse.Namespace) -> int:
-    from .graph import neighbour_graph
-    from .index import Index
+    from imgrec.index.index import Index
+    from imgrec.insights.graph import neighbour_graph
 
     idx = Index.open(_index_dir(args.index))
     try:
@@ -442,8 +442,8 @@ def _graph(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .export import export_csv, export_projector
-    from .index import Index
+    from imgrec.index.index import Index
+    from imgrec.insights.export import export_csv, export_projector
 
     idx = Index.open(_index_dir(args.index))
     if args.clusters < 1:

@@ -12,26 +12,15 @@ from typing import Any
 
 import numpy as np
 
-from . import catalog, images
-from .errors import ImageError, IndexFormatError, IndexNotFoundError, QueryError
-from .features.color import DIM as HIST_DIM
-from .features.color import histogram
-from .features.embedding import Embedder, l2_normalise
-from .half import HalfCopy
-from .reduce import DEFAULT_COMPONENTS, PCAModel
-from .search import (
-    MAX_QUERIES,
-    METHOD_METRIC,
-    Hit,
-    SearchResult,
-    check_request,
-    rank,
-    rank_refined,
-    score_of,
-)
-from .settings import Settings
-from .store import CURRENT, LABEL_TOP, VersionWriter, current_version, hold_version
-from .verify import (
+from imgrec import images
+from imgrec.errors import ImageError, IndexFormatError, IndexNotFoundError, QueryError
+from imgrec.features.color import DIM as HIST_DIM
+from imgrec.features.color import histogram
+from imgrec.features.embedding import Embedder, l2_normalise
+from imgrec.features.pca import DEFAULT_COMPONENTS, PCAModel
+from imgrec.index import catalog
+from imgrec.index.half import HalfCopy
+from imgrec.index.verify import (
     check_catalog,
     check_manifest,
     expected_shapes,
@@ -41,6 +30,18 @@ from .verify import (
     open_matrix,
     read_manifest,
 )
+from imgrec.index.writer import CURRENT, LABEL_TOP, VersionWriter, current_version, hold_version
+from imgrec.search.rank import (
+    MAX_QUERIES,
+    METHOD_METRIC,
+    Hit,
+    SearchResult,
+    check_request,
+    rank,
+    rank_refined,
+    score_of,
+)
+from imgrec.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ class Index:
         self.histograms = arrays["histograms.npy"]
         self.pca_histograms = arrays["pca_histograms.npy"]
         #: (n, 5) int16 ImageNet class ids, best first (-1 = unknown), and their float32
-        #: probabilities; None when the index holds no labels (see :mod:`imgrec.labels`)
+        #: probabilities; None when the index holds no labels (see :mod:`imgrec.insights.labels`)
         self.labels_top5: np.ndarray | None = labels[0] if labels else None
         self.labels_prob5: np.ndarray | None = labels[1] if labels else None
         #: the float16 copy of the embeddings (None for indexes written before it existed)
@@ -141,7 +142,7 @@ class Index:
             first_pass: the rows an embedding search scans first: ``"float16"`` (half the
                 bytes of the float32 rows, so about twice as fast at scale), ``"float32"``,
                 or ``"auto"`` (float16 where the index holds the copy). Results are the
-                same either way: candidates are rescored exactly (see :mod:`imgrec.half`).
+                same either way: candidates are rescored exactly (see :mod:`imgrec.index.half`).
 
         Raises:
             IndexNotFoundError: there is no index there.
@@ -253,7 +254,7 @@ class Index:
     def embedder(self) -> Embedder:
         with self._lock:
             if self._embedder is None:
-                from .features.embedding import CNNEmbedder
+                from imgrec.features.embedding import CNNEmbedder
 
                 self._embedder = CNNEmbedder(self.model)
             return self._embedder
@@ -400,7 +401,7 @@ class Index:
 
     def _rank_all(self, q: np.ndarray, k: int) -> tuple[list[list[Hit]], list[Hit]]:
         """Union of the cosine, euclidean and manhattan top-k, ordered by cosine."""
-        from . import kernels as K
+        from imgrec.search import kernels as K
 
         data, norms = self.embeddings, self.embedding_norms
         copy = self._half()

@@ -1,0 +1,1 @@
+"""Dashboard support: the only package besides ``pages/`` that imports streamlit."""

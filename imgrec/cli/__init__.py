@@ -1,0 +1,5 @@
+"""The ``imgrec`` command line."""
+
+from imgrec.cli.main import main
+
+__all__ = ["main"]

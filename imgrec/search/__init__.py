@@ -1,0 +1,1 @@
+"""Exact search: scan kernels, top-k candidate selection, ranking, refine, results."""
