@@ -17,7 +17,7 @@ from typing import NamedTuple
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps, features
 
 __all__ = ["MARKER", "SOURCES", "VERSION", "DemoGallery", "DemoSource", "build_demo_gallery",
-           "family_of"]
+           "demo_counts", "family_of"]
 
 MARKER = ".imgrec-demo.json"
 VERSION = 1
@@ -204,6 +204,17 @@ def _read_marker(root: Path) -> DemoGallery | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return _gallery(root, files) if ok else None
+
+
+def demo_counts() -> tuple[int, int]:
+    """``(photos, families)`` of the demo gallery when every base photograph loads.
+
+    Example:
+        >>> demo_counts()
+        (170, 14)
+    """
+    bases = [(src.name, Image.new("RGB", (1, 1))) for src in SOURCES]
+    return len(_plan(bases)), len(bases)
 
 
 def build_demo_gallery(out_dir: str | Path, *, overwrite: bool = False,

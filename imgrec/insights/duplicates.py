@@ -37,7 +37,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
@@ -357,16 +357,24 @@ def _group(index: Index, rows: list[int], meta: list[tuple[int, int, int, str]],
     return DuplicateGroup(0, kind, members)
 
 
-def write_csv(report: DuplicateReport, path: str | os.PathLike) -> Path:
+def write_csv(report: DuplicateReport, path: str | os.PathLike | TextIO) -> Path | TextIO:
     """Write one CSV row per group member (columns :data:`CSV_COLUMNS`); returns the path.
 
     ``action`` is ``keep`` for the suggested keeper and ``review`` for the others:
-    imgrec deletes nothing, the file is a list to act on.
+    imgrec deletes nothing, the file is a list to act on. ``path`` may also be an open text
+    stream (e.g. ``io.StringIO``), which is written to and returned.
     """
+    if hasattr(path, "write"):
+        _write_rows(report, path)  # type: ignore[arg-type]
+        return path  # type: ignore[return-value]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(CSV_COLUMNS))
-        w.writeheader()
-        w.writerows(report.to_rows())
+        _write_rows(report, fh)
     return path
+
+
+def _write_rows(report: DuplicateReport, fh: TextIO) -> None:
+    w = csv.DictWriter(fh, fieldnames=list(CSV_COLUMNS))
+    w.writeheader()
+    w.writerows(report.to_rows())

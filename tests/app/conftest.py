@@ -46,7 +46,7 @@ def gallery_maker(app_demo: DemoGallery) -> Callable[..., Path]:
 @pytest.fixture(scope="session")
 def app_embedder():
     """The dashboard's own cached CNN, so the tests and the app load the weights once."""
-    from imgrec.app.support import get_embedder
+    from imgrec.app.resources import get_embedder
 
     return get_embedder()
 
@@ -69,32 +69,10 @@ def gallery_bytes(tiny_gallery: Path) -> Callable[[str], bytes]:
     return lambda rel: (tiny_gallery / rel).read_bytes()
 
 
-def _router_mode(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make every AppTest run behave like a running server after its first page load.
-
-    A ``pages/`` folder beside ``app.py`` makes Streamlit start in legacy multipage mode
-    until ``st.navigation`` runs; a server then stays in router mode for good, but AppTest
-    resets the switch before every run. Without this, each run would first execute the
-    page directly and reroute (see ``imgrec.app.support.ensure_routed``), which drops the
-    button clicks of that run.
-    """
-    from streamlit.runtime.pages_manager import PagesManager
-    from streamlit.testing.v1 import app_test
-
-    class RouterPages(PagesManager):
-        def __init__(self, *args, **kwargs) -> None:
-            super().__init__(*args, **kwargs)
-            PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(app_test, "PagesManager", RouterPages)
-
-
 @pytest.fixture
 def make_app(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     """An AppTest factory for a given index folder (the demo folder points to a temp dir)."""
     from streamlit.testing.v1 import AppTest
-
-    _router_mode(monkeypatch)
 
     def factory(index_dir: Path) -> AppTest:
         monkeypatch.setenv("IMGREC_INDEX_DIR", str(index_dir))

@@ -1,6 +1,6 @@
 """Dashboard tests with Streamlit's AppTest: every page, uploads, methods, rebuilds.
 
-All tests run the real app script (``app.py`` and ``pages/``) against a real index of a tiny
+All tests run the real app script (``app.py`` routing to ``imgrec/app/pages/``) against a real index of a tiny
 gallery built with the real CNN (see conftest.py).
 """
 
@@ -21,7 +21,8 @@ from imgrec.build.lock import BuildLock
 CORRUPT = "broken.jpg"  # the corrupt file every test gallery holds (see conftest.py)
 pytestmark = pytest.mark.slow
 
-PAGES = ("pages/search.py", "pages/explore.py", "pages/dataset.py")
+PAGES = ("imgrec/app/pages/search.py", "imgrec/app/pages/explore.py",
+         "imgrec/app/pages/dataset.py")
 CARD = re.compile(r'<div class="imgrec-card imgrec-(\w+)">(?:<b>(.*?)</b>)?(?: · )?(.*?)'
                   r'(?:<br>)?(?:<span class="imgrec-path">(.*)</span>)?</div>')
 
@@ -70,7 +71,7 @@ def plotly_spec(at) -> dict:
 
 def wait_for_build(at, index_dir: Path, timeout: float = 120) -> None:
     """Let the background build of ``index_dir`` finish, then rerun the page."""
-    from imgrec.app.support import get_runner
+    from imgrec.app.resources import get_runner
 
     state = get_runner().wait(index_dir, timeout)
     assert state is not None and not state.running
@@ -120,10 +121,10 @@ def test_every_page_with_index(make_app, tiny_index: Path, tiny_gallery: Path, p
     assert_clean(at)
     side = " ".join(m.value for m in at.sidebar.markdown) + " ".join(c.value for c in at.sidebar.caption)
     assert "**12** images" in side and "efficientnet-lite0" in side and str(tiny_gallery) in side
-    if page == "pages/search.py":
+    if page == "imgrec/app/pages/search.py":
         assert at.file_uploader[0].accept_multiple_files
         assert "Drop one to five images" in at.info[0].value
-    elif page == "pages/explore.py":
+    elif page == "imgrec/app/pages/explore.py":
         spec = plotly_spec(at)
         gallery = [t for t in spec["data"] if t["type"] == "scattergl"]
         assert sum(len(t["customdata"]) for t in gallery) == 12
@@ -294,7 +295,7 @@ def test_explore_options_and_highlights(make_app, tiny_index: Path, gallery_byte
     at = make_app(tiny_index)
     at.run()
     upload(at, [("cat.jpg", gallery_bytes("chelsea/chelsea_color.jpg"))])
-    at.switch_page("pages/explore.py").run()
+    at.switch_page("imgrec/app/pages/explore.py").run()
     assert_clean(at)
     spec = plotly_spec(at)
     names = [t["name"] for t in spec["data"]]
@@ -323,12 +324,12 @@ def test_explore_options_and_highlights(make_app, tiny_index: Path, gallery_byte
 
 def test_explore_samples_large_galleries_with_a_note(make_app, tiny_index: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    from imgrec.app import ui
+    from imgrec.app import projection
 
-    monkeypatch.setattr(ui, "MAX_POINTS", 5)
+    monkeypatch.setattr(projection, "MAX_POINTS", 5)
     at = make_app(tiny_index)
     at.run()
-    at.switch_page("pages/explore.py").run()
+    at.switch_page("imgrec/app/pages/explore.py").run()
     assert_clean(at)
     assert "The gallery holds 12 images; the plot draws a fixed random sample of 5" in at.info[0].value
     spec = plotly_spec(at)
@@ -338,7 +339,7 @@ def test_explore_samples_large_galleries_with_a_note(make_app, tiny_index: Path,
 def test_explore_selection_grid_sends_a_query_to_search(make_app, tiny_index: Path) -> None:
     at = make_app(tiny_index)
     at.run()
-    at.switch_page("pages/explore.py").run()
+    at.switch_page("imgrec/app/pages/explore.py").run()
     assert "Draw a lasso" in at.main.caption[-1].value
     picked = ["coffee/coffee_color.jpg", "rocket/rocket_blur.jpg"]
     at.session_state["explore_selected"] = picked  # what a lasso selection leaves behind
@@ -351,7 +352,7 @@ def test_explore_selection_grid_sends_a_query_to_search(make_app, tiny_index: Pa
     rows = result_rows(at)
     assert len(rows) == 1 and rows[0][0][2] == "rocket/rocket_blur.jpg"
 
-    at.switch_page("pages/explore.py").run()
+    at.switch_page("imgrec/app/pages/explore.py").run()
     at.session_state["explore_selected"] = picked
     at.run()
     at.button(key="search_selected").click().run()
@@ -376,7 +377,7 @@ def test_rebuild_completes_and_count_updates(make_app, own_index, app_demo) -> N
     gallery, index_dir = own_index
     at = make_app(index_dir)
     at.run()
-    at.switch_page("pages/dataset.py").run()
+    at.switch_page("imgrec/app/pages/dataset.py").run()
     assert {m.label: m.value for m in at.metric}["Indexed images"] == "9"
     for rel in app_demo.families["coffee"][5:7]:
         shutil.copy2(app_demo.root / rel, gallery / rel)
@@ -396,7 +397,7 @@ def test_failed_rebuild_shows_the_reason_and_keeps_the_index(make_app, own_index
     gallery, index_dir = own_index
     at = make_app(index_dir)
     at.run()
-    at.switch_page("pages/dataset.py").run()
+    at.switch_page("imgrec/app/pages/dataset.py").run()
     shutil.rmtree(gallery)
     at.button(key="rebuild").click().run()
     wait_for_build(at, index_dir)
@@ -411,7 +412,7 @@ def test_a_running_build_blocks_a_second_one(make_app, own_index) -> None:
     _, index_dir = own_index
     at = make_app(index_dir)
     at.run()
-    at.switch_page("pages/dataset.py").run()
+    at.switch_page("imgrec/app/pages/dataset.py").run()
     with BuildLock(index_dir):  # a build held by another tab's runner or the CLI
         at.run()
         assert_clean(at)
@@ -427,7 +428,7 @@ def test_index_another_folder(make_app, tmp_path: Path, gallery_maker) -> None:
     index_dir = tmp_path / "new-index"
     at = make_app(index_dir)
     at.run()
-    at.switch_page("pages/dataset.py").run()
+    at.switch_page("imgrec/app/pages/dataset.py").run()
     assert "There is no index" in at.info[0].value
     at.text_input(key="gallery_text").input(str(tmp_path / "missing")).run()
     assert "does not exist" in at.error[0].value and at.button(key="index_folder").disabled
@@ -458,7 +459,7 @@ def test_switch_index_folder_in_the_sidebar(make_app, tiny_index: Path, tmp_path
 
 # ---- insights (issue 6) --------------------------------------------------------------------
 
-INSIGHTS = "pages/insights.py"
+INSIGHTS = "imgrec/app/pages/insights.py"
 
 
 def open_insights(make_app, index_dir: Path, section: str | None = None):
@@ -615,7 +616,7 @@ def test_refine_moves_a_negative_down(make_app, tiny_index: Path, tiny_gallery: 
 
 def test_compare_methods_side_by_side(make_app, tiny_index: Path, tiny_gallery: Path,
                                       app_embedder) -> None:
-    from imgrec.app import ui
+    from imgrec.app import formatting as ui
 
     at = make_app(tiny_index)
     at.run()
@@ -641,7 +642,7 @@ def test_explore_colours_by_gallery_clusters_with_representatives(make_app, tiny
 
     at = make_app(tiny_index)
     at.run()
-    at.switch_page("pages/explore.py").run()
+    at.switch_page("imgrec/app/pages/explore.py").run()
     at.selectbox(key="explore_colour").set_value("gallery").run()
     at.slider(key="explore_k").set_value(3).run()
     assert_clean(at)

@@ -1,4 +1,4 @@
-"""Unit tests for imgrec.app.ui: the Streamlit-free logic behind the dashboard pages."""
+"""Unit tests of the Streamlit-free logic behind the dashboard pages (imgrec.app view models)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ import pytest
 from PIL import Image
 
 from imgrec import BuildLockedError, BuildReport, ImgrecError, Index, Progress, Stored
-from imgrec.app import ui
+from imgrec.app import builds, facts, figures, folders, formatting, insights, projection, queries, thumbs
 from imgrec.build.lock import BuildLock
+from imgrec.insights.clusters import clusters
+from imgrec.insights.graph import sample_rows
 from imgrec.search.rank import Hit, SearchResult
 
 
@@ -30,7 +32,7 @@ def png(color: tuple[int, int, int], size: tuple[int, int] = (40, 30)) -> bytes:
 def test_validate_uploads_names_each_bad_file_and_keeps_the_good() -> None:
     files = [("red.png", png((255, 0, 0))), ("notes.jpg", b"hello"), ("empty.png", b""),
              ("cut.png", png((0, 0, 255))[:60])]
-    check = ui.validate_uploads(files)
+    check = queries.validate_uploads(files)
     assert [q.name for q in check.accepted] == ["red.png"]
     assert check.messages[0] == "notes.jpg: not an image (unrecognised format)"
     assert check.messages[1] == "empty.png: empty file (0 bytes)"
@@ -40,7 +42,7 @@ def test_validate_uploads_names_each_bad_file_and_keeps_the_good() -> None:
 
 def test_validate_uploads_keeps_the_first_five_valid_ones() -> None:
     files = [("bad.jpg", b"nope")] + [(f"{i}.png", png((i * 40, 0, 0))) for i in range(6)]
-    check = ui.validate_uploads(files)
+    check = queries.validate_uploads(files)
     assert [q.name for q in check.accepted] == [f"{i}.png" for i in range(5)]
     assert check.messages[0].startswith("bad.jpg:")
     assert check.messages[1].startswith("5.png: not searched — at most 5 query images")
@@ -51,25 +53,25 @@ def test_validate_uploads_accepts_uploaded_file_like_objects() -> None:
     class Uploaded(io.BytesIO):  # what st.file_uploader gives: a BytesIO with a name
         name = "photo.png"
 
-    check = ui.validate_uploads([Uploaded(png((1, 2, 3))), ui.QueryImage("q.png", png((9, 9, 9)))])
+    check = queries.validate_uploads([Uploaded(png((1, 2, 3))), queries.QueryImage("q.png", png((9, 9, 9)))])
     assert [q.name for q in check.accepted] == ["photo.png", "q.png"]
     assert not check.messages
 
 
 def test_image_problem_refuses_oversized_uploads(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ui, "MAX_UPLOAD_BYTES", 10)
-    assert ui.image_problem(png((0, 0, 0))).startswith("too large")
+    monkeypatch.setattr(queries, "MAX_UPLOAD_BYTES", 10)
+    assert queries.image_problem(png((0, 0, 0))).startswith("too large")
 
 
 def test_query_set() -> None:
-    assert not ui.QuerySet() and ui.QuerySet().kind == "none"
-    qs = ui.QuerySet.from_paths(["a.jpg", "b.jpg", "a.jpg", "c.jpg", "d.jpg", "e.jpg", "f.jpg"])
+    assert not queries.QuerySet() and queries.QuerySet().kind == "none"
+    qs = queries.QuerySet.from_paths(["a.jpg", "b.jpg", "a.jpg", "c.jpg", "d.jpg", "e.jpg", "f.jpg"])
     assert qs.stored == ("a.jpg", "b.jpg", "c.jpg", "d.jpg", "e.jpg") and qs.kind == "stored"
     assert qs.queries()[0] == Stored("a.jpg") and len(qs) == 5
-    up = ui.QuerySet(uploads=(ui.QueryImage("x.png", png((1, 1, 1))),))
+    up = queries.QuerySet(uploads=(queries.QueryImage("x.png", png((1, 1, 1))),))
     f = up.queries()[0]
     assert f.name == "x.png" and f.read() == up.uploads[0].data and up.kind == "upload"
-    other = ui.QuerySet(uploads=(ui.QueryImage("x.png", png((2, 2, 2))),))
+    other = queries.QuerySet(uploads=(queries.QueryImage("x.png", png((2, 2, 2))),))
     assert up.cache_key() != other.cache_key()  # same name, other content
 
 
@@ -81,23 +83,23 @@ def hit(rank: int, path: str, score: float, distance: float, metrics=None) -> Hi
 
 
 def test_format_score_per_metric() -> None:
-    assert ui.format_score(hit(1, "a", 0.98765, 0.01235), "cosine") == "cosine 0.988"
-    assert ui.format_score(hit(1, "a", 0.5, 1.0), "euclidean") == "euclidean 1.000"
-    assert ui.format_score(hit(1, "a", 0.1, 9.126), "manhattan") == "manhattan 9.13"
-    assert ui.format_score(hit(1, "a", 0.9, 0.12345), "chi2") == "χ² 0.1235"
+    assert formatting.format_score(hit(1, "a", 0.98765, 0.01235), "cosine") == "cosine 0.988"
+    assert formatting.format_score(hit(1, "a", 0.5, 1.0), "euclidean") == "euclidean 1.000"
+    assert formatting.format_score(hit(1, "a", 0.1, 9.126), "manhattan") == "manhattan 9.13"
+    assert formatting.format_score(hit(1, "a", 0.9, 0.12345), "chi2") == "χ² 0.1235"
     h = hit(1, "a", 0.9, 0.1, {"cosine": 0.9, "euclidean": 0.44, "manhattan": 12.5})
-    assert ui.format_score(h, "all") == "cos 0.900 · L2 0.440 · L1 12.50"
+    assert formatting.format_score(h, "all") == "cos 0.900 · L2 0.440 · L1 12.50"
 
 
 def test_format_helpers() -> None:
-    assert ui.format_bytes(512) == "512 B"
-    assert ui.format_bytes(3 * 1024 * 1024) == "3.0 MB"
-    assert ui.format_duration(None) == "unknown"
-    assert ui.format_duration(42.4) == "42 s"
-    assert ui.format_duration(125) == "2 min 05 s"
-    assert ui.format_duration(3 * 3600 + 120) == "3 h 02 min"
-    assert ui.format_built_at("2025-11-25T14:49:03Z") == "2025-11-25 14:49 UTC"
-    assert ui.format_built_at("") == "unknown"
+    assert formatting.format_bytes(512) == "512 B"
+    assert formatting.format_bytes(3 * 1024 * 1024) == "3.0 MB"
+    assert formatting.format_duration(None) == "unknown"
+    assert formatting.format_duration(42.4) == "42 s"
+    assert formatting.format_duration(125) == "2 min 05 s"
+    assert formatting.format_duration(3 * 3600 + 120) == "3 h 02 min"
+    assert formatting.format_built_at("2025-11-25T14:49:03Z") == "2025-11-25 14:49 UTC"
+    assert formatting.format_built_at("") == "unknown"
 
 
 def test_results_csv_has_every_query_and_the_combined_ranking() -> None:
@@ -105,23 +107,23 @@ def test_results_csv_has_every_query_and_the_combined_ranking() -> None:
                        [[hit(1, "x/1.jpg", 0.9, 0.1), hit(2, "x/2.jpg", 0.8, 0.2)],
                         [hit(1, "y/1.jpg", 0.7, 0.3), hit(2, "x/1.jpg", 0.6, 0.4)]],
                        [hit(1, "x/1.jpg", 0.75, 0.25), hit(2, "y/1.jpg", 0.5, 0.5)])
-    rows = list(csv.DictReader(io.StringIO(ui.results_csv(res))))
+    rows = list(csv.DictReader(io.StringIO(formatting.results_csv(res))))
     assert list(rows[0]) == ["query", "rank", "path", "score", "distance", "method", "metric"]
     assert [r["query"] for r in rows] == ["a.png"] * 2 + ["b.png"] * 2 + ["combined"] * 2
     assert rows[0] == {"query": "a.png", "rank": "1", "path": "x/1.jpg", "score": "0.9",
                        "distance": "0.1", "method": "embedding", "metric": "cosine"}
     single = SearchResult("color", "chi2", 1, ["a.png"], [[hit(1, "x/1.jpg", 0.5, 1.0)]],
                           [hit(1, "x/1.jpg", 0.5, 1.0)])
-    assert ui.results_csv(single).count("\n") == 2  # header + one row, no combined row
+    assert formatting.results_csv(single).count("\n") == 2  # header + one row, no combined row
 
 
 def test_pages() -> None:
     hits = [hit(i, f"{i}.jpg", 1.0, 0.0) for i in range(1, 24)]
-    assert ui.page_count(1) == 1 and ui.page_count(10) == 1 and ui.page_count(11) == 2
-    assert ui.page_count(50) == 5
-    assert [h.rank for h in ui.page_of(hits, 2)] == [21, 22, 23]
-    assert ui.page_of(hits, 3) == []
-    assert ui.chunks([1, 2, 3, 4, 5, 6, 7], 5) == [[1, 2, 3, 4, 5], [6, 7]]
+    assert formatting.page_count(1) == 1 and formatting.page_count(10) == 1 and formatting.page_count(11) == 2
+    assert formatting.page_count(50) == 5
+    assert [h.rank for h in formatting.page_of(hits, 2)] == [21, 22, 23]
+    assert formatting.page_of(hits, 3) == []
+    assert formatting.chunks([1, 2, 3, 4, 5, 6, 7], 5) == [[1, 2, 3, 4, 5], [6, 7]]
 
 
 # ---- index-backed helpers ------------------------------------------------------------------
@@ -144,23 +146,23 @@ def small_index(tmp_path_factory: pytest.TempPathFactory) -> Index:
 
 
 def test_thumbnails_are_square_and_stay_inside_the_gallery(small_index: Index) -> None:
-    data = ui.thumbnail_bytes(small_index, "reds/wide.png", size=64)
+    data = thumbs.thumbnail_bytes(small_index, "reds/wide.png", size=64)
     assert data is not None
     with Image.open(io.BytesIO(data)) as im:
         assert im.format == "JPEG" and im.size == (64, 64)
         assert im.getpixel((32, 32))[0] > 180  # the red photo, centred
-        assert im.getpixel((32, 2)) == pytest.approx(ui.THUMB_BACKGROUND, abs=6)  # letterbox
-    assert ui.thumbnail_bytes(small_index, "missing.png") is None
-    assert ui.thumbnail_bytes(small_index, "../index/ix/CURRENT") is None
-    assert ui.thumbnail_bytes(small_index, "/etc/passwd") is None
-    up = ui.upload_thumbnail(png((0, 200, 0), (500, 20)), size=32)
+        assert im.getpixel((32, 2)) == pytest.approx(thumbs.THUMB_BACKGROUND, abs=6)  # letterbox
+    assert thumbs.thumbnail_bytes(small_index, "missing.png") is None
+    assert thumbs.thumbnail_bytes(small_index, "../index/ix/CURRENT") is None
+    assert thumbs.thumbnail_bytes(small_index, "/etc/passwd") is None
+    up = thumbs.upload_thumbnail(png((0, 200, 0), (500, 20)), size=32)
     with Image.open(io.BytesIO(up)) as im:
         assert im.size == (32, 32)
-    assert ui.upload_thumbnail(b"not an image") is None
+    assert thumbs.upload_thumbnail(b"not an image") is None
 
 
 def test_index_facts(small_index: Index) -> None:
-    f = ui.index_facts(small_index)
+    f = facts.index_facts(small_index)
     assert f.count == 3 and f.skipped == [] and f.model == "test-features"
     assert f.formats == {"?": 3}  # from_arrays records no file formats
     assert f.embedding_dim == 16 and f.histogram_dim == 768 and f.pca_components == 2
@@ -170,28 +172,28 @@ def test_index_facts(small_index: Index) -> None:
 
 def test_check_gallery_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     index_dir = tmp_path / "index"
-    assert not ui.check_gallery_folder("  ", index_dir).ok
-    assert "does not exist" in ui.check_gallery_folder(str(tmp_path / "nope"), index_dir).message
+    assert not folders.check_gallery_folder("  ", index_dir).ok
+    assert "does not exist" in folders.check_gallery_folder(str(tmp_path / "nope"), index_dir).message
     (tmp_path / "file.txt").write_text("x")
-    assert "is a file" in ui.check_gallery_folder(str(tmp_path / "file.txt"), index_dir).message
+    assert "is a file" in folders.check_gallery_folder(str(tmp_path / "file.txt"), index_dir).message
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "notes.txt").write_text("no images here")
-    assert ui.check_gallery_folder(str(empty), index_dir).message.startswith("No images in")
+    assert folders.check_gallery_folder(str(empty), index_dir).message.startswith("No images in")
     photos = tmp_path / "photos"
     (photos / "sub").mkdir(parents=True)
     (photos / "a.png").write_bytes(png((1, 2, 3)))
     (photos / "sub" / "b.jpg").write_bytes(png((1, 2, 3)))
-    ok = ui.check_gallery_folder(str(photos), index_dir)
+    ok = folders.check_gallery_folder(str(photos), index_dir)
     assert ok.ok and ok.images == 2 and ok.path == photos.resolve()
     assert ok.message == f"2 images found in {photos.resolve()}."
-    inside = ui.check_gallery_folder(str(tmp_path), index_dir)
+    inside = folders.check_gallery_folder(str(tmp_path), index_dir)
     assert not inside.ok and "lies inside" in inside.message
     (index_dir / "x").mkdir(parents=True)
-    assert "inside the index folder" in ui.check_gallery_folder(str(index_dir / "x"), index_dir).message
+    assert "inside the index folder" in folders.check_gallery_folder(str(index_dir / "x"), index_dir).message
     monkeypatch.chdir(tmp_path)
-    assert ui.check_gallery_folder("photos", index_dir).path == photos.resolve()
-    assert ui.check_gallery_folder(str(photos), index_dir, limit=1).message.startswith("1+ image")
+    assert folders.check_gallery_folder("photos", index_dir).path == photos.resolve()
+    assert folders.check_gallery_folder(str(photos), index_dir, limit=1).message.startswith("1+ image")
 
 
 # ---- Explore -------------------------------------------------------------------------------
@@ -205,54 +207,60 @@ def blobs(n_per: int = 20, d: int = 6) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_sample_rows() -> None:
-    assert ui.sample_rows(5, 10).tolist() == [0, 1, 2, 3, 4]
-    s = ui.sample_rows(1000, 100)
+    """The Explore scatter samples with the neighbour graph's one ``sample_rows``."""
+    assert sample_rows(5, 10).tolist() == [0, 1, 2, 3, 4]
+    s = sample_rows(1000, 100)
     assert len(s) == 100 and len(set(s.tolist())) == 100 and (np.diff(s) > 0).all()
-    assert (s == ui.sample_rows(1000, 100)).all()  # the same sample every time
+    assert (s == sample_rows(1000, 100)).all()  # the same sample every time
+    p = projection.project(np.random.default_rng(0).random((1000, 8), dtype=np.float32), 100)
+    assert (p.rows == s).all()
 
 
 def test_project_and_transform() -> None:
     x, _ = blobs()
-    p = ui.project(x)
+    p = projection.project(x)
     assert p.coords.shape == (60, 3) and p.rows.tolist() == list(range(60)) and not p.sampled
     assert p.explained[0] >= p.explained[1] >= p.explained[2] > 0 and p.explained.sum() <= 1
     assert np.allclose(p.transform(x[:4]), p.coords[:4], atol=1e-4)
-    sampled = ui.project(x, limit=25)
+    sampled = projection.project(x, limit=25)
     assert sampled.sampled and len(sampled.rows) == 25 and sampled.total == 60
-    two = ui.project(x[:2])
+    two = projection.project(x[:2])
     assert two.coords.shape == (2, 3) and (two.coords[:, 1:] == 0).all()
-    one = ui.project(x[:1])
+    one = projection.project(x[:1])
     assert one.pca is None and (one.coords == 0).all() and one.transform(x[:3]).shape == (3, 3)
-    assert "PC1" in ui.explained_text(p.explained, 2) and "PC3" not in ui.explained_text(p.explained, 2)
+    two = projection.explained_text(p.explained, 2)
+    assert "PC1" in two and "PC3" not in two
 
 
-def test_kmeans_labels_find_the_blobs() -> None:
+def test_the_one_kmeans_finds_the_blobs() -> None:
+    """Explore and Insights share imgrec.insights.clusters.clusters (the only K-means)."""
     x, truth = blobs()
-    labels = ui.kmeans_labels(x, 3)
+    labels = clusters(x, 3).labels
     assert len(set(labels.tolist())) == 3
     for c in range(3):  # each blob is one cluster
         assert len(set(labels[truth == c].tolist())) == 1
-    assert ui.kmeans_labels(x[:2], 10).shape == (2,)
-    assert ui.kmeans_labels(x, 1).tolist() == [0] * 60
-    assert ui.kmeans_labels(x[:0], 3).shape == (0,)
+    assert clusters(x[:2], 10).labels.shape == (2,)
+    assert clusters(x, 1).labels.tolist() == [0] * 60
+    with pytest.raises(ValueError, match="empty"):
+        clusters(x[:0], 3)
 
 
 def test_folders_and_groups() -> None:
-    assert ui.top_folder("cats/a/b.jpg") == "cats" and ui.top_folder("b.jpg") == "(top level)"
-    assert ui.top_folder("dogs\\x.jpg") == "dogs"
+    assert projection.top_folder("cats/a/b.jpg") == "cats" and projection.top_folder("b.jpg") == "(top level)"
+    assert projection.top_folder("dogs\\x.jpg") == "dogs"
     values = ["a"] * 5 + ["b"] * 4 + ["c"] * 3 + ["d", "e"]
-    assert ui.group_labels(values, max_groups=3) == ["a"] * 5 + ["b"] * 4 + ["other"] * 5
-    assert ui.group_labels(values, max_groups=10) == values
+    assert projection.group_labels(values, max_groups=3) == ["a"] * 5 + ["b"] * 4 + ["other"] * 5
+    assert projection.group_labels(values, max_groups=10) == values
 
 
 def test_scatter_figure_2d_and_3d() -> None:
     x, truth = blobs(5)
-    p = ui.project(x)
+    p = projection.project(x)
     paths = [f"f{i}.jpg" for i in range(15)]
     groups = [f"cluster {c + 1}" for c in truth]
-    hl = [ui.Highlight("search results", p.coords[:2], ["f0.jpg", "f1.jpg"], [0, 1], "result"),
-          ui.Highlight("queries", p.transform(x[:1]), ["up.png"], [-1], "query")]
-    fig = ui.scatter_figure(p, paths, groups, hl)
+    hl = [projection.Highlight("search results", p.coords[:2], ["f0.jpg", "f1.jpg"], [0, 1], "result"),
+          projection.Highlight("queries", p.transform(x[:1]), ["up.png"], [-1], "query")]
+    fig = figures.scatter_figure(p, paths, groups, hl)
     types = [t.type for t in fig.data]
     assert types == ["scattergl"] * 5
     assert [t.name for t in fig.data] == ["cluster 1", "cluster 2", "cluster 3", "search results",
@@ -260,7 +268,7 @@ def test_scatter_figure_2d_and_3d() -> None:
     assert list(fig.data[1].customdata) == [5, 6, 7, 8, 9]
     assert list(fig.data[1].hovertext) == [f"f{i}.jpg" for i in range(5, 10)]
     assert fig.layout.xaxis.title.text.startswith("PC1 (")
-    fig3 = ui.scatter_figure(p, paths, None, hl, dims=3)
+    fig3 = figures.scatter_figure(p, paths, None, hl, dims=3)
     assert [t.type for t in fig3.data] == ["scatter3d"] * 3
     assert fig3.data[0].showlegend is False
 
@@ -268,9 +276,10 @@ def test_scatter_figure_2d_and_3d() -> None:
 def test_selected_rows() -> None:
     event = {"selection": {"points": [{"customdata": 4}, {"customdata": [2]}, {"customdata": 4},
                                       {"customdata": -1}, {"x": 1.0}, {"customdata": "junk"}]}}
-    assert ui.selected_rows(event) == [4, 2]
-    assert ui.selected_rows(event["selection"]) == [4, 2]
-    assert ui.selected_rows(None) == [] and ui.selected_rows({"selection": {"points": []}}) == []
+    assert projection.selected_rows(event) == [4, 2]
+    assert projection.selected_rows(event["selection"]) == [4, 2]
+    assert projection.selected_rows(None) == []
+    assert projection.selected_rows({"selection": {"points": []}}) == []
 
 
 # ---- background builds ---------------------------------------------------------------------
@@ -300,8 +309,8 @@ class SlowBuild:
 
 def test_runner_runs_one_build_per_index(tmp_path: Path) -> None:
     build = SlowBuild()
-    done: list[ui.JobState] = []
-    runner = ui.BuildRunner(build=build)
+    done: list[builds.JobState] = []
+    runner = builds.BuildRunner(build=build)
     first = runner.start(tmp_path / "g", tmp_path / "ix", embedder="cnn", on_success=done.append)
     assert first.running and first.kind == "rebuild" and first.id == 1
     assert build.started.wait(5)
@@ -328,7 +337,7 @@ def test_runner_reports_a_failed_build(tmp_path: Path) -> None:
     build = SlowBuild(fail=ImgrecError("no images found in /photos"))
     build.release.set()
     called: list = []
-    runner = ui.BuildRunner(build=build)
+    runner = builds.BuildRunner(build=build)
     runner.start(tmp_path / "g", tmp_path / "ix", on_success=called.append)
     state = runner.wait(tmp_path / "ix", 10)
     assert state.status == "failed" and state.message == "no images found in /photos"
@@ -336,14 +345,14 @@ def test_runner_reports_a_failed_build(tmp_path: Path) -> None:
 
 
 def test_runner_refuses_while_another_process_holds_the_lock(tmp_path: Path) -> None:
-    runner = ui.BuildRunner(build=SlowBuild())
+    runner = builds.BuildRunner(build=SlowBuild())
     with BuildLock(tmp_path / "ix"):
-        msg = ui.running_build(tmp_path / "ix")
+        msg = builds.running_build(tmp_path / "ix")
         assert msg and msg.startswith("a build is running for this index (pid ")
         assert runner.busy(tmp_path / "ix") == msg
         with pytest.raises(BuildLockedError, match="a build is running"):
             runner.start(tmp_path / "g", tmp_path / "ix")
-    assert ui.running_build(tmp_path / "ix") is None and runner.job(tmp_path / "ix") is None
+    assert builds.running_build(tmp_path / "ix") is None and runner.job(tmp_path / "ix") is None
 
 
 def test_runner_builds_the_demo_gallery_first(tmp_path: Path) -> None:
@@ -357,7 +366,7 @@ def test_runner_builds_the_demo_gallery_first(tmp_path: Path) -> None:
 
     build = SlowBuild()
     build.release.set()
-    runner = ui.BuildRunner(build=build, demo=demo)
+    runner = builds.BuildRunner(build=build, demo=demo)
     runner.start(None, tmp_path / "ix", kind="demo", demo_dir=tmp_path / "demo")
     state = runner.wait(tmp_path / "ix", 10)
     assert state.status == "done" and state.kind == "demo" and state.gallery == str(tmp_path / "demo")
@@ -365,11 +374,11 @@ def test_runner_builds_the_demo_gallery_first(tmp_path: Path) -> None:
 
 
 def test_job_state_texts() -> None:
-    s = ui.JobState(1, "/ix", "/g", "rebuild", "running")
+    s = builds.JobState(1, "/ix", "/g", "rebuild", "running")
     assert s.progress_text() == "Starting the build…" and s.fraction == 0.0
-    s = ui.JobState(1, "/ix", "/g", "demo", "running", stage="demo", done=3, total=170)
+    s = builds.JobState(1, "/ix", "/g", "demo", "running", stage="demo", done=3, total=170)
     assert s.progress_text() == "Writing demo images: 3 / 170"
-    s = ui.JobState(1, "/ix", "/g", "rebuild", "running", stage="write", total=170)
+    s = builds.JobState(1, "/ix", "/g", "rebuild", "running", stage="write", total=170)
     assert s.fraction == 1.0 and s.progress_text().startswith("Writing the index (170 images)")
 
 
@@ -381,19 +390,19 @@ def test_label_chart_has_the_most_frequent_label_on_top() -> None:
 
     counts = [LabelCount(285, "Egyptian cat", 7), LabelCount(967, "espresso", 4),
               LabelCount(812, "space shuttle", 1)]
-    fig = ui.label_chart(counts)
+    fig = figures.label_chart(counts)
     bar = fig.data[0]
     assert bar.type == "bar" and bar.orientation == "h"
     assert list(bar.y) == ["space shuttle", "espresso", "Egyptian cat"]  # plotly draws bottom-up
     assert list(bar.x) == [1, 4, 7]
-    assert ui.label_chart([]).data[0].type == "bar"
+    assert figures.label_chart([]).data[0].type == "bar"
 
 
 def test_cluster_k_bounds() -> None:
-    assert ui.cluster_k_bounds(1) == (1, 1, 1)
-    assert ui.cluster_k_bounds(12) == (1, 12, 12)
-    assert ui.cluster_k_bounds(5000) == (1, 100, 30)
-    assert ui.cluster_k_bounds(5000, default=8) == (1, 100, 8)
+    assert insights.cluster_k_bounds(1) == (1, 1, 1)
+    assert insights.cluster_k_bounds(12) == (1, 12, 12)
+    assert insights.cluster_k_bounds(5000) == (1, 100, 30)
+    assert insights.cluster_k_bounds(5000, default=8) == (1, 100, 8)
 
 
 def test_duplicates_csv_and_member_detail() -> None:
@@ -402,15 +411,15 @@ def test_duplicates_csv_and_member_detail() -> None:
     keeper = Member("a/big.jpg", 0, 800, 600, 2048, "aa", 1.0)
     copy = Member("a/small.jpg", 3, 400, 300, 900, "bb", 0.91234)
     report = DuplicateReport(0.65, [DuplicateGroup(1, "near", [keeper, copy])], 10)
-    rows = list(csv.DictReader(io.StringIO(ui.duplicates_csv(report))))
+    rows = list(csv.DictReader(io.StringIO(formatting.duplicates_csv(report))))
     assert list(rows[0]) == list(CSV_COLUMNS)
     assert [(r["group"], r["action"], r["path"]) for r in rows] == [
         ("1", "keep", "a/big.jpg"), ("1", "review", "a/small.jpg")]
-    assert ui.member_detail(keeper, True) == "800×600 · 2.0 KB"
-    assert ui.member_detail(copy, False) == "cosine 0.912 · 400×300 · 900 B"
-    assert ui.member_detail(Member("x", 1, 0, 0, 0, "", 0.7), False) == "cosine 0.700"
+    assert formatting.member_detail(keeper, True) == "800×600 · 2.0 KB"
+    assert formatting.member_detail(copy, False) == "cosine 0.912 · 400×300 · 900 B"
+    assert formatting.member_detail(Member("x", 1, 0, 0, 0, "", 0.7), False) == "cosine 0.700"
     empty = DuplicateReport(0.65, [], 3)
-    assert ui.duplicates_csv(empty).strip() == ",".join(CSV_COLUMNS)
+    assert formatting.duplicates_csv(empty).strip() == ",".join(CSV_COLUMNS)
 
 
 def test_graph_figure_draws_edges_as_one_trace_and_nodes_by_community() -> None:
@@ -419,7 +428,7 @@ def test_graph_figure_draws_edges_as_one_trace_and_nodes_by_community() -> None:
     x, _ = blobs(8)
     g = neighbour_graph(x, k=3, threshold=0.5, iterations=0)
     paths = [f"img{r}.jpg" for r in g.rows]
-    fig = ui.graph_figure(g, paths)
+    fig = figures.graph_figure(g, paths)
     assert fig.data[0].mode == "lines" and fig.data[0].type == "scattergl"
     assert len(fig.data[0].x) == 3 * len(g.edges) > 0
     nodes = fig.data[1:]
@@ -443,19 +452,19 @@ def test_filter_hits_by_label(tmp_path: Path) -> None:
                             labels_top5=top5, labels_prob5=prob5)
     hits = [Hit(i + 1, p, 1.0, 0.0, r) for i, (r, p) in enumerate([(1, paths[1]), (2, paths[2]),
                                                                     (0, paths[0]), (3, paths[3])])]
-    kept = ui.filter_hits_by_label(idx, hits, "cat")
+    kept = queries.filter_hits_by_label(idx, hits, "cat")
     assert [(h.rank, h.path) for h in kept] == [(2, "maybe-cat.jpg"), (3, "cat.jpg")]
-    assert [h.path for h in ui.filter_hits_by_label(idx, hits, "espresso, cat")] == [
+    assert [h.path for h in queries.filter_hits_by_label(idx, hits, "espresso, cat")] == [
         "coffee.jpg", "maybe-cat.jpg", "cat.jpg"]
-    assert ui.filter_hits_by_label(idx, hits, "xyzzy-no-class") == []
-    assert ui.filter_hits_by_label(idx, [], "cat") == []
+    assert queries.filter_hits_by_label(idx, hits, "xyzzy-no-class") == []
+    assert queries.filter_hits_by_label(idx, [], "cat") == []
     no_labels = Index.from_arrays(tmp_path / "ix2", paths, rng.random((4, 8)),
                                   rng.random((4, 768)).astype(np.float32), model="test")
-    assert ui.filter_hits_by_label(no_labels, hits, "cat") == []
+    assert queries.filter_hits_by_label(no_labels, hits, "cat") == []
 
 
 def test_feedback_marks_toggle_and_cap_at_five() -> None:
-    fb = ui.Feedback()
+    fb = queries.Feedback()
     assert not fb and fb.state("a") is None
     fb = fb.mark("a", "positive").mark("b", "negative")
     assert fb.positives == ("a",) and fb.negatives == ("b",) and fb
@@ -470,22 +479,22 @@ def test_feedback_marks_toggle_and_cap_at_five() -> None:
 
 
 def test_refine_queries() -> None:
-    qs = ui.QuerySet.from_paths(["q1.jpg", "q2.jpg"])
-    fb = ui.Feedback(positives=("q2.jpg", "p1.jpg", "p2.jpg", "p3.jpg", "p4.jpg"))
-    got = ui.refine_queries(qs, fb)
+    qs = queries.QuerySet.from_paths(["q1.jpg", "q2.jpg"])
+    fb = queries.Feedback(positives=("q2.jpg", "p1.jpg", "p2.jpg", "p3.jpg", "p4.jpg"))
+    got = queries.refine_queries(qs, fb)
     assert got == [Stored("q1.jpg"), Stored("q2.jpg"), Stored("p1.jpg"), Stored("p2.jpg"),
                    Stored("p3.jpg")]
-    up = ui.QuerySet(uploads=(ui.QueryImage("u.png", png((1, 2, 3))),))
-    got = ui.refine_queries(up, ui.Feedback(positives=("p.jpg",)))
+    up = queries.QuerySet(uploads=(queries.QueryImage("u.png", png((1, 2, 3))),))
+    got = queries.refine_queries(up, queries.Feedback(positives=("p.jpg",)))
     assert got[0].name == "u.png" and got[1] == Stored("p.jpg")
-    assert ui.refine_queries(ui.QuerySet(), ui.Feedback()) == []
+    assert queries.refine_queries(queries.QuerySet(), queries.Feedback()) == []
 
 
 def test_overlap() -> None:
-    o = ui.overlap({"embedding": ["a", "b", "c"], "color": ["b", "c", "d"], "pca": ["c", "d"]})
+    o = formatting.overlap({"embedding": ["a", "b", "c"], "color": ["b", "c", "d"], "pca": ["c", "d"]})
     assert o.pairs == {("embedding", "color"): 2, ("embedding", "pca"): 1, ("color", "pca"): 2}
     assert o.all == 1
-    assert ui.overlap({}).all == 0
+    assert formatting.overlap({}).all == 0
 
 
 def test_representatives_are_marked_and_can_carry_thumbnails() -> None:
@@ -493,19 +502,19 @@ def test_representatives_are_marked_and_can_carry_thumbnails() -> None:
 
     x, truth = blobs(5)
     res = clusters(x, k=3, seed=0)
-    p = ui.project(x)
+    p = projection.project(x)
     paths = [f"dir/f{i}.jpg" for i in range(15)]
-    rep = ui.representatives(res, p, x, paths)
+    rep = projection.representatives(res, p, x, paths)
     assert rep.kind == "rep" and rep.rows == res.representatives.tolist()
     assert sorted(truth[rep.rows].tolist()) == [0, 1, 2]  # one per blob
     np.testing.assert_allclose(rep.coords, p.coords[rep.rows], atol=1e-4)
-    uri = ui.data_uri(b"\xff\xd8jpeg")
+    uri = thumbs.data_uri(b"\xff\xd8jpeg")
     assert uri.startswith("data:image/jpeg;base64,")
     groups = [f"cluster {c + 1}" for c in res.labels]
-    fig = ui.scatter_figure(p, paths, groups, [rep],
+    fig = figures.scatter_figure(p, paths, groups, [rep],
                             images=[(float(a), float(b), uri) for a, b, _ in rep.coords])
     marks = fig.data[-1]
     assert marks.name == "representatives" and marks.mode == "markers+text"
     assert list(marks.text) == [paths[r].split("/")[-1] for r in rep.rows]
     assert len(fig.layout.images) == 3 and fig.layout.images[0].source == uri
-    assert ui.scatter_figure(p, paths, groups, [rep], dims=3).data[-1].type == "scatter3d"
+    assert figures.scatter_figure(p, paths, groups, [rep], dims=3).data[-1].type == "scatter3d"

@@ -1,0 +1,187 @@
+"""Everything the pages derive from an opened index, each cached per index version."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from imgrec.app import projection as proj_mod
+from imgrec.app import state
+from imgrec.app.cache import per_index
+from imgrec.app.facts import IndexFacts, index_facts
+from imgrec.app.insights import DUPLICATE_MIN_THRESHOLD
+from imgrec.app.projection import Highlight, Projection
+from imgrec.app.queries import Feedback, QueryImage, QuerySet, refine_queries
+from imgrec.app.thumbs import thumbnail_bytes
+from imgrec.app.thumbs import upload_thumbnail as upload_thumbnail_bytes
+from imgrec.errors import ImgrecError
+from imgrec.index.index import Index, Stored
+from imgrec.search.rank import SearchResult
+
+SOURCES = {"embedding": "CNN embeddings", "color": "Colour histograms"}
+
+
+def matrix(idx: Index, source: str) -> np.ndarray:
+    """The feature matrix a projection source is drawn from."""
+    return idx.embeddings if source == "embedding" else idx.histograms
+
+
+@per_index(max_entries=2000)
+def thumbnail(idx: Index, path: str, size: int = 256) -> bytes | None:
+    return thumbnail_bytes(idx, path, size)
+
+
+def small_thumbnail(idx: Index, path: str, size: int = 64) -> bytes | None:
+    return thumbnail(idx, path, int(size))
+
+
+@per_index(max_entries=16)
+def facts(idx: Index) -> IndexFacts:
+    return index_facts(idx)
+
+
+@per_index(max_entries=4, resource=True)
+def all_paths(idx: Index) -> list[str]:
+    """Every indexed path in row order (one shared list per index version: do not modify)."""
+    return idx.all_paths()
+
+
+@per_index(max_entries=64, spinner="Searching…",
+           key=lambda qs, method, metric, k, pca: (qs.cache_key(), method, metric, int(k), pca))
+def search(idx: Index, qs: QuerySet, method: str, metric: str, k: int,
+           pca_components: int | None) -> SearchResult:
+    """A cached search (raises ImgrecError subclasses with a user-facing message)."""
+    return idx.search(qs.queries(), method=method, metric=metric, k=int(k),
+                      pca_components=pca_components)
+
+
+@per_index(max_entries=8, spinner="Projecting the gallery…")
+def _projection(idx: Index, source: str, limit: int) -> Projection:
+    return proj_mod.project(matrix(idx, source), limit)
+
+
+def projection(idx: Index, source: str, limit: int | None = None) -> Projection:
+    return _projection(idx, source, int(limit or proj_mod.MAX_POINTS))
+
+
+@per_index(max_entries=16, spinner="Clustering the gallery…")
+def clusters(idx: Index, k: int, seed: int = 0) -> Any:
+    """The gallery's clusters (:func:`imgrec.insights.clusters.clusters` of the embeddings):
+    the ones the Insights page lists and the Explore page colours by."""
+    from imgrec.insights.clusters import clusters as run
+
+    return run(idx, k=int(k), seed=int(seed))
+
+
+@per_index(max_entries=32, key=lambda source, q: (source, q.name, q.key))
+def _upload_features(idx: Index, source: str, q: QueryImage) -> np.ndarray:
+    f = idx.query_features([q.as_file()], need_embedding=source == "embedding")[0]
+    return np.asarray(f.embedding if source == "embedding" else f.histogram, np.float32)
+
+
+def highlights(idx: Index, source: str, proj: Projection) -> list[Highlight]:
+    """This session's last queries and results, projected like the gallery."""
+    last = state.last_search(idx.version)
+    if not last:
+        return []
+    m = matrix(idx, source)
+    out = []
+    rows = sorted(int(r) for r in last["rows"])
+    if rows:
+        out.append(Highlight("search results", proj.transform(np.asarray(m[rows])),
+                             idx.paths(rows), rows, "result"))
+    qs: QuerySet = last["queries"]
+    if qs.stored:
+        try:
+            qrows = [idx.row_of(p) for p in qs.stored]
+        except ImgrecError:  # a stored query no longer in the index
+            qrows = []
+        if qrows:
+            out.append(Highlight("queries", proj.transform(np.asarray(m[qrows])),
+                                 list(qs.stored), qrows, "query"))
+    elif qs.uploads:
+        feats = []
+        for u in qs.uploads:
+            try:
+                feats.append(_upload_features(idx, source, u))
+            except ImgrecError:
+                continue
+        if feats:
+            out.append(Highlight("queries", proj.transform(np.stack(feats)),
+                                 [u.name for u in qs.uploads][:len(feats)], [-1] * len(feats),
+                                 "query"))
+    return out
+
+
+@per_index(max_entries=8)
+def label_counts(idx: Index, top: int = 50) -> list:
+    """The ``top`` most frequent top-1 labels (raises QueryError without labels)."""
+    from imgrec.insights.labels import label_counts as run
+
+    return run(idx, int(top))
+
+
+@per_index(max_entries=4, spinner="Comparing every image with every other…")
+def _near_pairs(idx: Index, t_min: float) -> tuple:
+    from imgrec.insights.duplicates import near_pairs
+
+    return near_pairs(idx.embeddings, idx.embedding_norms, t_min)
+
+
+@per_index(max_entries=32, spinner="Grouping duplicates…")
+def _duplicates(idx: Index, threshold: float, t_min: float) -> Any:
+    from imgrec.insights.duplicates import find_duplicates
+
+    return find_duplicates(idx, threshold, pairs=_near_pairs(idx, t_min))
+
+
+def duplicates(idx: Index, threshold: float) -> Any:
+    """A DuplicateReport at ``threshold``; the near pairs are found once per index at the
+    slider's lowest threshold and filtered for each threshold."""
+    t_min = min(DUPLICATE_MIN_THRESHOLD, float(threshold))
+    return _duplicates(idx, round(float(threshold), 4), t_min)
+
+
+@per_index(max_entries=8, spinner="Building the neighbour graph…")
+def _graph(idx: Index, k: int, threshold: float, sample: int) -> Any:
+    from imgrec.insights.graph import neighbour_graph
+
+    return neighbour_graph(idx, k=k, threshold=threshold, sample=sample)
+
+
+def graph(idx: Index, k: int, threshold: float, sample: int) -> Any:
+    """:func:`imgrec.insights.graph.neighbour_graph` of a sample of the gallery."""
+    return _graph(idx, int(k), round(float(threshold), 4), int(sample))
+
+
+@per_index(max_entries=64, spinner="Searching labels…")
+def _label_search(idx: Index, text: str, k: int) -> SearchResult:
+    from imgrec.insights.labels import search_by_label
+
+    return search_by_label(idx, text, k)
+
+
+def label_search(idx: Index, text: str, k: int) -> SearchResult:
+    """:func:`imgrec.insights.labels.search_by_label` (raises QueryError with a user-facing
+    message)."""
+    return _label_search(idx, " ".join(text.split()), int(k))
+
+
+@per_index(max_entries=32, spinner="Refining…",
+           key=lambda qs, fb, weight, k: (qs.cache_key(), fb.positives, fb.negatives, weight, k))
+def _refine(idx: Index, qs: QuerySet, fb: Feedback, weight: float, k: int) -> SearchResult:
+    return idx.search(refine_queries(qs, fb), k=k, negatives=[Stored(p) for p in fb.negatives],
+                      negative_weight=weight)
+
+
+def refine(idx: Index, qs: QuerySet, fb: Feedback, weight: float, k: int) -> SearchResult:
+    """The refined search: queries + 👍 images as positives, 👎 images as negatives."""
+    return _refine(idx, qs, fb, round(float(weight), 4), int(k))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def upload_thumbnail(data: bytes) -> bytes | None:
+    """A square thumbnail of an uploaded query (not tied to an index)."""
+    return upload_thumbnail_bytes(data)

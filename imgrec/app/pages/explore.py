@@ -1,0 +1,143 @@
+"""Explore page: the whole gallery as an interactive PCA scatter; select points to see them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from imgrec.app import data, router, state, widgets
+from imgrec.app.figures import scatter_figure
+from imgrec.app.formatting import card_label, chunks
+from imgrec.app.projection import (
+    MAX_REP_THUMBS,
+    Highlight,
+    Projection,
+    explained_text,
+    group_labels,
+    representatives,
+    selected_rows,
+    top_folder,
+)
+from imgrec.app.resources import load_index
+from imgrec.app.state import Key
+from imgrec.app.thumbs import data_uri
+from imgrec.errors import ImgrecError
+from imgrec.index.index import Index
+from imgrec.search.rank import MAX_QUERIES
+
+COLS = 6
+MAX_SHOWN = 60  # thumbnails rendered for a selection
+COLOURS = {"cluster": "K-means cluster", "gallery": "Clusters with representatives",
+           "folder": "Top-level folder", "none": "Nothing"}
+
+
+def controls(n: int) -> tuple[str, str, int, bool]:
+    """Features, colouring, clusters and 3-D: ``(source, colour, k, three)``."""
+    c1, c2, c3, c4 = st.columns([3, 2, 3, 1], vertical_alignment="bottom")
+    source = c1.segmented_control("Features", list(data.SOURCES), format_func=data.SOURCES.get,
+                                  key=Key.EXPLORE_SOURCE, required=True, default="embedding",
+                                  persist_state="session") or "embedding"
+    colour = c2.selectbox("Colour by", list(COLOURS), key=Key.EXPLORE_COLOUR,
+                          format_func=COLOURS.get, persist_state="session",
+                          help="The Insights page's K-means clusters of the CNN embeddings; "
+                               "“with representatives” also marks the image nearest each "
+                               "centre.")
+    max_k = max(3, min(30, n))
+    k = c3.slider("Clusters", 2, max_k, min(8, max_k), key=Key.EXPLORE_K,
+                  disabled=colour not in ("cluster", "gallery"), persist_state="session")
+    three = c4.toggle("3-D", key=Key.EXPLORE_3D, persist_state="session")
+    return source, colour, k, three
+
+
+def colouring(idx: Index, source: str, colour: str, k: int, proj: Projection, three: bool
+              ) -> tuple[list[str] | None, list[Highlight], list[tuple[float, float, str]]]:
+    """Group label of each drawn point, extra marks and thumbnails for ``colour``."""
+    all_paths = data.all_paths(idx)
+    if colour == "folder":
+        return group_labels([top_folder(all_paths[r]) for r in proj.rows]), [], []
+    if colour not in ("cluster", "gallery"):
+        return None, [], []
+    found = data.clusters(idx, k)  # the Insights page's clusters: one function, one cache
+    groups = [f"cluster {int(c) + 1}" for c in found.labels[proj.rows]]
+    if colour == "cluster":
+        return groups, [], []
+    rep = representatives(found, proj, data.matrix(idx, source), all_paths)
+    thumbs = []
+    if not three and len(rep.rows) <= MAX_REP_THUMBS:
+        thumbs = [(float(x), float(y), data_uri(img)) for (x, y, _), p in
+                  zip(rep.coords, rep.labels, strict=True)
+                  if (img := data.small_thumbnail(idx, p)) is not None]
+    return groups, [rep], thumbs
+
+
+def _on_select() -> None:
+    rows = selected_rows(state.get(Key.EXPLORE_SCATTER))
+    current, _ = load_index()
+    try:
+        state.put(Key.EXPLORE_SELECTED, current.paths(rows) if current and rows else [])
+    except (KeyError, ImgrecError):  # the index changed under the plot: start over
+        state.put(Key.EXPLORE_SELECTED, [])
+
+
+def plot(idx: Index, source: str, colour: str, k: int, three: bool) -> None:
+    proj = data.projection(idx, source)
+    groups, marks, thumbs = colouring(idx, source, colour, k, proj, three)
+    what = "CNN embeddings" if source == "embedding" else "colour histograms"
+    st.caption(f"PCA of the {what} of {len(idx):,} images: "
+               f"{explained_text(proj.explained, 3 if three else 2)}. "
+               "Stars are your queries, rings their results (from the Search page)."
+               + (" Squares mark each cluster's representative." if colour == "gallery" else ""))
+    if proj.sampled:
+        st.info(f"The gallery holds {proj.total:,} images; the plot draws a fixed random sample "
+                f"of {len(proj.rows):,} so the browser stays smooth. Queries and results are "
+                "always drawn.", icon=":material/filter_alt:")
+    all_paths = data.all_paths(idx)
+    fig = scatter_figure(proj, [all_paths[r] for r in proj.rows], groups,
+                         marks + data.highlights(idx, source, proj), dims=3 if three else 2,
+                         images=thumbs)
+    config: dict[str, Any] = {"displaylogo": False, "scrollZoom": True}
+    if three:
+        st.plotly_chart(fig, key="explore_scatter_3d", config=config)
+        st.caption("Rotate with the mouse. Switch 3-D off to select points.")
+    else:
+        st.plotly_chart(fig, key=Key.EXPLORE_SCATTER, on_select=_on_select,
+                        selection_mode=("box", "lasso", "points"), config=config)
+
+
+def selection(idx: Index) -> None:
+    """The images of a lasso or box selection, each usable as a query."""
+    selected = state.selected(Key.EXPLORE_SELECTED)
+    if not selected:
+        st.caption("Draw a lasso or a box around points (toolbar above the plot) to see their "
+                   "images here.")
+        return
+    c1, c2, c3 = st.columns([3, 2, 1], vertical_alignment="center")
+    c1.subheader(f"{len(selected):,} selected image{'s' if len(selected) != 1 else ''}")
+    if c2.button(f"Search with the first {min(MAX_QUERIES, len(selected))}", type="primary",
+                 icon=":material/image_search:", key="search_selected"):
+        state.set_stored_queries(selected[:MAX_QUERIES])
+        router.go("search")
+    if c3.button("Clear", icon=":material/close:", key="clear_selected"):
+        state.put(Key.EXPLORE_SELECTED, [])
+        st.rerun()
+    if len(selected) > MAX_SHOWN:
+        st.caption(f"Showing the first {MAX_SHOWN} of {len(selected):,}; select fewer to see "
+                   "others.")
+    for li, line in enumerate(chunks(selected[:MAX_SHOWN], COLS)):
+        for ci, (col, path) in enumerate(zip(st.columns(COLS), line, strict=False)):
+            with col:
+                widgets.image_card(data.thumbnail(idx, path), card_label("pick", "", path=path))
+                widgets.use_button(path, f"use-{li * COLS + ci}")
+
+
+def render() -> None:
+    st.title("Explore")
+    idx = widgets.require_index()
+    source, colour, k, three = controls(len(idx))
+    plot(idx, source, colour, k, three)
+    selection(idx)
+
+
+if __name__ == "__main__":  # Streamlit runs a page as __main__; importing it draws nothing
+    render()

@@ -1,0 +1,187 @@
+"""Insights page: frequent labels, clusters with their representatives, duplicates, neighbour graph."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from imgrec.app import data, state, widgets
+from imgrec.app.figures import graph_figure, label_chart
+from imgrec.app.formatting import card_label, chunks, duplicates_csv, member_detail, page_of
+from imgrec.app.insights import CLUSTER_PAGE, DUPLICATE_MIN_THRESHOLD, cluster_k_bounds
+from imgrec.app.projection import selected_rows
+from imgrec.app.resources import load_index
+from imgrec.app.state import Key
+from imgrec.errors import ImgrecError
+from imgrec.index.index import Index
+from imgrec.insights.duplicates import DEFAULT_THRESHOLD
+from imgrec.insights.graph import DEFAULT_K, DEFAULT_SAMPLE, MAX_SAMPLE
+from imgrec.insights.graph import DEFAULT_THRESHOLD as GRAPH_THRESHOLD
+
+COLS = 6
+GROUPS_SHOWN = 20  # duplicate groups drawn (all are in the CSV)
+MEMBERS_SHOWN = 6  # thumbnails per duplicate group
+GRAPH_SHOWN = 30  # thumbnails for a graph selection
+SECTIONS = {"labels": "Labels", "clusters": "Clusters", "duplicates": "Duplicates",
+            "graph": "Neighbour graph"}
+
+
+def grid(idx: Index, items: list[str], key: str, details: list[str] | None = None) -> None:
+    for li, line in enumerate(chunks(items, COLS)):
+        for ci, (col, path) in enumerate(zip(st.columns(COLS), line, strict=False)):
+            i = li * COLS + ci
+            with col:
+                widgets.image_card(data.thumbnail(idx, path),
+                                   card_label("pick", "", details[i] if details else "", path))
+                widgets.use_button(path, f"{key}-use-{i}")
+
+
+def labels_view(idx: Index) -> None:
+    st.subheader("Most frequent labels")
+    if not idx.has_labels:
+        st.info("This index holds no ImageNet labels (built by an older imgrec or an embedder "
+                "without a classifier). Rebuild it on the Dataset page to get them.",
+                icon=":material/label_off:")
+        return
+    counts = data.label_counts(idx, 50)
+    st.caption(f"The {len(counts)} most frequent top-1 ImageNet classes the CNN gave the "
+               f"{len(idx):,} images. Search by label on the Search page.")
+    st.plotly_chart(label_chart(counts), key="label_chart", config={"displaylogo": False})
+
+
+def _cluster_cards(idx: Index, res, chosen: tuple | None) -> None:
+    paths = data.all_paths(idx)
+    for line in chunks(list(range(res.k)), COLS):
+        for col, c in zip(st.columns(COLS), line, strict=False):
+            with col:
+                rep = paths[int(res.representatives[c])]
+                size = int(res.sizes[c])
+                widgets.image_card(data.thumbnail(idx, rep),
+                                   card_label("cluster", f"Cluster {c + 1}",
+                                              f"{size:,} image{'s' if size != 1 else ''}", rep))
+                if st.button("Browse", key=f"cluster-{c}", icon=":material/grid_view:",
+                             type="primary" if chosen and chosen[2] == c else "secondary"):
+                    state.put(Key.INSIGHTS_CLUSTER, (idx.version, res.k, c))
+                    state.put(Key.CLUSTER_PAGE, 0)
+                    st.rerun()
+
+
+def clusters_view(idx: Index) -> None:
+    st.subheader("Clusters")
+    lo, hi, default = cluster_k_bounds(len(idx))
+    k = (st.slider("Clusters (k)", lo, hi, default, key=Key.INSIGHTS_K, persist_state="session")
+         if hi > lo else hi)
+    res = data.clusters(idx, k)
+    st.caption(f"K-means on the CNN embeddings of {len(idx):,} images, {res.k} clusters, largest "
+               "first. Each shows the image nearest its centre; browse one to see its members.")
+    chosen = state.get(Key.INSIGHTS_CLUSTER)
+    if not (isinstance(chosen, tuple) and chosen[:2] == (idx.version, res.k)):
+        chosen = None
+    _cluster_cards(idx, res, chosen)
+    if chosen is not None:
+        c = chosen[2]
+        paths = data.all_paths(idx)
+        members = [paths[int(r)] for r in res.members(c)]
+        st.subheader(f"Cluster {c + 1}: {len(members):,} image{'s' if len(members) != 1 else ''}")
+        st.caption("Nearest to the cluster's centre first.")
+        page = widgets.pager("Members", len(members), CLUSTER_PAGE, Key.CLUSTER_PAGE)
+        grid(idx, page_of(members, page, CLUSTER_PAGE), f"member-{c}")
+
+
+def duplicates_view(idx: Index) -> None:
+    st.subheader("Duplicates")
+    st.info("imgrec never deletes, moves or renames your files: this is a report. The CSV "
+            "marks a suggested keeper per group (`keep`: most pixels, then largest file) and "
+            "the others `review`, for you to act on.", icon=":material/shield:")
+    threshold = st.slider("Near-duplicate threshold (cosine similarity)",
+                          DUPLICATE_MIN_THRESHOLD, 1.0, DEFAULT_THRESHOLD, 0.01,
+                          key=Key.DUP_THRESHOLD, persist_state="session")
+    rep = data.duplicates(idx, threshold)
+    c = st.columns(4)
+    c[0].metric("Groups", f"{len(rep.groups):,}")
+    c[1].metric("Exact-copy groups", f"{len(rep.exact):,}")
+    c[2].metric("Near-duplicate groups", f"{len(rep.near):,}")
+    c[3].metric("Images to review", f"{rep.redundant:,}")
+    st.download_button("Download groups (CSV)", duplicates_csv(rep).encode(),
+                       "imgrec-duplicates.csv", "text/csv", on_click="ignore",
+                       icon=":material/download:", key="dup_csv", disabled=not rep.groups)
+    if not rep.groups:
+        st.caption("No duplicates at this threshold.")
+    for g in rep.groups[:GROUPS_SHOWN]:
+        with st.container(border=True, key=f"dup-group-{g.id}"):
+            st.markdown(f"**Group {g.id}** · "
+                        f"{'exact copies' if g.kind == 'exact' else 'near-duplicates'}"
+                        f" · {len(g.members)} images")
+            shown = g.members[:MEMBERS_SHOWN]
+            for col, (i, m) in zip(st.columns(MEMBERS_SHOWN), enumerate(shown), strict=False):
+                with col:
+                    widgets.image_card(data.thumbnail(idx, m.path),
+                                       card_label("keeper" if i == 0 else "duplicate",
+                                                  "★ keeper" if i == 0 else "",
+                                                  member_detail(m, i == 0), m.path))
+            if len(g.members) > MEMBERS_SHOWN:
+                st.caption(f"and {len(g.members) - MEMBERS_SHOWN} more (all in the CSV)")
+    if len(rep.groups) > GROUPS_SHOWN:
+        st.caption(f"Showing the {GROUPS_SHOWN} largest of {len(rep.groups):,} groups; the CSV "
+                   "holds them all.")
+
+
+def _on_graph_select() -> None:
+    rows = selected_rows(state.get(Key.GRAPH_CHART))
+    current, _ = load_index()
+    try:
+        state.put(Key.GRAPH_SELECTED, current.paths(rows) if current and rows else [])
+    except (KeyError, ImgrecError):
+        state.put(Key.GRAPH_SELECTED, [])
+
+
+def graph_view(idx: Index) -> None:
+    st.subheader("Neighbour graph")
+    n = len(idx)
+    c1, c2, c3 = st.columns(3)
+    gk = c1.slider("Neighbours per image (k)", 1, 10, DEFAULT_K, key=Key.GRAPH_K,
+                   persist_state="session")
+    gt = c2.slider("Link threshold (cosine)", 0.0, 0.95, GRAPH_THRESHOLD, 0.05,
+                   key=Key.GRAPH_THRESHOLD, persist_state="session")
+    most = min(n, MAX_SAMPLE)
+    sample = (c3.slider("Images drawn", 2, most, min(DEFAULT_SAMPLE, most), key=Key.GRAPH_SAMPLE,
+                        persist_state="session") if most > 2 else most)
+    if n < 2:
+        st.caption("The graph needs at least two images.")
+        return
+    try:
+        g = data.graph(idx, gk, gt, sample)
+    except (ImgrecError, ValueError) as exc:
+        st.error(f"Graph failed: {exc}", icon=":material/error:")
+        return
+    st.caption(f"{len(g.rows):,} images{' (a fixed random sample)' if len(g.rows) < n else ''}, "
+               f"{len(g.edges):,} links, {g.n_communities:,} Louvain communities (modularity "
+               f"{g.modularity:.2f}), built in {g.seconds:.1f} s. Draw a lasso or box to see "
+               "images.")
+    paths = data.all_paths(idx)
+    st.plotly_chart(graph_figure(g, [paths[int(r)] for r in g.rows]), key=Key.GRAPH_CHART,
+                    on_select=_on_graph_select, selection_mode=("box", "lasso", "points"),
+                    config={"displaylogo": False, "scrollZoom": True})
+    selected = state.selected(Key.GRAPH_SELECTED)
+    if selected:
+        st.subheader(f"{len(selected):,} selected")
+        if len(selected) > GRAPH_SHOWN:
+            st.caption(f"Showing the first {GRAPH_SHOWN}.")
+        grid(idx, selected[:GRAPH_SHOWN], "graph")
+
+
+VIEWS = {"labels": labels_view, "clusters": clusters_view, "duplicates": duplicates_view,
+         "graph": graph_view}
+
+
+def render() -> None:
+    st.title("Insights")
+    idx = widgets.require_index()
+    section = st.segmented_control("Section", list(SECTIONS), format_func=SECTIONS.get,
+                                   key=Key.INSIGHTS_SECTION, required=True, default="labels",
+                                   label_visibility="collapsed",
+                                   persist_state="session") or "labels"
+    VIEWS[section](idx)
+
+
+if __name__ == "__main__":  # Streamlit runs a page as __main__; importing it draws nothing
+    render()

@@ -1,0 +1,59 @@
+"""The dashboard's pages and the router ``app.py`` runs (Streamlit's public ``st.navigation``).
+
+The page scripts live in :mod:`imgrec.app.pages`, inside the package, so an installed wheel
+carries them. There is deliberately no ``pages/`` folder beside ``app.py``: Streamlit treats
+one as a legacy multipage app on the first request of a fresh server (and on every
+``AppTest`` run) until ``st.navigation`` has run, which sends a deep link such as
+``/explore`` straight to the page script, without the router.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import streamlit as st
+
+PAGES_DIR = Path(__file__).resolve().parent / "pages"
+#: name -> (title, icon); the first is the default page, the name is the URL path.
+PAGES = {"search": ("Search", ":material/image_search:"),
+         "explore": ("Explore", ":material/scatter_plot:"),
+         "insights": ("Insights", ":material/insights:"),
+         "dataset": ("Dataset", ":material/photo_library:")}
+
+CSS = """<style>
+  [data-testid="stMainBlockContainer"] { padding-top: 2.5rem; }
+  .imgrec-card { font-size: 0.85rem; line-height: 1.35; color: rgba(31, 35, 48, 0.72);
+                 margin-top: -0.4rem; }
+  .imgrec-card b { color: #1f2330; }
+  .imgrec-path { font-size: 0.8rem; overflow-wrap: break-word; }
+</style>"""
+
+
+def page(name: str) -> st.Page:
+    """The page ``name`` (a key of :data:`PAGES`), for ``st.switch_page`` and ``st.page_link``."""
+    title, icon = PAGES[name]
+    return st.Page(PAGES_DIR / f"{name}.py", title=title, icon=icon, url_path=name,
+                   default=name == next(iter(PAGES)))
+
+
+def go(name: str) -> None:
+    """Switch to page ``name`` (ends this run)."""
+    st.switch_page(page(name))
+
+
+def main() -> None:
+    """Page config, navigation, the shared sidebar, then the page, behind an error boundary."""
+    from imgrec.app.widgets import sidebar
+
+    st.set_page_config(page_title="imgrec — image recommender",
+                       page_icon=":material/photo_library:", layout="wide")
+    current = st.navigation([page(name) for name in PAGES])
+    st.html(CSS)
+    sidebar()
+    try:
+        current.run()
+    except Exception as exc:  # last line of defence: a message, never a traceback
+        logging.getLogger("imgrec.app").exception("page %s failed", current.title)
+        st.error(f"Unexpected error on this page: {type(exc).__name__}: {exc}",
+                 icon=":material/error:")

@@ -1,0 +1,55 @@
+"""Square JPEG thumbnails of indexed images and uploads, and data URIs for plot images."""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Any
+
+from imgrec import images
+from imgrec.errors import ImageError, ImgrecError
+from imgrec.index.index import Index
+
+THUMB_SIZE = 256
+
+
+#: Letterbox colour of thumbnails (the theme's secondary background).
+THUMB_BACKGROUND = (243, 245, 249)
+
+
+def _encode(im: Any, size: int) -> bytes:
+    """JPEG bytes of ``im`` centred on a square canvas, so result grids line up."""
+    from PIL import Image
+
+    canvas = Image.new("RGB", (size, size), THUMB_BACKGROUND)
+    canvas.paste(im, ((size - im.width) // 2, (size - im.height) // 2))
+    buf = io.BytesIO()
+    canvas.save(buf, "JPEG", quality=85)
+    return buf.getvalue()
+
+
+def thumbnail_bytes(idx: Index, path: str, size: int = THUMB_SIZE) -> bytes | None:
+    """A square JPEG thumbnail of an indexed image, or None when the file is gone or unreadable.
+
+    The path goes through :meth:`Index.resolve`, which refuses anything outside the gallery.
+    """
+    try:
+        return _encode(images.thumbnail(idx.resolve(path), size), size)
+    except (ImgrecError, OSError, MemoryError):
+        return None
+
+
+def upload_thumbnail(data: bytes, size: int = THUMB_SIZE) -> bytes | None:
+    """A square JPEG thumbnail of uploaded bytes (None when they do not decode)."""
+    try:
+        rgb, _ = images.load_image(data)
+    except (ImageError, MemoryError):
+        return None
+    rgb = rgb.copy()
+    rgb.thumbnail((size, size))
+    return _encode(rgb, size)
+
+
+def data_uri(jpeg: bytes) -> str:
+    """A ``data:`` URI of JPEG bytes (for plotly layout images)."""
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
