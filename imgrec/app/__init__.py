@@ -1,1 +1,1 @@
-"""Dashboard support: the only package besides ``pages/`` that imports streamlit."""
+"""The dashboard (the only package that imports streamlit): view models, state, caches, pages."""

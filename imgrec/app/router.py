@@ -13,6 +13,7 @@ import logging
 from pathlib import Path
 
 import streamlit as st
+from PIL import Image, ImageDraw
 
 PAGES_DIR = Path(__file__).resolve().parent / "pages"
 #: name -> (title, icon); the first is the default page, the name is the URL path.
@@ -28,6 +29,18 @@ CSS = """<style>
   .imgrec-card b { color: #1f2330; }
   .imgrec-path { font-size: 0.8rem; overflow-wrap: break-word; }
 </style>"""
+
+
+@st.cache_resource(show_spinner=False)
+def favicon() -> Image.Image:
+    """The tab icon, drawn here: a ``:material/...`` page icon makes the browser fetch it from
+    fonts.gstatic.com, which an offline dashboard must not do."""
+    im = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
+    d = ImageDraw.Draw(im)
+    d.rounded_rectangle((2, 8, 61, 55), radius=8, fill="#3b5bdb")
+    d.polygon([(8, 49), (26, 26), (36, 38), (43, 31), (56, 49)], fill="#ffffff")
+    d.ellipse((40, 14, 50, 24), fill="#ffd43b")
+    return im
 
 
 def page(name: str) -> st.Page:
@@ -47,7 +60,7 @@ def main() -> None:
     from imgrec.app.widgets import sidebar
 
     st.set_page_config(page_title="imgrec — image recommender",
-                       page_icon=":material/photo_library:", layout="wide")
+                       page_icon=favicon(), layout="wide")
     current = st.navigation([page(name) for name in PAGES])
     st.html(CSS)
     sidebar()

@@ -18,6 +18,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 # set IMGREC_SCREENSHOTS=docs/screenshots to refresh the README's pictures
 SHOTS = Path(os.environ.get("IMGREC_SCREENSHOTS") or tempfile.mkdtemp(prefix="imgrec-shots-"))
 K = 5
+OUTSIDE: list[str] = []  # requests the pages made to anything but the dashboard itself
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update"]
 
@@ -50,46 +52,77 @@ def chromium() -> Path:
     return CHROMIUM
 
 
+@dataclass
+class Server:
+    """A running dashboard: its URL, its process and its log file."""
+
+    url: str
+    proc: subprocess.Popen
+    log: Path
+
+
+def start_like_make_run(env: dict[str, str], log: Path) -> Server:
+    """`streamlit run app.py --server.port PORT` from the checkout, exactly as `make run` does
+    (no other flags, no STREAMLIT_* variables: the rest comes from .streamlit/config.toml)."""
+    port = _free_port()
+    env = {k: v for k, v in env.items() if not k.startswith("STREAMLIT_")}
+    streamlit = Path(sys.executable).with_name("streamlit")
+    fh = log.open("w")
+    proc = subprocess.Popen([str(streamlit), "run", "app.py", "--server.port", str(port)],
+                            cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
+    fh.close()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.read().strip() == b"ok":
+                    return Server(url, proc, log)
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop(proc)
+            pytest.fail("streamlit did not start:\n" + log.read_text())
+        time.sleep(0.3)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @pytest.fixture(scope="module")
-def server(chromium: Path, tiny_gallery: Path, app_embedder,
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`streamlit run app.py` on a free port against an index of its own (it gets rebuilt)."""
+def served(chromium: Path, tiny_gallery: Path, app_embedder,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The dashboard started as `make run` does, against an index of its own (it gets rebuilt)."""
     tmp = tmp_path_factory.mktemp("browser")
     gallery = tmp / "gallery"
     shutil.copytree(tiny_gallery, gallery)
     index_dir = tmp / "index"
     build_index(gallery, index_dir, embedder=app_embedder, workers=0)
-    port = _free_port()
     env = {**os.environ, "IMGREC_INDEX_DIR": str(index_dir), "IMGREC_DEMO_DIR": str(tmp / "demo")}
-    log = (tmp / "streamlit.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-         "--server.port", str(port), "--browser.gatherUsageStats", "false",
-         "--server.fileWatcherType", "none"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    srv = start_like_make_run(env, tmp / "streamlit.log")
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("streamlit did not start:\n" + (tmp / "streamlit.log").read_text())
-            time.sleep(0.3)
-        yield url
+        yield srv
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-        text = (tmp / "streamlit.log").read_text()
+        stop(srv.proc)
+        text = srv.log.read_text()
         assert "Traceback" not in text, text
+
+
+@pytest.fixture(scope="module")
+def server(served: Server) -> str:
+    return served.url
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +133,8 @@ def page(server: str, chromium: Path):
         browser = pw.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
         pg = browser.new_page(viewport={"width": 1440, "height": 1000})
         pg.set_default_timeout(90_000)
+        pg.on("request", lambda r: OUTSIDE.append(r.url)
+              if not r.url.startswith(("http://127.0.0.1", "data:", "blob:")) else None)
         yield pg
         browser.close()
 
@@ -144,6 +179,13 @@ def lasso_all(pg, plot) -> None:
     pg.mouse.up()
 
 
+def expect(locator):
+    """Playwright's retrying assertions (imported here: playwright is optional)."""
+    from playwright.sync_api import expect as pw_expect
+
+    return pw_expect(locator)
+
+
 def no_exception(pg) -> None:
     assert pg.locator('[data-testid="stException"]').count() == 0
     assert "Unexpected error" not in pg.inner_text("body")
@@ -156,6 +198,23 @@ def test_deep_link_on_a_fresh_server_gets_the_router(page, server: str) -> None:
     settle(page)
     links = page.locator('[data-testid="stSidebarNav"] a').all_inner_texts()
     assert [t.split()[-1] for t in links] == ["Search", "Explore", "Insights", "Dataset"]
+    page.wait_for_selector('[data-testid="stPlotlyChart"] .js-plotly-plot')  # the page itself ran
+    no_exception(page)
+    shoot(page, "explore-deep-link")
+
+
+def test_idle_server_uses_little_cpu_and_logs_no_watcher(page, served: Server) -> None:
+    """One tab open on a page, nothing happening: the server stays quiet (it used to burn
+    ~13 CPU-seconds per 20 s in its file watcher and print "Inotify queue overflowed")."""
+    page.goto(f"{served.url}/insights")
+    page.wait_for_selector('h1:has-text("Insights")')
+    settle(page)
+    before = cpu_seconds(served.proc.pid)
+    time.sleep(20)
+    used = cpu_seconds(served.proc.pid) - before
+    log = served.log.read_text()
+    assert used < 2.0, f"the idle server used {used:.1f} CPU-seconds in 20 s"
+    assert not re.search(r"inotify|watchdog|watcher", log, re.I), log
     no_exception(page)
 
 
@@ -203,7 +262,7 @@ def test_explore_scatter_renders_and_selection_shows_images(page, server: str) -
     lasso_all(page, page.locator(".js-plotly-plot"))
     page.wait_for_selector("text=12 selected images")
     settle(page)
-    assert page.get_by_role("button", name=re.compile("Use as query")).count() == 12
+    expect(page.get_by_role("button", name=re.compile("Use as query"))).to_have_count(12)
     shoot(page, "explore-selection")
     page.get_by_role("button", name=re.compile("Use as query")).first.click()
     page.wait_for_selector('h1:has-text("Search")')
@@ -250,7 +309,7 @@ def test_insights_sections_and_the_neighbour_graph_in_webgl(page, server: str) -
     lasso_all(page, plot)
     page.wait_for_selector("text=12 selected")
     settle(page)
-    assert page.get_by_role("button", name=re.compile("Use as query")).count() == 12
+    expect(page.get_by_role("button", name=re.compile("Use as query"))).to_have_count(12)
     shoot(page, "insights-graph")
 
 
@@ -265,3 +324,8 @@ def test_dataset_page_and_rebuild_with_live_progress(page, server: str) -> None:
     settle(page)
     no_exception(page)
     assert page.locator('[data-testid="stMetricValue"]').first.inner_text() == "12"
+
+
+def test_no_page_fetched_anything_from_outside() -> None:
+    """The dashboard works offline: no page asked for a resource outside the server."""
+    assert not OUTSIDE, sorted(set(OUTSIDE))
