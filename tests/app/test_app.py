@@ -657,3 +657,25 @@ def test_explore_colours_by_gallery_clusters_with_representatives(make_app, tiny
     assert reps[0]["text"] == [p.split("/")[-1] for p in idx.paths(res.representatives)]
     assert len(spec["layout"]["images"]) == 3
     assert "representative" in at.main.caption[0].value
+
+
+def test_explore_and_insights_show_the_same_clusters(make_app, tiny_index: Path) -> None:
+    """One K-means: the Explore colouring is the Insights page's clustering for the same k."""
+    at = make_app(tiny_index)
+    at.run()
+    at.switch_page("imgrec/app/pages/explore.py").run()
+    at.slider(key="explore_k").set_value(4).run()
+    assert_clean(at)
+    colours = {t["name"]: sorted(t["customdata"]) for t in plotly_spec(at)["data"]
+               if t["name"].startswith("cluster ")}
+    at.switch_page(INSIGHTS).run()
+    at.segmented_control(key="insights_section").set_value("clusters").run()
+    at.slider(key="insights_k").set_value(4).run()
+    assert_clean(at)
+    idx = Index.open(tiny_index)
+    shown = [(d, p) for kind, _, d, p in cards(at) if kind == "cluster"]
+    assert len(shown) == len(colours) == 4
+    for c, (size, rep) in enumerate(shown):  # Insights' cluster c+1 is Explore's "cluster c+1"
+        members = colours[f"cluster {c + 1}"]
+        assert idx.row_of(rep) in members
+        assert size == f"{len(members)} image{'s' if len(members) != 1 else ''}"
