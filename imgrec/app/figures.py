@@ -45,27 +45,7 @@ def scatter_figure(proj: Projection, paths: Sequence[str], groups: Sequence[str]
             traces.append(go.Scatter3d(x=c[:, 0], y=c[:, 1], z=c[:, 2], **common))
         else:
             traces.append(go.Scattergl(x=c[:, 0], y=c[:, 1], **common))
-    # Scatter3d knows only a few symbols (circle, square, diamond, cross, x and -open forms)
-    styles = {"query": {"symbol": "diamond" if three else "star", "size": 9 if three else 20,
-                        "color": "#e8175d", "line": {"width": 1.5, "color": "#ffffff"}},
-              "result": {"symbol": "circle-open", "size": 7 if three else 15, "color": "#111111",
-                         "line": {"width": 2.5, "color": "#111111"}},
-              "rep": {"symbol": "square", "size": 6 if three else 13, "color": "#ffffff",
-                      "line": {"width": 2, "color": "#1f2330"}}}
-    for h in highlights:
-        if not len(h.coords):
-            continue
-        common = {"mode": "markers", "name": h.name, "customdata": list(h.rows),
-                  "hovertext": list(h.labels), "hoverinfo": "text", "marker": styles[h.kind]}
-        if h.kind == "rep":
-            common.update(mode="markers+text", textposition="top center",
-                          text=[lab.rsplit("/", 1)[-1] for lab in h.labels],
-                          textfont={"size": 10, "color": "#1f2330"})
-        if three:
-            traces.append(go.Scatter3d(x=h.coords[:, 0], y=h.coords[:, 1], z=h.coords[:, 2],
-                                       **common))
-        else:
-            traces.append(go.Scattergl(x=h.coords[:, 0], y=h.coords[:, 1], **common))
+    traces += _highlight_traces(highlights, three)
     fig = go.Figure(traces)
     ax = [f"{title_prefix}{i + 1} ({100 * proj.explained[i]:.1f} %)" for i in range(3)]
     fig.update_layout(height=600 if not three else 680, margin={"l": 10, "r": 10, "t": 40, "b": 10},
@@ -83,6 +63,35 @@ def scatter_figure(proj: Projection, paths: Sequence[str], groups: Sequence[str]
                                      sizex=size, sizey=size, xanchor="center", yanchor="middle",
                                      layer="above", opacity=0.95)
     return fig
+
+
+def _highlight_traces(highlights: Sequence[Highlight], three: bool) -> list[Any]:
+    """Traces of the queries (stars), results (rings) and representatives (labelled squares)."""
+    import plotly.graph_objects as go
+
+    # Scatter3d knows only a few symbols (circle, square, diamond, cross, x and -open forms)
+    styles = {"query": {"symbol": "diamond" if three else "star", "size": 9 if three else 20,
+                        "color": "#e8175d", "line": {"width": 1.5, "color": "#ffffff"}},
+              "result": {"symbol": "circle-open", "size": 7 if three else 15, "color": "#111111",
+                         "line": {"width": 2.5, "color": "#111111"}},
+              "rep": {"symbol": "square", "size": 6 if three else 13, "color": "#ffffff",
+                      "line": {"width": 2, "color": "#1f2330"}}}
+    traces = []
+    for h in highlights:
+        if not len(h.coords):
+            continue
+        common = {"mode": "markers", "name": h.name, "customdata": list(h.rows),
+                  "hovertext": list(h.labels), "hoverinfo": "text", "marker": styles[h.kind]}
+        if h.kind == "rep":
+            common.update(mode="markers+text", textposition="top center",
+                          text=[lab.rsplit("/", 1)[-1] for lab in h.labels],
+                          textfont={"size": 10, "color": "#1f2330"})
+        if three:
+            traces.append(go.Scatter3d(x=h.coords[:, 0], y=h.coords[:, 1], z=h.coords[:, 2],
+                                       **common))
+        else:
+            traces.append(go.Scattergl(x=h.coords[:, 0], y=h.coords[:, 1], **common))
+    return traces
 
 
 def _natural(label: str) -> tuple[int, Any]:

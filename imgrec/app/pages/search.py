@@ -118,7 +118,7 @@ def controls(idx: Index) -> View:
         help="Keep only results whose top-5 ImageNet labels match these words.")
     pca_components = None
     if method == "pca":
-        most = int(idx.manifest["pca_components"])
+        most = data.facts(idx).pca_components
         pca_components = st.slider("PCA components", 1, max(2, most), most,
                                    key=Key.PCA_COMPONENTS, disabled=most < 2,
                                    persist_state="session")
