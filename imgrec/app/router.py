@@ -4,7 +4,9 @@ The page scripts live in :mod:`imgrec.app.pages`, inside the package, so an inst
 carries them. There is deliberately no ``pages/`` folder beside ``app.py``: Streamlit treats
 one as a legacy multipage app on the first request of a fresh server (and on every
 ``AppTest`` run) until ``st.navigation`` has run, which sends a deep link such as
-``/explore`` straight to the page script, without the router.
+``/explore`` straight to the page script, without the router (Streamlit's documentation: the
+app ignores ``pages/`` only "as soon as any session of your app executes the st.navigation
+command").
 """
 
 from __future__ import annotations
