@@ -15,17 +15,17 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from imgrec import images
 from imgrec.build import sync
-from imgrec.build.decode import PIPELINE_VERSION, TASK_FILES, FileResult
+from imgrec.build.decode import PIPELINE_VERSION, TASK_FILES, FileResult, Task
 from imgrec.build.local import LocalFeatures
 from imgrec.build.lock import BuildLock
 from imgrec.build.publish import publish
+from imgrec.build.report import BuildReport, Progress, Tracker
 from imgrec.build.workstore import FLUSH_EVERY, FeatureBatch, WorkStore
 from imgrec.errors import ImgrecError
 from imgrec.features.embedding import DEFAULT_MODEL, CNNEmbedder, Embedder
@@ -38,71 +38,7 @@ __all__ = ["BATCH_SIZE", "TASK_FILES", "Build", "BuildReport", "Progress", "buil
 BATCH_SIZE = 16  # images per CNN forward pass (8 and 16 measure alike on 2 CPU cores)
 #: A feature producer (see :class:`~imgrec.build.local.LocalFeatures`): given the files to
 #: read and the content hashes already known, yields results and feature batches.
-Producer = Callable[[list, frozenset], Iterable[FileResult | FeatureBatch]]
-
-
-@dataclass
-class Progress:
-    """A progress report: ``done`` of ``total`` files in ``stage`` (features/write).
-
-    In the features stage a file is done once it is finished: its features are computed
-    and handed to the work store, or it is skipped with a reason, or nothing had to be
-    computed for it. A file that is decoded and waits for the CNN is not done yet.
-    """
-
-    stage: str
-    done: int
-    total: int
-    elapsed: float
-    start: int = 0  # files already done (unchanged) when the stage began
-
-    @property
-    def rate(self) -> float:
-        """Files per second finished in this stage (files done at its start not counted)."""
-        return (self.done - self.start) / self.elapsed if self.elapsed > 0 else 0.0
-
-    @property
-    def eta(self) -> float | None:
-        """Seconds left at the current rate (None before the first file is finished)."""
-        return (self.total - self.done) / self.rate if self.rate > 0 else None
-
-
-@dataclass
-class BuildReport:
-    """What a build did."""
-
-    gallery: Path
-    index_dir: Path
-    version: str = ""
-    model: str = ""
-    indexed: int = 0
-    added: int = 0
-    updated: int = 0
-    moved: int = 0
-    removed: int = 0
-    unchanged: int = 0
-    computed: int = 0  # images that went through decode + CNN in this run
-    resumed: int = 0  # images whose features came from an interrupted build
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-
-    @property
-    def rate(self) -> float:
-        return self.computed / self.seconds if self.seconds > 0 else 0.0
-
-    def summary(self) -> str:
-        lines = [f"indexed {self.indexed} images from {self.gallery} into {self.index_dir} "
-                 f"({self.model}) in {self.seconds:.1f} s"
-                 + (f", {self.rate:.1f} images/s" if self.computed else ""),
-                 f"added {self.added}, updated {self.updated}, moved {self.moved}, "
-                 f"removed {self.removed}, unchanged {self.unchanged}, "
-                 f"skipped {len(self.skipped)}"
-                 + (f", resumed {self.resumed} from an interrupted build" if self.resumed else "")]
-        lines += [f"  skipped {p}: {why}" for p, why in self.skipped[:20]]
-        if len(self.skipped) > 20:
-            lines.append(f"  ... and {len(self.skipped) - 20} more (see `imgrec info`)")
-        return "\n".join(lines + self.notes)
+Producer = Callable[[list[Task], frozenset[str]], Iterable[FileResult | FeatureBatch]]
 
 
 def build_index(gallery: str | os.PathLike, index_dir: str | os.PathLike | None = None, *,
@@ -237,7 +173,7 @@ class Build:
         """Read every file of ``plan.todo``; store the features of new content in ``ws``."""
         known = frozenset(prev.by_sha if prev else ()) | ws.resumable
         waiting: Counter[str] = Counter()  # files per content hash waiting for features
-        tracker = _Tracker(self.progress, plan.total, plan.total - len(plan.todo))
+        tracker = Tracker(self.progress, plan.total, plan.total - len(plan.todo))
         workers = (os.cpu_count() or 1) if self.workers is None else self.workers
         producer = self.producer or LocalFeatures(emb, workers, self.batch_size)
         tracker.tick()
@@ -279,6 +215,7 @@ class Build:
             reasons = "; ".join(f"{p}: {w}" for p, w in report.skipped[:3])
             raise ImgrecError(f"none of the {len(entries)} files in {root} could be read "
                               f"({reasons}); the previous index is unchanged")
+        t_write = time.perf_counter()
         if self.progress:
             self.progress(Progress("write", 0, report.indexed, 0.0))
         manifest = {"model": emb.name, "gallery_root": str(root), "pipeline": PIPELINE_VERSION,
@@ -286,25 +223,6 @@ class Build:
         report.version, notes = publish(index_dir, entries, plan, prev, ws, emb.dim, manifest,
                                         self.pca_components)
         report.notes += notes
-
-
-class _Tracker:
-    """Counts finished files and reports :class:`Progress` (every 8 files, and the last)."""
-
-    def __init__(self, progress: Callable[[Progress], None] | None, total: int, start: int
-                 ) -> None:
-        self.progress, self.total, self.start = progress, total, start
-        self.done = start
-        self.t0 = time.perf_counter()
-        self._last = -1
-
-    def finish(self, n: int, final: bool = False) -> None:
-        self.done += n
-        if final or self.done // 8 != self._last // 8 or self.done == self.total:
-            self.tick()
-
-    def tick(self) -> None:
-        self._last = self.done
-        if self.progress:
-            self.progress(Progress("features", self.done, self.total,
-                                   time.perf_counter() - self.t0, self.start))
+        if self.progress:  # published: every row is written
+            self.progress(Progress("write", report.indexed, report.indexed,
+                                   time.perf_counter() - t_write))

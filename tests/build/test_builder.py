@@ -52,7 +52,8 @@ def test_build_counts_skips_and_features(write_gallery, broken_files, tiny_embed
     feats = [p for p in progress if p.stage == "features"]
     assert feats[-1].done == feats[-1].total == 13
     assert [p.done for p in feats] == sorted(p.done for p in feats)
-    assert any(p.stage == "write" for p in progress)
+    writes = [(p.done, p.total) for p in progress if p.stage == "write"]
+    assert writes == [(0, 9), (9, 9)]  # started, then published
 
     idx = Index.open(tmp_path / "index", embedder=tiny_embedder)
     assert len(idx) == 9
