@@ -179,7 +179,7 @@ def cli_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 def demo_cli(tmp_path_factory: pytest.TempPathFactory, cli_env: dict[str, str]) -> SimpleNamespace:
     """The end-to-end path a user takes, run once per session in subprocesses:
     ``python -m imgrec demo --out D`` then ``python -m imgrec index D --index I``
-    (default worker processes, the real EfficientNet-Lite0). ``test_cli.py`` checks the
+    (default worker processes, the real EfficientNet-Lite0). ``tests/cli/test_cli.py`` checks the
     outputs; every other demo-based test uses the resulting gallery and index."""
     work = tmp_path_factory.mktemp("demo")
     gallery, index = work / "gallery", work / "index"

@@ -79,6 +79,7 @@ def test_exports_refuse_the_gallery(demo_index, demo_gallery):
 
 
 def test_catalog_csv(demo_index, tmp_path):
+    (tmp_path / "c").mkdir()  # the CSV's folder must exist: export creates no folders
     path = export_csv(demo_index, tmp_path / "c" / "catalog.csv", k_clusters=14)
     with open(path, newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import multiprocessing as mp
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -14,6 +19,17 @@ from imgrec.features.color import histogram
 
 #: Bumped whenever decoding or feature definitions change (invalidates resumable work).
 PIPELINE_VERSION = 2  # 2: JPEG drafts to >= 448 px (was 512)
+TASK_FILES = 8  # files per worker task
+
+
+class Task(NamedTuple):
+    """One gallery file to read: its path, gallery-relative name, size, mtime, crop side."""
+
+    path: str
+    rel: str
+    size: int
+    mtime_ns: int
+    crop_size: int
 
 
 @dataclass
@@ -68,10 +84,46 @@ _KNOWN: frozenset[str] = frozenset()  # set once per worker process by init_work
 
 
 def init_worker(known: frozenset[str]) -> None:
+    """Worker initialiser: the content hashes whose features are already known."""
     global _KNOWN
     _KNOWN = known
 
 
-def process_many(tasks: list[tuple[str, str, int, int, int]]) -> list[FileResult]:
+def process_safe(task: Task, known: frozenset[str]) -> FileResult:
+    """:func:`process`, with any unexpected decoder failure recorded as the file's error."""
+    try:
+        return process(*task, known=known)
+    except Exception as exc:  # a bad file must never stop a build
+        res = FileResult(task.rel, task.size, task.mtime_ns)
+        res.error = f"unreadable: {type(exc).__name__}: {exc}"
+        return res
+
+
+def _process_tasks(tasks: list[Task]) -> list[FileResult]:
     """Worker entry point: several files per task to amortise inter-process traffic."""
-    return [process(*t, known=_KNOWN) for t in tasks]
+    return [process_safe(t, _KNOWN) for t in tasks]
+
+
+def decode_all(todo: list[Task], workers: int, known: frozenset[str],
+               inflight: int | None = None) -> Iterator[FileResult]:
+    """Process ``todo`` in ``workers`` processes with bounded look-ahead, results in order.
+
+    With ``workers`` 0 (or only a few files) everything runs in this process.
+    """
+    if workers <= 0 or len(todo) < 2 * TASK_FILES:
+        for t in todo:
+            yield process_safe(t, known)
+        return
+    inflight = inflight or max(4, 2 * workers + 2)
+    tasks = iter([todo[i:i + TASK_FILES] for i in range(0, len(todo), TASK_FILES)])
+    ctx = mp.get_context("spawn")  # safe beside torch threads and Streamlit's threads
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=init_worker,
+                             initargs=(known,)) as pool:
+        pending: deque[Future[list[FileResult]]] = deque(
+            pool.submit(_process_tasks, t) for _, t in zip(range(inflight), tasks, strict=False))
+        while pending:
+            done = pending.popleft().result()
+            nxt = next(tasks, None)
+            if nxt is not None:
+                pending.append(pool.submit(_process_tasks, nxt))
+            yield from done

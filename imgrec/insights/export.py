@@ -180,8 +180,7 @@ def export_csv(index: Index, out_csv: str | os.PathLike, *, k_clusters: int = DE
     res = cluster_result or (clusters(index, k_clusters, seed=seed) if len(index) else None)
     top5 = np.asarray(index.labels_top5) if index.labels_top5 is not None else None
     prob5 = np.asarray(index.labels_prob5) if index.labels_prob5 is not None else None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as fh:
+    with open(path, "w", newline="", encoding="utf-8") as fh:  # no folder is created
         w = csv.writer(fh)
         w.writerow(CSV_COLUMNS)
         for e in entries:

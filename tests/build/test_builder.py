@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from support import TinyEmbedder
 
 from imgrec import Index, build_index
 from imgrec.build import builder as build_mod
@@ -51,7 +52,8 @@ def test_build_counts_skips_and_features(write_gallery, broken_files, tiny_embed
     feats = [p for p in progress if p.stage == "features"]
     assert feats[-1].done == feats[-1].total == 13
     assert [p.done for p in feats] == sorted(p.done for p in feats)
-    assert any(p.stage == "write" for p in progress)
+    writes = [(p.done, p.total) for p in progress if p.stage == "write"]
+    assert writes == [(0, 9), (9, 9)]  # started, then published
 
     idx = Index.open(tmp_path / "index", embedder=tiny_embedder)
     assert len(idx) == 9
@@ -218,3 +220,30 @@ def test_file_name_that_is_not_utf8(photos, tiny_embedder, tmp_path):
     idx = Index.open(tmp_path / "ix")
     assert idx.all_paths() == ["ok.jpg"]
     assert idx.skipped() == report.skipped
+
+
+def test_progress_counts_images_whose_features_are_stored(write_gallery, tmp_path):
+    """A decoded image waiting for the CNN is not done: when the embedder starts a batch,
+    the progress reported so far counts only images whose features were already stored."""
+    gallery = write_gallery(tmp_path / "g", names=("chelsea", "coffee", "astronaut", "rocket"),
+                            variants=4)
+    (gallery / "broken.jpg").write_bytes(b"not an image")
+    progress: list = []
+
+    seen: list[tuple[int, int]] = []  # (images embedded before a call, progress done then)
+
+    class Watching(TinyEmbedder):
+        def embed(self, crops):
+            seen.append((self.images, progress[-1].done if progress else 0))
+            return super().embed(crops)
+
+    emb = Watching()
+    build_index(gallery, tmp_path / "ix", embedder=emb, workers=0, batch_size=16,
+                progress=progress.append)
+    assert seen and seen[0][0] == 0
+    for embedded, done in seen:
+        assert done <= embedded + 1, seen  # + the broken file, finished when read
+    feats = [p for p in progress if p.stage == "features"]
+    assert feats[-1].done == feats[-1].total == 17
+    assert [p.done for p in feats] == sorted(p.done for p in feats)
+    assert feats[-1].rate == pytest.approx((17 - feats[-1].start) / feats[-1].elapsed)

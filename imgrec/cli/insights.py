@@ -1,0 +1,163 @@
+"""The insight commands: ``labels``, ``duplicates``, ``clusters``, ``graph``, ``export``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter
+
+from imgrec.cli.commands import index_dir as _index_dir
+from imgrec.cli.output import printable, writing
+from imgrec.errors import ImgrecError
+
+EXIT_OK = 0
+
+
+def _labels(args: argparse.Namespace) -> int:
+    from imgrec.index.index import Index
+    from imgrec.insights.labels import label_counts, labels_of
+
+    idx = Index.open(_index_dir(args.index))
+    if args.image:
+        labels = labels_of(idx, idx.row_of(args.image.removeprefix("@")))
+        if args.json:
+            print(json.dumps({"path": args.image, "labels": [
+                {"class_id": lb.class_id, "label": lb.name, "probability": round(lb.probability, 6)}
+                for lb in labels]}, indent=2))
+            return EXIT_OK
+        print(printable(args.image))
+        for lb in labels:
+            print(f"  {lb.probability:6.1%}  {lb.name}")
+        if not labels:
+            print("  (no labels stored for this image)")
+        return EXIT_OK
+    if args.top < 1:
+        raise ImgrecError(f"--top must be at least 1, got {args.top}")
+    counts = label_counts(idx, args.top)
+    if args.json:
+        print(json.dumps({"images": len(idx), "labels": [
+            {"class_id": c.class_id, "label": c.name, "count": c.count} for c in counts]},
+            indent=2))
+        return EXIT_OK
+    print(f"top-1 ImageNet labels of {len(idx)} images ({idx.model}), most frequent first")
+    width = max((len(c.name) for c in counts), default=5)
+    most = max((c.count for c in counts), default=1)
+    for c in counts:
+        print(f"  {c.count:>6}  {c.name:<{width}}  {'#' * max(1, round(30 * c.count / most))}")
+    return EXIT_OK
+
+
+def _duplicates(args: argparse.Namespace) -> int:
+    from imgrec.index.index import Index
+    from imgrec.insights.duplicates import DEFAULT_THRESHOLD, find_duplicates, write_csv
+
+    idx = Index.open(_index_dir(args.index))
+    threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
+    rep = find_duplicates(idx, threshold, near=not args.exact_only)
+    if args.csv:
+        with writing(args.csv):
+            write_csv(rep, args.csv)
+    if args.json:
+        print(json.dumps(rep.to_dict(), indent=2))
+        return EXIT_OK
+    kinds = Counter(g.kind for g in rep.groups)
+    what = "exact copies only" if args.exact_only else f"cosine >= {rep.threshold:g}"
+    print(f"{len(rep.groups)} duplicate groups ({kinds['exact']} exact, {kinds['near']} near; "
+          f"{what}) among {rep.images} images, {rep.redundant} images beyond one per group; "
+          f"{rep.seconds:.2f} s")
+    for g in rep.groups:
+        print(f"\ngroup {g.id} ({g.kind}, {len(g.members)} images)")
+        for i, m in enumerate(g.members):
+            tag = "keep  " if i == 0 else "      "
+            print(f"  {tag}{m.similarity:6.3f}  {m.width}x{m.height}  {m.size:>9} B  {printable(m.path)}")
+    if args.csv:
+        print(f"\nwrote {printable(str(args.csv))} (imgrec deletes nothing: the CSV is a list to review)")
+    return EXIT_OK
+
+
+def _clusters(args: argparse.Namespace) -> int:
+    from imgrec.index.index import Index
+    from imgrec.insights.clusters import clusters
+
+    idx = Index.open(_index_dir(args.index))
+    if args.k < 1:
+        raise ImgrecError(f"-k must be at least 1, got {args.k}")
+    res = clusters(idx, args.k, seed=args.seed)
+    reps = idx.paths(res.representatives)
+    if args.json:
+        print(json.dumps({"k": res.k, "seed": args.seed, "clusters": [
+            {"cluster": c, "size": int(res.sizes[c]), "representative": reps[c]}
+            for c in range(res.k)]}, indent=2))
+        return EXIT_OK
+    print(f"{res.k} K-means clusters of {len(idx)} images (seed {args.seed}), largest first")
+    print(f"  {'cluster':>7}  {'size':>6}  representative (nearest its centroid)")
+    for c in range(res.k):
+        print(f"  {c:>7}  {int(res.sizes[c]):>6}  {printable(reps[c])}")
+    return EXIT_OK
+
+
+def _graph(args: argparse.Namespace) -> int:
+    from imgrec.index.index import Index
+    from imgrec.insights.graph import neighbour_graph
+
+    idx = Index.open(_index_dir(args.index))
+    try:
+        g = neighbour_graph(idx, k=args.k, threshold=args.threshold, sample=args.sample,
+                            seed=args.seed)
+    except ValueError as exc:
+        raise ImgrecError(str(exc)) from None
+    paths = idx.paths(g.rows)
+    sizes = g.community_sizes()
+    if args.json:
+        print(json.dumps({"nodes": [{"path": p, "x": round(float(x), 5), "y": round(float(y), 5),
+                                     "community": int(c)}
+                                    for p, x, y, c in zip(paths, g.x, g.y, g.community,
+                                                          strict=True)],
+                          "edges": [[int(a), int(b), round(float(w), 5)]
+                                    for (a, b), w in zip(g.edges, g.weights, strict=True)],
+                          "communities": len(sizes), "modularity": round(g.modularity, 5),
+                          "seconds": round(g.seconds, 3)}))
+        return EXIT_OK
+    print(f"{len(g.rows)} images, {len(g.edges)} links (k {args.k}, cosine >= {args.threshold:g}), "
+          f"{len(sizes)} communities, modularity {g.modularity:.3f}; {g.seconds:.2f} s")
+    for c, size in enumerate(sizes[:20]):
+        members = [paths[i] for i in range(len(paths)) if g.community[i] == c][:3]
+        print(f"  community {c:>3}  {int(size):>5} images  e.g. {printable(', '.join(members))}")
+    if len(sizes) > 20:
+        print(f"  ... and {len(sizes) - 20} more")
+    return EXIT_OK
+
+
+def _export(args: argparse.Namespace) -> int:
+    from imgrec.index.index import Index
+    from imgrec.insights.export import export_csv, export_projector
+
+    idx = Index.open(_index_dir(args.index))
+    if args.clusters < 1:
+        raise ImgrecError(f"--clusters must be at least 1, got {args.clusters}")
+    if args.format == "csv":
+        with writing(args.out_csv):
+            path = export_csv(idx, args.out_csv, k_clusters=args.clusters, seed=args.seed)
+        print(f"wrote {path}: {len(idx.entries())} catalog rows with label and cluster")
+        return EXIT_OK
+    if args.sample < 0:
+        raise ImgrecError(f"--sample must be 0 (all) or more, got {args.sample}")
+    t = time.perf_counter()
+    with writing(args.out_dir):
+        ex = export_projector(idx, args.out_dir, sample=args.sample or None, seed=args.seed,
+                              k_clusters=args.clusters)
+    print(f"wrote {len(ex.rows)} of {len(idx)} images ({ex.dim}-d) to {ex.out_dir} in "
+          f"{time.perf_counter() - t:.1f} s: tensors.tsv, metadata.tsv, sprite.png "
+          f"({ex.sprite_size[0]}x{ex.sprite_size[1]}, {ex.thumb} px cells), "
+          "projector_config.pbtxt, projector_config.json")
+    if ex.unreadable:
+        print(f"note: {ex.unreadable} thumbnails left grey (file unreadable now)", file=sys.stderr)
+    print(f"view: tensorboard --logdir {ex.out_dir}  (Projector tab), or load the files at "
+          "https://projector.tensorflow.org")
+    return EXIT_OK
+
+
+COMMANDS = {"labels": _labels, "duplicates": _duplicates, "clusters": _clusters,
+            "graph": _graph, "export": _export}

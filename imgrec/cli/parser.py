@@ -1,0 +1,225 @@
+"""The command line's argument parser: every default comes from the module that owns it."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+EXIT_USAGE = 2
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr, exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"imgrec: error: {message} (see imgrec {self.prog.split()[-1]} -h)\n")
+
+
+def defaults(func: Callable[..., Any]) -> dict[str, Any]:
+    """The keyword defaults of ``func``'s signature, so the CLI never retypes them."""
+    return {n: p.default for n, p in inspect.signature(func).parameters.items()
+            if p.default is not inspect.Parameter.empty}
+
+
+def _version() -> str:
+    from imgrec import __version__
+
+    return f"imgrec {__version__}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``imgrec`` parser with its sub-commands."""
+    from imgrec.settings import Settings
+
+    st = Settings.from_env()
+    p = Parser(prog="imgrec", description="Find similar images by content or colour.",
+               formatter_class=argparse.RawDescriptionHelpFormatter,
+               epilog=f"defaults: index directory $IMGREC_INDEX_DIR, else {st.index_dir}\n"
+                      f"          demo gallery $IMGREC_DEMO_DIR, else {st.demo_dir}\n"
+                      "`imgrec COMMAND -h` lists a command's options, each with its default")
+    p.add_argument("--version", action="version", version=_version(),
+                   help="print the version and exit")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser,
+                           metavar="COMMAND")
+    _demo(sub)
+    _index(sub)
+    _search(sub)
+    _info(sub)
+    _insights(sub)
+    _export(sub)
+    return p
+
+
+def _add(sub: Any, name: str, help: str) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=help, description=help)
+
+
+def _index_dir(p: argparse.ArgumentParser) -> None:
+    from imgrec.settings import Settings
+
+    p.add_argument("--index", type=Path, metavar="DIR",
+                   help="index directory (default: $IMGREC_INDEX_DIR, else "
+                        f"{Settings.from_env().index_dir})")
+
+
+def _json(p: argparse.ArgumentParser, what: str = "print one JSON object") -> None:
+    p.add_argument("--json", action="store_true", help=f"{what} (default: a table)")
+
+
+def _demo(sub: Any) -> None:
+    from imgrec.settings import Settings
+
+    d = _add(sub, "demo", "write the built-in demo gallery")
+    d.add_argument("--out", type=Path, metavar="DIR",
+                   help=f"folder (default: $IMGREC_DEMO_DIR, else {Settings.from_env().demo_dir})")
+    d.add_argument("--index", action="store_true",
+                   help="also index it into the default index (default: off)")
+
+
+def _index(sub: Any) -> None:
+    from imgrec.build.builder import build_index
+    from imgrec.features.embedding import BACKBONES
+
+    b = defaults(build_index)
+    i = _add(sub, "index", "index (or re-sync) a gallery folder")
+    i.add_argument("gallery", type=Path, help="folder of images, scanned recursively")
+    _index_dir(i)
+    i.add_argument("--model", choices=sorted(BACKBONES), default=b["model"],
+                   help="backbone computing the embeddings (default: %(default)s)")
+    i.add_argument("--weights", type=Path, metavar="FILE",
+                   help="backbone state-dict file (.pth) (default: the packaged weights, or "
+                        "the torch hub cache for resnet50)")
+    i.add_argument("--workers", type=int, metavar="N", default=b["workers"],
+                   help="decoding processes; 0 decodes in this process (default: the CPU count)")
+    i.add_argument("--batch-size", type=int, metavar="N", default=b["batch_size"],
+                   help="images per CNN forward pass (default: %(default)s; 8 and 16 measure "
+                        "alike on 2 CPU cores)")
+    i.add_argument("--device", choices=("auto", "cpu", "cuda"), default=b["device"],
+                   help="where the CNN runs; auto uses CUDA when present (default: %(default)s)")
+    i.add_argument("--pca-components", type=int, metavar="N", default=b["pca_components"],
+                   help="PCA components kept for the pca method (default: %(default)s)")
+    i.add_argument("--full", action="store_true",
+                   help="recompute everything, ignoring the existing index (default: off)")
+    i.add_argument("--wait", action="store_true",
+                   help="wait for a running build of this index instead of failing "
+                        "(default: off)")
+    i.add_argument("--quiet", action="store_true", help="no progress bar (default: off)")
+
+
+def _search(sub: Any) -> None:
+    from imgrec.index.index import Index
+    from imgrec.search.rank import EMBEDDING_METRICS, MAX_QUERIES, METHODS
+
+    d = defaults(Index.search)
+    s = _add(sub, "search", f"find the images most similar to 1-{MAX_QUERIES} query images")
+    s.add_argument("images", nargs="*", metavar="IMAGE",
+                   help="query image files, or @path for an indexed image")
+    _index_dir(s)
+    s.add_argument("--method", choices=METHODS, default=d["method"],
+                   help="embedding (CNN content), color (RGB histogram, chi-square) or pca "
+                        "(PCA-reduced histogram, cosine) (default: %(default)s)")
+    s.add_argument("--metric", choices=EMBEDDING_METRICS, default=d["metric"],
+                   help="distance for the embedding method; all = the union of the three "
+                        "metrics' top-k (default: %(default)s)")
+    s.add_argument("-k", type=int, metavar="N", default=d["k"],
+                   help="results per query (default: %(default)s)")
+    s.add_argument("--pca-components", type=int, metavar="N", default=d["pca_components"],
+                   help="PCA components compared by the pca method (default: all stored)")
+    _json(s)
+    s.add_argument("--absolute", action="store_true",
+                   help="print absolute file paths (default: relative to the gallery)")
+    s.add_argument("--label", metavar="TEXT",
+                   help="instead of query images: rank by the ImageNet labels matching TEXT, "
+                        "e.g. 'dog', 'lakeside', 'cat, tiger' (default: none)")
+    s.add_argument("--negative", action="append", default=[], metavar="IMAGE",
+                   help=f"a 'less like this' example (file or @path; up to {MAX_QUERIES}; "
+                        "embedding + cosine only): the combined ranking is refined "
+                        "(default: none)")
+    s.add_argument("--negative-weight", type=float, metavar="W", default=d["negative_weight"],
+                   help="weight of the negative examples (default: %(default)s)")
+
+
+def _info(sub: Any) -> None:
+    n = _add(sub, "info", "what is indexed, with which model, what was skipped")
+    _index_dir(n)
+    _json(n)
+    n.add_argument("--verify", action="store_true",
+                   help="check that catalog, matrices and manifest agree (reads every file); "
+                        "exit 2 naming each problem (default: off)")
+
+
+def _insights(sub: Any) -> None:
+    from imgrec.insights.clusters import clusters
+    from imgrec.insights.duplicates import find_duplicates
+    from imgrec.insights.graph import neighbour_graph
+    from imgrec.insights.labels import label_counts
+
+    lb = _add(sub, "labels", "the most frequent ImageNet labels, or one image's labels")
+    _index_dir(lb)
+    lb.add_argument("--top", type=int, metavar="N", default=defaults(label_counts)["top"],
+                    help="labels to list (default: %(default)s)")
+    lb.add_argument("--image", metavar="PATH",
+                    help="show the top-5 labels of this indexed image (default: none)")
+    _json(lb)
+
+    du = _add(sub, "duplicates", "exact and near-duplicate groups (read-only)")
+    _index_dir(du)
+    du.add_argument("--threshold", type=float, metavar="T",
+                    default=defaults(find_duplicates)["threshold"],
+                    help="cosine similarity for near-duplicates (default: %(default)s)")
+    du.add_argument("--exact-only", action="store_true",
+                    help="same file content only (default: off)")
+    du.add_argument("--csv", type=Path, metavar="OUT",
+                    help="also write the groups as CSV (default: none)")
+    _json(du)
+
+    c = defaults(clusters)
+    cl = _add(sub, "clusters", "K-means clusters with their representative images")
+    _index_dir(cl)
+    cl.add_argument("-k", type=int, metavar="N", default=c["k"],
+                    help="clusters (default: %(default)s)")
+    cl.add_argument("--seed", type=int, default=c["seed"],
+                    help="random seed of K-means (default: %(default)s)")
+    _json(cl)
+
+    g = defaults(neighbour_graph)
+    gr = _add(sub, "graph", "nearest-neighbour graph of a sample, with communities")
+    _index_dir(gr)
+    gr.add_argument("-k", type=int, metavar="N", default=g["k"],
+                    help="neighbours per image (default: %(default)s)")
+    gr.add_argument("--threshold", type=float, metavar="T", default=g["threshold"],
+                    help="cosine a link needs (default: %(default)s)")
+    gr.add_argument("--sample", type=int, metavar="N", default=g["sample"],
+                    help="images in the graph (default: %(default)s)")
+    gr.add_argument("--seed", type=int, default=g["seed"],
+                    help="random seed of the sample and layout (default: %(default)s)")
+    _json(gr, "nodes, edges and communities as JSON")
+
+
+def _export(sub: Any) -> None:
+    from imgrec.insights.export import export_csv, export_projector
+
+    ex = _add(sub, "export", "TensorBoard projector files, or the catalog as CSV")
+    exs = ex.add_subparsers(dest="format", required=True, parser_class=Parser, metavar="FORMAT")
+    p = defaults(export_projector)
+    ep = _add(exs, "projector", "tensors.tsv, metadata.tsv, sprite.png, config")
+    ep.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="folder to write into")
+    _index_dir(ep)
+    ep.add_argument("--sample", type=int, metavar="N", default=p["sample"],
+                    help="images exported at most, drawn at random; 0 = all "
+                         "(default: %(default)s)")
+    ep.add_argument("--clusters", type=int, metavar="K", default=p["k_clusters"],
+                    help="K-means clusters (default: %(default)s)")
+    ep.add_argument("--seed", type=int, default=p["seed"],
+                    help="random seed of the sample and clusters (default: %(default)s)")
+    c = defaults(export_csv)
+    ec = _add(exs, "csv", "one row per gallery file, with label and cluster")
+    ec.add_argument("out_csv", type=Path, metavar="OUT.csv", help="CSV file to write")
+    _index_dir(ec)
+    ec.add_argument("--clusters", type=int, metavar="K", default=c["k_clusters"],
+                    help="K-means clusters (default: %(default)s)")
+    ec.add_argument("--seed", type=int, default=c["seed"],
+                    help="random seed of the clusters (default: %(default)s)")
