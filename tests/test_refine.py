@@ -11,7 +11,7 @@ from support import run_cli
 
 from imgrec import Index, Stored
 from imgrec.errors import QueryError
-from imgrec.search.rank import rank_refined
+from imgrec.search.refine import rank_refined
 
 
 def _reference(emb: np.ndarray, pos: list[int], neg: list[int], w: float) -> np.ndarray:
