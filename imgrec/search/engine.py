@@ -49,6 +49,7 @@ def search(index: Index, queries: Any, method: str = "embedding", metric: str = 
     """
     queries = _as_list(queries)
     entry = check_request(method, metric, k, len(queries), pca_components)
+    k = int(k)  # a numpy integer is accepted, and reported as a plain int
     negatives = [] if negatives is None else _as_list(negatives)
     if negatives:
         return refine(index, queries, negatives, negative_weight, k, method, metric)
