@@ -29,7 +29,11 @@ LARGER_IS_BETTER = MappingProxyType(
 
 @dataclass(frozen=True)
 class Scan:
-    """What a search compares its queries with: a stored matrix and what goes with it."""
+    """What a search compares its queries with: a stored matrix and what goes with it.
+
+    A row filter (a subset of the rows) belongs here too when there is one: the ranking
+    takes what to scan from this object alone.
+    """
 
     data: np.ndarray  # (n, d) rows, a memory map or a view of one
     norms: np.ndarray | None  # (n,) row norms (cosine and euclidean)

@@ -101,31 +101,42 @@ def _check_path(q: str | os.PathLike, label: str) -> None:
                          "or socket); give an image file")
 
 
+def _call(label: str, fn: Any, *args: Any) -> Any:
+    """``fn(*args)`` on a caller's file object; its OS or state errors become a QueryError."""
+    try:
+        return fn(*args)
+    except (OSError, ValueError) as exc:  # ValueError: e.g. "I/O operation on closed file"
+        raise QueryError(f"{label}: cannot read the file object: {exc}") from None
+
+
 def _read_stream(q: Any, label: str) -> Any:
     """A binary file object as the decoder takes it; a stream that cannot seek is read
-    into memory here (at most :data:`MAX_STREAM_BYTES`)."""
+    into memory here, to its end or :data:`MAX_STREAM_BYTES` (a raw stream's read may
+    return less than asked: it is read until it ends)."""
     if isinstance(q, io.TextIOBase):
         raise _refuse(label, q, "a text-mode file was given; open it with 'rb'")
-    try:
-        seekable = bool(q.seekable()) if callable(getattr(q, "seekable", None)) else \
-            callable(getattr(q, "seek", None))
+    if callable(getattr(q, "seekable", None)):
+        seekable = bool(_call(label, q.seekable))
+    else:
+        seekable = callable(getattr(q, "seek", None))
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = _call(label, q.read, 0 if seekable else min(1 << 20, MAX_STREAM_BYTES + 1 - size))
+        if not isinstance(chunk, bytes | bytearray | memoryview):
+            what = "nothing (a non-blocking stream with no data yet?)" if chunk is None \
+                else f"{type(chunk).__name__}, not bytes (a text-mode file?)"
+            raise _refuse(label, q, f"its read() gives {what}")
         if seekable:
-            probe = q.read(0)
-            data = None
-        else:
-            data = probe = q.read(MAX_STREAM_BYTES + 1)
-    except (OSError, ValueError) as exc:
-        raise QueryError(f"{label}: cannot read the file object: {exc}") from None
-    if not isinstance(probe, bytes | bytearray | memoryview):
-        raise _refuse(label, q, f"its read() gives {type(probe).__name__}, not bytes (a "
-                                "text-mode file?)")
-    if data is None:
-        return q
-    if len(data) > MAX_STREAM_BYTES:
-        raise QueryError(f"{label}: the stream holds more than "
-                         f"{MAX_STREAM_BYTES // (1024 * 1024)} MB, the largest query read "
-                         "from a stream")
-    return bytes(data)
+            return q  # the decoder reads it from the start
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(bytes(chunk))
+        size += len(chunk)
+        if size > MAX_STREAM_BYTES:
+            raise QueryError(f"{label}: the stream holds more than "
+                             f"{MAX_STREAM_BYTES // (1024 * 1024)} MB, the largest query read "
+                             "from a stream")
 
 
 def as_source(q: Any, label: str) -> images.ImageSource:

@@ -94,11 +94,11 @@ def test_a_pipe_is_read_into_memory(demo_index_cached, demo_gallery):
     data = (demo_gallery / REL).read_bytes()
     assert len(data) > 65536  # more than a pipe buffer holds: the writer must keep up
 
-    def search_through_pipe(method: str):
+    def search_through_pipe(method: str, buffering: int = -1):
         r, w = os.pipe()
         writer = threading.Thread(target=lambda: (os.write(w, data), os.close(w)), daemon=True)
         writer.start()
-        with os.fdopen(r, "rb") as stream:
+        with os.fdopen(r, "rb", buffering=buffering) as stream:
             assert not stream.seekable()
             res = _in_thread(lambda: demo_index_cached.search(stream, method=method, k=1))
         writer.join()
@@ -108,6 +108,8 @@ def test_a_pipe_is_read_into_memory(demo_index_cached, demo_gallery):
     assert top.path == REL and top.distance == pytest.approx(0.0, abs=1e-6)
     top = search_through_pipe("embedding")
     assert top.path == REL and top.score >= 0.9999
+    top = search_through_pipe("color", buffering=0)  # raw reads return what the pipe holds
+    assert top.path == REL and top.distance == pytest.approx(0.0, abs=1e-6)
     top = demo_index_cached.search(OnlyRead(data), method="color", k=1).per_query[0][0]
     assert top.path == REL and top.distance == pytest.approx(0.0, abs=1e-6)
 
