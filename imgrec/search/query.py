@@ -62,7 +62,10 @@ def label_of(q: Any, i: int) -> str:
     if isinstance(q, Stored):
         return q.path
     if isinstance(q, str | os.PathLike):
-        return Path(q).name
+        try:
+            return Path(q).name
+        except TypeError:  # a PathLike that gives no path: refused by as_source
+            return f"query {i + 1}"
     name = getattr(q, "name", None)
     if isinstance(name, str) and name:
         return Path(name).name
@@ -77,7 +80,10 @@ def _describe(q: Any) -> str:
         f"{kind.__module__}.{kind.__qualname__}"
     if isinstance(q, np.ndarray):
         return f"{name} of shape {q.shape}"
-    text = repr(q)
+    try:
+        text = repr(q)
+    except Exception:  # a caller's object whose repr fails still gets named by its type
+        return name
     return name if len(text) > 40 or text.startswith("<") else f"{name} {text}"
 
 
@@ -85,20 +91,23 @@ def _refuse(label: str, q: Any, why: str = "") -> QueryError:
     return QueryError(f"{label}: {why or 'got ' + _describe(q)}; a query is {ACCEPTED}")
 
 
-def _check_path(q: str | os.PathLike, label: str) -> None:
-    """Refuse a path that is not a regular file, before anything opens it (a FIFO blocks)."""
+def _check_path(path: str) -> None:
+    """Refuse a path that is not a regular file, before anything opens it (a FIFO blocks).
+
+    The messages name the path as given (a query's label is only its file name).
+    """
     try:
-        st = os.stat(q)
+        st = os.stat(path)
     except FileNotFoundError:
         return  # the decoder names it: "no such file"
     except (OSError, ValueError) as exc:
-        raise QueryError(f"{label}: cannot read {os.fsdecode(q)!r}: "
+        raise QueryError(f"{path!r}: cannot read: "
                          f"{getattr(exc, 'strerror', None) or exc}") from None
     if stat.S_ISDIR(st.st_mode):
-        raise QueryError(f"{label}: {os.fsdecode(q)} is a folder, not an image file")
+        raise QueryError(f"{path}: is a folder, not an image file")
     if not stat.S_ISREG(st.st_mode):
-        raise QueryError(f"{label}: {os.fsdecode(q)} is not a regular file (a pipe, device "
-                         "or socket); give an image file")
+        raise QueryError(f"{path}: not a regular file (a pipe, device or socket); give an "
+                         "image file")
 
 
 def _call(label: str, fn: Any, *args: Any) -> Any:
@@ -161,7 +170,7 @@ def as_source(q: Any, label: str) -> images.ImageSource:
             raise _refuse(label, q) from None
         if isinstance(path, bytes):
             path = os.fsdecode(path)
-        _check_path(path, label)
+        _check_path(path)
         return path
     if callable(getattr(q, "read", None)):
         return _read_stream(q, label)

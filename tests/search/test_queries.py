@@ -58,6 +58,18 @@ class OnlyRead:
         return self._f.read(n)
 
 
+class NoPath(os.PathLike):
+    """A path-like object whose path is not a string."""
+
+    def __fspath__(self):
+        return 5
+
+
+class BadRepr:
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
 class Endless:
     """A stream that never ends (like /dev/zero behind a pipe)."""
 
@@ -163,7 +175,8 @@ def test_integer_parameters_of_numpy_types_are_accepted(small_index):
 
 
 @pytest.mark.parametrize("given", [None, 0, "", b"\xff\xd8", float("nan"), (), {}, set(),
-                                   io.BytesIO(b""), Stored(""), Stored(None)])
+                                   io.BytesIO(b""), Stored(""), Stored(None), NoPath(),
+                                   BadRepr()])
 def test_any_query_object_gives_a_result_or_an_imgrec_error(small_index, given):
     """The whole API answers with an ImgrecError, never a raw TypeError or ValueError."""
     try:
