@@ -6,16 +6,14 @@ import os
 import threading
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from imgrec import images
-from imgrec.errors import ImageError, IndexFormatError, IndexNotFoundError, QueryError
+from imgrec.errors import IndexFormatError, IndexNotFoundError, QueryError
 from imgrec.features.color import DIM as HIST_DIM
-from imgrec.features.color import histogram
 from imgrec.features.embedding import Embedder, l2_normalise
 from imgrec.features.pca import DEFAULT_COMPONENTS, PCAModel
 from imgrec.index import catalog
@@ -31,36 +29,10 @@ from imgrec.index.verify import (
     read_manifest,
 )
 from imgrec.index.writer import CURRENT, LABEL_TOP, VersionWriter, current_version, hold_version
-from imgrec.search.rank import (
-    MAX_QUERIES,
-    METHOD_METRIC,
-    Hit,
-    SearchResult,
-    check_request,
-    rank,
-    rank_refined,
-    score_of,
-)
+from imgrec.search import engine
+from imgrec.search.query import QueryFeatures, Stored, query_features  # noqa: F401 (Stored: re-export)
+from imgrec.search.results import SearchResult
 from imgrec.settings import Settings
-
-
-@dataclass(frozen=True)
-class Stored:
-    """A query naming an indexed gallery image by its path relative to the gallery root.
-
-    Its stored features are used directly: nothing is decoded or embedded.
-    """
-
-    path: str
-
-
-@dataclass(frozen=True)
-class QueryFeatures:
-    label: str
-    embedding: np.ndarray | None
-    histogram: np.ndarray
-    row: int | None = None
-
 
 #: values of ``first_pass`` (see :meth:`Index.open`)
 FIRST_PASSES = ("auto", "float16", "float32")
@@ -259,177 +231,56 @@ class Index:
                 self._embedder = CNNEmbedder(self.model)
             return self._embedder
 
-    # ---- queries -----------------------------------------------------------------------
+    # ---- queries (the search itself lives in imgrec.search) -----------------------------
 
     def query_features(self, queries: Sequence[Any], need_embedding: bool) -> list[QueryFeatures]:
-        """Features of each query (stored ones reused; others decoded like gallery files)."""
-        out: list[QueryFeatures | None] = [None] * len(queries)
-        crops, todo = [], []
-        for i, q in enumerate(queries):
-            label = _label(q, i)
-            if isinstance(q, Stored):
-                row = self.row_of(q.path)
-                out[i] = QueryFeatures(label, np.asarray(self.embeddings[row]),
-                                       np.asarray(self.histograms[row]), row)
-                continue
-            try:
-                rgb, _ = images.load_image(q)
-            except ImageError as exc:
-                raise ImageError(f"{label}: {exc}") from None
-            work = images.prepare(rgb)
-            out[i] = QueryFeatures(label, None, histogram(work))
-            if need_embedding:
-                crops.append(images.center_crop(work, self.embedder.input_size))
-                todo.append(i)
-        if todo:
-            emb = self.embedder
-            if emb.name != self.model:
-                raise QueryError(f"the index was built with {self.model}, not {emb.name}")
-            vecs = emb.embed(np.stack(crops))
-            for i, v in zip(todo, vecs, strict=True):
-                qf = out[i]
-                assert qf is not None
-                out[i] = QueryFeatures(qf.label, v, qf.histogram)
-        return [q for q in out if q is not None]
+        """Features of each query: see :func:`imgrec.search.query.query_features`."""
+        return query_features(self, queries, need_embedding)
 
     def search(self, queries: Any, method: str = "embedding", metric: str = "cosine",
                k: int = 5, pca_components: int | None = None, *,
                negatives: Any = None, negative_weight: float = 0.5) -> SearchResult:
-        """Find the ``k`` gallery images most similar to one to five queries.
+        """Find the ``k`` gallery images most similar to one to five queries (exact).
 
         Args:
-            queries: one query or a list of up to five: file paths, ``PIL.Image`` objects,
-                bytes or binary file objects (uploads), or :class:`Stored` gallery paths.
+            queries: one query or a list of up to five: file paths (regular files),
+                ``PIL.Image`` objects, bytes, binary file objects (uploads; a stream that
+                cannot seek is read into memory, at most 50 MB), or :class:`Stored`
+                gallery paths.
             method: ``"embedding"`` (CNN content), ``"color"`` (RGB histogram, chi-square)
                 or ``"pca"`` (PCA-reduced histogram, cosine).
             metric: for ``embedding``: ``cosine``, ``euclidean``, ``manhattan`` or ``all``.
-            k: results per query.
-            pca_components: components for ``pca`` (default: all stored, 75 normally).
+            k: results per query (a positive integer).
+            pca_components: components for ``pca`` (a positive integer; default: all
+                stored, 75 normally).
             negatives: up to five "less like this" examples (same kinds as ``queries``),
                 for ``method="embedding"``, ``metric="cosine"`` only. Then ``combined`` is
-                the refined ranking: mean cosine to the queries minus ``negative_weight``
-                times mean cosine to the negatives, exact over the whole gallery.
-            negative_weight: weight of the negatives (0 ignores them; default 0.5).
+                the refined ranking (``combined_metric == "refined"``): mean cosine to the
+                queries minus ``negative_weight`` times mean cosine to the negatives, exact
+                over the whole gallery, unclamped in [-1 - w, 1 + w].
+            negative_weight: weight of the negatives, in [0, 100] (0 ignores them;
+                default 0.5).
 
         Returns:
             A :class:`SearchResult` with ``per_query`` lists and a ``combined`` ranking.
 
         Raises:
-            QueryError: bad method, metric, k, query count, or negatives with another
-                method or metric.
+            QueryError: bad method, metric, k, pca_components, query count or query
+                object, or negatives with another method or metric or a bad weight.
+            ImageError: a query image cannot be decoded.
 
         Example:
-            >>> idx.search([Stored("chelsea/chelsea_orig.jpg")], k=3).per_query[0][0].path
-            ...                                                      # doctest: +SKIP
+            >>> import tempfile
+            >>> tmp = tempfile.TemporaryDirectory()
+            >>> rng = np.random.default_rng(1)
+            >>> idx = Index.from_arrays(tmp.name, ["a.jpg", "b.jpg"], rng.normal(size=(2, 4)),
+            ...                         rng.random((2, 768)), model="m")
+            >>> [h.path for h in idx.search(Stored("b.jpg"), k=2).per_query[0]]
+            ['b.jpg', 'a.jpg']
+            >>> del idx; tmp.cleanup()
         """
-        if not isinstance(queries, list | tuple):
-            queries = [queries]
-        kernel_metric = check_request(method, metric, k, len(queries))
-        if negatives is not None and not isinstance(negatives, list | tuple):
-            negatives = [negatives]
-        if negatives:
-            return self._refine(list(queries), list(negatives), negative_weight, k,
-                                method, metric)
-        metric_name = metric if method == "embedding" else METHOD_METRIC[method]
-        feats = self.query_features(queries, need_embedding=method == "embedding")
-        labels = [f.label for f in feats]
-        notes: list[str] = []
-        if method == "embedding":
-            q = np.stack([f.embedding for f in feats])  # type: ignore[misc]
-            if metric == "all":
-                per, comb = self._rank_all(q, k)
-                return SearchResult(method, "all", k, labels, per, comb, notes)
-            data, norms, copy = self.embeddings, self.embedding_norms, self._half()
-        elif method == "color":
-            q, data, norms = np.stack([f.histogram for f in feats]), self.histograms, None
-            copy = None
-        else:
-            stored = self.manifest["pca_components"]
-            c = stored if pca_components is None else int(pca_components)
-            if c < 1:
-                raise QueryError(f"pca_components must be at least 1, got {c}")
-            if c > stored:
-                notes.append(f"pca_components clipped to {stored}, the most this index holds")
-                c = stored
-            q = self.pca().transform(np.stack([f.histogram for f in feats]), c)
-            for i, f in enumerate(feats):  # a stored query reuses its stored projection
-                if f.row is not None:
-                    q[i] = self.pca_histograms[f.row, :c]
-            data, norms, copy = self.pca_histograms[:, :c], self._prefix_norms(c), None
-        per, comb = rank(kernel_metric, data, q, k, norms, copy)
-        return SearchResult(method, metric_name, k, labels,
-                            [self._hits(kernel_metric, r, v) for r, v in per],
-                            self._hits(kernel_metric, *comb), notes)
-
-    def _refine(self, queries: list[Any], negatives: list[Any], weight: float, k: int,
-                method: str, metric: str) -> SearchResult:
-        """Relevance feedback: per-query top-k plus the refined ``combined`` ranking."""
-        if method != "embedding" or metric != "cosine":
-            raise QueryError("negative examples work with method 'embedding' and metric "
-                             f"'cosine' only (got {method!r}, {metric!r})")
-        if len(negatives) > MAX_QUERIES:
-            raise QueryError(f"at most {MAX_QUERIES} negative examples (got {len(negatives)})")
-        try:
-            w = float(weight)
-        except (TypeError, ValueError):
-            raise QueryError(f"negative_weight must be a number, got {weight!r}") from None
-        if not np.isfinite(w) or w < 0:
-            raise QueryError(f"negative_weight must be a finite number >= 0, got {weight!r}")
-        feats = self.query_features(queries + negatives, need_embedding=True)
-        pos, neg = feats[:len(queries)], feats[len(queries):]
-        q = np.stack([f.embedding for f in pos])  # type: ignore[misc]
-        nq = np.stack([f.embedding for f in neg])  # type: ignore[misc]
-        data, norms = self.embeddings, self.embedding_norms
-        per, _ = rank("cosine", data, q, k, norms, self._half())
-        rows, values = rank_refined(data, norms, q, nq, w, k, self._half())
-        note = (f"combined: mean cosine to {len(pos)} quer{'y' if len(pos) == 1 else 'ies'} "
-                f"- {w:g} x mean cosine to {len(neg)} negative example"
-                f"{'' if len(neg) == 1 else 's'}")
-        return SearchResult(method, metric, k, [f.label for f in pos],
-                            [self._hits("cosine", r, v) for r, v in per],
-                            self._hits("cosine", rows, values), [note],
-                            [f.label for f in neg], w)
-
-    def _hits(self, metric: str, rows: np.ndarray, values: np.ndarray,
-              extra: list[dict[str, float]] | None = None) -> list[Hit]:
-        paths = self.paths(rows)
-        hits = []
-        for i, (r, v, p) in enumerate(zip(rows, values, paths, strict=True)):
-            score, dist = score_of(metric, float(v))
-            hits.append(Hit(i + 1, p, score, dist, int(r), extra[i] if extra else None))
-        return hits
-
-    def _rank_all(self, q: np.ndarray, k: int) -> tuple[list[list[Hit]], list[Hit]]:
-        """Union of the cosine, euclidean and manhattan top-k, ordered by cosine."""
-        from imgrec.search import kernels as K
-
-        data, norms = self.embeddings, self.embedding_norms
-        copy = self._half()
-        runs = {m: rank(m, data, q, k, norms, copy) for m in ("cosine", "euclidean", "manhattan")}
-
-        def merge(row_sets: list[np.ndarray], qs: np.ndarray) -> list[Hit]:
-            rows = np.unique(np.concatenate(row_sets))
-            sub = data[rows]
-            vals = {"cosine": K.cosine_exact(sub, qs).mean(0),
-                    "euclidean": K.euclidean_exact(sub, qs).mean(0),
-                    "manhattan": K.manhattan_exact(sub, qs).mean(0)}
-            o = K.order(vals["cosine"], rows, True)
-            extra = [{m: float(v[i]) for m, v in vals.items()} for i in o]
-            return self._hits("cosine", rows[o], vals["cosine"][o], extra)
-
-        per = [merge([runs[m][0][j][0] for m in runs], q[j:j + 1]) for j in range(len(q))]
-        return per, merge([runs[m][1][0] for m in runs], q)
-
-    def _prefix_norms(self, c: int) -> np.ndarray:
-        with self._lock:
-            if c not in self._pca_norms:
-                if len(self._pca_norms) > 8:
-                    self._pca_norms.clear()
-                p = self.pca_histograms
-                self._pca_norms[c] = np.concatenate(
-                    [np.linalg.norm(np.asarray(p[s:s + 65536, :c], np.float64), axis=1)
-                     for s in range(0, len(p), 65536)] or [np.zeros(0)]).astype(np.float32)
-            return self._pca_norms[c]
+        return engine.search(self, queries, method, metric, k, pca_components,
+                             negatives=negatives, negative_weight=negative_weight)
 
     # ---- writing -----------------------------------------------------------------------
 
@@ -484,13 +335,3 @@ class Index:
             raise
         return cls.open(index_dir, embedder=embedder)
 
-
-def _label(q: Any, i: int) -> str:
-    if isinstance(q, Stored):
-        return q.path
-    if isinstance(q, str | os.PathLike):
-        return Path(q).name
-    name = getattr(q, "name", None)
-    if isinstance(name, str) and name:
-        return Path(name).name
-    return f"query {i + 1}"

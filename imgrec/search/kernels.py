@@ -1,8 +1,10 @@
-"""Distance kernels and exact top-k selection over stored matrices.
+"""Scan kernels over stored matrices (fast float32 scores) and their float64 references.
 
-A fast float32 pass scores every stored row; every row whose fast score lies within the
-kernel's proven rounding bound of the k-th best is then rescored in float64, so the
-returned top-k equals a float64 brute-force scan (ties broken by row number).
+A fast pass scores every stored row; :mod:`imgrec.search.rank` bounds its rounding error,
+keeps the rows that can reach the top-k (:func:`imgrec.search.topk.candidates`) and
+rescores those with the float64 references below. Every scan runs through
+:func:`_blocked`, the one entry point of the compiled loops: a row subset (a filter) would
+be passed there and the loops would skip the rows outside it.
 """
 
 from __future__ import annotations
@@ -273,27 +275,3 @@ def chi2_exact(rows: np.ndarray, q: np.ndarray) -> np.ndarray:
     terms = np.divide((r - qq) ** 2, s, out=np.zeros(np.broadcast_shapes(r.shape, qq.shape)),
                       where=s > 0)
     return 0.5 * terms.sum(-1)
-
-
-# ---- selection ---------------------------------------------------------------------------
-
-def order(values: np.ndarray, rows: np.ndarray, larger_is_better: bool) -> np.ndarray:
-    """Positions sorting ``values`` best first, ties broken by the smaller row number."""
-    key = -values if larger_is_better else values
-    return np.lexsort((rows, key))
-
-
-def candidates(lo: np.ndarray, hi: np.ndarray, k: int, larger_is_better: bool) -> np.ndarray:
-    """Rows that can belong to the exact top-k, given bounds ``lo <= exact <= hi`` per row.
-
-    For smaller-is-better, a row whose lower bound exceeds the k-th smallest upper bound
-    cannot be in the top-k (k rows are surely better); symmetrically for larger-is-better.
-    """
-    n = len(lo)
-    if k >= n:
-        return np.arange(n)
-    if larger_is_better:
-        kth_lo = np.partition(lo, n - k)[n - k]
-        return np.flatnonzero(hi >= kth_lo)
-    kth_hi = np.partition(hi, k - 1)[k - 1]
-    return np.flatnonzero(lo <= kth_hi)

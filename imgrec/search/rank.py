@@ -1,8 +1,13 @@
-"""Exact top-k ranking over feature matrices: per query and combined over all queries."""
+"""Exact top-k ranking over a feature matrix: per query and combined over all queries.
+
+A fast float32 (or float16) scan scores every row with a proven error bound
+(:func:`_bounds`); :func:`imgrec.search.topk.candidates` keeps the rows whose bound reaches
+the k-th best; only those are rescored in float64 from the metric's definition. So the
+top-k equals a float64 brute-force scan, ties broken by row number.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -11,97 +16,23 @@ from imgrec.errors import IndexFormatError, QueryError
 from imgrec.index.half import HalfCopy
 from imgrec.search import kernels as K
 from imgrec.search import topk
+from imgrec.search.methods import (  # noqa: F401 - re-exported: imported from here elsewhere
+    EMBEDDING_METRICS,
+    LARGER_IS_BETTER,
+    MAX_QUERIES,
+    METHOD_METRIC,
+    METHODS,
+)
+from imgrec.search.results import Hit, SearchResult, score_of  # noqa: F401 - re-exported
 
-METHODS = ("embedding", "color", "pca")
-EMBEDDING_METRICS = ("cosine", "euclidean", "manhattan", "all")
-MAX_QUERIES = 5
-#: The metric each method uses (embedding: chosen by the user).
-METHOD_METRIC = {"color": "chi2", "pca": "cosine"}
-LARGER_IS_BETTER = {"cosine": True, "euclidean": False, "manhattan": False, "chi2": False}
-
-
-@dataclass(frozen=True)
-class Hit:
-    """One ranked gallery image.
-
-    ``score`` is higher-is-better (cosine similarity, or 1 / (1 + distance));
-    ``distance`` is the metric's raw value (for cosine: 1 - cosine).
-    """
-
-    rank: int
-    path: str
-    score: float
-    distance: float
-    row: int
-    metrics: dict[str, float] | None = None
+NON_FINITE = ("the index holds non-finite feature values: run `imgrec info --verify`, "
+              "then rebuild with --full")
 
 
-@dataclass
-class SearchResult:
-    """Ranked lists for each query plus a combined ranking over all queries."""
-
-    method: str
-    metric: str
-    k: int
-    queries: list[str]
-    per_query: list[list[Hit]]
-    combined: list[Hit]
-    notes: list[str] = field(default_factory=list)
-    #: labels of the negative examples of a refined search ("less like this"); with
-    #: negatives, ``combined`` is the refined ranking (see :func:`rank_refined`)
-    negatives: list[str] = field(default_factory=list)
-    negative_weight: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON shape printed by ``imgrec search --json``."""
-        def hits(hs: list[Hit]) -> list[dict[str, Any]]:
-            return [{k: v for k, v in asdict(h).items() if k != "row" and v is not None}
-                    for h in hs]
-        out = {"method": self.method, "metric": self.metric, "k": self.k,
-               "queries": [{"query": q, "hits": hits(h)}
-                           for q, h in zip(self.queries, self.per_query, strict=True)],
-               "combined": hits(self.combined), "notes": self.notes}
-        if self.negatives:
-            out["negatives"] = list(self.negatives)
-            out["negative_weight"] = self.negative_weight
-        return out
-
-    def to_rows(self) -> list[dict[str, Any]]:
-        """Flat rows (query, rank, path, score, distance, method, metric) for CSV export."""
-        out = []
-        groups = list(zip(self.queries, self.per_query, strict=True))
-        if len(self.queries) > 1 or self.negatives:
-            groups.append(("combined", self.combined))
-        for q, hs in groups:
-            out += [{"query": q, "rank": h.rank, "path": h.path, "score": h.score,
-                     "distance": h.distance, "method": self.method, "metric": self.metric}
-                    for h in hs]
-        return out
-
-
-def check_request(method: str, metric: str, k: int, n_queries: int) -> str:
-    """Validate a request; return the kernel metric it runs (cosine/euclidean/...)."""
-    if method not in METHODS:
-        raise QueryError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    if method == "embedding" and metric not in EMBEDDING_METRICS:
-        raise QueryError(f"unknown metric {metric!r}; choose one of "
-                         f"{', '.join(EMBEDDING_METRICS)}")
-    if not isinstance(k, int | np.integer) or k < 1:
-        raise QueryError(f"k must be a positive integer, got {k!r}")
-    if n_queries < 1:
-        raise QueryError("give at least one query image")
-    if n_queries > MAX_QUERIES:
-        raise QueryError(f"at most {MAX_QUERIES} query images per search (got {n_queries})")
-    return metric if method == "embedding" else METHOD_METRIC[method]
-
-
-def score_of(metric: str, value: float) -> tuple[float, float]:
-    """(score, distance) for a metric's raw value."""
-    if metric == "cosine":
-        value = min(1.0, max(-1.0, float(value)))  # float64 rounding can exceed 1 by an ulp
-        return value, 1.0 - value
-    value = max(0.0, float(value))
-    return 1.0 / (1.0 + value), value
+def require_finite(values: np.ndarray) -> None:
+    """Refuse exact values (or top-k thresholds) computed from NaN or infinite features."""
+    if not np.isfinite(values).all():
+        raise IndexFormatError(NON_FINITE)
 
 
 def _bounds(metric: str, data: np.ndarray, q: np.ndarray, norms: np.ndarray | None,
@@ -190,17 +121,14 @@ def rank(metric: str, data: np.ndarray, queries: np.ndarray, k: int,
     larger = LARGER_IS_BETTER[metric]
     rows_per_slot, thresholds = topk.candidates(k=k, larger_is_better=larger,
                                                 **_bounds(metric, data, q, norms, half))
-    if not np.isfinite(thresholds).all() and k < n:
-        raise IndexFormatError("the index holds non-finite feature values: run "
-                               "`imgrec info --verify`, then rebuild with --full")
+    if k < n:
+        require_finite(thresholds)
     exact = _EXACT[metric]
 
     def pick(rows, score_fn) -> tuple[np.ndarray, np.ndarray]:
         values = score_fn(rows)
-        if not np.isfinite(values).all():
-            raise IndexFormatError("the index holds non-finite feature values: run "
-                                   "`imgrec info --verify`, then rebuild with --full")
-        o = K.order(values, rows, larger)[:k]
+        require_finite(values)
+        o = topk.order(values, rows, larger)[:k]
         return rows[o], values[o]
 
     per = [pick(rows_per_slot[j], lambda rows, j=j: exact(data[rows], q[j])[0])
@@ -209,75 +137,3 @@ def rank(metric: str, data: np.ndarray, queries: np.ndarray, k: int,
         return per, per[0]
     combined = pick(rows_per_slot[-1], lambda rows: exact(data[rows], q).mean(0))
     return per, combined
-
-
-def rank_refined(data: np.ndarray, norms: np.ndarray, positives: np.ndarray,
-                 negatives: np.ndarray, weight: float, k: int,
-                 half: HalfCopy | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-k rows for relevance feedback ("more like these, less like those").
-
-    score(x) = mean cosine(x, positives) - weight * mean cosine(x, negatives). This is
-    ``x . v / |x|`` for the single vector ``v = mean(p/|p|) - weight * mean(n/|n|)``, so
-    one float32 pass over ``data`` scores every row; rows whose fast score lies within
-    the proven rounding bound of the k-th best are rescored in float64 from the
-    definition, as :func:`rank` does, so the result equals a float64 brute-force scan
-    (ties broken by row number).
-
-    Args:
-        data: (n, d) float32 matrix (a memory map is fine).
-        norms: (n,) row norms of ``data``.
-        positives: (p, d) positive examples (p >= 1).
-        negatives: (m, d) negative examples (m may be 0).
-        weight: the negatives' weight (>= 0).
-        k: results wanted (clipped to n).
-        half: the float16 copy of ``data``, scanned instead of it (same results).
-
-    Returns:
-        ``(rows, scores)``, best first.
-
-    Example:
-        >>> data = np.eye(3, dtype=np.float32)
-        >>> rank_refined(data, np.ones(3, np.float32), data[:1], data[1:2], 0.5, 3)[0].tolist()
-        [0, 2, 1]
-    """
-    pos = _unit(positives)
-    neg = _unit(negatives)
-    if len(pos) == 0:
-        raise QueryError("give at least one positive example")
-    v = pos.mean(0) - (weight * neg.mean(0) if len(neg) else 0.0)
-    n = len(data)
-    k = min(int(k), n)
-    if n == 0:
-        return np.zeros(0, np.int64), np.zeros(0)
-    d = data.shape[1]
-    dots = K.dot_scores(data if half is None else half.data, v[None].astype(np.float32))[0]
-    inv = np.divide(1.0, norms, out=np.zeros(len(norms), np.float64), where=norms > 0)
-    fast = dots.astype(np.float64) * inv
-    g = 4 * K.gamma(d + 2) + 4 * K.EPS32
-    if half is None:
-        err = g * float(np.linalg.norm(v)) + 1e-30
-    else:  # see _bounds: rho = |x - fl16(x)| / |x|
-        rho = half.l2 * inv
-        err = (g * (1 + rho) + rho * (1 + 1e-6)) * float(np.linalg.norm(v)) + 1e-30
-    rows = K.candidates(fast - err, fast + err, k, True)
-    values = np.empty(len(rows))
-    for s in range(0, len(rows), 16384):  # bounded memory even when all rows tie
-        sub = data[rows[s:s + 16384]]
-        val = K.cosine_exact(sub, pos).mean(0)
-        if len(neg):
-            val -= weight * K.cosine_exact(sub, neg).mean(0)
-        values[s:s + 16384] = val
-    if not np.isfinite(values).all():
-        raise IndexFormatError("the index holds non-finite feature values: run "
-                               "`imgrec info --verify`, then rebuild with --full")
-    o = K.order(values, rows, True)[:k]
-    return rows[o], values[o]
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    """Rows of ``x`` scaled to unit length in float64 (zero rows stay zero)."""
-    x = np.atleast_2d(np.asarray(x, dtype=np.float64))
-    if x.size == 0:
-        return x.reshape(0, x.shape[-1] if x.ndim == 2 else 0)
-    nrm = np.linalg.norm(x, axis=1, keepdims=True)
-    return np.divide(x, nrm, out=np.zeros_like(x), where=nrm > 0)

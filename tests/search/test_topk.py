@@ -1,17 +1,27 @@
-"""imgrec.search.topk: candidate rows from bounded fast scores, checked against NumPy."""
+"""imgrec.search.topk: candidate rows from bounded fast scores, checked against NumPy, and
+the tie-breaking order."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from imgrec.search import kernels as K
 from imgrec.search import topk
 
 
 def numpy_candidates(values: np.ndarray, err: np.ndarray, k: int, larger: bool) -> np.ndarray:
-    """The same selection with np.partition, from explicit (lo, hi)."""
-    return K.candidates(values - err, values + err, k, larger)
+    """The same selection with np.partition, from explicit bounds lo <= exact <= hi.
+
+    For smaller-is-better, a row whose lower bound exceeds the k-th smallest upper bound
+    cannot be in the top-k (k rows are surely better); symmetrically for larger-is-better.
+    """
+    lo, hi = values - err, values + err
+    n = len(lo)
+    if k >= n:
+        return np.arange(n)
+    if larger:
+        return np.flatnonzero(hi >= np.partition(lo, n - k)[n - k])
+    return np.flatnonzero(lo <= np.partition(hi, k - 1)[k - 1])
 
 
 @pytest.mark.parametrize("larger", [True, False])
@@ -75,3 +85,29 @@ def test_bad_shapes_are_refused():
         topk.candidates(fast, 1, True, err=np.zeros((3, 5)))
     with pytest.raises(ValueError, match="scale"):
         topk.candidates(fast, 1, True, scale=np.ones(4))
+
+
+@pytest.mark.parametrize("larger", [True, False])
+def test_candidates_keep_every_possible_winner(larger):
+    rng = np.random.default_rng(1234)
+    exact = rng.random(500)
+    err = rng.random(500) * 0.05
+
+    def cand(k: int) -> np.ndarray:
+        return topk.candidates(exact[None], k, larger, err=err[None])[0][0]
+
+    for k in (1, 5, 50):
+        rows = cand(k)
+        best = np.argsort(-exact if larger else exact, kind="stable")[:k]
+        assert set(best) <= set(rows.tolist())
+        assert np.all(np.diff(rows) > 0)  # sorted row numbers
+        assert len(rows) < 500 or k == 50
+    assert cand(500).tolist() == list(range(500))
+    assert cand(900).tolist() == list(range(500))
+
+
+def test_order_breaks_ties_by_row():
+    values = np.array([0.5, 0.9, 0.5, 0.9, 0.1])
+    rows = np.array([40, 30, 20, 10, 0])
+    assert rows[topk.order(values, rows, larger_is_better=True)].tolist() == [10, 30, 20, 40, 0]
+    assert rows[topk.order(values, rows, larger_is_better=False)].tolist() == [0, 20, 40, 10, 30]

@@ -119,27 +119,3 @@ def test_gamma():
     assert K.gamma(1) == pytest.approx(u / (1 - u))
     assert K.gamma(1000) == pytest.approx(1000 * u / (1 - 1000 * u))
     assert K.gamma(10) < K.gamma(100)
-
-
-# ---- selection helpers ----------------------------------------------------------------------
-
-def test_order_breaks_ties_by_row():
-    values = np.array([0.5, 0.9, 0.5, 0.9, 0.1])
-    rows = np.array([40, 30, 20, 10, 0])
-    assert rows[K.order(values, rows, larger_is_better=True)].tolist() == [10, 30, 20, 40, 0]
-    assert rows[K.order(values, rows, larger_is_better=False)].tolist() == [0, 20, 40, 10, 30]
-
-
-@pytest.mark.parametrize("larger", [True, False])
-def test_candidates_keep_every_possible_winner(rng, larger):
-    exact = rng.random(500)
-    err = rng.random(500) * 0.05
-    lo, hi = exact - err, exact + err
-    for k in (1, 5, 50):
-        cand = K.candidates(lo, hi, k, larger)
-        best = np.argsort(-exact if larger else exact, kind="stable")[:k]
-        assert set(best) <= set(cand.tolist())
-        assert np.all(np.diff(cand) > 0)  # sorted row numbers
-        assert len(cand) < 500 or k == 50
-    assert K.candidates(lo, hi, 500, larger).tolist() == list(range(500))
-    assert K.candidates(lo, hi, 900, larger).tolist() == list(range(500))

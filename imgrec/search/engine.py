@@ -1,0 +1,92 @@
+"""The search entry point: a request checked against the method table, its queries'
+features, the exact ranking, and the :class:`SearchResult` (see :meth:`Index.search`)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from imgrec.search import kernels as K
+from imgrec.search import topk
+from imgrec.search.methods import TABLE, check_request, components
+from imgrec.search.query import query_features
+from imgrec.search.rank import rank
+from imgrec.search.refine import refine
+from imgrec.search.results import Hit, SearchResult, make_hits
+
+if TYPE_CHECKING:
+    from imgrec.index.index import Index
+
+#: the metrics ``metric="all"`` runs; the union of their top-k is ordered by the first
+ALL_METRICS = ("cosine", "euclidean", "manhattan")
+
+
+def _as_list(x: Any) -> list[Any]:
+    return list(x) if isinstance(x, list | tuple) else [x]
+
+
+def search(index: Index, queries: Any, method: str = "embedding", metric: str = "cosine",
+           k: int = 5, pca_components: int | None = None, *, negatives: Any = None,
+           negative_weight: float = 0.5) -> SearchResult:
+    """Find the ``k`` gallery images most similar to one to five queries.
+
+    The arguments are those of :meth:`imgrec.index.index.Index.search`, which calls this.
+
+    Example:
+        >>> import tempfile
+        >>> from imgrec import Index, Stored
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> rng = np.random.default_rng(0)
+        >>> idx = Index.from_arrays(tmp.name, ["a.jpg", "b.jpg", "c.jpg"],
+        ...                         rng.normal(size=(3, 8)), rng.random((3, 768)), model="m")
+        >>> res = search(idx, Stored("b.jpg"), k=2)
+        >>> res.per_query[0][0].path, res.metric
+        ('b.jpg', 'cosine')
+        >>> search(idx, Stored("b.jpg"), method="color", k=1).metric
+        'chi2'
+        >>> del idx; tmp.cleanup()
+    """
+    queries = _as_list(queries)
+    entry = check_request(method, metric, k, len(queries), pca_components)
+    k = int(k)  # a numpy integer is accepted, and reported as a plain int
+    negatives = [] if negatives is None else _as_list(negatives)
+    if negatives:
+        return refine(index, queries, negatives, negative_weight, k, method, metric)
+    kernel_metric = entry.metric(metric)
+    feats = query_features(index, queries, need_embedding=entry.feature == "embedding")
+    labels = [f.label for f in feats]
+    notes: list[str] = []
+    raw = np.stack([getattr(f, entry.feature) for f in feats])
+    if kernel_metric == "all":
+        per, comb = rank_all(index, raw, k)
+        return SearchResult(method, "all", k, labels, per, comb, notes)
+    c = components(index, pca_components, notes) if entry.components else None
+    q = entry.transform(index, raw, [f.row for f in feats], c)
+    scan = entry.matrix(index, c)
+    per_rows, comb = rank(kernel_metric, scan.data, q, k, scan.norms, scan.half)
+    return SearchResult(method, kernel_metric, k, labels,
+                        [make_hits(index.paths(r), kernel_metric, r, v) for r, v in per_rows],
+                        make_hits(index.paths(comb[0]), kernel_metric, *comb), notes)
+
+
+def rank_all(index: Index, q: np.ndarray, k: int) -> tuple[list[list[Hit]], list[Hit]]:
+    """Union of the cosine, euclidean and manhattan top-k, ordered by cosine.
+
+    Each hit carries all three values in ``metrics``.
+    """
+    scan = TABLE["embedding"].matrix(index, None)
+    runs = {m: rank(m, scan.data, q, k, scan.norms, scan.half) for m in ALL_METRICS}
+    exact = {"cosine": K.cosine_exact, "euclidean": K.euclidean_exact,
+             "manhattan": K.manhattan_exact}
+
+    def merge(row_sets: list[np.ndarray], qs: np.ndarray) -> list[Hit]:
+        rows = np.unique(np.concatenate(row_sets))
+        sub = scan.data[rows]
+        vals = {m: exact[m](sub, qs).mean(0) for m in ALL_METRICS}
+        o = topk.order(vals["cosine"], rows, True)
+        extra = [{m: float(v[i]) for m, v in vals.items()} for i in o]
+        return make_hits(index.paths(rows[o]), "cosine", rows[o], vals["cosine"][o], extra)
+
+    per = [merge([runs[m][0][j][0] for m in runs], q[j:j + 1]) for j in range(len(q))]
+    return per, merge([runs[m][1][0] for m in runs], q)
