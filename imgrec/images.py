@@ -10,101 +10,116 @@ import io
 import json
 import math
 import os
+import re
+import threading
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import numpy as np
-from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
-from imgrec.errors import ImageError
+from imgrec import formats
+from imgrec.errors import ImageError, ImgrecError
+from imgrec.folders import (
+    IGNORE_FILE,
+    ScanEntry,
+    exclude_rules,
+    is_within,
+    read_regular,
+    scan,
+    scan_entries,
+)
+from imgrec.formats import SUFFIXES
 
-SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+__all__ = ["DRAFT_MIN", "IGNORE_FILE", "MAX_ASPECT", "MAX_MEGAPIXELS", "MAX_PIXELS", "SUFFIXES",
+           "WORK_SIZE", "ImageInfo", "ImageSource", "ScanEntry", "center_crop", "exclude_rules",
+           "is_within", "load_image", "prepare", "read_bytes", "scan", "scan_entries",
+           "thumbnail", "to_rgb"]
+
 #: Shorter side of the working image both features are computed from.
 WORK_SIZE = 256
-#: JPEG draft decoding keeps the shorter side at least this large (2x the working size).
 #: JPEG draft decoding stops at the smallest DCT scale whose shorter side is still at least
 #: twice the 224-pixel model input (and so above WORK_SIZE). 448 rather than 512 lets a
 #: 2560 x 1920 photo decode at 1/4 scale instead of 1/2: decoding the indexing benchmark's
-#: photos went from 16 to 12 ms each.
+#: photos went from 16 to 12 ms each. A camera RAW's embedded preview is used when its
+#: shorter side reaches this size too, and its sensor data is demosaiced at half size when
+#: that still does.
 DRAFT_MIN = 2 * 224
 #: Longest side / shortest side beyond which the long side is centre-cropped first.
 MAX_ASPECT = 4.0
-#: Images with more pixels than this are refused as decompression bombs.
-MAX_PIXELS = 150_000_000
+#: Default pixel limit in megapixels (``--max-megapixels``): larger images are refused.
+MAX_MEGAPIXELS = 150
+#: The default limit in pixels.
+MAX_PIXELS = MAX_MEGAPIXELS * 1_000_000
 
 ImageSource = str | os.PathLike | bytes | IO[bytes] | Image.Image
+
+# Pillow refuses images over twice its own limit in Image.open, before imgrec's check; a
+# caller who raised --max-megapixels past it opens under this lock with Pillow's limit raised
+_PILLOW_LIMIT = threading.Lock()
 
 
 @dataclass(frozen=True)
 class ImageInfo:
-    """What the catalog records of a decoded image (size after EXIF orientation)."""
+    """What the catalog records of a decoded image (size after EXIF orientation).
+
+    ``decoder`` says how it was decoded: ``pillow``, ``heif`` (pillow-heif),
+    ``raw-preview`` (a camera RAW's embedded JPEG) or ``raw-demosaic`` (its sensor data).
+    """
 
     format: str
     mode: str
     width: int
     height: int
     exif: str  # JSON object
-
-
-def scan(root: str | os.PathLike) -> Iterator[Path]:
-    """Yield image files under ``root`` recursively, sorted, skipping hidden entries.
-
-    Symbolic links are followed only when their target stays inside ``root``.
-
-    Example:
-        >>> files = list(scan("data/demo"))  # doctest: +SKIP
-    """
-    base = Path(root).resolve()
-    for dirpath, dirnames, filenames in os.walk(base, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if name.startswith(".") or Path(name).suffix.lower() not in SUFFIXES:
-                continue
-            path = Path(dirpath) / name
-            if path.is_symlink() and not is_within(path, base):
-                continue
-            yield path
-
-
-def is_within(path: str | os.PathLike, root: str | os.PathLike) -> bool:
-    """True when ``path`` (links resolved) lies inside ``root``."""
-    try:
-        Path(path).resolve().relative_to(Path(root).resolve())
-    except (ValueError, OSError):
-        return False
-    return True
+    decoder: str = "pillow"
 
 
 def read_bytes(source: str | os.PathLike | bytes | IO[bytes]) -> bytes:
-    """Return the raw bytes of a path, a bytes object or a binary file-like object."""
+    """Return the raw bytes of a path, a bytes object or a binary file-like object.
+
+    A path is read only when it is a regular file (never a FIFO or a device).
+    """
     if isinstance(source, bytes | bytearray | memoryview):
         return bytes(source)
     if hasattr(source, "read"):
         if hasattr(source, "seek"):
             source.seek(0)
         return source.read()  # type: ignore[union-attr]
-    path = Path(source)
-    if not path.exists():
-        raise ImageError(f"{path}: no such file")
-    if path.is_dir():
-        raise ImageError(f"{path}: is a folder, not an image")
-    return path.read_bytes()
+    try:
+        return read_regular(source)
+    except ImageError as exc:
+        raise ImageError(f"{os.fspath(source)}: {exc}") from None
 
 
-def load_image(source: ImageSource, *, draft: bool = True) -> tuple[Image.Image, ImageInfo]:
+def load_image(source: ImageSource, *, draft: bool = True, name: str | None = None,
+               max_megapixels: float = MAX_MEGAPIXELS) -> tuple[Image.Image, ImageInfo]:
     """Decode an image into upright RGB, ready for :func:`prepare`.
 
     EXIF orientation is applied; palette, grey, CMYK and 16-bit images become RGB;
     transparency is composited onto white; animations give their first frame. JPEGs are
     draft-decoded (DCT scaling) to the smallest size whose shorter side is still at least
-    ``DRAFT_MIN``.
+    ``DRAFT_MIN``. HEIC/HEIF needs pillow-heif and camera RAW needs rawpy (see
+    :mod:`imgrec.formats`).
+
+    Args:
+        source: A path, bytes, a binary file object or a PIL image.
+        draft: Allow reduced-size decoding (JPEG DCT scaling, RAW half-size demosaic).
+        name: The file name where ``source`` is not a path (an upload): its suffix tells
+            camera RAW formats apart.
+        max_megapixels: Larger images are refused (``--max-megapixels``).
 
     Raises:
-        ImageError: with a one-line reason (empty, not an image, truncated, too large, ...).
+        ImageError: with a one-line reason (empty, not an image, truncated, too large, a
+            decoder package missing, ...).
+
+    Example:
+        >>> rgb, info = load_image("photo.heic")  # doctest: +SKIP
+        >>> info.decoder                            # doctest: +SKIP
+        'heif'
     """
+    limit = _pixel_limit(max_megapixels)
     if isinstance(source, Image.Image):
         fp = getattr(source, "fp", None)
         if getattr(source, "_im", None) is None and fp is not None and hasattr(fp, "seek"):
@@ -115,32 +130,84 @@ def load_image(source: ImageSource, *, draft: bool = True) -> tuple[Image.Image,
                 data = fp.read()
             finally:
                 fp.seek(pos)
-            return load_image(data, draft=draft)
+            return load_image(data, draft=draft, max_megapixels=max_megapixels,
+                              name=name or getattr(source, "filename", None) or None)
         im = source.copy()  # never change the caller's image
         im.format = source.format
-    else:
-        data = read_bytes(source)
-        if not data:
-            raise ImageError("empty file (0 bytes)")
+        return _finish(im, draft, limit)
+    if name is None and isinstance(source, str | os.PathLike):
+        name = os.fspath(source)
+    data = read_bytes(source)
+    if not data:
+        raise ImageError("empty file (0 bytes)")
+    kind = formats.raw_kind(data, name)
+    if kind:
+        return _load_raw(data, kind, draft, limit)
+    if formats.is_heif(data):
+        formats.ensure_heif()
+    im = _open(data, limit)
+    if im.format == "TIFF" and _DNG_VERSION in getattr(im, "tag_v2", {}):
+        return _load_raw(data, "DNG", draft, limit)  # a DNG given without its name
+    return _finish(im, draft, limit, "heif" if im.format == "HEIF" else "pillow")
+
+
+_DNG_VERSION = 50706  # TIFF tag present in every DNG
+
+
+def _pixel_limit(max_megapixels: float) -> int:
+    ok = isinstance(max_megapixels, int | float) and not isinstance(max_megapixels, bool)
+    if not ok or not math.isfinite(max_megapixels) or max_megapixels <= 0:
+        raise ImgrecError(f"max_megapixels must be a positive number, not {max_megapixels!r}")
+    return int(max_megapixels * 1_000_000)
+
+
+def _too_large(pixels: float, limit: int, size: str = "") -> ImageError:
+    return ImageError(f"too large: {size}{pixels / 1e6:,.0f} megapixels (limit "
+                      f"{limit / 1e6:,.0f}; raise it with --max-megapixels)")
+
+
+def _open(data: bytes, limit: int) -> Image.Image:
+    """``Image.open`` with every failure as an ImageError (header only: nothing decoded)."""
+    try:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                im = Image.open(io.BytesIO(data))
+                return Image.open(io.BytesIO(data))
         except Image.DecompressionBombError as exc:
-            raise ImageError(f"too large: {exc}") from None
-        except UnidentifiedImageError:
-            raise ImageError("not an image (unrecognised format)") from None
-        except (OSError, SyntaxError, ValueError) as exc:
-            raise ImageError(f"unreadable: {exc}") from None
+            found = re.search(r"\((\d+) pixels\)", str(exc))
+            pixels = int(found.group(1)) if found else 0
+            if not pixels or pixels > limit:
+                raise _too_large(pixels or limit + 1, limit) from None
+            with _PILLOW_LIMIT:  # the caller raised the limit past Pillow's own
+                before = Image.MAX_IMAGE_PIXELS
+                Image.MAX_IMAGE_PIXELS = limit
+                try:
+                    return Image.open(io.BytesIO(data))
+                finally:
+                    Image.MAX_IMAGE_PIXELS = before
+    except UnidentifiedImageError:
+        raise ImageError("not an image (unrecognised format)") from None
+    except _DECODE_ERRORS as exc:
+        raise ImageError(f"unreadable: {exc}") from None
+
+
+#: What Pillow and its plugins raise on damaged data (found by the decoder fuzz tests).
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError)
+
+
+def _finish(im: Image.Image, draft: bool, limit: int,
+            decoder: str = "pillow") -> tuple[Image.Image, ImageInfo]:
+    """Check the size, draft, decode, turn upright and convert an opened image."""
     fmt = im.format or "unknown"
     mode = im.mode
     w, h = im.size
     if w < 1 or h < 1:
         raise ImageError(f"empty image ({w}x{h})")
-    if w * h > MAX_PIXELS:
-        raise ImageError(f"too large: {w}x{h} pixels (limit {MAX_PIXELS // 1_000_000} megapixels)")
+    if w * h > limit:
+        raise _too_large(w * h, limit, f"{w}x{h} pixels, ")
     try:
-        exif = _exif_json(im)
+        exif = formats.exif_json(im)
+        orientation = formats.orientation_of(im)
         if draft and fmt == "JPEG" and min(w, h) > 2 * DRAFT_MIN:
             s = DRAFT_MIN / min(w, h)
             im.draft(im.mode, (math.ceil(w * s), math.ceil(h * s)))
@@ -151,13 +218,45 @@ def load_image(source: ImageSource, *, draft: bool = True) -> tuple[Image.Image,
         rgb = to_rgb(im)
     except ImageError:
         raise
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+    except _DECODE_ERRORS as exc:
         msg = str(exc)
         reason = "truncated" if "truncat" in msg.lower() else "corrupt"
         raise ImageError(f"{reason}: {msg}") from None
-    if _swaps_axes(exif):  # report the upright size
+    if orientation in (5, 6, 7, 8):  # report the upright size
         w, h = h, w
-    return rgb, ImageInfo(format=fmt, mode=mode, width=w, height=h, exif=exif)
+    if decoder == "heif":  # libheif turned it upright already: record what the file says
+        exif = formats.with_orientation(exif, im.info.get("original_orientation"))
+    return rgb, ImageInfo(format=fmt, mode=mode, width=w, height=h, exif=exif, decoder=decoder)
+
+
+def _load_raw(data: bytes, kind: str, draft: bool, limit: int) -> tuple[Image.Image, ImageInfo]:
+    """A camera RAW: its embedded preview when large enough, else its sensor data."""
+    with formats.RawFile(data, kind) as raw:
+        w, h = raw.size
+        if w < 1 or h < 1:
+            raise ImageError(f"empty image ({w}x{h})")
+        if w * h > limit:
+            raise _too_large(w * h, limit, f"{w}x{h} pixels, ")
+        orientation = raw.orientation
+        preview, rgb = raw.preview(), None
+        if isinstance(preview, bytes):
+            try:
+                p_rgb, p_info = load_image(preview, draft=draft, name="preview.jpg",
+                                           max_megapixels=limit / 1e6)
+            except ImageError:
+                p_rgb = None  # a damaged preview: demosaic instead
+            if p_rgb is not None and min(p_info.width, p_info.height) >= DRAFT_MIN:
+                turned = json.loads(p_info.exif).get("Orientation", 1) not in (1, None)
+                rgb = p_rgb if turned else formats.orientation_transpose(p_rgb, orientation)
+        elif preview is not None and min(preview.size) >= DRAFT_MIN:
+            rgb = formats.orientation_transpose(preview, orientation)
+        decoder = "raw-preview"
+        if rgb is None:
+            rgb, decoder = raw.demosaic(draft and min(w, h) // 2 >= DRAFT_MIN), "raw-demosaic"
+    if orientation in (5, 6, 7, 8):
+        w, h = h, w
+    exif = formats.with_orientation(formats.container_exif(data), orientation)
+    return rgb, ImageInfo(format=kind, mode="RGB", width=w, height=h, exif=exif, decoder=decoder)
 
 
 def to_rgb(im: Image.Image) -> Image.Image:
@@ -219,35 +318,3 @@ def thumbnail(path: str | os.PathLike, size: int = 256) -> Image.Image:
     rgb = rgb.copy()
     rgb.thumbnail((size, size), Image.BILINEAR)
     return rgb
-
-
-_EXIF_KEEP = {"Make", "Model", "DateTime", "Orientation", "Software", "Artist", "Copyright",
-              "ImageDescription", "XResolution", "YResolution"}
-
-
-def _exif_json(im: Image.Image) -> str:
-    try:
-        raw = im.getexif()
-    except Exception:
-        return "{}"
-    out: dict[str, Any] = {}
-    for tag, value in raw.items():
-        name = ExifTags.TAGS.get(tag)
-        if name not in _EXIF_KEEP:
-            continue
-        if isinstance(value, bytes):
-            continue
-        if not isinstance(value, int | float | str):
-            value = str(value)
-        out[name] = value if not isinstance(value, str) else value.strip("\x00")[:200]
-    try:
-        return json.dumps(out, sort_keys=True)
-    except (TypeError, ValueError):
-        return "{}"
-
-
-def _swaps_axes(exif: str) -> bool:
-    try:
-        return int(json.loads(exif).get("Orientation", 1)) in (5, 6, 7, 8)
-    except (ValueError, TypeError):
-        return False

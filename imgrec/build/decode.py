@@ -8,7 +8,6 @@ from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -16,6 +15,7 @@ import numpy as np
 from imgrec import images
 from imgrec.errors import ImageError
 from imgrec.features.color import histogram
+from imgrec.folders import read_regular
 
 #: Bumped whenever decoding or feature definitions change (invalidates resumable work).
 PIPELINE_VERSION = 2  # 2: JPEG drafts to >= 448 px (was 512)
@@ -23,13 +23,15 @@ TASK_FILES = 8  # files per worker task
 
 
 class Task(NamedTuple):
-    """One gallery file to read: its path, gallery-relative name, size, mtime, crop side."""
+    """One gallery file to read: its path, gallery-relative name, size, mtime, crop side,
+    and the pixel limit (``--max-megapixels``)."""
 
     path: str
     rel: str
     size: int
     mtime_ns: int
     crop_size: int
+    max_megapixels: float = images.MAX_MEGAPIXELS
 
 
 @dataclass
@@ -45,6 +47,7 @@ class FileResult:
     width: int = 0
     height: int = 0
     exif: str = "{}"
+    decoder: str = ""  # pillow | heif | raw-preview | raw-demosaic (see images.ImageInfo)
     crop: np.ndarray | None = None  # (s, s, 3) uint8, for the CNN
     hist: np.ndarray | None = None  # (768,) float32
     error: str | None = None
@@ -52,20 +55,27 @@ class FileResult:
 
 
 def process(path: str, rel: str, size: int, mtime_ns: int, crop_size: int,
+            max_megapixels: float = images.MAX_MEGAPIXELS,
             known: frozenset[str] | set[str] = frozenset()) -> FileResult:
-    """Read one gallery file; decode it once into both features unless its hash is known."""
+    """Read one gallery file; decode it once into both features unless its hash is known.
+
+    Only a regular file is read (a FIFO or device named like an image is recorded as
+    skipped, never opened for a blocking read); its name picks the decoder (camera RAW).
+    Images over ``max_megapixels`` are skipped with a reason naming ``--max-megapixels``.
+    """
     res = FileResult(rel, size, mtime_ns)
     try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        res.error = f"unreadable: {exc.strerror or exc}"
+        data = read_regular(path)
+    except ImageError as exc:
+        msg = str(exc)
+        res.error = msg if msg.startswith("unreadable") else f"unreadable: {msg}"
         return res
     res.sha256 = hashlib.sha256(data).hexdigest()
     if res.sha256 in known:
         res.known = True
         return res
     try:
-        rgb, info = images.load_image(data)
+        rgb, info = images.load_image(data, name=path, max_megapixels=max_megapixels)
         work = images.prepare(rgb)
         res.hist = histogram(work)
         res.crop = images.center_crop(work, crop_size)
@@ -75,8 +85,8 @@ def process(path: str, rel: str, size: int, mtime_ns: int, crop_size: int,
     except MemoryError:
         res.error = "too large: out of memory while decoding"
         return res
-    res.format, res.mode, res.width, res.height, res.exif = (
-        info.format, info.mode, info.width, info.height, info.exif)
+    res.format, res.mode, res.width, res.height, res.exif, res.decoder = (
+        info.format, info.mode, info.width, info.height, info.exif, info.decoder)
     return res
 
 
