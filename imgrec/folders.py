@@ -169,7 +169,7 @@ def read_regular(path: str | os.PathLike) -> bytes:
         _check_regular(os.stat(path).st_mode)
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
-        if exc.errno == errno.ENOENT:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
             raise ImageError("no such file") from None
         raise ImageError(f"unreadable: {_reason(exc)}") from None
     with os.fdopen(fd, "rb") as fh:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgrec.errors import ImageError
+from imgrec.errors import ImageError, ImgrecError
 from imgrec.features.color import histogram
 from imgrec.images import (
     DRAFT_MIN,
@@ -20,6 +20,7 @@ from imgrec.images import (
     load_image,
     prepare,
     scan,
+    scan_entries,
     thumbnail,
 )
 
@@ -331,3 +332,51 @@ def test_other_tiff_modes(photos, tmp_path, mode):
     assert info.mode == mode.replace("RGBX", "RGB")
     assert rgb.mode == "RGB" and rgb.size == grey.shape[::-1]
     assert np.abs(_arr(rgb.convert("L")) - grey).mean() < 1.5
+
+
+# ---- exclude rules --------------------------------------------------------------------------
+
+def _tree(root: Path, rels: list[str]) -> Path:
+    for rel in rels:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(b"x")
+    return root
+
+
+def _rels(root: Path, **kw) -> list[str]:
+    return [p.relative_to(root.resolve()).as_posix() for p in scan(root, **kw)]
+
+
+def test_exclude_globs_and_imgrecignore(tmp_path):
+    root = _tree(tmp_path / "g", ["a.jpg", "b.png", "raw/x.jpg", "keep/y.png", "keep/z.png",
+                                  "trip/drafts/d.jpg", "trip/t.jpg", "top.jpg", "trip/top.jpg"])
+    assert len(_rels(root)) == 9
+    (root / ".imgrecignore").write_text("# camera dumps\nraw/\n*.png\n!keep/y.png\n/top.jpg\n")
+    assert _rels(root) == ["a.jpg", "keep/y.png", "trip/t.jpg", "trip/top.jpg",
+                           "trip/drafts/d.jpg"]
+    assert _rels(root, exclude=["drafts/", "!b.png"]) == ["a.jpg", "b.png", "keep/y.png",
+                                                          "trip/t.jpg", "trip/top.jpg"]
+    assert len(_rels(root, ignore_file=None)) == 9  # the file can be turned off
+    assert _rels(root, exclude=["*.jpg"], ignore_file=None) == ["b.png", "keep/y.png",
+                                                                "keep/z.png"]
+
+
+def test_excluded_problems_are_not_reported(tmp_path):
+    root = _tree(tmp_path / "g", ["a.jpg"])
+    os.symlink("loop.jpg", root / "loop.jpg")
+    (root / "pipes").mkdir()
+    os.mkfifo(root / "pipes" / "p.jpg")
+    assert [e.rel for e in scan_entries(root) if e.problem] == ["loop.jpg", "pipes/p.jpg"]
+    got = list(scan_entries(root, exclude=["loop.jpg", "pipes/"]))
+    assert [(e.rel, e.problem) for e in got] == [("a.jpg", None)]
+
+
+def test_bad_exclude_rules_are_one_line_errors(tmp_path):
+    root = _tree(tmp_path / "g", ["a.jpg"])
+    with pytest.raises(ImgrecError, match="invalid exclude rule"):
+        list(scan(root, exclude=["\\"]))
+    with pytest.raises(ImgrecError, match="must be text"):
+        list(scan(root, exclude=[3]))
+    (root / ".imgrecignore").mkdir()
+    with pytest.raises(ImgrecError, match=r"\.imgrecignore: cannot read the exclude rules"):
+        list(scan(root))
