@@ -7,6 +7,7 @@ Example:
     >>> idx.search(["query.jpg"], method="embedding", k=5).combined  # doctest: +SKIP
 """
 
+from imgrec import _numba_cache  # noqa: F401  (first: numba's cache folder, before any kernel)
 from imgrec.build.builder import BuildReport, Progress, build_index
 from imgrec.errors import (
                      BuildLockedError,
