@@ -121,7 +121,9 @@ def load_image(source: ImageSource, *, draft: bool = True, name: str | None = No
     """
     limit = _pixel_limit(max_megapixels)
     try:
-        return _load(source, draft, name, limit)
+        with warnings.catch_warnings():  # damaged files make decoders warn: the reason is
+            warnings.simplefilter("ignore")  # in the ImageError, or the image decoded fine
+            return _load(source, draft, name, limit)
     except ImageError as exc:
         msg = " ".join(str(exc).split())  # decoders' messages may span lines
         if msg == str(exc) and len(msg) <= 300:
@@ -172,17 +174,18 @@ def _pixel_limit(max_megapixels: float) -> int:
 
 
 def _too_large(pixels: float, limit: int, size: str = "") -> ImageError:
-    return ImageError(f"too large: {size}{pixels / 1e6:,.0f} megapixels (limit "
-                      f"{limit / 1e6:,.0f}; raise it with --max-megapixels)")
+    def mp(n: float) -> str:
+        return f"{n / 1e6:,.0f}" if n >= 1e7 else f"{n / 1e6:.2g}"
+
+    return ImageError(f"too large: {size}{mp(pixels)} megapixels (limit {mp(limit)}; "
+                      "raise it with --max-megapixels)")
 
 
 def _open(data: bytes, limit: int) -> Image.Image:
     """``Image.open`` with every failure as an ImageError (header only: nothing decoded)."""
     try:
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                return Image.open(io.BytesIO(data))
+            return Image.open(io.BytesIO(data))
         except Image.DecompressionBombError as exc:
             found = re.search(r"\((\d+) pixels\)", str(exc))
             pixels = int(found.group(1)) if found else 0
@@ -222,10 +225,8 @@ def _finish(im: Image.Image, draft: bool, limit: int,
         if draft and fmt == "JPEG" and min(w, h) > 2 * DRAFT_MIN:
             s = DRAFT_MIN / min(w, h)
             im.draft(im.mode, (math.ceil(w * s), math.ceil(h * s)))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            im.load()
-            im = ImageOps.exif_transpose(im) or im
+        im.load()
+        im = ImageOps.exif_transpose(im) or im
         rgb = to_rgb(im)
     except ImageError:
         raise
