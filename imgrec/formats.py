@@ -47,15 +47,14 @@ def suffix_of(name: str | None) -> str:
     return PurePath(name).suffix.lower() if name else ""
 
 
-def is_heif(data: bytes, name: str | None = None) -> bool:
-    """True for a HEIC/HEIF file, told by its name or its ``ftyp`` box."""
-    if suffix_of(name) in HEIF_SUFFIXES:
-        return True
-    if data[4:8] != b"ftyp" or data[8:12] in _AVIF_BRANDS:
+def is_heif(data: bytes) -> bool:
+    """True for a HEIC/HEIF file, told by the brands of its ``ftyp`` box (AVIF excluded)."""
+    if data[4:8] != b"ftyp":
         return False
     size = int.from_bytes(data[:4], "big")
-    brands = data[8:min(max(size, 16), 64)]
-    return any(brands[i:i + 4] in _HEIF_BRANDS for i in range(0, len(brands) - 3, 4))
+    box = data[8:min(max(size, 16), 64)]
+    brands = {box[i:i + 4] for i in range(0, len(box) - 3, 4)}
+    return bool(brands & _HEIF_BRANDS) and not brands & _AVIF_BRANDS
 
 
 def raw_kind(data: bytes, name: str | None = None) -> str | None:
