@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 from pathlib import Path
 
@@ -380,3 +381,15 @@ def test_bad_exclude_rules_are_one_line_errors(tmp_path):
     (root / ".imgrecignore").mkdir()
     with pytest.raises(ImgrecError, match=r"\.imgrecignore: cannot read the exclude rules"):
         list(scan(root))
+
+
+def test_date_taken_is_kept_from_the_exif_sub_ifd(photos, tmp_path):
+    exif = Image.Exif()
+    exif[0x010F] = "Canon"  # Make
+    exif.get_ifd(0x8769)[0x9003] = "2019:07:14 18:30:05"  # DateTimeOriginal
+    exif.get_ifd(0x8769)[0x9011] = "+02:00"  # OffsetTimeOriginal
+    path = tmp_path / "d.jpg"
+    photos["coffee"].save(path, exif=exif.tobytes())
+    got = json.loads(load_image(path)[1].exif)
+    assert got == {"Make": "Canon", "DateTimeOriginal": "2019:07:14 18:30:05",
+                   "OffsetTimeOriginal": "+02:00"}
