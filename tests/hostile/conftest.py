@@ -22,7 +22,7 @@ NOBODY = 65534
 _CHECKS = [HealthCheck.too_slow, HealthCheck.data_too_large]
 settings.register_profile("ci", max_examples=200, derandomize=True, deadline=timedelta(seconds=5),
                           suppress_health_check=_CHECKS, print_blob=True)
-settings.register_profile("fuzz", max_examples=20_000, deadline=timedelta(seconds=5),
+settings.register_profile("fuzz", max_examples=5_000, deadline=timedelta(seconds=5),
                           suppress_health_check=_CHECKS, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
