@@ -158,7 +158,7 @@ def _load(source: ImageSource, draft: bool, name: str | None,
     if formats.is_heif(data):
         formats.ensure_heif()
     im = _open(data, limit)
-    if im.format == "TIFF" and _DNG_VERSION in getattr(im, "tag_v2", {}):
+    if name is None and im.format == "TIFF" and _DNG_VERSION in getattr(im, "tag_v2", {}):
         return _load_raw(data, "DNG", draft, limit)  # a DNG given without its name
     return _finish(im, draft, limit, "heif" if im.format == "HEIF" else "pillow")
 
