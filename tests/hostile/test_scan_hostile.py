@@ -17,7 +17,7 @@ from support import TinyEmbedder
 
 from imgrec import Index, build_index
 from imgrec.build.decode import process
-from imgrec.errors import ImageError
+from imgrec.errors import ImageError, ImgrecError
 from imgrec.images import is_within, load_image, scan, scan_entries
 
 
@@ -102,7 +102,7 @@ def test_a_fifo_query_is_refused_not_waited_on(tmp_path, photos):
                             np.full((1, 768), 1 / 768, np.float32), model="tiny-test",
                             gallery_root=g, pca_components=1)
     os.mkfifo(tmp_path / "q.jpg")
-    with pytest.raises(ImageError, match="not a regular file"):
+    with pytest.raises(ImgrecError, match="not a regular file"):
         _finishes(lambda: idx.search([str(tmp_path / "q.jpg")], method="color", k=1))
 
 
