@@ -15,6 +15,7 @@ from imgrec.errors import (
                      ImgrecError,
                      IndexFormatError,
                      IndexNotFoundError,
+                     IndexWriteError,
                      QueryError,
                      WeightsMissingError,
 )
@@ -35,6 +36,7 @@ __all__ = [
                      "Index",
                      "IndexFormatError",
                      "IndexNotFoundError",
+                     "IndexWriteError",
                      "Progress",
                      "QueryError",
                      "SearchResult",

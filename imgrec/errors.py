@@ -27,3 +27,8 @@ class WeightsMissingError(ImgrecError):
 
 class BuildLockedError(ImgrecError):
     """Another build of the same index is running."""
+
+
+class IndexWriteError(ImgrecError):
+    """A new index version could not be written (disk full, no permission, ...); the
+    published version is unchanged."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -154,6 +155,11 @@ def test_index_without_the_copy_still_searches(built, tmp_path):
     version = next(old.glob("v-*"))
     for name in (H.DATA_FILE, H.ERROR_FILE):
         (version / name).unlink()
+    with pytest.raises(IndexFormatError, match="the manifest lists it"):
+        Index.open(old)  # files the manifest records are never silently dropped
+    manifest = json.loads((version / "manifest.json").read_text())
+    del manifest["checksums"]  # an older imgrec recorded no checksums either
+    (version / "manifest.json").write_text(json.dumps(manifest))
     idx = Index.open(old)
     assert idx.first_pass == "float32" and idx.embeddings_f16 is None
     q = [Stored(paths[7]), Stored(paths[8])]

@@ -21,9 +21,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: file names in an index version
-DATA_FILE = "embeddings_f16.npy"
-ERROR_FILE = "embeddings_f16_error.npy"  # (n, 2) float32: L2 and L1 rounding error bounds
+from imgrec.index.format import HALF_DATA as DATA_FILE
+from imgrec.index.format import HALF_ERROR as ERROR_FILE
+
+__all__ = ["DATA_FILE", "ERROR_FILE", "HalfCopy", "check", "encode", "round_up32"]
 #: relative safety margin on the stored bounds (they are computed in float64)
 MARGIN = 1e-9
 

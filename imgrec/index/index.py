@@ -13,22 +13,15 @@ import numpy as np
 
 from imgrec import images
 from imgrec.errors import IndexFormatError, IndexNotFoundError, QueryError
-from imgrec.features.color import DIM as HIST_DIM
-from imgrec.features.embedding import Embedder, l2_normalise
+from imgrec.features.embedding import Embedder
 from imgrec.features.pca import DEFAULT_COMPONENTS, PCAModel
 from imgrec.index import catalog
+from imgrec.index import format as F
+from imgrec.index.arrays import write_arrays
+from imgrec.index.facts import IndexFacts, facts
 from imgrec.index.half import HalfCopy
-from imgrec.index.verify import (
-    check_catalog,
-    check_manifest,
-    expected_shapes,
-    load_pca,
-    open_half,
-    open_labels,
-    open_matrix,
-    read_manifest,
-)
-from imgrec.index.writer import CURRENT, LABEL_TOP, VersionWriter, current_version, hold_version
+from imgrec.index.reader import open_version, read_manifest
+from imgrec.index.writer import CURRENT, current_version, hold_version
 from imgrec.search import engine
 from imgrec.search.query import QueryFeatures, Stored, query_features  # noqa: F401 (Stored: re-export)
 from imgrec.search.results import SearchResult
@@ -36,7 +29,6 @@ from imgrec.settings import Settings
 
 #: values of ``first_pass`` (see :meth:`Index.open`)
 FIRST_PASSES = ("auto", "float16", "float32")
-MATRICES = ("embeddings.npy", "embedding_norms.npy", "histograms.npy", "pca_histograms.npy")
 
 
 class Index:
@@ -48,17 +40,19 @@ class Index:
         >>> [h.path for h in res.per_query[0]]                   # doctest: +SKIP
     """
 
-    def __init__(self, version_dir: Path, manifest: dict[str, Any],
+    def __init__(self, version_dir: Path, manifest: F.Manifest | dict[str, Any],
                  embedder: Embedder | None = None, first_pass: str = "auto") -> None:
         if first_pass not in FIRST_PASSES:
             raise ValueError(f"first_pass must be one of {', '.join(FIRST_PASSES)}, "
                              f"got {first_pass!r}")
         self.dir = version_dir
         self.index_dir = version_dir.parent
-        self.manifest = check_manifest(manifest, version_dir / "manifest.json")
+        if not isinstance(manifest, F.Manifest):
+            manifest = F.Manifest.from_json(manifest, version_dir / F.MANIFEST)
+        #: the version's manifest (see :class:`imgrec.index.format.Manifest`)
+        self.manifest: F.Manifest = manifest
         self._embedder = embedder
         self._lock = threading.Lock()
-        self._pca: PCAModel | None = None
         self._pca_norms: dict[int, np.ndarray] = {}
         # Hold the version while this object lives: a later build's prune keeps it.
         fd = hold_version(version_dir)
@@ -67,21 +61,18 @@ class Index:
                                    "build and deleted): open the index again")
         self._hold = weakref.finalize(self, os.close, fd)
         try:
-            arrays = {name: open_matrix(version_dir / name, shape)
-                      for name, shape in expected_shapes(self.manifest).items()}
-            labels = open_labels(version_dir, self.manifest["count"])
-            copy = open_half(version_dir, self.manifest["count"], self.manifest["embedding_dim"])
-            check_catalog(version_dir / "catalog.sqlite", self.manifest["count"])
-            self._pca = load_pca(version_dir / "pca.npz", self.manifest["pca_components"])
+            opened = open_version(version_dir, manifest)
         except IndexFormatError as exc:
             self._hold()
             raise IndexFormatError(
                 f"the index at {self.index_dir} is damaged: {exc}; rebuild it with "
                 f"`imgrec index GALLERY --index {self.index_dir} --full`") from None
-        self.embeddings = arrays["embeddings.npy"]
-        self.embedding_norms = arrays["embedding_norms.npy"]
-        self.histograms = arrays["histograms.npy"]
-        self.pca_histograms = arrays["pca_histograms.npy"]
+        self._pca = opened.pca
+        self.embeddings = opened.matrices[F.EMBEDDINGS]
+        self.embedding_norms = opened.matrices[F.NORMS]
+        self.histograms = opened.matrices[F.HISTOGRAMS]
+        self.pca_histograms = opened.matrices[F.PCA_HISTOGRAMS]
+        labels, copy = opened.labels, opened.half
         #: (n, 5) int16 ImageNet class ids, best first (-1 = unknown), and their float32
         #: probabilities; None when the index holds no labels (see :mod:`imgrec.insights.labels`)
         self.labels_top5: np.ndarray | None = labels[0] if labels else None
@@ -104,8 +95,10 @@ class Index:
              embedder: Embedder | None = None, first_pass: str = "auto") -> Index:
         """Open the published version of the index at ``index_dir`` (memory-mapped).
 
-        The files are checked (manifest, shapes, file lengths, catalog rows, PCA), not
-        read in full: ``imgrec info --verify`` does the thorough check.
+        The files are checked (manifest, shapes, file lengths, catalog schema and rows,
+        PCA, and the recorded checksums of the manifest and of the small files: catalog,
+        norms, float16 error bounds, labels, PCA); the large matrices are checked by
+        size, not read in full: ``imgrec info --verify`` does the thorough check.
 
         Args:
             index_dir: the index directory (default: ``IMGREC_INDEX_DIR`` or ``data/index``).
@@ -148,16 +141,16 @@ class Index:
     # ---- facts -------------------------------------------------------------------------
 
     def __len__(self) -> int:
-        return int(self.manifest["count"])
+        return self.manifest.count
 
     @property
     def root(self) -> Path:
         """The gallery folder the paths are relative to."""
-        return Path(self.manifest["gallery_root"])
+        return Path(self.manifest.gallery_root)
 
     @property
     def model(self) -> str:
-        return str(self.manifest["model"])
+        return self.manifest.model
 
     @property
     def has_labels(self) -> bool:
@@ -170,44 +163,47 @@ class Index:
 
     @property
     def version(self) -> str:
-        return str(self.manifest["version"])
+        return self.manifest.version
 
-    def _sql(self, query: str, args: Sequence[Any] = ()) -> list[tuple]:
-        con = catalog.connect(self.dir / "catalog.sqlite")
-        try:
-            return con.execute(query, args).fetchall()
-        finally:
-            con.close()
+    @property
+    def _catalog(self) -> Path:
+        return self.dir / F.CATALOG
 
     def paths(self, rows: Sequence[int]) -> list[str]:
         """Gallery-relative paths of matrix rows, in the order given."""
         rows = [int(r) for r in rows]
-        found: dict[int, str] = {}
-        for s in range(0, len(rows), 900):
-            part = rows[s:s + 900]
-            found.update(self._sql(f"SELECT row, path FROM images WHERE row IN "
-                                   f"({','.join('?' * len(part))})", part))
+        found = catalog.paths_of_rows(self._catalog, rows)
         return [found[r] for r in rows]
 
     def all_paths(self) -> list[str]:
         """Every indexed path, in row order."""
-        return [p for (p,) in self._sql("SELECT path FROM images WHERE row IS NOT NULL "
-                                         "ORDER BY row")]
+        return catalog.all_paths(self._catalog)
 
     def row_of(self, path: str) -> int:
-        got = self._sql("SELECT row FROM images WHERE path = ?", (str(path),))
-        if not got or got[0][0] is None:
+        row = catalog.row_of(self._catalog, path)
+        if row is None:
             raise QueryError(f"{path!r} is not an indexed image of this gallery")
-        return int(got[0][0])
+        return row
 
     def entries(self) -> list[catalog.Entry]:
-        """Every catalog row (indexed and skipped)."""
-        return list(catalog.read_all(self.dir / "catalog.sqlite"))
+        """Every catalog row (indexed and skipped), by path."""
+        return list(catalog.read_all(self._catalog))
 
     def skipped(self) -> list[tuple[str, str]]:
         """(path, reason) of every gallery file that could not be indexed."""
-        return [(p, e) for p, e in self._sql(
-            "SELECT path, error FROM images WHERE row IS NULL ORDER BY path")]
+        return catalog.skipped(self._catalog)
+
+    def image_meta(self) -> list[tuple[int, int, int, str]]:
+        """(width, height, file size, sha256) of every indexed image, in row order."""
+        return catalog.image_meta(self._catalog, len(self))
+
+    def format_counts(self) -> dict[str, int]:
+        """Indexed images per file format ('?' where none is recorded), most common first."""
+        return catalog.format_counts(self._catalog)
+
+    def facts(self) -> IndexFacts:
+        """Counts, formats, dimensions and disk size (see :func:`imgrec.index.facts.facts`)."""
+        return facts(self)
 
     def resolve(self, path: str) -> Path:
         """Absolute file of an indexed path; refuses anything outside the gallery root."""
@@ -217,10 +213,8 @@ class Index:
         return full
 
     def pca(self) -> PCAModel:
-        with self._lock:
-            if self._pca is None:
-                self._pca = PCAModel.load(self.dir / "pca.npz")
-            return self._pca
+        """The PCA of the colour histograms (loaded and checked on open)."""
+        return self._pca
 
     @property
     def embedder(self) -> Embedder:
@@ -292,7 +286,8 @@ class Index:
                     embedder: Embedder | None = None,
                     labels_top5: np.ndarray | None = None,
                     labels_prob5: np.ndarray | None = None) -> Index:
-        """Write a valid index from features computed elsewhere, then open it.
+        """Write a valid index from features computed elsewhere, then open it
+        (see :func:`imgrec.index.arrays.write_arrays`).
 
         Embeddings are L2-normalised on write; the PCA is fitted on ``histograms``.
         ``labels_top5`` (n, 5) class ids (-1 = unknown) and ``labels_prob5`` (n, 5) their
@@ -302,36 +297,8 @@ class Index:
             >>> Index.from_arrays("my-index", ["a.jpg", "b.jpg"], emb, hist,
             ...                   model="my-model")                  # doctest: +SKIP
         """
-        n = len(paths)
-        if len(set(paths)) != n:
-            raise ValueError("paths must be unique")
-        emb = np.asarray(embeddings)
-        hist = np.asarray(histograms)
-        if emb.ndim != 2 or len(emb) != n or hist.shape != (n, HIST_DIM):
-            raise ValueError(f"need embeddings of shape (n, d) and histograms (n, {HIST_DIM}) "
-                             f"for n={n} paths; got {emb.shape} and {hist.shape}")
-        for name, arr in (("embeddings", emb), ("histograms", hist)):
-            if not all(np.isfinite(arr[s:s + 65536]).all() for s in range(0, n, 65536)):
-                raise ValueError(f"{name} hold NaN or infinite values")
-        if (labels_top5 is None) != (labels_prob5 is None):
-            raise ValueError("give both labels_top5 and labels_prob5, or neither")
-        if labels_top5 is not None and (np.shape(labels_top5) != (n, LABEL_TOP)
-                                        or np.shape(labels_prob5) != (n, LABEL_TOP)):
-            raise ValueError(f"labels must have shape (n, {LABEL_TOP}) for n={n}")
-        writer = VersionWriter(index_dir, n, emb.shape[1])
-        try:
-            for s in range(0, n, 65536):
-                writer.embeddings[s:s + 65536] = l2_normalise(emb[s:s + 65536])
-                writer.histograms[s:s + 65536] = hist[s:s + 65536]
-            if labels_top5 is not None:
-                top5, prob5 = writer.labels()
-                top5[:] = np.asarray(labels_top5)
-                prob5[:] = np.asarray(labels_prob5)
-            entries = [catalog.Entry(path=str(p), row=i) for i, p in enumerate(paths)]
-            writer.publish(entries, {"model": model, "gallery_root": str(gallery_root),
-                                     "source": "from_arrays"}, pca_components)
-        except BaseException:
-            writer.abort()
-            raise
+        write_arrays(index_dir, paths, embeddings, histograms, model=model,
+                     gallery_root=gallery_root, pca_components=pca_components,
+                     labels_top5=labels_top5, labels_prob5=labels_prob5)
         return cls.open(index_dir, embedder=embedder)
 

@@ -1,229 +1,36 @@
-"""Integrity checks of an index directory: manifest, matrices, catalog and PCA agree.
+"""The thorough check of an index version behind ``imgrec info --verify``.
 
-:func:`verify` is the thorough check behind ``imgrec info --verify`` (it reads every
-byte); the ``check_*`` helpers are the cheap subset :meth:`imgrec.index.index.Index.open` runs
-on every open, so a damaged or foreign index is refused with a clear message.
+:func:`verify` reads every byte: the structure checks :mod:`imgrec.index.reader` runs on
+every open, then every value of every matrix, the PCA against the stored projections,
+SQLite's full integrity check of the catalog, and the recorded checksum of every file.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import sqlite3
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 
 from imgrec.errors import IndexFormatError
-from imgrec.features.color import DIM as HIST_DIM
 from imgrec.features.pca import PCAModel
 from imgrec.index import catalog, half
-from imgrec.index.writer import FORMAT_VERSION, LABEL_FILES, LABEL_TOP, current_version
+from imgrec.index import format as F
+from imgrec.index.format import LABEL_FILES, Manifest
+from imgrec.index.reader import (
+    checksum_problems,
+    load_pca,
+    open_half,
+    open_labels,
+    open_matrix,
+    read_manifest,
+)
+from imgrec.index.writer import current_version
 
 CHUNK = 32768
 #: Embedding rows must have unit length (or be all zero) within this tolerance.
 NORM_TOL = 1e-3
-#: manifest key -> required type
-MANIFEST_KEYS: dict[str, type] = {
-    "format_version": int, "model": str, "gallery_root": str, "embedding_dim": int,
-    "histogram_dim": int, "pca_components": int, "count": int, "skipped": int, "version": str,
-}
-PCA_KEYS = ("mean", "components", "explained_variance", "explained_variance_ratio")
-
-
-def read_manifest(version_dir: Path) -> dict[str, Any]:
-    """The parsed, checked ``manifest.json`` of a version folder.
-
-    Raises:
-        IndexFormatError: missing, unparsable, another format version, or fields missing.
-    """
-    path = version_dir / "manifest.json"
-    try:
-        manifest = json.loads(path.read_bytes())
-    except FileNotFoundError:
-        raise IndexFormatError(f"{path} is missing") from None
-    except (OSError, ValueError) as exc:
-        raise IndexFormatError(f"{path} is damaged (not valid JSON: {exc})") from None
-    return check_manifest(manifest, path)
-
-
-def check_manifest(manifest: Any, path: Path) -> dict[str, Any]:
-    """Check a parsed manifest (read from ``path``); returns it.
-
-    Raises:
-        IndexFormatError: another format version, or fields missing or invalid.
-    """
-    if not isinstance(manifest, dict):
-        raise IndexFormatError(f"{path} is damaged (not a JSON object)")
-    found = manifest.get("format_version")
-    if found != FORMAT_VERSION:
-        raise IndexFormatError(
-            f"{path} says format version {found!r}; this imgrec reads version {FORMAT_VERSION}: "
-            f"rebuild it with `imgrec index GALLERY --index {path.parent.parent} --full`")
-    bad = [k for k, t in MANIFEST_KEYS.items()
-           if not isinstance(manifest.get(k), t) or isinstance(manifest.get(k), bool)]
-    if bad:
-        raise IndexFormatError(f"{path} is damaged: missing or invalid {', '.join(bad)}")
-    if (manifest["count"] < 0 or manifest["embedding_dim"] < 1 or manifest["pca_components"] < 1
-            or manifest["skipped"] < 0):
-        raise IndexFormatError(f"{path} is damaged: negative or zero sizes")
-    if manifest["histogram_dim"] != HIST_DIM:
-        raise IndexFormatError(f"{path}: histogram_dim is {manifest['histogram_dim']}, "
-                               f"this imgrec uses {HIST_DIM}")
-    return manifest
-
-
-def expected_shapes(manifest: dict[str, Any]) -> dict[str, tuple[int, ...]]:
-    """The ``.npy`` files of a version and the shape each must have (all float32)."""
-    n, d, c = manifest["count"], manifest["embedding_dim"], manifest["pca_components"]
-    return {"embeddings.npy": (n, d), "embedding_norms.npy": (n,),
-            "histograms.npy": (n, HIST_DIM), "pca_histograms.npy": (n, c)}
-
-
-def open_matrix(path: Path, shape: tuple[int, ...], dtype: Any = np.float32) -> np.ndarray:
-    """Memory-map one ``.npy`` file, checking shape, dtype, layout and file length.
-
-    Raises:
-        IndexFormatError: naming the file and what is wrong with it.
-    """
-    if not path.is_file():
-        raise IndexFormatError(f"{path} is missing")
-    try:
-        arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    except Exception as exc:  # EOFError, ValueError, OSError, UnpicklingError, ...
-        raise IndexFormatError(f"{path} is damaged (truncated or not a .npy file: {exc})") from None
-    if not isinstance(arr, np.memmap):
-        raise IndexFormatError(f"{path} is not a plain .npy matrix")
-    if arr.shape != shape or arr.dtype != np.dtype(dtype):
-        raise IndexFormatError(f"{path} has shape {arr.shape} {arr.dtype}; the manifest says "
-                               f"{shape} {np.dtype(dtype)}")
-    if arr.ndim > 1 and not arr.flags.c_contiguous:
-        raise IndexFormatError(f"{path} is stored in Fortran order; expected C order")
-    size = os.stat(path).st_size
-    want = arr.offset + arr.nbytes
-    if size != want:
-        raise IndexFormatError(f"{path} is {size} bytes, expected {want} (extra data appended)")
-    return arr
-
-
-def _optional_pair(paths: list[Path], what: str) -> bool:
-    """Whether a pair of optional files is there; one without the other is damage."""
-    present = [p.is_file() for p in paths]
-    if all(present) or not any(present):
-        return all(present)
-    missing = paths[present.index(False)]
-    raise IndexFormatError(f"{missing} is missing (its companion {what} exists)")
-
-
-def open_labels(version_dir: Path, count: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """Memory-map the optional label files (top-5 class ids and probabilities).
-
-    Returns None when the version has neither file (built by an embedder without a
-    classifier, or by an older imgrec).
-
-    Raises:
-        IndexFormatError: only one of the two files exists, or one has the wrong shape,
-            dtype or length.
-    """
-    paths = [version_dir / f for f in LABEL_FILES]
-    if not _optional_pair(paths, "label file"):
-        return None
-    shape = (count, LABEL_TOP)
-    return open_matrix(paths[0], shape, np.int16), open_matrix(paths[1], shape, np.float32)
-
-
-def open_half(version_dir: Path, count: int, dim: int) -> half.HalfCopy | None:
-    """Memory-map the float16 copy of the embeddings and its error bounds.
-
-    Returns None when the version has neither file (written by an older imgrec: searches
-    then scan the float32 rows).
-
-    Raises:
-        IndexFormatError: only one of the two files exists, or one has the wrong shape,
-            dtype or length.
-    """
-    paths = [version_dir / half.DATA_FILE, version_dir / half.ERROR_FILE]
-    if not _optional_pair(paths, "float16 file"):
-        return None
-    return half.HalfCopy(open_matrix(paths[0], (count, dim), np.float16),
-                         open_matrix(paths[1], (count, 2), np.float32))
-
-
-def _sqlite_header_problem(path: Path) -> str | None:
-    """Cheap truncation check: file length against the page count in the header."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(100)
-        size = os.stat(path).st_size
-    except OSError as exc:
-        return f"{path} cannot be read: {exc.strerror or exc}"
-    if len(head) < 100 or not head.startswith(b"SQLite format 3\x00"):
-        return f"{path} is damaged (not an SQLite database)"
-    page = int.from_bytes(head[16:18], "big")
-    page = 65536 if page == 1 else page
-    pages = int.from_bytes(head[28:32], "big")
-    valid = head[24:28] == head[92:96] and pages > 0  # the header's page count is current
-    if valid and size != page * pages:
-        return (f"{path} is damaged ({size} bytes, its header says {pages} pages of {page} = "
-                f"{page * pages} bytes: truncated or appended to)")
-    return None
-
-
-def check_catalog(path: Path, count: int) -> None:
-    """Catalog check run on open: an SQLite file of the right length whose b-trees are
-    sound (``PRAGMA quick_check``: ~0.3 s for 400,000 rows) and whose indexed rows are
-    exactly ``0..count-1``.
-
-    Raises:
-        IndexFormatError: naming the file and what is wrong with it.
-    """
-    if not path.is_file():
-        raise IndexFormatError(f"{path} is missing")
-    problem = _sqlite_header_problem(path)
-    if problem:
-        raise IndexFormatError(problem)
-    try:
-        con = catalog.connect(path)
-        try:
-            check = [r[0] for r in con.execute("PRAGMA quick_check")]
-            got = con.execute("SELECT count(*), min(row), max(row) FROM images "
-                              "WHERE row IS NOT NULL").fetchone()
-        finally:
-            con.close()
-    except sqlite3.Error as exc:
-        raise IndexFormatError(f"{path} is damaged ({exc})") from None
-    if check != ["ok"]:
-        raise IndexFormatError(f"{path} is damaged (SQLite: {' '.join(check[0].split())[:200]})")
-    want = (count, 0, count - 1) if count else (0, None, None)
-    if tuple(got) != want:
-        raise IndexFormatError(f"{path} indexes {got[0]} rows ({got[1]}..{got[2]}); the manifest "
-                               f"says {count} rows (0..{count - 1})")
-
-
-def load_pca(path: Path, components: int) -> PCAModel:
-    """Load ``pca.npz`` (no pickles) and check its shapes against the manifest.
-
-    Raises:
-        IndexFormatError: naming the file and what is wrong with it.
-    """
-    if not path.is_file():
-        raise IndexFormatError(f"{path} is missing")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: np.asarray(z[k]) for k in PCA_KEYS}
-    except Exception as exc:  # BadZipFile, KeyError, ValueError, OSError, EOFError, ...
-        raise IndexFormatError(f"{path} is damaged ({type(exc).__name__}: {exc})") from None
-    want = {"mean": (HIST_DIM,), "components": (components, HIST_DIM),
-            "explained_variance": (components,), "explained_variance_ratio": (components,)}
-    for k, shape in want.items():
-        a = arrays[k]
-        if a.shape != shape or a.dtype.kind != "f":
-            raise IndexFormatError(f"{path}: {k} has shape {a.shape} {a.dtype}, expected "
-                                   f"{shape} float")
-        if not np.isfinite(a).all():
-            raise IndexFormatError(f"{path}: {k} holds NaN or infinite values")
-    return PCAModel(**arrays)
 
 
 def verify(index_dir: str | os.PathLike) -> list[str]:
@@ -258,11 +65,11 @@ def verify(index_dir: str | os.PathLike) -> list[str]:
     except IndexFormatError as exc:
         return [str(exc)]
     problems: list[str] = []
-    if manifest["version"] != version.name:
-        problems.append(f"{version / 'manifest.json'} names version {manifest['version']!r}, "
+    if manifest.version != version.name:
+        problems.append(f"{version / F.MANIFEST} names version {manifest.version!r}, "
                         f"but lies in {version.name}")
     arrays: dict[str, np.ndarray] = {}
-    for name, shape in expected_shapes(manifest).items():
+    for name, shape in manifest.shapes().items():
         try:
             arrays[name] = open_matrix(version / name, shape)
         except IndexFormatError as exc:
@@ -273,7 +80,7 @@ def verify(index_dir: str | os.PathLike) -> list[str]:
         problems += _norm_problems(version, arrays["embeddings.npy"],
                                    arrays["embedding_norms.npy"])
     try:
-        pca = load_pca(version / "pca.npz", manifest["pca_components"])
+        pca = load_pca(version / F.PCA, manifest.pca_components)
     except IndexFormatError as exc:
         problems.append(str(exc))
     else:
@@ -281,20 +88,24 @@ def verify(index_dir: str | os.PathLike) -> list[str]:
             problems += _projection_problems(version, pca, arrays["histograms.npy"],
                                              arrays["pca_histograms.npy"])
     try:
-        labels = open_labels(version, manifest["count"])
+        labels = open_labels(version, manifest.count)
     except IndexFormatError as exc:
         problems.append(str(exc))
     else:
         if labels is not None:
             problems += _label_problems(version, *labels)
     try:
-        copy = open_half(version, manifest["count"], manifest["embedding_dim"])
+        copy = open_half(version, manifest.count, manifest.embedding_dim)
     except IndexFormatError as exc:
         problems.append(str(exc))
     else:
         if copy is not None and "embeddings.npy" in arrays:
             problems += _half_problems(version, copy, arrays["embeddings.npy"])
-    problems += _catalog_problems(version / "catalog.sqlite", manifest)
+    problems += _catalog_problems(version / F.CATALOG, manifest)
+    # a checksum names what the checks above cannot see; one problem per file is enough
+    named = " ".join(problems)
+    problems += [p for name, p in checksum_problems(version, manifest, thorough=True)
+                 if str(version / name) not in named]
     return problems
 
 
@@ -322,7 +133,7 @@ def _label_problems(version: Path, top5: np.ndarray, prob5: np.ndarray) -> list[
             first = s + int(np.flatnonzero(~good)[0]) if first is None else first
             bad += int((~good).sum())
     if bad:
-        return [f"{path} and {LABEL_FILES[1]}: {_rows(bad)} with invalid labels (class ids "
+        return [f"{path} and {version / LABEL_FILES[1]}: {_rows(bad)} with invalid labels (class ids "
                 f"below -1 or repeated, probabilities outside [0, 1], not best first, or "
                 f"summing over 1) (first: row {first})"]
     return []
@@ -341,7 +152,7 @@ def _half_problems(version: Path, copy: half.HalfCopy, emb: np.ndarray) -> list[
             first = s + int(np.flatnonzero(~ok)[0]) if first is None else first
             bad += int((~ok).sum())
     if bad:
-        return [f"{version / half.DATA_FILE} and {half.ERROR_FILE} disagree with "
+        return [f"{version / half.DATA_FILE} and {version / half.ERROR_FILE} disagree with "
                 f"embeddings.npy in {_rows(bad)} (first: row {first}): rebuild with --full"]
     return []
 
@@ -417,51 +228,34 @@ def _projection_problems(version: Path, pca: PCAModel, hist: np.ndarray,
     return []
 
 
-def _catalog_problems(path: Path, manifest: dict[str, Any]) -> list[str]:
+def _catalog_problems(path: Path, manifest: Manifest) -> list[str]:
     if not path.is_file():
         return [f"{path} is missing"]
-    problem = _sqlite_header_problem(path)
+    problem = catalog.header_problem(path)
     if problem:
         return [problem]
-    n = manifest["count"]
+    n = manifest.count
     try:
-        con = catalog.connect(path)
-        try:
-            check = [r[0] for r in con.execute("PRAGMA integrity_check")]
-            if check != ["ok"]:
-                return [f"{path} fails SQLite's integrity check: "
-                        f"{' '.join('; '.join(check[:3]).split())[:300]}"]
-            cols = [r[1] for r in con.execute("PRAGMA table_info(images)")]
-            if cols != catalog.COLUMNS:
-                return [f"{path} has no images table with the expected columns "
-                        f"(found {cols or 'none'})"]
-            rows, distinct, lo, hi = con.execute(
-                "SELECT count(row), count(DISTINCT row), min(row), max(row) FROM images"
-            ).fetchone()
-            skipped = con.execute("SELECT count(*) FROM images WHERE row IS NULL").fetchone()[0]
-            no_reason = con.execute("SELECT count(*) FROM images WHERE row IS NULL AND "
-                                    "(error IS NULL OR error = '')").fetchone()[0]
-            with_error = con.execute("SELECT count(*) FROM images WHERE row IS NOT NULL AND "
-                                     "error IS NOT NULL").fetchone()[0]
-            unsafe = [p for (p,) in con.execute("SELECT path FROM images")
-                      if not _safe_path(p)]
-        finally:
-            con.close()
-    except sqlite3.Error as exc:
-        return [f"{path} is damaged ({exc})"]
+        got = catalog.audit(path)
+    except IndexFormatError as exc:
+        return [str(exc)]
+    if got.integrity != ["ok"]:
+        return [f"{path} fails SQLite's integrity check: "
+                f"{' '.join('; '.join(got.integrity[:3]).split())[:300]}"]
+    unsafe = [p for p in got.paths if not _safe_path(p)]
     problems = []
     want = (n, n, 0, n - 1) if n else (0, 0, None, None)
-    if (rows, distinct, lo, hi) != want:
+    if (got.rows, got.distinct, got.lo, got.hi) != want:
         problems.append(f"{path}: indexed row numbers are not exactly 0..{n - 1} "
-                        f"({rows} rows, {distinct} distinct, from {lo} to {hi}; the manifest "
-                        f"says {n})")
-    if skipped != manifest["skipped"]:
-        problems.append(f"{path} lists {skipped} skipped files; the manifest says "
-                        f"{manifest['skipped']}")
-    if no_reason:
-        problems.append(f"{path}: {no_reason} skipped files have no reason recorded")
-    if with_error:
-        problems.append(f"{path}: {with_error} indexed files also carry an error")
+                        f"({got.rows} rows, {got.distinct} distinct, from {got.lo} to "
+                        f"{got.hi}; the manifest says {n})")
+    if got.skipped != manifest.skipped:
+        problems.append(f"{path} lists {got.skipped} skipped files; the manifest says "
+                        f"{manifest.skipped}")
+    if got.no_reason:
+        problems.append(f"{path}: {got.no_reason} skipped files have no reason recorded")
+    if got.with_error:
+        problems.append(f"{path}: {got.with_error} indexed files also carry an error")
     if unsafe:
         problems.append(f"{path}: {len(unsafe)} paths are absolute or leave the gallery "
                         f"(first: {unsafe[0]!r})")

@@ -1,18 +1,10 @@
-"""On-disk index versions: write one into a temporary folder, then publish it atomically.
+"""Writing index versions: a temporary folder, disk space reserved, fsync, atomic ``CURRENT``.
 
-Layout of an index directory::
-
-    CURRENT                  name of the published version (replaced atomically)
-    v-<stamp>/manifest.json  format version, backbone, dimensions, gallery root, counts
-    v-<stamp>/catalog.sqlite one row per gallery file (see catalog.py)
-    v-<stamp>/embeddings.npy (n, d) float32, unit rows      embedding_norms.npy (n,)
-    v-<stamp>/embeddings_f16.npy (n, d) float16 copy, embeddings_f16_error.npy (n, 2)
-                             its per-row rounding error bounds (see half.py)
-    v-<stamp>/histograms.npy (n, 768) float32               pca.npz, pca_histograms.npy
-    v-<stamp>/labels_top5.npy  (n, 5) int16 ImageNet class ids, -1 = unknown   (optional)
-    v-<stamp>/labels_prob5.npy (n, 5) float32 their probabilities, 0 = unknown (optional)
-    build.lock               held while a build runs
-    work/                    batches of a running build (lets a killed build resume)
+A version is written next to the published one (see :mod:`imgrec.index.format` for the
+layout) and published by renaming it and replacing ``CURRENT``; a crash or a full disk
+leaves the published version untouched. The space of every memory-mapped file is
+reserved (``posix_fallocate``) before anything is written through the map, so a full
+disk is an :class:`~imgrec.errors.IndexWriteError`, never a bus error.
 
 Readers hold on to the version they opened; a build never touches a published version.
 An open :class:`~imgrec.index.index.Index` holds a shared ``flock`` on its version's
@@ -22,30 +14,31 @@ that is held, so a reader keeps working until it reopens, however many builds ha
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
-import re
 import shutil
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from imgrec.errors import IndexFormatError
+from imgrec.errors import IndexFormatError, IndexWriteError
 from imgrec.features.color import DIM as HIST_DIM
-from imgrec.features.pca import DEFAULT_COMPONENTS, fit_pca
+from imgrec.features.pca import PCAModel
 from imgrec.index import catalog, half
+from imgrec.index import format as F
+from imgrec.index.format import CURRENT, FORMAT_VERSION, LABEL_FILES, LABEL_TOP, VERSION_NAME
 
-FORMAT_VERSION = 1
-CURRENT = "CURRENT"
+__all__ = ["CURRENT", "FORMAT_VERSION", "KEEP_VERSIONS", "LABEL_FILES", "LABEL_TOP",
+           "VersionWriter", "current_version", "hold_version", "prune",
+           "remove_stale_temporaries"]
+
 KEEP_VERSIONS = 2  # the published one and the one before (readers may still use it)
 CHUNK = 32768
-VERSION_NAME = re.compile(r"v-[0-9A-Za-z_.-]{1,100}")
-#: Optional per-image ImageNet labels: the backbone's top-5 class ids and probabilities.
-LABEL_TOP = 5
-LABEL_FILES = ("labels_top5.npy", "labels_prob5.npy")
 
 
 def current_version(index_dir: Path) -> Path | None:
@@ -77,7 +70,7 @@ def hold_version(version_dir: Path) -> int | None:
     Returns None when the version is being deleted by :func:`prune` (or has no manifest).
     """
     try:
-        fd = os.open(Path(version_dir) / "manifest.json", os.O_RDONLY)
+        fd = os.open(Path(version_dir) / F.MANIFEST, os.O_RDONLY)
     except OSError:
         return None
     try:
@@ -103,26 +96,69 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _write_error(path: Path, exc: BaseException) -> IndexWriteError:
+    cause = getattr(exc, "strerror", None) or str(exc)
+    return IndexWriteError(f"cannot write {path}: {cause}; the published index is unchanged")
+
+
+def reserve(path: Path, nbytes: int) -> None:
+    """Allocate ``nbytes`` of disk for ``path`` now, so writes through a map cannot fail.
+
+    Raises:
+        IndexWriteError: the disk has no room (or the file cannot be opened).
+    """
+    try:
+        fd = os.open(path, os.O_RDWR)
+        try:
+            os.posix_fallocate(fd, 0, max(1, nbytes))
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.ENOSYS):
+            return  # no fallocate on this file system (glibc emulates it on most)
+        raise IndexWriteError(f"cannot write {path}: {exc.strerror or exc} (it needs "
+                              f"{nbytes:,} bytes); the published index is unchanged") from None
+
+
+def mapped(path: Path, dtype: Any, shape: tuple[int, ...]) -> np.memmap:
+    """A new ``.npy`` file opened as a writable memory map, its disk space reserved."""
+    try:
+        arr = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    except OSError as exc:
+        raise _write_error(path, exc) from None
+    reserve(path, arr.offset + arr.nbytes)
+    return arr
+
+
 class VersionWriter:
     """Writes a new index version next to the published one.
 
     Fill :attr:`embeddings` and :attr:`histograms` (memory-mapped ``.npy`` files), then
-    call :meth:`publish`; :meth:`abort` (or a crash) leaves the published index untouched.
+    call :meth:`publish` with a PCA fitted on the histograms; :meth:`abort` (or a crash)
+    leaves the published index untouched.
+
+    Raises:
+        IndexWriteError: the folder cannot be created or the disk has no room.
     """
 
     def __init__(self, index_dir: str | Path, n: int, embedding_dim: int) -> None:
         self.index_dir = Path(index_dir)
-        self.index_dir.mkdir(parents=True, exist_ok=True)
         self.name = f"v-{_version_stamp()}"
-        self.tmp = self.index_dir / f".tmp-{self.name}"
-        self.tmp.mkdir()
+        self.tmp = self.index_dir / f"{F.TMP_PREFIX}{self.name}"
         self.n, self.dim = n, embedding_dim
-        self.embeddings = np.lib.format.open_memmap(
-            self.tmp / "embeddings.npy", mode="w+", dtype=np.float32, shape=(n, embedding_dim))
-        self.histograms = np.lib.format.open_memmap(
-            self.tmp / "histograms.npy", mode="w+", dtype=np.float32, shape=(n, HIST_DIM))
         self._top5: np.ndarray | None = None
         self._prob5: np.ndarray | None = None
+        try:
+            self.index_dir.mkdir(parents=True, exist_ok=True)
+            self.tmp.mkdir()
+        except OSError as exc:
+            raise _write_error(self.tmp, exc) from None
+        try:
+            self.embeddings = mapped(self.tmp / F.EMBEDDINGS, np.float32, (n, embedding_dim))
+            self.histograms = mapped(self.tmp / F.HISTOGRAMS, np.float32, (n, HIST_DIM))
+        except BaseException:
+            self.abort()
+            raise
 
     def labels(self) -> tuple[np.ndarray, np.ndarray]:
         """The optional label matrices (memory-mapped), created on first call.
@@ -133,68 +169,87 @@ class VersionWriter:
         """
         if self._top5 is None or self._prob5 is None:
             shape = (self.n, LABEL_TOP)
-            self._top5 = np.lib.format.open_memmap(self.tmp / LABEL_FILES[0], mode="w+",
-                                                   dtype=np.int16, shape=shape)
+            self._top5 = mapped(self.tmp / LABEL_FILES[0], np.int16, shape)
             self._top5[:] = -1
-            self._prob5 = np.lib.format.open_memmap(self.tmp / LABEL_FILES[1], mode="w+",
-                                                    dtype=np.float32, shape=shape)
+            self._prob5 = mapped(self.tmp / LABEL_FILES[1], np.float32, shape)
         return self._top5, self._prob5
 
-    def publish(self, entries: list[catalog.Entry], manifest: dict[str, Any],
-                pca_components: int = DEFAULT_COMPONENTS) -> Path:
-        """Derive norms and PCA, write catalog and manifest, then switch ``CURRENT``."""
-        emb, hist = self.embeddings, self.histograms
-        norms = np.lib.format.open_memmap(self.tmp / "embedding_norms.npy", mode="w+",
-                                          dtype=np.float32, shape=(self.n,))
-        emb16 = np.lib.format.open_memmap(self.tmp / half.DATA_FILE, mode="w+",
-                                          dtype=np.float16, shape=(self.n, self.dim))
-        err16 = np.lib.format.open_memmap(self.tmp / half.ERROR_FILE, mode="w+",
-                                          dtype=np.float32, shape=(self.n, 2))
-        for s in range(0, self.n, CHUNK):
+    def publish(self, entries: list[catalog.Entry], fields: dict[str, Any],
+                pca: PCAModel) -> Path:
+        """Derive norms, the float16 copy and the projections, write catalog and manifest
+        (with the checksum of every file), then switch ``CURRENT``.
+
+        Args:
+            entries: the catalog rows (indexed ones carry their matrix row).
+            fields: manifest fields of the caller (``model``, ``gallery_root``, ...).
+            pca: the PCA fitted on :attr:`histograms` (see :func:`imgrec.features.pca.fit_pca`).
+
+        Raises:
+            IndexWriteError: the disk filled up or a file could not be written.
+        """
+        if pca.components.shape[1:] != (HIST_DIM,):
+            raise ValueError(f"the PCA must act on {HIST_DIM}-bin histograms")
+        self._derive(pca)
+        try:
+            catalog.write(self.tmp / F.CATALOG, entries)
+        except (OSError, sqlite3.Error) as exc:
+            raise _write_error(self.tmp / F.CATALOG, exc) from None
+        manifest = F.Manifest.from_json({
+            "format_version": FORMAT_VERSION, **fields, "embedding_dim": self.dim,
+            "histogram_dim": HIST_DIM, "pca_components": pca.n_components, "count": self.n,
+            "skipped": sum(1 for e in entries if e.row is None), "version": self.name,
+            "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }, self.tmp / F.MANIFEST)
+        manifest = F.with_checksums(manifest, self.tmp)
+        try:
+            (self.tmp / F.MANIFEST).write_text(json.dumps(manifest.to_json(), indent=2) + "\n")
+            for f in self.tmp.iterdir():
+                with open(f, "rb") as fh:
+                    os.fsync(fh.fileno())
+            _fsync_dir(self.tmp)
+            final = self.index_dir / self.name
+            os.rename(self.tmp, final)
+        except OSError as exc:
+            raise _write_error(self.tmp, exc) from None
+        self._switch()
+        prune(self.index_dir)
+        return final
+
+    def _derive(self, pca: PCAModel) -> None:
+        """Write the files computed from the embeddings and histograms, space reserved first."""
+        emb, hist, n = self.embeddings, self.histograms, self.n
+        norms = mapped(self.tmp / F.NORMS, np.float32, (n,))
+        emb16 = mapped(self.tmp / F.HALF_DATA, np.float16, (n, self.dim))
+        err16 = mapped(self.tmp / F.HALF_ERROR, np.float32, (n, 2))
+        proj = mapped(self.tmp / F.PCA_HISTOGRAMS, np.float32, (n, pca.n_components))
+        for s in range(0, n, CHUNK):
             block = np.asarray(emb[s:s + CHUNK])
             norms[s:s + CHUNK] = np.linalg.norm(block.astype(np.float64), axis=1)
             emb16[s:s + CHUNK], err16[s:s + CHUNK] = half.encode(block)
-        pca = fit_pca(hist, pca_components)
-        pca.save(self.tmp / "pca.npz")
-        proj = np.lib.format.open_memmap(self.tmp / "pca_histograms.npy", mode="w+",
-                                         dtype=np.float32, shape=(self.n, pca.n_components))
-        for s in range(0, self.n, CHUNK):
             proj[s:s + CHUNK] = pca.transform(hist[s:s + CHUNK])
-        for arr in (emb, hist, norms, emb16, err16, proj, self._top5, self._prob5):
-            if arr is not None:
-                arr.flush()
+        try:
+            pca.save(self.tmp / F.PCA)
+            for arr in (emb, hist, norms, emb16, err16, proj, self._top5, self._prob5):
+                if arr is not None:
+                    arr.flush()
+        except OSError as exc:
+            raise _write_error(self.tmp, exc) from None
         del norms, proj, emb16, err16  # close the memory maps before the rename
         self.embeddings = self.histograms = None  # type: ignore[assignment]
         self._top5 = self._prob5 = None
-        catalog.write(self.tmp / "catalog.sqlite", entries)
-        skipped = sum(1 for e in entries if e.row is None)
-        manifest = {
-            "format_version": FORMAT_VERSION,
-            **manifest,
-            "embedding_dim": self.dim,
-            "histogram_dim": HIST_DIM,
-            "pca_components": pca.n_components,
-            "count": self.n,
-            "skipped": skipped,
-            "version": self.name,
-            "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        }
-        (self.tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        for f in self.tmp.iterdir():
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
-        _fsync_dir(self.tmp)
-        final = self.index_dir / self.name
-        os.rename(self.tmp, final)
+
+    def _switch(self) -> None:
         pointer_tmp = self.index_dir / f".{CURRENT}.tmp"
-        with open(pointer_tmp, "w") as fh:
-            fh.write(self.name + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(pointer_tmp, self.index_dir / CURRENT)
-        _fsync_dir(self.index_dir)
-        prune(self.index_dir)
-        return final
+        try:
+            with open(pointer_tmp, "w") as fh:
+                fh.write(self.name + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(pointer_tmp, self.index_dir / CURRENT)
+            _fsync_dir(self.index_dir)
+        except OSError as exc:
+            pointer_tmp.unlink(missing_ok=True)
+            raise _write_error(self.index_dir / CURRENT, exc) from None
 
     def abort(self) -> None:
         self.embeddings = self.histograms = None  # type: ignore[assignment]
@@ -214,7 +269,7 @@ def prune(index_dir: Path, keep: int = KEEP_VERSIONS) -> list[Path]:
     deleted = []
     for p in old:
         try:
-            fd = os.open(p / "manifest.json", os.O_RDONLY)
+            fd = os.open(p / F.MANIFEST, os.O_RDONLY)
         except OSError:  # no manifest: never readable, nobody can hold it
             fd = None
         try:
@@ -235,6 +290,6 @@ def prune(index_dir: Path, keep: int = KEEP_VERSIONS) -> list[Path]:
 
 def remove_stale_temporaries(index_dir: Path) -> None:
     """Drop half-written versions left by a crashed build (call with the build lock held)."""
-    for p in Path(index_dir).glob(".tmp-v-*"):
+    for p in Path(index_dir).glob(f"{F.TMP_PREFIX}v-*"):
         shutil.rmtree(p, ignore_errors=True)
     (Path(index_dir) / f".{CURRENT}.tmp").unlink(missing_ok=True)

@@ -298,7 +298,7 @@ def find_duplicates(index: Index, threshold: float = DEFAULT_THRESHOLD, *, near:
         raise QueryError(f"threshold must lie in (0, 1], got {threshold!r}")
     t0 = time.perf_counter()
     n = len(index)
-    meta = _catalog(index)
+    meta = index.image_meta()
     by_sha: dict[str, list[int]] = defaultdict(list)
     for row, m in enumerate(meta):
         if m[3]:
@@ -325,15 +325,6 @@ def find_duplicates(index: Index, threshold: float = DEFAULT_THRESHOLD, *, near:
     groups = [DuplicateGroup(gid + 1, g.kind, g.members) for gid, g in enumerate(groups)]
     notes = [] if near else ["exact copies only (near-duplicates not searched)"]
     return DuplicateReport(t if near else 1.0, groups, n, time.perf_counter() - t0, notes)
-
-
-def _catalog(index: Index) -> list[tuple[int, int, int, str]]:
-    """(width, height, size, sha256) of every indexed row, in row order."""
-    out: list[tuple[int, int, int, str]] = [(0, 0, 0, "")] * len(index)
-    for row, w, h, size, sha in index._sql(
-            "SELECT row, width, height, size, sha256 FROM images WHERE row IS NOT NULL"):
-        out[int(row)] = (int(w or 0), int(h or 0), int(size or 0), str(sha or ""))
-    return out
 
 
 def _group(index: Index, rows: list[int], meta: list[tuple[int, int, int, str]],

@@ -32,7 +32,6 @@ from PIL import Image
 
 from imgrec import images
 from imgrec.errors import ImageError, ImgrecError
-from imgrec.index import catalog
 from imgrec.insights.clusters import DEFAULT_K, ClusterResult, clusters
 from imgrec.insights.graph import sample_rows
 from imgrec.insights.labels import name_of
@@ -176,7 +175,7 @@ def export_csv(index: Index, out_csv: str | os.PathLike, *, k_clusters: int = DE
     and its K-means cluster. Columns: :data:`CSV_COLUMNS`. Returns the path."""
     path = Path(out_csv)
     _refuse_gallery(index, path)
-    entries = list(catalog.read_all(index.dir / "catalog.sqlite"))
+    entries = index.entries()
     res = cluster_result or (clusters(index, k_clusters, seed=seed) if len(index) else None)
     top5 = np.asarray(index.labels_top5) if index.labels_top5 is not None else None
     prob5 = np.asarray(index.labels_prob5) if index.labels_prob5 is not None else None
