@@ -37,7 +37,7 @@ class IndexFacts:
         out["gallery_root"] = out.pop("gallery")
         out["skipped_files"] = [{"path": p, "reason": r} for p, r in self.skipped]
         out["skipped"] = len(self.skipped)
-        return out
+        return {k: v for k, v in out.items() if v is not None}
 
 
 def facts(idx: Index) -> IndexFacts:
