@@ -11,6 +11,7 @@ import pytest
 
 from imgrec import Index, Stored
 from imgrec.errors import IndexFormatError
+from imgrec.index import format as F
 from imgrec.index import half as H
 from imgrec.index.verify import verify
 from imgrec.search import kernels as K
@@ -153,7 +154,7 @@ def test_index_without_the_copy_still_searches(built, tmp_path):
     old = tmp_path / "old"
     shutil.copytree(d, old)
     version = next(old.glob("v-*"))
-    for name in (H.DATA_FILE, H.ERROR_FILE):
+    for name in (F.HALF_DATA, F.HALF_ERROR):
         (version / name).unlink()
     with pytest.raises(IndexFormatError, match="the manifest lists it"):
         Index.open(old)  # files the manifest records are never silently dropped
@@ -180,13 +181,13 @@ def test_damaged_copy_is_named(built, tmp_path):
     d, _ = built
     # one of the two files missing: refused on open, named by verify
     version = _copy_version(d, tmp_path / "a")
-    (version / H.ERROR_FILE).unlink()
+    (version / F.HALF_ERROR).unlink()
     with pytest.raises(IndexFormatError, match=r"embeddings_f16_error\.npy is missing"):
         Index.open(tmp_path / "a")
     assert any("embeddings_f16_error.npy is missing" in p for p in verify(tmp_path / "a"))
     # a changed float16 value: opens (cheap checks), verify names the row
     version = _copy_version(d, tmp_path / "b")
-    data = np.load(version / H.DATA_FILE, mmap_mode="r+")
+    data = np.load(version / F.HALF_DATA, mmap_mode="r+")
     data[17, 5] = np.float16(data[17, 5]) + np.float16(0.25)
     data.flush()
     del data
@@ -194,7 +195,7 @@ def test_damaged_copy_is_named(built, tmp_path):
     assert len(problems) == 1 and "1 row" in problems[0] and "row 17" in problems[0]
     # an error bound below the true rounding error: the search would no longer be exact
     version = _copy_version(d, tmp_path / "c")
-    err = np.load(version / H.ERROR_FILE, mmap_mode="r+")
+    err = np.load(version / F.HALF_ERROR, mmap_mode="r+")
     err[42, 0] *= 0.5
     err.flush()
     del err
@@ -202,6 +203,6 @@ def test_damaged_copy_is_named(built, tmp_path):
     assert len(problems) == 1 and "row 42" in problems[0]
     # wrong shape: refused on open
     version = _copy_version(d, tmp_path / "e")
-    np.save(version / H.ERROR_FILE, np.zeros((N, 3), np.float32))
+    np.save(version / F.HALF_ERROR, np.zeros((N, 3), np.float32))
     with pytest.raises(IndexFormatError, match="shape"):
         Index.open(tmp_path / "e")

@@ -21,10 +21,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from imgrec.index.format import HALF_DATA as DATA_FILE
-from imgrec.index.format import HALF_ERROR as ERROR_FILE
-
-__all__ = ["DATA_FILE", "ERROR_FILE", "HalfCopy", "check", "encode", "round_up32"]
 #: relative safety margin on the stored bounds (they are computed in float64)
 MARGIN = 1e-9
 

@@ -76,17 +76,17 @@ def verify(index_dir: str | os.PathLike) -> list[str]:
             problems.append(str(exc))
     for name, arr in arrays.items():
         problems += _matrix_problems(version / name, arr)
-    if "embeddings.npy" in arrays and "embedding_norms.npy" in arrays:
-        problems += _norm_problems(version, arrays["embeddings.npy"],
-                                   arrays["embedding_norms.npy"])
+    if F.EMBEDDINGS in arrays and F.NORMS in arrays:
+        problems += _norm_problems(version, arrays[F.EMBEDDINGS],
+                                   arrays[F.NORMS])
     try:
         pca = load_pca(version / F.PCA, manifest.pca_components)
     except IndexFormatError as exc:
         problems.append(str(exc))
     else:
-        if "histograms.npy" in arrays and "pca_histograms.npy" in arrays:
-            problems += _projection_problems(version, pca, arrays["histograms.npy"],
-                                             arrays["pca_histograms.npy"])
+        if F.HISTOGRAMS in arrays and F.PCA_HISTOGRAMS in arrays:
+            problems += _projection_problems(version, pca, arrays[F.HISTOGRAMS],
+                                             arrays[F.PCA_HISTOGRAMS])
     try:
         labels = open_labels(version, manifest.count)
     except IndexFormatError as exc:
@@ -99,8 +99,8 @@ def verify(index_dir: str | os.PathLike) -> list[str]:
     except IndexFormatError as exc:
         problems.append(str(exc))
     else:
-        if copy is not None and "embeddings.npy" in arrays:
-            problems += _half_problems(version, copy, arrays["embeddings.npy"])
+        if copy is not None and F.EMBEDDINGS in arrays:
+            problems += _half_problems(version, copy, arrays[F.EMBEDDINGS])
     problems += _catalog_problems(version / F.CATALOG, manifest)
     # a checksum names what the checks above cannot see; one problem per file is enough
     named = " ".join(problems)
@@ -152,7 +152,7 @@ def _half_problems(version: Path, copy: half.HalfCopy, emb: np.ndarray) -> list[
             first = s + int(np.flatnonzero(~ok)[0]) if first is None else first
             bad += int((~ok).sum())
     if bad:
-        return [f"{version / half.DATA_FILE} and {version / half.ERROR_FILE} disagree with "
+        return [f"{version / F.HALF_DATA} and {version / F.HALF_ERROR} disagree with "
                 f"embeddings.npy in {_rows(bad)} (first: row {first}): rebuild with --full"]
     return []
 
@@ -184,12 +184,12 @@ def _matrix_problems(path: Path, arr: np.ndarray) -> list[str]:
     problems = _bad_rows(path, arr, _finite, "with NaN or infinite values")
     if problems:
         return problems
-    if path.name == "embeddings.npy":
+    if path.name == F.EMBEDDINGS:
         def unit(block: np.ndarray) -> np.ndarray:
             norms = np.linalg.norm(block.astype(np.float64), axis=1)
             return (np.abs(norms - 1.0) <= NORM_TOL) | (norms == 0.0)
         return _bad_rows(path, arr, unit, "neither unit-length nor zero")
-    if path.name == "histograms.npy":
+    if path.name == F.HISTOGRAMS:
         return _bad_rows(path, arr, lambda b: (b >= 0).all(axis=1), "with negative values")
     return []
 
@@ -206,7 +206,7 @@ def _norm_problems(version: Path, emb: np.ndarray, norms: np.ndarray) -> list[st
             first = s + int(np.flatnonzero(wrong)[0]) if first is None else first
             bad += int(wrong.sum())
     if bad:
-        return [f"{version / 'embedding_norms.npy'}: stored norms disagree with "
+        return [f"{version / F.NORMS}: stored norms disagree with "
                 f"embeddings.npy in {_rows(bad)} (first: row {first})"]
     return []
 
@@ -223,7 +223,7 @@ def _projection_problems(version: Path, pca: PCAModel, hist: np.ndarray,
         return []  # already reported
     got = pca.transform(h)
     if not np.allclose(got, p, rtol=1e-3, atol=1e-4):
-        return [f"{version / 'pca.npz'} does not reproduce pca_histograms.npy from "
+        return [f"{version / F.PCA} does not reproduce pca_histograms.npy from "
                 f"histograms.npy (the files come from different builds)"]
     return []
 
