@@ -184,6 +184,7 @@ _OPTIONAL: dict[str, type | tuple[type, ...]] = {
     "checksums": dict,
 }
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
 
 
 def _checksums_ok(sums: dict[str, Any]) -> bool:
@@ -194,6 +195,8 @@ def _checksums_ok(sums: dict[str, Any]) -> bool:
         return False
     if not isinstance(sums.get("manifest"), str) or not _HEX64.fullmatch(sums["manifest"]):
         return False
+    if not all(_FILE_NAME.fullmatch(k) for k in files):
+        return False  # plain names of files in the version folder only
     return all(isinstance(v, list) and len(v) == 2 and isinstance(v[0], int)
                and not isinstance(v[0], bool) and v[0] >= 0 and isinstance(v[1], str)
                and _HEX64.fullmatch(v[1]) is not None for v in files.values())

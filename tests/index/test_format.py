@@ -46,6 +46,8 @@ def test_round_trip_keeps_every_field() -> None:
     ({"checksums": {"algorithm": "md5", "files": {}, "manifest": "0" * 64}}, "checksums"),
     ({"checksums": {"algorithm": F.CHECKSUM, "files": {"a": [1, "xyz"]},
                     "manifest": "0" * 64}}, "checksums"),
+    ({"checksums": {"algorithm": F.CHECKSUM, "files": {"../../etc/passwd": [1, "0" * 64]},
+                    "manifest": "0" * 64}}, "checksums"),
 ])
 def test_refusals_name_the_field(change: dict, message: str) -> None:
     data = {k: v for k, v in {**GOOD, **change}.items() if v is not None}
