@@ -11,6 +11,7 @@ import numpy as np
 from imgrec.build.sync import Plan, Previous
 from imgrec.build.workstore import WorkStore
 from imgrec.errors import ImgrecError
+from imgrec.features.pca import fit_pca
 from imgrec.index import catalog
 from imgrec.index.writer import VersionWriter
 
@@ -56,7 +57,7 @@ def publish(index_dir: Path, entries: list[catalog.Entry], plan: Plan, prev: Pre
             if unlabelled:
                 notes.append(f"{unlabelled} of {rows} images have no ImageNet labels "
                              "(indexed before labels were kept): `--full` computes them")
-        writer.publish(entries, manifest, pca_components)
+        writer.publish(entries, manifest, fit_pca(writer.histograms, pca_components))
     except BaseException:
         writer.abort()
         raise

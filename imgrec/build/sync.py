@@ -55,24 +55,24 @@ def previous(index_dir: Path, root: Path, emb: Embedder, notes: list[str]) -> Pr
         notes.append(f"previous index not reusable ({exc}): full rebuild")
         return None
     m = idx.manifest
-    if m["model"] != emb.name or m["embedding_dim"] != emb.dim:
-        notes.append(f"model changed from {m['model']} to {emb.name}: "
+    if m.model != emb.name or m.embedding_dim != emb.dim:
+        notes.append(f"model changed from {m.model} to {emb.name}: "
                      "all embeddings are recomputed")
         return None
-    if m.get("pipeline") != PIPELINE_VERSION:
+    if m.pipeline != PIPELINE_VERSION:
         notes.append("feature pipeline changed: all features are recomputed")
         return None
     try:
         entries = {e.path: e for e in idx.entries()}
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, IndexFormatError) as exc:
         notes.append(f"previous catalog not readable ({exc}): full rebuild")
         return None
     bad = damaged_rows(idx)
     if bad:
         notes.append(f"{len(bad)} rows of the previous index hold damaged features: recomputed")
-    same_root = Path(m["gallery_root"]) == root
+    same_root = Path(m.gallery_root) == root
     if not same_root:
-        notes.append(f"gallery changed from {m['gallery_root']}: files are compared "
+        notes.append(f"gallery changed from {m.gallery_root}: files are compared "
                      "by content hash")
     for p, e in entries.items():
         if e.row is not None and e.row in bad:

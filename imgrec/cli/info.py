@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections import Counter
 
 from imgrec.cli.commands import index_dir as _index_dir
 from imgrec.cli.parser import EXIT_USAGE
@@ -14,8 +13,8 @@ EXIT_OK = 0
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from imgrec.index.verify import read_manifest, verify
-    from imgrec.index.writer import current_version
+    from imgrec.index.index import Index
+    from imgrec.index.verify import verify
 
     index_dir = _index_dir(args.index)
     problems = verify(index_dir)
@@ -30,10 +29,8 @@ def _verify(args: argparse.Namespace) -> int:
               f"problem{'s' if len(problems) > 1 else ''}); rebuild it with "
               f"`imgrec index GALLERY --index {index_dir} --full`", file=sys.stderr)
         return EXIT_USAGE
-    version = current_version(index_dir)
-    assert version is not None
-    m = read_manifest(version)
-    print(f"ok: {index_dir} version {m['version']}: {m['count']} images, {m['skipped']} "
+    f = Index.open(index_dir).facts()
+    print(f"ok: {index_dir} version {f.version}: {f.count} images, {len(f.skipped)} "
           f"skipped; manifest, catalog, matrices and PCA agree (no NaN/inf, unit embeddings)")
     return EXIT_OK
 
@@ -45,35 +42,29 @@ def _info(args: argparse.Namespace) -> int:
     if args.verify:
         return _verify(args)
     idx = Index.open(_index_dir(args.index))
-    entries = idx.entries()
-    size = sum(f.stat().st_size for f in idx.dir.iterdir() if f.is_file())
-    formats = Counter(e.format for e in entries if e.row is not None)
+    f = idx.facts()
     running = holder(idx.index_dir)
-    info = {**idx.manifest, "index_dir": str(idx.index_dir), "size_bytes": size,
-            "formats": dict(sorted(formats.items())),
-            "skipped_files": [{"path": p, "reason": r} for p, r in idx.skipped()],
-            "build_running": running, "first_pass": idx.first_pass}
     if args.json:
-        print(json.dumps(info, indent=2))
+        print(json.dumps({**idx.manifest.to_json(), **f.to_json(), "build_running": running},
+                         indent=2))
         return EXIT_OK
-    m = idx.manifest
-    print(f"index      {idx.index_dir} (version {m['version']}, format {m['format_version']}, "
-          f"{size / 1e6:.1f} MB)")
-    print(f"gallery    {m['gallery_root']}")
-    print(f"model      {m['model']} ({m['embedding_dim']}-d embeddings, "
-          f"{m['histogram_dim']}-bin histograms, {m['pca_components']} PCA components)")
-    print(f"images     {m['count']} indexed, {m['skipped']} skipped; formats: "
-          + ", ".join(f"{k} {v}" for k, v in sorted(formats.items())))
-    print(f"built      {m['built_at']}" + (f" in {m['build_seconds']:.1f} s"
-                                           if m.get("build_seconds") else ""))
+    print(f"index      {f.index_dir} (version {f.version}, format {f.format_version}, "
+          f"{f.size_bytes / 1e6:.1f} MB)")
+    print(f"gallery    {f.gallery}")
+    print(f"model      {f.model} ({f.embedding_dim}-d embeddings, "
+          f"{f.histogram_dim}-bin histograms, {f.pca_components} PCA components)")
+    print(f"images     {f.count} indexed, {len(f.skipped)} skipped; formats: "
+          + ", ".join(f"{k} {v}" for k, v in sorted(f.formats.items())))
+    print(f"built      {f.built_at}" + (f" in {f.build_seconds:.1f} s"
+                                         if f.build_seconds else ""))
     print("search     exact; first pass over the " + (
         "float16 copy of the embeddings, candidates rescored from float32"
-        if idx.first_pass == "float16" else
+        if f.first_pass == "float16" else
         "float32 embeddings (no float16 copy: rebuild with --full to add one)"))
     if running:
         print(f"building   a build is running now (pid {running.get('pid')}, "
               f"started {running.get('started')})")
-    for p, r in idx.skipped():
+    for p, r in f.skipped:
         print(f"skipped    {p}: {r}")
     return EXIT_OK
 
