@@ -148,7 +148,15 @@ def test_previous_release_index_opens_and_answers_identically(v1: Path) -> None:
         else:
             method, metric, q = key.split("/")
             got = idx.search([Stored(paths[int(q)])], method=method, metric=metric, k=4)
-        assert json.loads(json.dumps(got.to_dict())) == want, key
+        got = json.loads(json.dumps(got.to_dict()))
+        if key == "refined":
+            # refined scores are no longer clamped to [-1, 1] (issue 13, item 6): the
+            # per-query lists are unchanged and the refined ranking orders the same images
+            assert got["queries"] == want["queries"]
+            assert [(h["rank"], h["path"]) for h in got["combined"]] == [
+                (h["rank"], h["path"]) for h in want["combined"]]
+            continue
+        assert got == want, key
     assert len(answers) == 14
 
 
