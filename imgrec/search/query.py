@@ -200,8 +200,9 @@ def query_features(index: Index, queries: Sequence[Any],
             rgb, _ = images.load_image(source)
         except ImageError as exc:
             raise ImageError(f"{label}: {exc}") from None
-        except OSError as exc:  # unreadable (permissions, I/O error)
-            raise ImageError(f"{label}: cannot read: {exc.strerror or exc}") from None
+        except OSError as exc:  # unreadable (permissions, I/O error): name the whole path
+            where = exc.filename if isinstance(exc.filename, str) else label
+            raise ImageError(f"{where}: cannot read: {exc.strerror or exc}") from None
         work = images.prepare(rgb)
         out.append(QueryFeatures(label, None, histogram(work)))
         if need_embedding:
