@@ -14,7 +14,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from imgrec.errors import ImageError, ImgrecError, IndexFormatError, IndexNotFoundError
 from imgrec.features.embedding import Embedder
@@ -76,24 +76,33 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
                                    "has the details"}, status_code=500)
 
 
-class _DeclaredSizeLimit:
-    """Refuse a request whose declared Content-Length is over the limit, in JSON, unread.
-
-    (FastAPI's ``max_body_size`` still counts the bytes of a body sent without a length.)
-    """
+class _BodyLimit:
+    """Refuse a request body over ``limit`` bytes with a JSON 413: unread when its declared
+    Content-Length is too large, else as soon as the bytes received pass the limit."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app, self.limit = app, limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            declared = Headers(scope=scope).get("content-length", "")
-            if declared.isdigit() and int(declared) > self.limit:
-                response = JSONResponse({"detail": f"the request body is larger than "
-                                                   f"{self.limit:,} bytes"}, status_code=413)
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        too_large = f"the request body is larger than {self.limit:,} bytes"
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > self.limit:
+            await JSONResponse({"detail": too_large}, status_code=413)(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise HTTPException(413, too_large)  # answered by the JSON error handler
+            return message
+
+        await self.app(scope, counted, send)
 
 
 def _docs(app: FastAPI) -> None:
@@ -151,11 +160,10 @@ def create_app(index_dir: str | Path, *, embedder: Embedder | None = None,
         title="imgrec", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
         description="Find the gallery images most similar to 1-5 query images, by CNN "
                     "content or by colour. Read-only; every error is one line in `detail`.",
-        max_body_size=body_limit,
         form_limits={"max_files": 10, "max_fields": 64})
     app.state.imgrec = state
     app.state.max_upload = max_upload
-    app.add_middleware(_DeclaredSizeLimit, limit=body_limit)
+    app.add_middleware(_BodyLimit, limit=body_limit)
     app.include_router(router)
     app.add_exception_handler(ImgrecError, _imgrec_error)
     app.add_exception_handler(RequestValidationError, _invalid)

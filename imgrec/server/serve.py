@@ -74,15 +74,16 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     try:
-        app = create_app(index_dir, max_upload=int(args.max_upload_mb * 1024 * 1024))
-    except ImgrecError as exc:
-        print(f"imgrec: {exc}", file=sys.stderr)
-        return 2
-    try:
         sock = _listen(args.host, args.port)
     except (OSError, OverflowError) as exc:
         why = getattr(exc, "strerror", None) or exc
         print(f"imgrec: cannot listen on {args.host}:{args.port}: {why}", file=sys.stderr)
+        return 2
+    try:
+        app = create_app(index_dir, max_upload=int(args.max_upload_mb * 1024 * 1024))
+    except ImgrecError as exc:
+        sock.close()
+        print(f"imgrec: {exc}", file=sys.stderr)
         return 2
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
@@ -93,5 +94,8 @@ def run(args: argparse.Namespace) -> int:
               "the port can search the gallery and see its images", file=sys.stderr)
     config = uvicorn.Config(app, log_config=_log_config(), timeout_graceful_shutdown=5)
     with sock:
-        uvicorn.Server(config).run(sockets=[sock])
+        try:
+            uvicorn.Server(config).run(sockets=[sock])
+        except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once it has shut down cleanly
+            pass
     return 0

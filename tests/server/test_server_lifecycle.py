@@ -1,0 +1,70 @@
+"""Starting and stopping the server: one-line refusals, a rebuild picked up while serving."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+
+import pytest
+from server_support import server_env, start_server, stop_server, wait_warm
+
+from imgrec import build_index
+
+
+def serve(tmp_path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "imgrec.server", *args], capture_output=True,
+                          text=True, env=server_env(tmp_path), timeout=120)
+
+
+def test_no_index_is_a_one_line_error(tmp_path) -> None:
+    done = serve(tmp_path, "--index", str(tmp_path / "none"), "--port", "0")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"imgrec: no index at {tmp_path / 'none'}: build one with `imgrec index GALLERY "
+        f"--index {tmp_path / 'none'}`"]
+
+
+def test_a_busy_port_is_a_one_line_error(tmp_path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        done = serve(tmp_path, "--index", str(tmp_path / "none"), "--port", str(port))
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"imgrec: cannot listen on 127.0.0.1:{port}: Address already in use"]
+
+
+def test_serve_help_names_the_defaults(tmp_path) -> None:
+    done = serve(tmp_path, "--help")
+    assert done.returncode == 0
+    assert "default 127.0.0.1" in done.stdout and "default 8600" in done.stdout
+
+
+@pytest.mark.slow
+def test_a_rebuild_is_picked_up_while_serving(server_gallery, server_demo, real_embedder,
+                                              tmp_path) -> None:
+    gallery, index_dir = tmp_path / "gallery", tmp_path / "index"
+    shutil.copytree(server_gallery, gallery)
+    build_index(gallery, index_dir, embedder=real_embedder, workers=0)
+    srv = start_server(index_dir, tmp_path)
+    try:
+        before = wait_warm(srv)
+        assert before["images"] == 12
+        new = "astronaut/astronaut_crop_center.jpg"
+        (gallery / "astronaut").mkdir()
+        shutil.copy2(server_demo.root / new, gallery / new)
+        build_index(gallery, index_dir, embedder=real_embedder, workers=0)
+        with srv.client() as c:
+            after = c.get("/healthz").json()
+            r = c.post("/search", files=[("images", ("q.jpg", (gallery / new).read_bytes()))])
+            thumb = c.get(f"/thumbnail/{new}")
+    finally:
+        log = stop_server(srv)
+    assert after["images"] == 13 and after["index_version"] != before["index_version"]
+    assert r.status_code == 200 and r.json()["combined"][0]["path"] == new
+    assert thumb.status_code == 200
+    assert srv.proc.returncode == 0 and "opened index version" in log
+    assert "Traceback" not in log
