@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -105,6 +105,29 @@ class _BodyLimit:
         await self.app(scope, counted, send)
 
 
+class _HostCheck:
+    """Answer only requests addressed to one of ``hosts`` by name (with any port).
+
+    A server bound to this machine would otherwise answer a web page whose domain was made
+    to resolve to 127.0.0.1 (DNS rebinding), and that page could read the gallery.
+    """
+
+    def __init__(self, app: ASGIApp, hosts: frozenset[str]) -> None:
+        self.app, self.hosts = app, hosts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            host = Headers(scope=scope).get("host", "")
+            name = host.rsplit("]", 1)[0].lstrip("[") if host.startswith("[") else (
+                host.rsplit(":", 1)[0])
+            if name.lower() not in self.hosts:
+                detail = (f"this server answers to {', '.join(sorted(self.hosts))}, not to the "
+                          f"Host {host!r}: start it with --host to serve another address")
+                await JSONResponse({"detail": detail}, status_code=400)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def _docs(app: FastAPI) -> None:
     """Swagger UI at /docs from local files (FastAPI's default loads it from a CDN)."""
     import swagger_ui_bundle
@@ -129,7 +152,8 @@ def _docs(app: FastAPI) -> None:
 
 
 def create_app(index_dir: str | Path, *, embedder: Embedder | None = None,
-               max_upload: int = DEFAULT_MAX_UPLOAD, warm: bool = True) -> FastAPI:
+               max_upload: int = DEFAULT_MAX_UPLOAD, warm: bool = True,
+               hosts: Collection[str] | None = None) -> FastAPI:
     """The read-only HTTP API over the index at ``index_dir`` (opened now).
 
     Args:
@@ -137,6 +161,7 @@ def create_app(index_dir: str | Path, *, embedder: Embedder | None = None,
         embedder: the CNN for uploaded images (default: the index's backbone).
         max_upload: the largest accepted upload in bytes, per file.
         warm: load the model in a background thread when the server starts.
+        hosts: the host names requests must be addressed to (None: any).
 
     Raises:
         IndexNotFoundError, IndexFormatError: the index cannot be opened.
@@ -164,6 +189,8 @@ def create_app(index_dir: str | Path, *, embedder: Embedder | None = None,
     app.state.imgrec = state
     app.state.max_upload = max_upload
     app.add_middleware(_BodyLimit, limit=body_limit)
+    if hosts is not None:
+        app.add_middleware(_HostCheck, hosts=frozenset(h.lower() for h in hosts))
     app.include_router(router)
     app.add_exception_handler(ImgrecError, _imgrec_error)
     app.add_exception_handler(RequestValidationError, _invalid)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import ipaddress
 import socket
@@ -14,6 +15,7 @@ from imgrec.errors import ImgrecError
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8600
 DEFAULT_MAX_UPLOAD_MB = 20
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -79,8 +81,11 @@ def run(args: argparse.Namespace) -> int:
         why = getattr(exc, "strerror", None) or exc
         print(f"imgrec: cannot listen on {args.host}:{args.port}: {why}", file=sys.stderr)
         return 2
+    # bound to this machine: answer only requests addressed to it (no DNS rebinding)
+    hosts = (*LOOPBACK_NAMES, args.host) if _is_loopback(args.host) else None
     try:
-        app = create_app(index_dir, max_upload=int(args.max_upload_mb * 1024 * 1024))
+        app = create_app(index_dir, max_upload=int(args.max_upload_mb * 1024 * 1024),
+                         hosts=hosts)
     except ImgrecError as exc:
         sock.close()
         print(f"imgrec: {exc}", file=sys.stderr)
@@ -93,9 +98,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"imgrec: warning: listening on {host}, not only this machine: whoever reaches "
               "the port can search the gallery and see its images", file=sys.stderr)
     config = uvicorn.Config(app, log_config=_log_config(), timeout_graceful_shutdown=5)
-    with sock:
-        try:
-            uvicorn.Server(config).run(sockets=[sock])
-        except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once it has shut down cleanly
-            pass
+    # uvicorn re-raises Ctrl-C once it has shut down cleanly
+    with sock, contextlib.suppress(KeyboardInterrupt):
+        uvicorn.Server(config).run(sockets=[sock])
     return 0

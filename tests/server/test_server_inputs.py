@@ -100,6 +100,19 @@ def test_bad_input_gets_a_clear_one_line_error(server, gallery_file, case) -> No
     assert "\n" not in body["detail"] and "Traceback" not in r.text
 
 
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:8600", "10.1.2.3"])
+def test_requests_addressed_to_another_host_are_refused(server, host) -> None:
+    """Bound to 127.0.0.1, the server ignores pages whose domain resolves there."""
+    with server.client() as c:
+        r = c.get("/info", headers={"host": host})
+        ok = [c.get("/healthz", headers={"host": h}).status_code
+              for h in ("localhost", "localhost:1234", "127.0.0.1", "[::1]:8600")]
+    assert r.status_code == 400
+    assert r.json()["detail"].startswith("this server answers to 127.0.0.1, ::1, localhost, "
+                                         f"not to the Host {host!r}")
+    assert ok == [200] * 4
+
+
 def test_the_server_still_answers_after_the_bad_requests(server) -> None:
     with server.client() as c:
         r = c.get(f"/similar/{GOOD}", params={"k": 1})
