@@ -70,10 +70,32 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
                         headers=getattr(exc, "headers", None))
 
 
-async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unexpected failure on %s %s", request.method, request.url.path)
-    return JSONResponse({"detail": f"internal error ({type(exc).__name__}); the server log "
-                                   "has the details"}, status_code=500)
+class _CatchAll:
+    """Any other exception: a one-line JSON 500, the traceback to the log.
+
+    Handled here rather than by an ``Exception`` handler, which Starlette runs and then
+    re-raises, so that uvicorn would log it twice and drop the connection.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as exc:
+            if scope["type"] != "http" or started:
+                raise
+            log.exception("unexpected failure on %s %s", scope.get("method"), scope.get("path"))
+            detail = f"internal error ({type(exc).__name__}); the server log has the details"
+            await JSONResponse({"detail": detail}, status_code=500)(scope, receive, send)
 
 
 class _BodyLimit:
@@ -191,10 +213,10 @@ def create_app(index_dir: str | Path, *, embedder: Embedder | None = None,
     app.add_middleware(_BodyLimit, limit=body_limit)
     if hosts is not None:
         app.add_middleware(_HostCheck, hosts=frozenset(h.lower() for h in hosts))
+    app.add_middleware(_CatchAll)  # added last: the outermost
     app.include_router(router)
     app.add_exception_handler(ImgrecError, _imgrec_error)
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(HTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected)
     _docs(app)
     return app

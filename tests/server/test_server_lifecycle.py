@@ -68,3 +68,27 @@ def test_a_rebuild_is_picked_up_while_serving(server_gallery, server_demo, real_
     assert thumb.status_code == 200
     assert srv.proc.returncode == 0 and "opened index version" in log
     assert "Traceback" not in log
+
+
+@pytest.mark.slow
+def test_an_unexpected_failure_is_a_one_line_500_and_logged(server_index, tmp_path) -> None:
+    """The catalog deleted under a running server: a search fails with a one-line 500 (the
+    traceback goes to the log only) and the server goes on answering."""
+    index_dir = tmp_path / "index"
+    shutil.copytree(server_index, index_dir)
+    srv = start_server(index_dir, tmp_path)
+    try:
+        with srv.client() as c:
+            assert c.get("/similar/coffee/coffee_color.jpg").status_code == 200
+            for catalog in index_dir.glob("*/catalog.sqlite"):
+                catalog.unlink()
+            r = c.get("/similar/coffee/coffee_color.jpg")
+            health = c.get("/healthz")
+    finally:
+        log = stop_server(srv)
+    assert r.status_code == 500
+    assert r.json() == {"detail": "internal error (FileNotFoundError); the server log has the "
+                                  "details"}
+    assert health.status_code == 200
+    assert "unexpected failure on GET /similar/coffee/coffee_color.jpg" in log
+    assert log.count("Traceback") == 1  # for whoever runs the server, once
