@@ -1,4 +1,4 @@
-"""The FastAPI application: routes, one-line JSON errors, and API docs served offline."""
+"""The FastAPI application: request limits, one-line JSON errors, API docs served offline."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -76,3 +76,5 @@ class ErrorOut(BaseModel):
     """Every error response: one line saying what was wrong."""
 
     detail: str
+    errors: list[dict[str, Any]] | None = Field(
+        None, description="with 422 for invalid parameters: each problem's loc, msg and type")

@@ -13,7 +13,7 @@ import numpy as np
 
 from imgrec import images
 from imgrec.errors import ImageError, IndexNotFoundError, QueryError
-from imgrec.features.embedding import CNNEmbedder, Embedder
+from imgrec.features.embedding import BACKBONES, CNNEmbedder, Embedder
 from imgrec.index.index import Index, Stored
 from imgrec.index.writer import current_version
 
@@ -43,11 +43,15 @@ class ServerState:
         self.model_warm = False
         self.model_error: str | None = None
         idx = Index.open(self.index_dir, embedder=embedder)  # IndexNotFound/FormatError
-        if embedder is None:
+        if embedder is None and idx.model in BACKBONES:
             embedder = CNNEmbedder(idx.model)
             idx = Index.open(self.index_dir, embedder=embedder)
-        self._embedder: Embedder = embedder
+        #: None for an index of features computed elsewhere (``Index.from_arrays``): its
+        #: stored images can be searched, uploads by colour only
+        self._embedder: Embedder | None = embedder
         self._index = idx
+        if embedder is None:
+            self.model_error = f"no CNN for the index's model {idx.model!r}"
 
     def index(self) -> Index:
         """The published version of the index, reopened when CURRENT names a new one."""
@@ -57,8 +61,8 @@ class ServerState:
                 raise IndexNotFoundError(f"the index at {self.index_dir} is gone")
             if version != self._index.dir:
                 idx = Index.open(self.index_dir, embedder=self._embedder)
-                if idx.model != self._embedder.name:  # rebuilt with another backbone
-                    self._embedder = CNNEmbedder(idx.model)
+                if idx.model != getattr(self._embedder, "name", idx.model):  # another backbone
+                    self._embedder = CNNEmbedder(idx.model) if idx.model in BACKBONES else None
                     self.model_warm = False
                     idx = Index.open(self.index_dir, embedder=self._embedder)
                     threading.Thread(target=self.warm, daemon=True, name="warm").start()
@@ -69,6 +73,8 @@ class ServerState:
     def warm(self) -> None:
         """Load the CNN and run one forward pass and one search, so requests find them ready."""
         emb = self._embedder
+        if emb is None:
+            return
         try:
             crop = np.zeros((1, emb.input_size, emb.input_size, 3), np.uint8)
             emb.embed(crop)

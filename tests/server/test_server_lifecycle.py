@@ -9,6 +9,7 @@ import sys
 
 import pytest
 from server_support import server_env, start_server, stop_server, wait_warm
+from support import TinyEmbedder
 
 from imgrec import build_index
 
@@ -35,6 +36,32 @@ def test_a_busy_port_is_a_one_line_error(tmp_path) -> None:
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         f"imgrec: cannot listen on 127.0.0.1:{port}: Address already in use"]
+
+
+def test_an_index_of_another_embedder_is_served_without_a_cnn(write_gallery, tmp_path) -> None:
+    """Built with a small deterministic embedder (no CNN for its model): stored images and
+    colour searches of uploads work; an upload searched by content gets a clear 400."""
+    gallery = write_gallery(tmp_path / "gallery")
+    index_dir = tmp_path / "index"
+    build_index(gallery, index_dir, embedder=TinyEmbedder(), workers=0)
+    query = gallery / "coffee" / "coffee_flip.jpg"
+    srv = start_server(index_dir, tmp_path)
+    try:
+        with srv.client() as c:
+            similar = c.get("/similar/chelsea/chelsea_orig.jpg", params={"k": 2})
+            colour = c.post("/search", files=[("images", (query.name, query.read_bytes()))],
+                            data={"method": "color", "k": "1"})
+            content = c.post("/search", files=[("images", (query.name, query.read_bytes()))])
+            health = c.get("/healthz").json()
+    finally:
+        stop_server(srv)
+    assert similar.status_code == 200
+    assert similar.json()["combined"][0]["path"] == "chelsea/chelsea_orig.jpg"
+    assert colour.json()["combined"][0]["path"] == "coffee/coffee_flip.jpg"
+    assert content.status_code == 400
+    assert content.json()["detail"].startswith("unknown model 'tiny-test'")
+    assert health["model_warm"] is False
+    assert health["model_error"] == "no CNN for the index's model 'tiny-test'"
 
 
 def test_serve_help_names_the_defaults(tmp_path) -> None:
