@@ -7,8 +7,8 @@ Example:
     >>> search_via_server("http://127.0.0.1:8600", ["query.jpg"], k=3)["combined"]  # doctest: +SKIP
 """
 
-from imgrec.server.client import result_from_dict, search_via_server
+from imgrec.server.client import result_from_dict, search_via_server, server_info
 from imgrec.server.serve import DEFAULT_HOST, DEFAULT_PORT, add_arguments, run
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "add_arguments", "result_from_dict", "run",
-           "search_via_server"]
+           "search_via_server", "server_info"]

@@ -32,6 +32,25 @@ def _detail(response: Any) -> str:
         return f"HTTP {response.status_code} {response.reason_phrase}"
 
 
+def _call(url: str, method: str, path: str, timeout: float, **kw: Any) -> dict[str, Any]:
+    """One request to the server; its JSON, or an ImgrecError saying why not."""
+    import httpx
+
+    base = url.rstrip("/")
+    # trust_env=False: a proxy set for the internet must not intercept a local server
+    with httpx.Client(base_url=base, timeout=timeout, trust_env=False) as client:
+        try:
+            r = client.request(method, path, **kw)
+        except httpx.ConnectError:
+            raise ImgrecError(f"no imgrec server answers at {base} (start one with "
+                              "`imgrec serve`)") from None
+        except httpx.HTTPError as exc:
+            raise ImgrecError(f"the server at {base} did not answer: {exc}") from None
+    if r.status_code != 200:
+        raise ImgrecError(f"server: {_detail(r)}")
+    return r.json()
+
+
 def search_via_server(url: str, queries: Sequence[str | os.PathLike], method: str = "embedding",
                       metric: str = "cosine", k: int = 5, *, pca_components: int | None = None,
                       negatives: Sequence[str | os.PathLike] = (), negative_weight: float = 0.5,
@@ -54,33 +73,23 @@ def search_via_server(url: str, queries: Sequence[str | os.PathLike], method: st
         >>> search_via_server("http://127.0.0.1:8600", ["cat.jpg", "@dogs/rex.jpg"], k=3)
         ...                                                           # doctest: +SKIP
     """
-    import httpx
-
     if label is not None and (queries or negatives):
         raise QueryError("give query images or a label, not both")
-    base = url.rstrip("/")
-    # trust_env=False: a proxy set for the internet must not intercept a local server
-    with httpx.Client(base_url=base, timeout=timeout, trust_env=False) as client:
-        try:
-            if label is not None:
-                r = client.get("/labels/search", params={"q": label, "k": k})
-            else:
-                fields = {"method": method, "metric": metric, "k": str(k),
-                          "negative_weight": str(negative_weight)}
-                if pca_components is not None:
-                    fields["pca_components"] = str(pca_components)
-                parts = (_parts(queries, "images", "paths")
-                         + _parts(negatives, "negative_images", "negative_paths")
-                         + [(key, (None, value.encode())) for key, value in fields.items()])
-                r = client.post("/search", files=parts)
-        except httpx.ConnectError:
-            raise ImgrecError(f"no imgrec server answers at {base} (start one with "
-                              "`imgrec serve`)") from None
-        except httpx.HTTPError as exc:
-            raise ImgrecError(f"the server at {base} did not answer: {exc}") from None
-    if r.status_code != 200:
-        raise ImgrecError(f"server: {_detail(r)}")
-    return r.json()
+    if label is not None:
+        return _call(url, "GET", "/labels/search", timeout, params={"q": label, "k": k})
+    fields = {"method": method, "metric": metric, "k": str(k),
+              "negative_weight": str(negative_weight)}
+    if pca_components is not None:
+        fields["pca_components"] = str(pca_components)
+    parts = (_parts(queries, "images", "paths")
+             + _parts(negatives, "negative_images", "negative_paths")
+             + [(key, (None, value.encode())) for key, value in fields.items()])
+    return _call(url, "POST", "/search", timeout, files=parts)
+
+
+def server_info(url: str, timeout: float = 30.0) -> dict[str, Any]:
+    """What ``GET /info`` says of the server's index (``gallery_root``, ``images``, ...)."""
+    return _call(url, "GET", "/info", timeout)
 
 
 def result_from_dict(d: dict[str, Any]):  # -> imgrec.search.rank.SearchResult

@@ -20,16 +20,20 @@ LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``serve``'s options to ``parser`` (the ``imgrec serve`` sub-command)."""
-    parser.add_argument("--index", type=Path, metavar="DIR", help="index directory (default: data/index or "
-                        "IMGREC_INDEX_DIR)")
+    from imgrec.settings import Settings
+
+    parser.add_argument("--index", type=Path, metavar="DIR",
+                        help="index directory (default: $IMGREC_INDEX_DIR, else "
+                             f"{Settings.from_env().index_dir})")
     parser.add_argument("--host", default=DEFAULT_HOST, metavar="ADDR",
-                        help=f"address to listen on (default {DEFAULT_HOST}, this machine only; "
-                             "0.0.0.0 exposes the gallery to the network)")
+                        help="address to listen on: 127.0.0.1 is this machine only, 0.0.0.0 "
+                             "every network (anyone reaching the port sees the gallery) "
+                             "(default: %(default)s)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, metavar="N",
-                        help=f"port (default {DEFAULT_PORT}; 0 picks a free one)")
-    parser.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB, metavar="MB",
-                        help=f"largest accepted upload per file, in MB (default "
-                             f"{DEFAULT_MAX_UPLOAD_MB})")
+                        help="port; 0 picks a free one (default: %(default)s)")
+    parser.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB,
+                        metavar="MB", help="largest accepted upload per file, in MB "
+                                           "(default: %(default)s)")
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -11,7 +11,7 @@ from support import run_cli
 from test_server_api import same_result
 
 from imgrec import ImgrecError
-from imgrec.server import result_from_dict, search_via_server
+from imgrec.server import result_from_dict, search_via_server, server_info
 
 pytestmark = pytest.mark.slow
 
@@ -45,6 +45,10 @@ def test_the_client_searches_by_colour_and_by_label(server, local_index, gallery
 
     assert search_via_server(server.url, [], label="espresso", k=2) == \
         search_by_label(local_index, "espresso", k=2).to_dict()
+
+
+def test_server_info_names_the_gallery(server, server_gallery) -> None:
+    assert server_info(server.url)["gallery_root"] == str(server_gallery.resolve())
 
 
 def test_result_from_dict_round_trips(server) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import socket
 import subprocess
@@ -12,6 +13,7 @@ from server_support import server_env, start_server, stop_server, wait_warm
 from support import TinyEmbedder
 
 from imgrec import build_index
+from imgrec.server import add_arguments
 
 
 def serve(tmp_path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -64,10 +66,17 @@ def test_an_index_of_another_embedder_is_served_without_a_cnn(write_gallery, tmp
     assert health["model_error"] == "no CNN for the index's model 'tiny-test'"
 
 
-def test_serve_help_names_the_defaults(tmp_path) -> None:
+def test_serve_help_names_every_default(tmp_path) -> None:
     done = serve(tmp_path, "--help")
     assert done.returncode == 0
-    assert "default 127.0.0.1" in done.stdout and "default 8600" in done.stdout
+    text = " ".join(done.stdout.split())
+    assert "(default: 127.0.0.1)" in text and "(default: 8600)" in text
+    assert "(default: $IMGREC_INDEX_DIR, else" in text and "(default: 20)" in text
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)  # the CLI's rule for every flag (tests/cli)
+    for action in parser._actions[1:]:
+        assert action.help and "(default: " in action.help, action.dest
+        assert action.default is None or "%(default)s" in action.help, action.dest
 
 
 @pytest.mark.slow
