@@ -77,7 +77,8 @@ def run(args) -> dict:
     def ms(xs: list[float]) -> float:
         return round(1000 * statistics.median(xs), 1)
 
-    return {"machine": machine(), "images": len(idx), "model": idx.model,
+    return {"machine": machine(), "load_average_1min": round(os.getloadavg()[0], 1),
+            "images": len(idx), "model": idx.model,
             "cli_cold_search_s": [round(x, 2) for x in cold],
             "server_listening_after_s": round(listening, 2),
             "server_warm_after_s": round(warm_after, 2),
