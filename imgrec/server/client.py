@@ -92,9 +92,9 @@ def server_info(url: str, timeout: float = 30.0) -> dict[str, Any]:
     return _call(url, "GET", "/info", timeout)
 
 
-def result_from_dict(d: dict[str, Any]):  # -> imgrec.search.rank.SearchResult
+def result_from_dict(d: dict[str, Any]):  # -> imgrec.search.results.SearchResult
     """A :class:`~imgrec.SearchResult` from its JSON form (rows unknown: ``row`` is -1)."""
-    from imgrec.search.rank import Hit, SearchResult
+    from imgrec.search.results import Hit, SearchResult
 
     def hits(hs: list[dict[str, Any]]) -> list[Hit]:
         return [Hit(h["rank"], h["path"], h["score"], h["distance"], -1, h.get("metrics"))

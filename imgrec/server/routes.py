@@ -12,8 +12,8 @@ from starlette.datastructures import FormData
 from starlette.datastructures import UploadFile as StarletteUpload
 
 from imgrec.errors import ImgrecError, QueryError
-from imgrec.index.index import Stored
-from imgrec.search.rank import MAX_QUERIES
+from imgrec.search.methods import MAX_QUERIES
+from imgrec.search.query import Stored
 from imgrec.server.models import ErrorOut, HealthOut, InfoOut, Method, Metric, SearchOut
 from imgrec.server.state import ServerState
 

@@ -14,8 +14,9 @@ import numpy as np
 from imgrec import images
 from imgrec.errors import ImageError, IndexNotFoundError, QueryError
 from imgrec.features.embedding import BACKBONES, CNNEmbedder, Embedder
-from imgrec.index.index import Index, Stored
+from imgrec.index.index import Index
 from imgrec.index.writer import current_version
+from imgrec.search.query import Stored
 
 log = logging.getLogger("imgrec.server")
 
