@@ -103,4 +103,4 @@ def result_from_dict(d: dict[str, Any]):  # -> imgrec.search.results.SearchResul
     return SearchResult(d["method"], d["metric"], d["k"], [q["query"] for q in d["queries"]],
                         [hits(q["hits"]) for q in d["queries"]], hits(d["combined"]),
                         list(d.get("notes", [])), list(d.get("negatives", [])),
-                        d.get("negative_weight"))
+                        d.get("negative_weight"), combined_metric=d.get("combined_metric"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 Method = Literal["embedding", "color", "pca"]
 Metric = Literal["cosine", "euclidean", "manhattan", "all"]
@@ -12,6 +12,8 @@ Metric = Literal["cosine", "euclidean", "manhattan", "all"]
 
 class HitOut(BaseModel):
     """One ranked gallery image, as ``imgrec search --json`` prints it."""
+
+    model_config = ConfigDict(extra="allow")  # whatever ``--json`` prints, the API answers
 
     rank: int = Field(description="1 for the best hit")
     path: str = Field(description="the image's path relative to the gallery root")
@@ -31,6 +33,8 @@ class QueryOut(BaseModel):
 class SearchOut(BaseModel):
     """A search result: one list per query plus a combined ranking (``imgrec search --json``)."""
 
+    model_config = ConfigDict(extra="allow")
+
     method: str
     metric: str
     k: int
@@ -38,6 +42,9 @@ class SearchOut(BaseModel):
     combined: list[HitOut] = Field(
         description="mean over the queries (refined by the negatives when there are any)")
     notes: list[str]
+    combined_metric: str | None = Field(
+        None, description="the combined ranking's metric where it differs: 'refined' with "
+                          "negatives (mean cosine to the queries - weight x to the negatives)")
     negatives: list[str] | None = Field(None, description="labels of the negative examples")
     negative_weight: float | None = None
 

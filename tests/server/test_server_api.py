@@ -83,7 +83,9 @@ def test_upload_and_paths_answer_what_a_local_search_answers(server, local_index
     assert r.status_code == 200, r.text
     want = local_index.search([gallery_file(a), Stored(b), gallery_file(c_)],
                               method=form["method"], metric=form.get("metric", "cosine"),
-                              k=int(form["k"]), pca_components=form.get("pca_components"))
+                              k=int(form["k"]),
+                              pca_components=int(form["pca_components"]) if "pca_components" in form
+                              else None)
     same_result(r.json(), want.to_dict())
 
 
@@ -98,6 +100,7 @@ def test_negatives_refine_the_combined_ranking_as_locally(server, local_index,
                               negative_weight=0.8).to_dict()
     same_result(r.json(), want)
     assert r.json()["negatives"] == [neg] and r.json()["negative_weight"] == 0.8
+    assert r.json()["combined_metric"] == "refined"
 
 
 def test_similar_is_a_search_of_the_stored_image(server, local_index) -> None:
