@@ -1,5 +1,5 @@
 """`python -m bench search --n 400000` / `python -m bench index --corpus DIR` /
-`python -m bench beyond --n 100000`: print JSON."""
+`python -m bench beyond --n 100000` / `python -m bench server --index DIR`: print JSON."""
 
 from __future__ import annotations
 
@@ -36,11 +36,19 @@ def main() -> int:
     b.add_argument("--skip-duplicates", action="store_true", help="skip the n^2 duplicate scan")
     b.add_argument("--work", type=Path, default=Path("bench/out"))
     b.add_argument("--save", type=Path)
+    v = sub.add_parser("server", help="repeated search through the HTTP API vs the CLI cold")
+    v.add_argument("--index", type=Path, required=True)
+    v.add_argument("--repeat", type=int, default=20)
+    v.add_argument("--cold", type=int, default=3, help="cold CLI runs and fresh client processes")
+    v.add_argument("--work", type=Path, default=Path("bench/out"))
+    v.add_argument("--save", type=Path)
     args = p.parse_args()
     if args.what == "search":
         from .search import run
     elif args.what == "beyond":
         from .beyond import run
+    elif args.what == "server":
+        from .server import run
     else:
         from .indexing import run
     result = run(args)

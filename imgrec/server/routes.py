@@ -1,0 +1,162 @@
+"""The endpoints: search (uploads and gallery paths), similar, label search, info,
+thumbnails and health. Read-only: nothing here writes to the index or the gallery."""
+
+from __future__ import annotations
+
+import io
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, Response, UploadFile
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+from starlette.datastructures import UploadFile as StarletteUpload
+
+from imgrec.errors import ImgrecError, QueryError
+from imgrec.search.methods import MAX_QUERIES
+from imgrec.search.query import Stored
+from imgrec.server.models import ErrorOut, HealthOut, InfoOut, Method, Metric, SearchOut
+from imgrec.server.state import ServerState
+
+#: most hits per list a request may ask for
+MAX_K = 1000
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut, "description": why} for code, why in (
+        (400, "bad request (a path outside the gallery, too many queries, no label match, ...)"),
+        (404, "the gallery path is not an indexed image"),
+        (413, "an upload is larger than the limit"),
+        (422, "an upload is not a usable image, or a parameter is invalid"),
+        (503, "the index cannot be opened now"))}
+
+
+class UploadTooLarge(ImgrecError):
+    """An upload exceeds the per-file limit (the API answers 413)."""
+
+
+router = APIRouter()
+
+
+def get_state(request: Request) -> ServerState:
+    return request.app.state.imgrec
+
+
+def _max_upload(request: Request) -> int:
+    return int(request.app.state.max_upload)
+
+
+State = Annotated[ServerState, Depends(get_state)]
+K = Annotated[int, Query(ge=1, le=MAX_K, description="hits per list")]
+
+
+async def _queries(form: FormData, file_key: str, path_key: str, limit: int) -> list[Any]:
+    """The uploads and gallery paths of two form fields, in the order they were sent."""
+    items = [(key, v) for key, v in form.multi_items()
+             if key in (file_key, path_key) and not (isinstance(v, str) and not v.strip())]
+    if len(items) > MAX_QUERIES:
+        what = "negative examples" if file_key.startswith("negative") else "queries"
+        raise QueryError(f"at most {MAX_QUERIES} {what} per search: files in {file_key!r} and "
+                         f"paths in {path_key!r} (got {len(items)})")
+    out: list[Any] = []
+    for _, value in items:  # FastAPI has checked the types: paths are text, images files
+        if not isinstance(value, StarletteUpload):
+            out.append(Stored(str(value)))
+            continue
+        name = value.filename or f"upload {len(out) + 1}"
+        data = await value.read(limit + 1)
+        if len(data) > limit:
+            raise UploadTooLarge(f"{name}: larger than the upload limit of {limit:,} bytes")
+        buf = io.BytesIO(data)
+        buf.name = name  # the query's label, as a file path's name would be
+        out.append(buf)
+    return out
+
+
+def _search(state: ServerState, queries: list[Any], negatives: list[Any], **kw: Any) -> dict:
+    idx = state.index()
+    for q in queries + negatives:
+        if isinstance(q, Stored):
+            state.checked(idx, q.path)
+    return idx.search(queries, negatives=negatives or None, **kw).to_dict()
+
+
+@router.post("/search", response_model=SearchOut, response_model_exclude_none=True,
+             responses=ERRORS, summary="The gallery images most similar to 1-5 query images")
+async def search(
+        request: Request, state: State,
+        images: Annotated[list[UploadFile] | None, File(
+            description="query images (repeat the field; 1-5 queries in all)")] = None,
+        paths: Annotated[list[str] | None, Form(
+            description="indexed gallery paths as queries (their stored features are used)")] = None,
+        method: Annotated[Method, Form()] = "embedding",
+        metric: Annotated[Metric, Form(description="for method 'embedding'")] = "cosine",
+        k: Annotated[int, Form(ge=1, le=MAX_K, description="hits per list")] = 5,
+        pca_components: Annotated[int | None, Form(ge=1, description="for method 'pca'")] = None,
+        negative_images: Annotated[list[UploadFile] | None, File(
+            description="'less like this' examples (embedding + cosine only)")] = None,
+        negative_paths: Annotated[list[str] | None, Form(
+            description="'less like this' gallery paths")] = None,
+        negative_weight: Annotated[float, Form(ge=0, allow_inf_nan=False)] = 0.5,
+) -> dict:
+    """Queries are taken in the order their fields appear in the request body; the
+    response is what ``imgrec search --json`` prints for the same queries."""
+    form = await request.form()
+    limit = _max_upload(request)
+    queries = await _queries(form, "images", "paths", limit)
+    negatives = await _queries(form, "negative_images", "negative_paths", limit)
+    if not queries:
+        raise QueryError("give 1-5 query images: files in the form field 'images' and/or "
+                         "gallery paths in 'paths'")
+    return await run_in_threadpool(
+        _search, state, queries, negatives, method=method, metric=metric, k=k,
+        pca_components=pca_components, negative_weight=negative_weight)
+
+
+@router.get("/similar/{path:path}", response_model=SearchOut, response_model_exclude_none=True,
+            responses=ERRORS, summary="The gallery images most similar to an indexed one")
+def similar(state: State, path: Annotated[str, Path(description="gallery-relative path")],
+            k: K = 5, method: Method = "embedding", metric: Metric = "cosine",
+            pca_components: Annotated[int | None, Query(ge=1)] = None) -> dict:
+    """The same as ``imgrec search @PATH``: the image itself comes first."""
+    return _search(state, [Stored(path)], [], method=method, metric=metric, k=k,
+                   pca_components=pca_components)
+
+
+@router.get("/labels/search", response_model=SearchOut, response_model_exclude_none=True,
+            responses=ERRORS, summary="Rank the gallery by ImageNet labels matching a word")
+def label_search(state: State,
+                 q: Annotated[str, Query(max_length=200, description="e.g. dog, lakeside")],
+                 k: Annotated[int, Query(ge=1, le=MAX_K)] = 20) -> dict:
+    """The same as ``imgrec search --label Q --json``."""
+    from imgrec.insights.labels import search_by_label
+
+    return search_by_label(state.index(), q, k=k).to_dict()
+
+
+@router.get("/info", response_model=InfoOut, responses=ERRORS, summary="The open index")
+def info(request: Request, state: State) -> InfoOut:
+    idx = state.index()
+    m = idx.manifest
+    return InfoOut(index_dir=str(idx.index_dir), version=idx.version,
+                   format_version=int(m["format_version"]), model=idx.model,
+                   gallery_root=str(idx.root), images=len(idx), skipped=int(m["skipped"]),
+                   embedding_dim=int(m["embedding_dim"]), pca_components=int(m["pca_components"]),
+                   built_at=str(m["built_at"]), has_labels=idx.has_labels,
+                   first_pass=idx.first_pass, max_queries=MAX_QUERIES, max_k=MAX_K,
+                   max_upload_bytes=_max_upload(request))
+
+
+@router.get("/thumbnail/{path:path}", response_class=Response, summary="A JPEG thumbnail",
+            responses={200: {"content": {"image/jpeg": {}}}, **ERRORS})
+def thumbnail(state: State, path: Annotated[str, Path(description="gallery-relative path")],
+              size: Annotated[int, Query(ge=16, le=1024, description="longer side")] = 256
+              ) -> Response:
+    data = state.thumbnail(state.index(), path, size)
+    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=300"})
+
+
+@router.get("/healthz", response_model=HealthOut, response_model_exclude_none=True,
+            responses=ERRORS, summary="Liveness, and whether the model is loaded")
+def healthz(state: State) -> HealthOut:
+    idx = state.index()
+    return HealthOut(status="ok", model_warm=state.model_warm, model_error=state.model_error,
+                     index_version=idx.version, images=len(idx))

@@ -1,0 +1,120 @@
+"""What the server keeps warm: the open index (reopened when a build publishes a new
+version), the CNN (loaded in the background at start) and a bounded thumbnail cache."""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+
+from imgrec import images
+from imgrec.errors import ImageError, IndexNotFoundError, QueryError
+from imgrec.features.embedding import BACKBONES, CNNEmbedder, Embedder
+from imgrec.index.index import Index
+from imgrec.index.writer import current_version
+from imgrec.search.query import Stored
+
+log = logging.getLogger("imgrec.server")
+
+#: thumbnails kept in memory (JPEG bytes, a few kB each)
+THUMB_CACHE = 512
+
+
+class PathNotFound(QueryError):
+    """A gallery path that is not an indexed image (the API answers 404)."""
+
+
+class ServerState:
+    """The index and model one server process shares between all requests (thread-safe).
+
+    Args:
+        index_dir: the index directory.
+        embedder: the CNN for uploads (default: created from the index's backbone).
+    """
+
+    def __init__(self, index_dir: str | Path, embedder: Embedder | None = None) -> None:
+        self.index_dir = Path(index_dir)
+        self._lock = threading.Lock()
+        self._thumb_lock = threading.Lock()
+        self._thumbs: OrderedDict[tuple[str, str, int], bytes] = OrderedDict()
+        self.model_warm = False
+        self.model_error: str | None = None
+        idx = Index.open(self.index_dir, embedder=embedder)  # IndexNotFound/FormatError
+        if embedder is None and idx.model in BACKBONES:
+            embedder = CNNEmbedder(idx.model)
+            idx = Index.open(self.index_dir, embedder=embedder)
+        #: None for an index of features computed elsewhere (``Index.from_arrays``): its
+        #: stored images can be searched, uploads by colour only
+        self._embedder: Embedder | None = embedder
+        self._index = idx
+        if embedder is None:
+            self.model_error = f"no CNN for the index's model {idx.model!r}"
+
+    def index(self) -> Index:
+        """The published version of the index, reopened when CURRENT names a new one."""
+        with self._lock:
+            version = current_version(self.index_dir)
+            if version is None:
+                raise IndexNotFoundError(f"the index at {self.index_dir} is gone")
+            if version != self._index.dir:
+                idx = Index.open(self.index_dir, embedder=self._embedder)
+                if idx.model != getattr(self._embedder, "name", idx.model):  # another backbone
+                    self._embedder = CNNEmbedder(idx.model) if idx.model in BACKBONES else None
+                    self.model_warm = False
+                    idx = Index.open(self.index_dir, embedder=self._embedder)
+                    threading.Thread(target=self.warm, daemon=True, name="warm").start()
+                log.info("opened index version %s (%d images)", idx.version, len(idx))
+                self._index = idx
+            return self._index
+
+    def warm(self) -> None:
+        """Load the CNN and run one forward pass and one search, so requests find them ready."""
+        emb = self._embedder
+        if emb is None:
+            return
+        try:
+            crop = np.zeros((1, emb.input_size, emb.input_size, 3), np.uint8)
+            emb.embed(crop)
+            idx = self.index()
+            if len(idx):
+                first = idx.paths([0])[0]
+                for method in ("embedding", "color", "pca"):  # compiles the search kernels
+                    idx.search([Stored(first)], method=method, k=1)
+            self.model_warm = emb is self._embedder
+            log.info("model %s loaded; searches of uploads are fast now", emb.name)
+        except Exception as exc:
+            self.model_error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            log.error("could not load the model: %s", self.model_error)
+
+    def checked(self, idx: Index, path: str) -> str:
+        """``path`` if it names an indexed image inside the gallery, else a clear error."""
+        idx.resolve(path)  # QueryError (400) for anything outside the gallery
+        try:
+            idx.row_of(path)
+        except QueryError as exc:
+            raise PathNotFound(str(exc)) from None
+        return path
+
+    def thumbnail(self, idx: Index, path: str, size: int) -> bytes:
+        """JPEG thumbnail (longer side ``size``) of an indexed image."""
+        key = (idx.version, self.checked(idx, path), size)
+        with self._thumb_lock:
+            if key in self._thumbs:
+                self._thumbs.move_to_end(key)
+                return self._thumbs[key]
+        buf = io.BytesIO()
+        try:
+            thumb = images.thumbnail(idx.resolve(path), size)
+        except ImageError as exc:
+            raise PathNotFound(f"{path}: the file cannot be read now ({exc})") from None
+        thumb.save(buf, "JPEG", quality=85)
+        data = buf.getvalue()
+        with self._thumb_lock:
+            self._thumbs[key] = data
+            while len(self._thumbs) > THUMB_CACHE:
+                self._thumbs.popitem(last=False)
+        return data
