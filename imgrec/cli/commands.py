@@ -78,6 +78,13 @@ def _absolute(res: dict[str, Any], root: Path) -> dict[str, Any]:
     return res
 
 
+def serve(args: argparse.Namespace) -> int:
+    """The HTTP API until Ctrl-C (see :mod:`imgrec.server`)."""
+    from imgrec.server import run
+
+    return run(args)
+
+
 def search(args: argparse.Namespace) -> int:
     """Search by query images (files or @stored) or by label text; a table or JSON."""
     from imgrec.index.index import Index
@@ -86,19 +93,28 @@ def search(args: argparse.Namespace) -> int:
         raise ImgrecError("give query images or --label TEXT, not both")
     if args.label is None and not args.images:
         raise ImgrecError("give 1-5 query images (files or @path), or --label TEXT")
-    idx = Index.open(index_dir(args.index))
-    if args.label is not None:
+    if args.server:
+        from imgrec.server import result_from_dict, search_via_server, server_info
+
+        out = search_via_server(args.server, args.images, args.method, args.metric, args.k,
+                                pca_components=args.pca_components, negatives=args.negative,
+                                negative_weight=args.negative_weight, label=args.label)
+        res, root = result_from_dict(out), Path(server_info(args.server)["gallery_root"])
+    elif args.label is not None:
         from imgrec.insights.labels import search_by_label
 
-        res = search_by_label(idx, args.label, k=args.k)
+        idx = Index.open(index_dir(args.index))
+        res, root = search_by_label(idx, args.label, k=args.k), idx.root
     else:
+        idx = Index.open(index_dir(args.index))
+        root = idx.root
         res = idx.search(_queries(args.images), method=args.method, metric=args.metric,
                          k=args.k, pca_components=args.pca_components,
                          negatives=_queries(args.negative) or None,
                          negative_weight=args.negative_weight)
     if args.json:
         out = res.to_dict()
-        print(json.dumps(_absolute(out, idx.root) if args.absolute else out, indent=2))
+        print(json.dumps(_absolute(out, root) if args.absolute else out, indent=2))
         return EXIT_OK
     groups = list(zip(res.queries, res.per_query, strict=True))
     if res.negatives:
@@ -106,12 +122,12 @@ def search(args: argparse.Namespace) -> int:
                        f"(weight {res.negative_weight:g})", res.combined))
     elif len(groups) > 1:
         groups.append(("combined (mean over queries)", res.combined))
-    print(f"method {res.method}, metric {res.metric}, k {res.k}, gallery {printable(str(idx.root))}")
+    print(f"method {res.method}, metric {res.metric}, k {res.k}, gallery {printable(str(root))}")
     for label, hits in groups:
         print(f"\n{printable(label)}")
         print(f"  {'rank':>4}  {'score':>8}  {'distance':>9}  path")
         for h in hits:
-            path = str(idx.root / h.path) if args.absolute else h.path
+            path = str(root / h.path) if args.absolute else h.path
             print(f"  {h.rank:>4}  {h.score:8.4f}  {h.distance:9.4f}  {printable(path)}")
     for note in res.notes:
         print(f"note: {printable(note)}", file=sys.stderr)

@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     _info(sub)
     _insights(sub)
     _export(sub)
+    from imgrec.server import add_arguments as serve_arguments
+
+    serve_arguments(_add(sub, "serve", "serve the HTTP API over one index (FastAPI + uvicorn)"))
     return p
 
 
@@ -138,6 +141,9 @@ def _search(sub: Any) -> None:
                    help=f"a 'less like this' example (file or @path; up to {MAX_QUERIES}; "
                         "embedding + cosine only): the combined ranking is refined "
                         "(default: none)")
+    s.add_argument("--server", metavar="URL",
+                   help="send the search to a running `imgrec serve`, e.g. "
+                        "http://127.0.0.1:8600 (default: none, search the index here)")
     s.add_argument("--negative-weight", type=float, metavar="W", default=d["negative_weight"],
                    help="weight of the negative examples (default: %(default)s)")
 

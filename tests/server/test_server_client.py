@@ -69,3 +69,18 @@ def test_the_client_says_why_it_cannot(server, tmp_path) -> None:
     closed = server.url.rsplit(":", 1)[0] + ":9"  # the discard port: nothing listens
     with pytest.raises(ImgrecError, match=r"no imgrec server answers at http://127\.0\.0\.1:9 "):
         search_via_server(closed, [f"@{A}"])
+
+
+def test_cli_search_through_the_server_prints_what_a_local_search_prints(server, server_index,
+                                                                         gallery_file, tmp_path
+                                                                         ) -> None:
+    queries = [str(gallery_file(A)), f"@{B}"]
+    local = cli_json(tmp_path, server_index, *queries, "-k", "3")
+    done = run_cli("search", *queries, "-k", "3", "--server", server.url, "--json",
+                   env=server_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    same_result(json.loads(done.stdout), local)
+    table = run_cli("search", f"@{A}", "-k", "2", "--server", server.url, "--absolute",
+                    env=server_env(tmp_path))
+    assert table.returncode == 0, table.stderr
+    assert str(gallery_file(A)) in table.stdout
