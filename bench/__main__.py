@@ -1,5 +1,6 @@
 """`python -m bench search --n 400000` / `python -m bench index --corpus DIR` /
-`python -m bench beyond --n 100000` / `python -m bench server --index DIR`: print JSON."""
+`python -m bench beyond --n 100000` / `python -m bench server --index DIR` /
+`python -m bench quality` / `python -m bench evaluate`: print JSON."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import argparse
 import json
 import sys
 from pathlib import Path
+
+from .data import data_dir
 
 
 def main() -> int:
@@ -42,8 +45,33 @@ def main() -> int:
     v.add_argument("--cold", type=int, default=3, help="cold CLI runs and fresh client processes")
     v.add_argument("--work", type=Path, default=Path("bench/out"))
     v.add_argument("--save", type=Path)
+    q = sub.add_parser("quality", help="retrieval quality: categories, copies, demo families")
+    q.add_argument("--clipart", type=Path, default=data_dir() / "clipart",
+                   help="the categories corpus (python -m bench.make_clipart)")
+    q.add_argument("--photos", type=Path, default=data_dir() / "photos",
+                   help="the copy-detection set (python -m bench.make_photos)")
+    q.add_argument("--demo", type=Path, default=data_dir() / "demo")
+    q.add_argument("--recipes", help="';'-separated recipe names (default: all)")
+    q.add_argument("--no-extract", dest="extract", action="store_false",
+                   help="skip recipes whose features are not cached yet")
+    q.add_argument("--work", type=Path, default=Path("bench/out"))
+    q.add_argument("--save", type=Path, default=Path("bench/results/quality-2core.json"))
+    e = sub.add_parser("evaluate", help="time imgrec.evaluate on a synthetic labelled index")
+    e.add_argument("--n", type=int, default=10_000)
+    e.add_argument("--dim", type=int, default=1280)
+    e.add_argument("--classes", type=int, default=100)
+    e.add_argument("--work", type=Path, default=Path("bench/out"))
+    e.add_argument("--save", type=Path)
     args = p.parse_args()
-    if args.what == "search":
+    if args.what == "quality":
+        from imgrec.demo import build_demo_gallery
+
+        from .quality import run
+
+        build_demo_gallery(args.demo)  # returns the complete gallery already there
+    elif args.what == "evaluate":
+        from .evaluate_speed import run
+    elif args.what == "search":
         from .search import run
     elif args.what == "beyond":
         from .beyond import run
