@@ -1,0 +1,185 @@
+"""`python -m bench quality`: retrieval quality of every method and embedding recipe on the
+clip-art categories, the photo copy-detection set and the demo families (JSON + a table).
+
+Features come from :mod:`bench.levers` (cached .npy per corpus, backbone, framing and
+pooling; computed when missing); each recipe's vectors go into an index through
+``Index.from_arrays`` and are scored by :func:`imgrec.insights.evaluate.evaluate` (the exact
+search scoring). Make the corpora first: ``python -m bench.make_clipart``,
+``python -m bench.make_photos`` (both write outside the repository).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from imgrec.features.embedding import l2_normalise
+from imgrec.features.recipe import PostProcess
+from imgrec.insights.evaluate import evaluate
+from imgrec.insights.evaluate_rank import exact_topk
+
+from . import levers
+from .machine import machine
+
+EMB = ("embedding:cosine", "embedding:euclidean", "embedding:manhattan")
+#: name -> (backbone, framing, pooling, post-processing keywords or None)
+RECIPES = {
+    "today (lite0, crop)": ("efficientnet-lite0", "crop", "gap", None),
+    "crop + centre": ("efficientnet-lite0", "crop", "gap", {"center": True}),
+    "crop + power + centre": ("efficientnet-lite0", "crop", "gap", {"power": 0.5, "center": True}),
+    "crop + whiten 0.5": ("efficientnet-lite0", "crop", "gap", {"whiten": True, "shrink": 0.5}),
+    "crop + power + whiten 0.8": ("efficientnet-lite0", "crop", "gap",
+                                  {"power": 0.5, "whiten": True, "shrink": 0.8}),
+    "crop + GeM": ("efficientnet-lite0", "crop", "gem", None),
+    "letterbox white": ("efficientnet-lite0", "lbw", "gap", None),
+    "letterbox grey": ("efficientnet-lite0", "lbg", "gap", None),
+    "letterbox white + GeM": ("efficientnet-lite0", "lbw", "gem", None),
+    "letterbox white + centre": ("efficientnet-lite0", "lbw", "gap", {"center": True}),
+    "letterbox white + power + centre": ("efficientnet-lite0", "lbw", "gap",
+                                         {"power": 0.5, "center": True}),
+    "letterbox white + whiten 0.5": ("efficientnet-lite0", "lbw", "gap",
+                                     {"whiten": True, "shrink": 0.5}),
+    "letterbox white + power + whiten 0.8": ("efficientnet-lite0", "lbw", "gap",
+                                             {"power": 0.5, "whiten": True, "shrink": 0.8}),
+    "lite1 letterbox white": ("efficientnet-lite1", "lbw", "gap", None),
+    "lite1 letterbox white + power + centre": ("efficientnet-lite1", "lbw", "gap",
+                                               {"power": 0.5, "center": True}),
+    "lite2 letterbox white": ("efficientnet-lite2", "lbw", "gap", None),
+}
+
+
+def _features(corpus: Path, spec: tuple, extract: bool) -> tuple[np.ndarray, list[str], float] | None:
+    backbone, framing, pool, _ = spec
+    d = levers.CACHE / corpus.name
+    f = d / f"{backbone}-{framing}-{pool}.npy"
+    if not f.is_file():
+        if not extract:
+            return None
+        levers.extract(corpus, backbone, framing)
+    info = json.loads((d / f"{backbone}-{framing}-time.json").read_text())
+    return np.load(f), (d / "paths.txt").read_text().split(), info["seconds_per_image"]
+
+
+def _post(spec: tuple, x: np.ndarray, fit_rows: np.ndarray | None = None) -> np.ndarray:
+    x = l2_normalise(x)
+    if spec[3] is None:
+        return x
+    pp = PostProcess(**{"center": False, **spec[3]}).fit(x if fit_rows is None else x[fit_rows])
+    return pp.transform(x)
+
+
+def _index(work: Path, paths: list[str], emb: np.ndarray, hist: np.ndarray):
+    from imgrec import Index
+
+    if work.exists():
+        shutil.rmtree(work)
+    return Index.from_arrays(work, paths, emb, hist, model="bench")
+
+
+def _summary(rep) -> dict:
+    return {m: {f"{met}@{k}" if met != "first_hit" else met: round(rep.value(m, met, k), 4)
+                for met, k in (("precision", 5), ("precision", 10), ("mAP", 10), ("first_hit", 1))}
+            for m in rep.methods}
+
+
+def categories(corpus: Path, work: Path, spec: tuple, methods: tuple, extract: bool) -> dict | None:
+    got = _features(corpus, spec, extract)
+    if got is None:
+        return None
+    x, paths, spi = got
+    hist = np.load(levers.CACHE / corpus.name / "hist.npy")
+    idx = _index(work, paths, _post(spec, x), hist)
+    out = {"images": len(paths), "seconds_per_image": round(spi, 4)}
+    for name, labels in (("category", "depth:1"), ("subcategory", "folder")):
+        rep = evaluate(idx, labels=labels, ks=(5, 10), methods=methods, bootstrap=1000)
+        out[name] = _summary(rep)
+        out[name + "_ci95_P@5"] = {r["method"]: [round(r["low"], 4), round(r["high"], 4)]
+                                   for r in rep.rows if r["metric"] == "precision" and r["k"] == 5}
+    return out
+
+
+def copies(corpus: Path, work: Path, spec: tuple, methods: tuple, extract: bool) -> dict | None:
+    """mAP of finding each copy's original among the originals and distractors."""
+    got = _features(corpus, spec, extract)
+    if got is None:
+        return None
+    x, paths, spi = got
+    hist = np.load(levers.CACHE / corpus.name / "hist.npy")
+    g = np.array([p.startswith("gallery/") for p in paths])
+    gpaths = [p for p, k in zip(paths, g, strict=True) if k]
+    qpaths = [p for p, k in zip(paths, g, strict=True) if not k]
+    truth = np.array([gpaths.index("gallery/" + Path(p).name.split("__")[0] + ".jpg")
+                      for p in qpaths])
+    emb = _post(spec, x, np.flatnonzero(g))
+    idx = _index(work, gpaths, emb[g], hist[g])
+    out = {"gallery": len(gpaths), "copies": len(qpaths), "seconds_per_image": round(spi, 4)}
+    tf = np.array([Path(p).stem.split("__")[1] for p in qpaths])
+    for m in methods:
+        if m.startswith("embedding"):
+            metric, data, norms, q = m.split(":")[1], idx.embeddings, idx.embedding_norms, emb[~g]
+        elif m == "color":
+            metric, data, norms, q = "chi2", idx.histograms, None, hist[~g]
+        else:
+            data = np.ascontiguousarray(idx.pca_histograms)
+            metric, norms = "cosine", np.linalg.norm(data.astype(np.float64), axis=1).astype(np.float32)
+            q = idx.pca().transform(hist[~g])
+        rows, _ = exact_topk(metric, data, np.asarray(q, np.float32), len(gpaths), norms)
+        rank = np.argmax(rows == truth[:, None], axis=1) + 1
+        ap = 1.0 / rank
+        out[m] = {"mAP": round(float(ap.mean()), 4), "top1": round(float((rank == 1).mean()), 4),
+                  "per_transform_mAP": {t: round(float(ap[tf == t].mean()), 4)
+                                        for t in sorted(set(tf))}}
+    return out
+
+
+def demo(corpus: Path, work: Path, spec: tuple, methods: tuple, extract: bool) -> dict | None:
+    got = _features(corpus, spec, extract)
+    if got is None:
+        return None
+    x, paths, _ = got
+    idx = _index(work, paths, _post(spec, x), np.load(levers.CACHE / corpus.name / "hist.npy"))
+    return _summary(evaluate(idx, labels="depth:1", ks=(5, 10), methods=methods, bootstrap=1000))
+
+
+def table(result: dict) -> str:
+    head = (f"{'recipe / method':<52} {'cat P@5':>8} {'sub P@5':>8} {'copy mAP':>9} "
+            f"{'demo P@5':>9} {'s/img':>6}")
+    lines = [head, "-" * len(head)]
+    for name, r in result["recipes"].items():
+        for m in r.get("methods", []):
+            c, p, d = r.get("categories") or {}, r.get("copies") or {}, r.get("demo") or {}
+            def cell(v):
+                return f"{v:.3f}" if isinstance(v, float) else "-"
+            lines.append(f"{(name + ' / ' + m)[:52]:<52} "
+                         f"{cell(c.get('category', {}).get(m, {}).get('precision@5')):>8} "
+                         f"{cell(c.get('subcategory', {}).get(m, {}).get('precision@5')):>8} "
+                         f"{cell(p.get(m, {}).get('mAP')):>9} "
+                         f"{cell(d.get(m, {}).get('precision@5')):>9} "
+                         f"{cell(c.get('seconds_per_image')):>6}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> dict:
+    t0 = time.perf_counter()
+    wanted = [r for r in RECIPES if not args.recipes or r in args.recipes.split(";")]
+    result: dict = {"machine": machine(), "corpora": {"categories": str(args.clipart),
+                    "copies": str(args.photos), "demo": str(args.demo)}, "recipes": {}}
+    for i, name in enumerate(wanted):
+        spec = RECIPES[name]
+        methods = (*EMB, "color", "pca") if i == 0 else EMB  # colour and PCA: recipe-independent
+        r: dict = {"spec": {"backbone": spec[0], "framing": spec[1], "pooling": spec[2],
+                            "post": spec[3]}, "methods": list(methods)}
+        for key, fn, corpus in (("categories", categories, args.clipart),
+                                ("copies", copies, args.photos), ("demo", demo, args.demo)):
+            r[key] = fn(corpus, args.work / "quality-index", spec, methods, args.extract)
+        result["recipes"][name] = r
+        print(f"[{time.perf_counter() - t0:.0f} s] {name}", file=sys.stderr)
+    result["seconds"] = round(time.perf_counter() - t0, 1)
+    print(table(result), file=sys.stderr)
+    return result
