@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from imgrec import images
+from imgrec.errors import ImageError
 from imgrec.features.color import histogram
 
 from .data import data_dir
@@ -82,20 +83,25 @@ def extract(corpus: Path, backbone: str, framing: str, batch: int = 16) -> dict:
     out = CACHE / corpus.name
     out.mkdir(parents=True, exist_ok=True)
     files = sorted(p.relative_to(corpus).as_posix() for p in images.scan(corpus))
-    (out / "paths.txt").write_text("\n".join(files) + "\n")
     want_hist = not (out / "hist.npy").is_file()
     net, size = network(backbone)
-    gaps, gems, hists = [], [], []
+    gaps, gems, hists, kept = [], [], [], []
     t0 = time.perf_counter()
     cnn = 0.0
     for s in range(0, len(files), batch):
         crops = []
         for rel in files[s:s + batch]:
-            rgb, _ = images.load_image(corpus / rel)
+            try:
+                rgb, _ = images.load_image(corpus / rel)
+            except ImageError:
+                continue  # the product skips it too
+            kept.append(rel)
             work = images.prepare(rgb)
             if want_hist:
                 hists.append(histogram(work))
             crops.append(frame(work, size, framing))
+        if not crops:
+            continue
         t = time.perf_counter()
         g, m = pooled(net, np.stack(crops))
         cnn += time.perf_counter() - t
@@ -103,12 +109,13 @@ def extract(corpus: Path, backbone: str, framing: str, batch: int = 16) -> dict:
         gems.append(m)
     total = time.perf_counter() - t0
     tag = f"{backbone}-{framing}"
+    (out / "paths.txt").write_text("\n".join(kept) + "\n")
     np.save(out / f"{tag}-gap.npy", np.concatenate(gaps).astype(np.float32))
     np.save(out / f"{tag}-gem.npy", np.concatenate(gems).astype(np.float32))
     if want_hist:
         np.save(out / "hist.npy", np.stack(hists))
-    info = {"images": len(files), "seconds_per_image": total / len(files),
-            "cnn_seconds_per_image": cnn / len(files)}
+    info = {"images": len(kept), "seconds_per_image": total / len(kept),
+            "cnn_seconds_per_image": cnn / len(kept)}
     (out / f"{tag}-time.json").write_text(json.dumps(info))
     return info
 

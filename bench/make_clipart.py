@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import warnings
 from collections import defaultdict
 from pathlib import Path
 
@@ -39,11 +40,26 @@ def fetch(work: Path) -> Path:
     return work / "x" / PNG_ROOT
 
 
+def _indexable(f: Path) -> bool:
+    """Whether imgrec indexes the file (it skips images above its pixel limit)."""
+    from PIL import Image
+
+    from imgrec.images import MAX_PIXELS
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(f) as im:
+                return im.width * im.height <= MAX_PIXELS
+    except Exception:
+        return False
+
+
 def sample(root: Path, per_folder: int, min_folder: int, seed: int) -> list[Path]:
     """Relative paths: at most ``per_folder`` PNGs of each folder holding ``min_folder`` or more."""
     folders: dict[Path, list[Path]] = defaultdict(list)
     for f in sorted(root.rglob("*.png")):
-        if f.is_file():
+        if f.is_file() and _indexable(f):
             folders[f.relative_to(root).parent].append(f.relative_to(root))
     rng = random.Random(seed)
     chosen: list[Path] = []

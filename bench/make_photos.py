@@ -86,11 +86,19 @@ def sources(src: str) -> list[str]:
     return out
 
 
-def _random_crop(im: Image.Image, rng: random.Random) -> tuple[Image.Image, tuple]:
+def _random_box(im: Image.Image, rng: random.Random) -> tuple[float, float, float]:
+    """A crop position (scale, x, y): the source scaled by ``scale`` and cut at (x, y)."""
     s = max(W / im.width, H / im.height, rng.uniform(0.35, 0.6))
-    im = im.resize((max(W, int(im.width * s)), max(H, int(im.height * s))), Image.BICUBIC)
-    x, y = rng.randrange(im.width - W + 1), rng.randrange(im.height - H + 1)
-    return im.crop((x, y, x + W, y + H)), (s, x, y)
+    x = rng.uniform(0, max(0.0, im.width * s - W))
+    y = rng.uniform(0, max(0.0, im.height * s - H))
+    return s, x, y
+
+
+def _cut(im: Image.Image, pos: tuple[float, float, float]) -> Image.Image:
+    """The W x H crop at ``pos``, resampled from the source region only."""
+    s, x, y = pos
+    box = (x / s, y / s, min(im.width, (x + W) / s), min(im.height, (y + H) / s))
+    return im.resize((W, H), Image.BICUBIC, box=box)
 
 
 def _overlap(a: tuple, b: tuple) -> float:
@@ -115,14 +123,16 @@ def build(srcs: list[str], out: Path, n_orig: int, n_distract: int, seed: int) -
     tf = transforms(rng)
     for i, f in enumerate(orig_src):
         with Image.open(f) as im:
-            crop, where[f] = _random_crop(im.convert("RGB"), rng)
+            rgb = im.convert("RGB")
+        where[f] = _random_box(rgb, rng)
+        crop = _cut(rgb, where[f])
         crop.save(out / "gallery" / f"orig_{i:04d}.jpg", quality=90)
         for name, t in tf.items():
             q = 30 if name == "reencode_q30" else 85
             t(crop).save(out / "copies" / f"orig_{i:04d}__{name}.jpg", quality=q)
     pool = rest + orig_src
     rng.shuffle(pool)
-    per = 2 * -(-n_distract // len(pool))  # each wallpaper is decoded once
+    per = 4 * -(-n_distract // len(pool))  # each wallpaper is decoded once
     j = 0
     for f in pool:
         with Image.open(f) as im:
@@ -131,9 +141,10 @@ def build(srcs: list[str], out: Path, n_orig: int, n_distract: int, seed: int) -
         for _ in range(20 * per):
             if made == per or j == n_distract:
                 break
-            crop, pos = _random_crop(rgb, rng)
+            pos = _random_box(rgb, rng)
             if f in where and _overlap(pos, where[f]) > 0.1:
                 continue
+            crop = _cut(rgb, pos)
             crop.save(out / "gallery" / f"distractor_{j:04d}.jpg", quality=90)
             made += 1
             j += 1
