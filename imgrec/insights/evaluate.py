@@ -127,7 +127,7 @@ def _method_arrays(index: Index, spec: str) -> tuple[str, np.ndarray, np.ndarray
         return metric, index.embeddings, index.embedding_norms, f"embedding:{metric}"
     if method == "color":
         return "chi2", index.histograms, None, "color"
-    stored = int(index.manifest["pca_components"])
+    stored = int(index.manifest.pca_components)
     c = stored if comps is None else min(comps, stored)
     data = np.ascontiguousarray(index.pca_histograms[:, :c])
     norms = np.linalg.norm(data.astype(np.float64), axis=1).astype(np.float32)

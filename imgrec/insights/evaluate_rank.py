@@ -5,7 +5,7 @@ for cosine and euclidean, the search's numba kernels five queries at a time for 
 and chi-square); each score carries the same proven rounding bound the search uses, so
 :func:`imgrec.search.topk.candidates` keeps every row that can belong to the exact top-k,
 and those rows are rescored in float64 by the search's own reference functions and ordered
-by :func:`imgrec.search.kernels.order` (ties by row number). The lists are therefore those
+by :func:`imgrec.search.topk.order` (ties by row number). The lists are therefore those
 ``Index.search`` returns, without one call per query.
 """
 
@@ -94,6 +94,6 @@ def exact_topk(metric: str, data: np.ndarray, queries: np.ndarray, k: int,
             if loo:
                 rows = rows[rows != self_rows[s + j]]
             values = exact(data[rows], q[j])[0]
-            o = K.order(values, rows, larger)[:k]
+            o = topk.order(values, rows, larger)[:k]
             rows_out[s + j], vals_out[s + j] = rows[o], values[o]
     return rows_out, vals_out
