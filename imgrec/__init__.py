@@ -25,11 +25,33 @@ from imgrec.search.rank import Hit, SearchResult
 from imgrec.settings import Settings
 
 __version__ = "0.1.0"
+
+#: Functions of the wider API, imported on first use so that ``import imgrec`` stays light.
+_LAZY = {
+    "evaluate": "imgrec.insights.evaluate",
+    "EvaluationReport": "imgrec.insights.evaluate",
+    "find_duplicates": "imgrec.insights.duplicates",
+    "clusters": "imgrec.insights.clusters",
+    "neighbour_graph": "imgrec.insights.graph",
+    "search_by_label": "imgrec.insights.labels",
+    "verify": "imgrec.index.verify",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'imgrec' has no attribute {name!r}")
+
+
 __all__ = [
                      "BuildLockedError",
                      "BuildReport",
                      "CNNEmbedder",
                      "Embedder",
+                     "EvaluationReport",
                      "Hit",
                      "ImageError",
                      "ImgrecError",
@@ -45,4 +67,10 @@ __all__ = [
                      "WeightsMissingError",
                      "__version__",
                      "build_index",
+                     "clusters",
+                     "evaluate",
+                     "find_duplicates",
+                     "neighbour_graph",
+                     "search_by_label",
+                     "verify",
 ]

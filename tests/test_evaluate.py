@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 
 from imgrec import Index, Stored
+from imgrec.app.evaluation import figure
+from imgrec.cli.evaluate import add_arguments, render, run
+from imgrec.cli.main import main as cli_main
 from imgrec.errors import ImgrecError, QueryError
 from imgrec.features.color import DIM
 from imgrec.insights.evaluate import evaluate, parse_method, per_query_metrics
-from imgrec.insights.evaluate_cli import add_arguments, figure, render, run
 from imgrec.insights.evaluate_labels import folder_labels, load_labels
 from imgrec.insights.evaluate_rank import exact_topk
 
@@ -169,9 +171,9 @@ def test_cli_run_prints_table_and_json(circle, capsys):
 
 
 def test_cli_errors(circle, tmp_path, capsys):
-    assert run(_args("--index", str(tmp_path / "missing"))) == 1
-    assert capsys.readouterr().err.startswith("imgrec: error: no index")
-    assert run(_args("--index", str(circle.index_dir), "--methods", "nope")) == 1
+    assert cli_main(["evaluate", "--index", str(tmp_path / "missing")]) == 2
+    assert capsys.readouterr().err.startswith("imgrec: no index")
+    assert cli_main(["evaluate", "--index", str(circle.index_dir), "--methods", "nope"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unknown method" in err
     with pytest.raises(SystemExit):
@@ -188,3 +190,15 @@ def test_demo_families_real_cnn(demo_index):
     assert rep.value("embedding:cosine", "first_hit") == 1.0
     # colour alone is weaker than the CNN on families that include grey and tone variants
     assert rep.value("color", "mAP", 5) < rep.value("embedding:cosine", "mAP", 5)
+
+
+def test_public_api_exports_evaluate_lazily():
+    import subprocess
+    import sys
+
+    code = ("import sys, imgrec; assert 'imgrec.insights.evaluate' not in sys.modules; "
+            "from imgrec import evaluate, EvaluationReport, find_duplicates, verify; "
+            "print(evaluate.__module__, EvaluationReport.__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["imgrec.insights.evaluate", "EvaluationReport"]

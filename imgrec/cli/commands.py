@@ -132,3 +132,10 @@ def search(args: argparse.Namespace) -> int:
     for note in res.notes:
         print(f"note: {printable(note)}", file=sys.stderr)
     return EXIT_OK
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    """Leave-one-out retrieval quality per method (see :mod:`imgrec.insights.evaluate`)."""
+    from imgrec.cli.evaluate import run
+
+    return run(args)
