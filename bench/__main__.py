@@ -1,5 +1,6 @@
 """`python -m bench search --n 400000` / `python -m bench index --corpus DIR` /
-`python -m bench beyond --n 100000` / `python -m bench server --index DIR`: print JSON."""
+`python -m bench beyond --n 100000` / `python -m bench server --index DIR` /
+`python -m bench duplicates`: print JSON."""
 
 from __future__ import annotations
 
@@ -42,6 +43,16 @@ def main() -> int:
     v.add_argument("--cold", type=int, default=3, help="cold CLI runs and fresh client processes")
     v.add_argument("--work", type=Path, default=Path("bench/out"))
     v.add_argument("--save", type=Path)
+    du = sub.add_parser("duplicates", help="duplicate scan speed and copy-detection accuracy")
+    du.add_argument("--n", type=int, nargs="*", default=[100_000, 400_000])
+    du.add_argument("--threshold", type=float, default=0.65)
+    du.add_argument("--rank", type=int, default=48, help="first-pass dimension")
+    du.add_argument("--stats-index", type=Path, help="index whose embedding statistics the "
+                    "synthetic data copies (default: the --corpus-index)")
+    du.add_argument("--corpus", type=Path, help="copy-detection corpus (bench.copy_corpus)")
+    du.add_argument("--corpus-index", type=Path, help="its index")
+    du.add_argument("--work", type=Path, default=Path("bench/out"))
+    du.add_argument("--save", type=Path)
     args = p.parse_args()
     if args.what == "search":
         from .search import run
@@ -49,6 +60,9 @@ def main() -> int:
         from .beyond import run
     elif args.what == "server":
         from .server import run
+    elif args.what == "duplicates":
+        from .duplicates import run
+        args.stats_index = args.stats_index or args.corpus_index
     else:
         from .indexing import run
     result = run(args)

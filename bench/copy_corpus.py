@@ -3,7 +3,7 @@
 Usage: ``python -m bench.copy_corpus WALLPAPER_DIR OUT_DIR [--originals 60]``. WALLPAPER_DIR
 holds the unpacked Debian wallpaper packages that shared/corpus/make_photo_corpus.sh uses
 (plasma-workspace-wallpapers, gnome-backgrounds, mate-backgrounds). Each wallpaper is cut
-into a 5 x 4 grid of non-overlapping tiles (distinct pictures, often alike: the hard
+into a 6 x 4 grid of non-overlapping tiles (distinct pictures, often alike: the hard
 negatives); the first tile of ``--originals`` wallpapers is an original, every other tile a
 distractor. Each original gets copies by every transformation at a mild and a strong
 setting (``copies/<transform>/``); ``truth.json`` maps every copy to its original.
@@ -76,9 +76,9 @@ def main() -> None:
             if im.width < 1280 or im.height < 720:
                 continue
             im = im.convert("RGB")
-        tw, th = im.width // 5, im.height // 4
+        tw, th = im.width // 6, im.height // 4
         tiles = [im.crop((c * tw, r * th, (c + 1) * tw, (r + 1) * th)).resize(TILE, Image.LANCZOS)
-                 for r in range(4) for c in range(5)]
+                 for r in range(4) for c in range(6)]
         stem = Path(f).stem.replace(" ", "_")[:40] + f"_{zlib.crc32(f.encode()) % 10000:04d}"
         for t, tile in enumerate(tiles):
             if max(h - lo2 for lo2, h in tile.resize((64, 48)).getextrema()) < 40:

@@ -65,7 +65,7 @@ def copies_index(photos, real_embedder, tmp_path):
 
 
 def test_rotated_mirrored_cropped_copies_are_the_same_picture(copies_index):
-    g, _, idx = copies_index
+    _, _, idx = copies_index
     rep = find_duplicates(idx)
     same = rep.tier(SAME)
     assert len(same) == 1 and same[0].keeper.path == "a.jpg", rep.to_dict()

@@ -41,15 +41,19 @@ def unit_norms(data: np.ndarray) -> np.ndarray:
 
 
 def basis(data: np.ndarray, inv: np.ndarray, rank: int) -> np.ndarray:
-    """(d, r) orthonormal float64 basis: top right singular vectors of evenly spaced rows."""
+    """(d, r) orthonormal float64 basis: top eigenvectors of the second moment of evenly
+    spaced unit rows (the top right singular vectors, without an SVD of the sample)."""
     n, d = data.shape
     r = max(0, min(rank, d, n))
     if r == 0:
         return np.zeros((d, 0))
     take = np.unique(np.linspace(0, n - 1, min(n, SAMPLE)).astype(np.int64))
-    x = np.asarray(data[take], np.float64) * inv[take, None]
-    _, _, vt = np.linalg.svd(x, full_matrices=False)
-    return np.ascontiguousarray(vt[:r].T)
+    gram = np.zeros((d, d))
+    for s in range(0, len(take), 4096):
+        x = np.asarray(data[take[s:s + 4096]], np.float64) * inv[take[s:s + 4096], None]
+        gram += x.T @ x
+    _, vecs = np.linalg.eigh(gram)
+    return np.ascontiguousarray(vecs[:, ::-1][:, :r])
 
 
 def augmented(data: np.ndarray, inv: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -206,7 +210,15 @@ def _block_hits(sims: np.ndarray, lo: float, m: int) -> tuple[np.ndarray, np.nda
 
 
 def _exact(data: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
-    """float64 cosine similarity of rows ``i`` and ``j`` pairwise."""
+    """float64 cosine similarity of rows ``i`` and ``j`` pairwise (rows read once each)."""
+    if len(i) == 0:
+        return np.zeros(0)
+    rows, inv_idx = np.unique(np.concatenate([i, j]), return_inverse=True)
+    if len(rows) < 2 * len(i):  # many pairs share rows: gather each row once
+        x = np.asarray(data[rows], np.float64)
+        x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-300)
+        a, b = inv_idx[:len(i)], inv_idx[len(i):]
+        return np.einsum("ij,ij->i", x[a], x[b])
     out = np.empty(len(i))
     for t in range(0, len(i), 8192):
         ai = np.asarray(data[i[t:t + 8192]], dtype=np.float64)

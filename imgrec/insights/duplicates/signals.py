@@ -114,34 +114,35 @@ def _dihedral(t: np.ndarray, v: int) -> np.ndarray:
 def crop_match(part: np.ndarray, whole: np.ndarray) -> tuple[float, float]:
     """(best normalised cross-correlation, share of ``whole``'s frame) of ``part`` placed
     as a crop of ``whole`` under any variant, scale and position; shares below
-    :data:`CROP_MIN` are not tried."""
-    from numpy.lib.stride_tricks import sliding_window_view
+    :data:`CROP_MIN` are not tried. Correlations by FFT, window sums by integral images."""
+    from scipy.signal import correlate
 
     wh, ww = whole.shape
     w = whole.astype(np.float64)
+    ii = np.pad(w, ((1, 0), (1, 0))).cumsum(0).cumsum(1)
+    ii2 = np.pad(w * w, ((1, 0), (1, 0))).cumsum(0).cumsum(1)
     best, share = -1.0, 0.0
     for v in range(8):
-        p = _dihedral(part, v)
-        ph, pw = p.shape
+        p = Image.fromarray(_dihedral(part, v))
         for sx in SCALES:
             tw = round(sx * ww)
-            th = round(tw * ph / pw)
+            th = round(tw * p.height / p.width)
             if th > wh or th < 4 or tw < 4 or (tw * th) / (ww * wh) < CROP_MIN - 0.02:
                 continue
-            t = np.asarray(Image.fromarray(p).resize((tw, th), Image.LANCZOS), np.float64)
+            t = np.asarray(p.resize((tw, th), Image.LANCZOS), np.float64)
             t = t - t.mean()
             tn = np.sqrt((t * t).sum())
             if tn == 0:
                 continue
-            win = sliding_window_view(w, (th, tw))
-            mu = win.mean(axis=(2, 3))
-            num = np.einsum("ijkl,kl->ij", win, t)  # the template has zero mean
-            var = (win * win).sum(axis=(2, 3)) - th * tw * mu * mu
+            num = correlate(w, t, mode="valid", method="fft")
+            s1 = ii[th:, tw:] - ii[:-th, tw:] - ii[th:, :-tw] + ii[:-th, :-tw]
+            s2 = ii2[th:, tw:] - ii2[:-th, tw:] - ii2[th:, :-tw] + ii2[:-th, :-tw]
+            var = s2 - s1 * s1 / (th * tw)
             ncc = num / (tn * np.sqrt(np.maximum(var, 1e-9)))
             got = float(ncc.max())
             if got > best:
                 best, share = got, (tw * th) / (ww * wh)
-    return best, share
+    return min(best, 1.0), share
 
 
 def confirm(a: Signal, b: Signal) -> tuple[bool, str]:
