@@ -187,6 +187,8 @@ def _group(units: dict[str, Unit], keeper: str, mates: dict[str, tuple[bool, flo
         vrows = sorted(units[v].rows, key=lambda r: paths[r])
         if not with_copies:
             vrows = vrows[:1]
+        ev = ev.replace("b is a crop of", "a crop keeping").replace(
+            "a is a crop of", "the keeper is a crop of")
         tag = f"same picture: {ev}" if ok else f"similar: cosine {cos:.3f}" + (
             f" ({ev})" if ev else "")
         others += [Member(paths[r], r, 0, 0, 0, v, cos, tag) for r in vrows]
