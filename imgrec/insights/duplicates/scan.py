@@ -216,9 +216,15 @@ def _exact(data: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
     rows, inv_idx = np.unique(np.concatenate([i, j]), return_inverse=True)
     if len(rows) < 2 * len(i):  # many pairs share rows: gather each row once
         x = np.asarray(data[rows], np.float64)
-        x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-300)
+        nrm = np.linalg.norm(x, axis=1)
         a, b = inv_idx[:len(i)], inv_idx[len(i):]
-        return np.einsum("ij,ij->i", x[a], x[b])
+        out = np.empty(len(i))
+        for t in range(0, len(i), 8192):
+            aa, bb = a[t:t + 8192], b[t:t + 8192]
+            den = nrm[aa] * nrm[bb]
+            out[t:t + 8192] = np.divide((x[aa] * x[bb]).sum(1), den, out=np.zeros(len(aa)),
+                                        where=den > 0)
+        return out
     out = np.empty(len(i))
     for t in range(0, len(i), 8192):
         ai = np.asarray(data[i[t:t + 8192]], dtype=np.float64)

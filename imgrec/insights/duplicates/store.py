@@ -117,6 +117,11 @@ class Store:
         finally:
             con.close()
 
+    def stamp(self) -> tuple[int, float]:
+        """Changes whenever a decision is made or undone (for a cache key)."""
+        pairs, keep = self.decisions()
+        return len(pairs) + len(keep), self.path.stat().st_mtime if self.path.is_file() else 0.0
+
     def decisions(self) -> tuple[set[tuple[str, str]], dict[str, float]]:
         """(distinct pairs, smaller hash first; chosen keeper hash -> time chosen)."""
         if not self.path.is_file():
