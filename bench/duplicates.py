@@ -1,0 +1,181 @@
+"""Duplicates: scan speed at scale and copy-detection accuracy (`python -m bench duplicates`).
+
+Speed: ``n`` synthetic 1,280-d embeddings drawn from a Gaussian with the mean and
+covariance of a real gallery's embeddings (``--stats-index``; its spectrum is what the
+first pass's bound depends on), 1 % of them with a planted copy (cosine ~0.9-0.99); each
+size runs in its own process (peak RSS is that process's), timing ``near_pairs`` at the
+default threshold with its exactness bound, and the first pass's pruning rate.
+
+Accuracy (``--corpus``, built by ``python -m bench.copy_corpus`` and indexed with
+``imgrec index``): per transformation, the share of copies found with their original
+(any tier) and in the ``same picture`` tier, the tier they landed in, and the precision
+of ``same picture`` pairs; beside it, imagehash's pHash at hamming <= 10 and plain CNN
+cosine >= 0.65 on the same pairs.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from .machine import machine
+
+
+def synthetic(path: Path, n: int, stats_index: Path, seed: int = 0) -> Path:
+    """A cached (n, 1280) float32 .npy of Gaussian embeddings with planted copies."""
+    from imgrec import Index
+
+    if path.exists():
+        return path
+    emb = np.asarray(Index.open(stats_index).embeddings, np.float64)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    mu, cov = emb.mean(0), np.cov(emb, rowvar=False)
+    vals, vecs = np.linalg.eigh(cov)
+    scale = np.sqrt(np.maximum(vals, 0))
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out = np.lib.format.open_memmap(path.with_suffix(".tmp.npy"), "w+", np.float32,
+                                    (n, emb.shape[1]))
+    planted = n // 100
+    base = n - planted
+    for s in range(0, base, 20000):
+        m = min(20000, base - s)
+        out[s:s + m] = mu + (rng.standard_normal((m, len(vals))) * scale) @ vecs.T
+    src = rng.choice(base, planted, replace=False)
+    for s in range(0, planted, 20000):
+        part = np.asarray(out[src[s:s + 20000]], np.float64)
+        noise = rng.standard_normal(part.shape) * scale @ vecs.T
+        k = rng.uniform(0.1, 0.5, (len(part), 1))
+        out[base + s:base + s + len(part)] = part + k * noise
+    out.flush()
+    del out
+    path.with_suffix(".tmp.npy").rename(path)
+    return path
+
+
+def speed_one(path: Path, threshold: float, rank: int) -> dict:
+    """Time the scan over one synthetic matrix (run in a fresh process)."""
+    from imgrec.insights.duplicates.scan import near_pairs
+
+    data = np.load(path, mmap_mode="r")
+    st: dict = {}
+    t = time.perf_counter()
+    i, _, _ = near_pairs(data, None, threshold, rank=rank, stats=st)
+    secs = time.perf_counter() - t
+    return {"n": len(data), "dim": data.shape[1], "threshold": threshold, "rank": st["rank"],
+            "seconds": round(secs, 1), "pairs_found": len(i),
+            "first_pass_survivors": st["survivors"],
+            "pruned": round(1 - st["survivors"] / st["pairs"], 6),
+            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+
+
+def run_speed(args) -> list[dict]:
+    out = []
+    for n in args.n:
+        path = synthetic(args.work / f"dup-synth-{n}.npy", n, args.stats_index)
+        code = ("import json,sys; from pathlib import Path; from bench.duplicates import "
+                f"speed_one; print(json.dumps(speed_one(Path({str(path)!r}), "
+                f"{args.threshold}, {args.rank})))")
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             check=True)
+        out.append(json.loads(res.stdout.strip().splitlines()[-1]))
+    return out
+
+
+def _family(path: str, truth: dict[str, str]) -> str:
+    return truth.get(path, path)
+
+
+def _transform(path: str) -> str:
+    return path.split("/")[1]
+
+
+def run_accuracy(args) -> dict:
+    """Per-transformation recall and same-picture precision, with the two peers."""
+    import imagehash
+    from PIL import Image
+
+    from imgrec import Index
+    from imgrec.insights.duplicates import DEFAULT_THRESHOLD, SAME, find_duplicates
+
+    idx = Index.open(args.corpus_index)
+    truth = json.loads((args.corpus / "truth.json").read_text())
+    paths = idx.all_paths()
+    t = time.perf_counter()
+    rep = find_duplicates(idx)
+    secs = time.perf_counter() - t
+    group = {}
+    for g in rep.groups:
+        for m in g.members:
+            group.setdefault(m.path, (g.id, g.tier))
+    row = {p: r for r, p in enumerate(paths)}
+    emb = np.asarray(idx.embeddings, np.float64)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    hashes = np.array([int(str(imagehash.phash(Image.open(idx.root / p))), 16) for p in paths],
+                      dtype=np.uint64)
+    per: dict[str, dict] = defaultdict(lambda: {"copies": 0, "found": 0, "same_picture": 0,
+                                                "tiers": Counter(), "phash": 0, "cnn": 0})
+    for cp, orig in truth.items():
+        if cp not in row or orig not in row:
+            continue
+        r = per[_transform(cp)]
+        r["copies"] += 1
+        gc, go = group.get(cp), group.get(orig)
+        tier = gc[1] if gc and go and gc[0] == go[0] else "missed"
+        r["tiers"][tier] += 1
+        r["found"] += tier != "missed"
+        r["same_picture"] += tier == SAME
+        r["phash"] += bin(int(hashes[row[cp]] ^ hashes[row[orig]])).count("1") <= 10
+        r["cnn"] += float(emb[row[cp]] @ emb[row[orig]]) >= DEFAULT_THRESHOLD
+    table = {k: {"copies": v["copies"], "recall_any_tier": round(v["found"] / v["copies"], 3),
+                 "recall_same_picture": round(v["same_picture"] / v["copies"], 3),
+                 "tiers": dict(v["tiers"]), "phash_recall": round(v["phash"] / v["copies"], 3),
+                 "cnn_recall": round(v["cnn"] / v["copies"], 3)} for k, v in sorted(per.items())}
+    fam = [_family(p, truth) for p in paths]
+    ours = [(fam[g.keeper.row] == fam[m.row]) for g in rep.groups if g.tier == SAME
+            for m in g.members[1:]]
+    return {"images": len(paths), "originals": len(set(truth.values())),
+            "copies": len(truth), "distractors": len(paths) - len(truth) - len(set(truth.values())),
+            "seconds": round(secs, 1), "per_transformation": table,
+            "same_picture_precision": {"ours": _ratio(ours),
+                                       "phash_hamming_10": _pair_precision(hashes, fam, "phash"),
+                                       "cnn_cosine_0.65": _pair_precision(emb, fam, "cnn")}}
+
+
+def _ratio(flags: list[bool]) -> dict:
+    return {"pairs": len(flags), "correct": int(sum(flags)),
+            "precision": round(sum(flags) / len(flags), 4) if flags else None}
+
+
+def _pair_precision(x: np.ndarray, fam: list[str], kind: str) -> dict:
+    """Precision over every pair a peer calls a duplicate."""
+    f = np.array(fam)
+    flags: list[bool] = []
+    for s in range(0, len(x), 512):
+        if kind == "phash":
+            xor = x[s:s + 512, None] ^ x[None, :]
+            dist = np.unpackbits(xor.view(np.uint8).reshape(*xor.shape, 8), axis=-1).sum(-1)
+            hit = dist <= 10
+        else:
+            hit = (x[s:s + 512] @ x.T) >= 0.65
+        i, j = np.nonzero(hit)
+        i += s
+        keep = i < j
+        flags += (f[i[keep]] == f[j[keep]]).tolist()
+    return _ratio(flags)
+
+
+def run(args) -> dict:
+    out: dict = {"machine": machine()}
+    if args.corpus:
+        out["accuracy"] = run_accuracy(args)
+    if args.n:
+        out["speed"] = run_speed(args)
+    return out

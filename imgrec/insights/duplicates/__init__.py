@@ -1,0 +1,43 @@
+"""Duplicates people can act on: exact copies, the same picture, similar shots.
+
+* ``exact``: same bytes (SHA-256, from the catalog);
+* ``same picture``: a candidate pair (CNN cosine >= the threshold, found by the exact
+  pruned all-pairs scan of :mod:`.scan`) confirmed by a second, independent signal
+  (:mod:`.signals`: a DCT hash under all eight rotations/mirrorings, or a crop keeping at
+  least half the frame found by correlation);
+* ``similar shots``: candidates not confirmed (same scene, burst, or a small rotation).
+
+Groups are stars around the keeper (:mod:`.group`), never chains; the keeper has the most
+real detail (an upscaled copy loses to its original), then is uncropped, then has the
+earliest EXIF date. Decisions ("not duplicates", chosen keeper) live in
+``duplicates.sqlite`` beside the index (:mod:`.store`), keyed by content hash.
+:mod:`.actions` moves non-keepers to a quarantine folder and back; :mod:`.check` says
+whether new files are already in the collection.
+
+Default threshold, measured on the demo gallery (14 photos x 12-14 variants) with
+EfficientNet-Lite0: the most similar pair of *different* photos has cosine 0.42; 0.65
+keeps every variant but the small rotations within the threshold of its original.
+
+Example:
+    >>> rep = find_duplicates(idx)                               # doctest: +SKIP
+    >>> [(g.tier, g.keeper.path, len(g.members)) for g in rep.groups][:2]  # doctest: +SKIP
+    >>> write_csv(rep, "duplicates.csv")                         # doctest: +SKIP
+"""
+
+from imgrec.insights.duplicates.core import DEFAULT_THRESHOLD, MAX_NEIGHBOURS, find_duplicates
+from imgrec.insights.duplicates.report import (
+    CSV_COLUMNS,
+    EXACT,
+    SAME,
+    SIMILAR,
+    TIERS,
+    DuplicateGroup,
+    DuplicateReport,
+    Member,
+    write_csv,
+)
+from imgrec.insights.duplicates.scan import _cap, components, near_pairs
+
+__all__ = ["CSV_COLUMNS", "DEFAULT_THRESHOLD", "EXACT", "MAX_NEIGHBOURS", "SAME", "SIMILAR",
+           "TIERS", "DuplicateGroup", "DuplicateReport", "Member", "_cap", "components",
+           "find_duplicates", "near_pairs", "write_csv"]

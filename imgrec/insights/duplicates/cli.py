@@ -1,0 +1,175 @@
+"""``imgrec duplicates`` and ``imgrec check``: ``add_arguments(parser)`` + ``run(args)`` each.
+
+Exit codes: 0 done (``check``: every file new), 2 bad input, 3 (``check``) some known.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+from imgrec.errors import ImgrecError
+from imgrec.insights.duplicates import actions
+from imgrec.insights.duplicates.core import DEFAULT_THRESHOLD, find_duplicates, hashes_by_path
+from imgrec.insights.duplicates.report import EXACT, SAME, TIERS, write_csv
+from imgrec.insights.duplicates.store import Store
+
+EXIT_OK, EXIT_INPUT, EXIT_KNOWN = 0, 2, 3
+TIER_FLAGS = {"exact": EXACT, "same": SAME, "similar": "similar shots"}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of ``imgrec duplicates``."""
+    p.add_argument("--index", type=Path)
+    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+                   help=f"cosine similarity a candidate needs (default {DEFAULT_THRESHOLD})")
+    p.add_argument("--exact-only", action="store_true", help="same file content only")
+    p.add_argument("--tiers", default="exact,same",
+                   help="tiers --move-to acts on: exact,same,similar (default exact,same)")
+    p.add_argument("--distinct", nargs="+", metavar="PATH",
+                   help="remember these images as not duplicates of each other")
+    p.add_argument("--keep", metavar="PATH", help="remember this image as its group's keeper")
+    p.add_argument("--forget", nargs="+", metavar="PATH", help="undo decisions on these images")
+    p.add_argument("--ignore-decisions", action="store_true", help="show the raw result")
+    p.add_argument("--move-to", type=Path, metavar="DIR",
+                   help="move non-keepers of --tiers here (with --apply; else a dry run)")
+    p.add_argument("--apply", action="store_true", help="really move (default: dry run)")
+    p.add_argument("--undo", type=Path, metavar="MANIFEST", help="put moved files back")
+    p.add_argument("--csv", type=Path, metavar="OUT", help="also write the groups as CSV")
+    p.add_argument("--json", action="store_true")
+
+
+def add_check_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of ``imgrec check``."""
+    p.add_argument("targets", nargs="+", metavar="FILE|DIR")
+    p.add_argument("--index", type=Path)
+    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
+    p.add_argument("--json", action="store_true")
+
+
+def _open(index_dir: Path | None):
+    from imgrec.index.index import Index
+
+    return Index.open(index_dir) if index_dir else Index.open()
+
+
+def run(args: argparse.Namespace) -> int:
+    """``imgrec duplicates``; returns the exit code."""
+    try:
+        return _run(args)
+    except ImgrecError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_INPUT
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.undo:
+        root, count = actions.undo(args.undo)
+        print(f"restored {count} files into {root} (checked by hash)")
+        _sync(root, args.index)
+        return EXIT_OK
+    idx = _open(args.index)
+    if args.distinct or args.keep or args.forget:
+        return _decide(idx, args)
+    tiers = [TIER_FLAGS.get(t.strip()) for t in args.tiers.split(",") if t.strip()]
+    if None in tiers or not tiers:
+        raise ImgrecError(f"--tiers takes exact, same, similar; got {args.tiers!r}")
+    rep = find_duplicates(idx, args.threshold, near=not args.exact_only,
+                          decisions=not args.ignore_decisions)
+    if args.csv:
+        write_csv(rep, args.csv)
+    if args.json and not args.move_to:
+        print(json.dumps(rep.to_dict(), indent=2))
+        return EXIT_OK
+    if not args.json:
+        _print(rep)
+    if args.move_to:
+        moves = actions.plan(rep, tiers)
+        if not args.apply:
+            print(f"\ndry run: would move {len(moves)} files to {args.move_to} "
+                  "(add --apply to move them)")
+            for rel, _ in moves:
+                print(f"  {rel}")
+            return EXIT_OK
+        manifest = actions.move(idx.root, moves, args.move_to)
+        print(f"moved {len(moves)} files to {args.move_to}; undo with "
+              f"imgrec duplicates --undo {manifest}")
+        _sync(idx.root, args.index)
+    return EXIT_OK
+
+
+def _print(rep) -> None:
+    kinds = Counter(g.tier for g in rep.groups)
+    print(f"{len(rep.groups)} duplicate groups ({', '.join(f'{kinds[t]} {t}' for t in TIERS)};"
+          f" cosine >= {rep.threshold:g}) among {rep.images} images, {rep.redundant} images "
+          f"beyond one per group; {rep.seconds:.2f} s")
+    for g in rep.groups:
+        print(f"\ngroup {g.id} ({g.tier}, {len(g.members)} images)")
+        print(f"  keep    {g.keeper.path}  ({g.reason})")
+        for m in g.members[1:]:
+            print(f"  {m.similarity:6.3f}  {m.path}  ({m.evidence})")
+
+
+def _decide(idx, args: argparse.Namespace) -> int:
+    sha = hashes_by_path(idx)
+    named = [*(args.distinct or []), *([args.keep] if args.keep else []), *(args.forget or [])]
+    missing = [p for p in named if p not in sha]
+    if missing:
+        raise ImgrecError(f"not indexed images of this gallery: {', '.join(missing)}")
+    st = Store(idx.index_dir)
+    if args.distinct:
+        if len(args.distinct) < 2:
+            raise ImgrecError("--distinct needs at least two images")
+        n = st.mark_distinct(*(sha[p] for p in args.distinct))
+        print(f"remembered {n} pairs as not duplicates")
+    if args.keep:
+        st.choose_keeper(sha[args.keep])
+        print(f"remembered {args.keep} as its group's keeper")
+    if args.forget:
+        print(f"forgot {st.undo(*(sha[p] for p in args.forget))} decisions")
+    return EXIT_OK
+
+
+def _sync(root: Path, index_dir: Path | None) -> None:
+    """Bring the index up to date with the gallery after files moved."""
+    from imgrec import build_index
+
+    idx = _open(index_dir)
+    build_index(root, idx.index_dir, model=idx.model, workers=0)
+    print(f"index {idx.index_dir} synced")
+
+
+def run_check(args: argparse.Namespace) -> int:
+    """``imgrec check``: exit 0 when every file is new, 3 when some are known."""
+    from imgrec.insights.duplicates.check import check
+
+    try:
+        verdicts = check(_open(args.index), args.targets, args.threshold)
+    except ImgrecError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_INPUT
+    if args.json:
+        print(json.dumps([v.to_dict() for v in verdicts], indent=2))
+    else:
+        for v in verdicts:
+            print(f"{v.file}: new" if v.tier is None else
+                  f"{v.file}: already in the collection as {v.match} ({v.tier}, "
+                  f"score {v.score:.3f}; {v.evidence})")
+    return EXIT_KNOWN if any(v.tier for v in verdicts) else EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m imgrec.insights.duplicates.cli duplicates|check ...``."""
+    p = argparse.ArgumentParser(prog="imgrec")
+    sub = p.add_subparsers(dest="command", required=True)
+    add_arguments(sub.add_parser("duplicates"))
+    add_check_arguments(sub.add_parser("check"))
+    args = p.parse_args(argv)
+    return run(args) if args.command == "duplicates" else run_check(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""Tiers and star groups: exact copies, confirmed same pictures, similar shots; keepers.
+
+Images with one content hash form a *unit* (exact copies). Candidate pairs of units come
+from the embedding scan (cosine >= threshold); a candidate confirmed by the second signal
+(:mod:`.signals`) is a *same picture* link. Groups are stars, never chains: units are
+taken best keeper first, and each still free unit becomes the keeper of the free units
+linked to it, so every member is linked to the keeper itself (first the confirmed links:
+``same picture``; then, among what is left and those keepers, the unconfirmed ones:
+``similar shots``). A unit alone with several files is an ``exact`` group.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from imgrec.insights.duplicates.report import EXACT, SAME, SIMILAR, DuplicateGroup, Member
+from imgrec.insights.duplicates.signals import DETAIL_MAX, Signal
+
+
+@dataclass
+class Unit:
+    """The files sharing one content hash, and what ranks them as a keeper."""
+
+    key: str  # the content hash ("row:N" when the catalog has none)
+    rows: list[int]
+    pixels: int
+    long: int  # long side in pixels
+    size: int
+    date: str  # earliest EXIF date ("" when none)
+    signal: Signal | None = None
+    chosen: bool = False
+
+    def effective(self) -> float:
+        """Effective pixels: the stored ones times the square of the detail factor."""
+        if self.signal is None or self.long <= 0:
+            return float(self.pixels)
+        f = self.signal.detail / min(self.long, DETAIL_MAX)
+        return self.pixels * min(1.0, f) ** 2
+
+    def rank(self, paths: list[str]) -> tuple:
+        """Sort key of the first choice: chosen, then most effective pixels."""
+        return (not self.chosen, -self.effective(), min(paths[r] for r in self.rows))
+
+    def detail_factor(self) -> float:
+        """Measured detail per stored pixel, linear (1: every pixel carries detail)."""
+        return math.sqrt(self.effective() / max(1, self.pixels))
+
+    def reason(self) -> str:
+        """Why this unit is a keeper, in words."""
+        bits = ["chosen by you"] if self.chosen else []
+        if self.signal is not None:
+            bits.append(f"most detail (~{self.effective() / 1e6:.2f} MP effective)")
+        else:
+            bits.append("most pixels")
+        if self.date:
+            bits.append(f"EXIF date {self.date}")
+        return ", ".join(bits)
+
+
+def exif_date(exif: str) -> str:
+    """The earliest EXIF date of a catalog EXIF JSON ("" when none)."""
+    try:
+        tags = json.loads(exif or "{}")
+    except ValueError:
+        return ""
+    dates = [str(tags[k]) for k in ("DateTimeOriginal", "DateTimeDigitized", "DateTime")
+             if tags.get(k)]
+    return min(dates) if dates else ""
+
+
+class Links:
+    """Candidate links, confirmed on first use (only links to a keeper are ever asked)."""
+
+    def __init__(self, cand: dict[tuple[str, str], float],
+                 check: Callable[[str, str], tuple[bool, str]] | None) -> None:
+        self.adj: dict[str, dict[str, float]] = defaultdict(dict)
+        for (a, b), s in cand.items():
+            self.adj[a][b] = self.adj[b][a] = s
+        self.check = check
+        self.known: dict[tuple[str, str], tuple[bool, str]] = {}
+
+    def __call__(self, a: str, b: str) -> tuple[bool, float, str]:
+        """(confirmed, cosine, evidence) of a candidate link."""
+        key = (a, b) if a < b else (b, a)
+        if key not in self.known:
+            self.known[key] = self.check(*key) if self.check else (False, "")
+        ok, ev = self.known[key]
+        if ev and key[0] != a:  # evidence names the pair in hash order
+            ev = ev.replace("a is a crop", "@").replace("b is a crop", "a is a crop").replace(
+                "@", "b is a crop")
+        return ok, self.adj[a][b], ev
+
+
+def star_groups(units: dict[str, Unit], links: Links, paths: list[str]
+                ) -> list[DuplicateGroup]:
+    """Exact, same-picture and similar-shot star groups (ids 0; the caller numbers them).
+
+    Args:
+        units: content hash -> unit.
+        links: the candidate links between units.
+        paths: row -> path.
+    """
+    adj = links.adj
+    order = sorted(units, key=lambda k: units[k].rank(paths))
+    taken: set[str] = set()
+    keepers: list[str] = []
+    groups: list[DuplicateGroup] = []
+    pos = 0
+    while pos < len(order):  # stage 1: exact copies and confirmed same pictures
+        u = order[pos]
+        if u in taken:
+            pos += 1
+            continue
+        c = _centre(units, u, [v for v in adj[u] if v not in taken], paths, links)
+        mates = {v: links(c, v) for v in adj[c] if v not in taken}
+        mates = {v: x for v, x in mates.items() if x[0]}
+        if c == u and not mates and len(units[u].rows) < 2:
+            pos += 1
+            continue
+        if c != u and not mates and len(units[c].rows) < 2:
+            c, mates = u, {v: x for v, x in ((v, links(u, v)) for v in adj[u]
+                                              if v not in taken) if x[0]}
+            if not mates and len(units[u].rows) < 2:
+                pos += 1
+                continue
+        taken |= {c, *mates}
+        keepers.append(c)
+        groups.append(_group(units, c, mates, paths, SAME if mates else EXACT,
+                             with_copies=True))
+    free = {u for u in units if u not in taken} | set(keepers)
+    done: set[str] = set()
+    for u in order:  # stage 2: similar shots among what is left and those keepers
+        if u not in free or u in done:
+            continue
+        mates = {v: links(u, v) for v in adj[u] if v in free and v not in done}
+        mates = {v: x for v, x in mates.items() if not (u in keepers and v in keepers and x[0])}
+        if not mates:
+            continue
+        done |= {u, *mates}
+        groups.append(_group(units, u, mates, paths, SIMILAR,
+                             with_copies=False))
+    return groups
+
+
+def _centre(units: dict[str, Unit], u: str, near: list[str], paths: list[str],
+            links: Links) -> str:
+    """The keeper among ``u`` (the most effective pixels still free) and its free
+    candidates within 1.3x of its effective linear resolution: chosen first, then those
+    whose detail per pixel is within 10 % of the best (an upscale's added pixels carry
+    none), the most pixels (uncropped), the earliest EXIF date, the largest file; and
+    never a confirmed crop of another candidate."""
+    top = math.sqrt(units[u].effective()) / 1.3
+    pool = [u] + [v for v in near if math.sqrt(units[v].effective()) >= top]
+    fmax = max(units[k].detail_factor() for k in pool)
+
+    def key(k: str) -> tuple:
+        x = units[k]
+        return (not x.chosen, x.detail_factor() < 0.9 * fmax, -x.pixels, x.date or "~",
+                -x.size, min(paths[r] for r in x.rows))
+
+    ranked = sorted(pool, key=key)
+    c = ranked[0]
+    if units[c].chosen:
+        return c
+    for v in ranked[1:]:
+        if v in links.adj[c]:
+            ok, _, ev = links(c, v)
+            if ok and ev.startswith("a is a crop") and not ev.startswith("a is a crop of 9"):
+                return v
+    return c
+
+
+def _group(units: dict[str, Unit], keeper: str, mates: dict[str, tuple[bool, float, str]],
+           paths: list[str], tier: str, with_copies: bool) -> DuplicateGroup:
+    ku = units[keeper]
+    rows = sorted(ku.rows, key=lambda r: paths[r])
+    members = [Member(paths[rows[0]], rows[0], 0, 0, 0, keeper, 1.0)]
+    if with_copies:
+        members += [Member(paths[r], r, 0, 0, 0, keeper, 1.0, "exact copy of the keeper")
+                    for r in rows[1:]]
+    others = []
+    for v, (ok, cos, ev) in mates.items():
+        vrows = sorted(units[v].rows, key=lambda r: paths[r])
+        if not with_copies:
+            vrows = vrows[:1]
+        ev = ev.replace("b is a crop of", "a crop keeping").replace(
+            "a is a crop of", "the keeper is a crop of")
+        tag = f"same picture: {ev}" if ok else f"similar: cosine {cos:.3f}" + (
+            f" ({ev})" if ev else "")
+        others += [Member(paths[r], r, 0, 0, 0, v, cos, tag) for r in vrows]
+    others.sort(key=lambda m: (-m.similarity, m.path))
+    kind = EXACT if tier == EXACT else "near"
+    return DuplicateGroup(0, kind, members + others, tier, ku.reason())

@@ -1,0 +1,160 @@
+"""The second, independent signal that confirms a same-picture candidate, and detail.
+
+For every image (decoded from the gallery file, upright):
+
+* the 8 x 8 lowest frequencies of the DCT of its 32 x 32 grey version (the pHash input):
+  the DCT hashes of all eight rotations/mirrorings follow from this one transform
+  (mirroring negates the odd columns or rows, a transpose swaps the axes), so a rotated or
+  mirrored copy is compared with the original under its best-matching variant;
+* a grey thumbnail (48 pixels on the long side): a crop keeping at least half the frame is
+  confirmed by normalised cross-correlation of the crop against every position and scale
+  in the other image's thumbnail, under all eight variants;
+* its detail: the effective linear resolution factor (the smallest downscale that loses
+  no detail, see :func:`detail`), so an upscaled copy ranks below its original.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+HASH_BITS = 10  # pHash hamming distance (of 64) that confirms a same-picture pair
+NCC_MIN = 0.93  # normalised cross-correlation that confirms a crop
+CROP_MIN = 0.5  # a crop must keep at least this share of the frame
+THUMB = 48
+SCALES = tuple(np.round(np.arange(0.5, 1.0001, 0.05), 2))
+DETAIL_MAX = 1600
+ENERGY = 0.6  # share of the gradient energy below the effective resolution
+
+
+@dataclass(frozen=True)
+class Signal:
+    """What :func:`compute` measures of one image."""
+
+    dct: np.ndarray  #: (8, 8) float32 lowest DCT frequencies
+    thumb: np.ndarray  #: (h, w) uint8 grey thumbnail, long side THUMB
+    detail: float  #: effective resolution: pixels on the long side that carry detail
+
+
+def compute(rgb: Image.Image) -> Signal:
+    """The signal of one upright RGB image."""
+    from scipy.fft import dctn
+
+    grey = rgb.convert("L")
+    small = np.asarray(grey.resize((32, 32), Image.LANCZOS), np.float64)
+    dct = dctn(small, norm="ortho")[:8, :8].astype(np.float32)
+    s = THUMB / max(grey.size)
+    tw, th = max(1, round(grey.width * s)), max(1, round(grey.height * s))
+    thumb = np.asarray(grey.resize((tw, th), Image.LANCZOS), np.uint8)
+    return Signal(dct, thumb, detail(grey))
+
+
+def detail(grey: Image.Image) -> float:
+    """Effective resolution: the long side times the spatial frequency (as a share of
+    the Nyquist limit) below which :data:`ENERGY` of the image's gradient energy lies. An
+    image upscaled by 1.5 keeps its energy below 1/1.5 of its own limit, so it measures
+    the same as its original; a blurred copy measures less. Measured on at most
+    :data:`DETAIL_MAX` pixels on the long side (larger images tie at that value)."""
+    if max(grey.size) > DETAIL_MAX:
+        k = DETAIL_MAX / max(grey.size)
+        grey = grey.resize((max(8, round(grey.width * k)), max(8, round(grey.height * k))),
+                           Image.LANCZOS)
+    g = np.asarray(grey, np.float64)
+    g = (g - g.mean()) * np.outer(np.hanning(g.shape[0]), np.hanning(g.shape[1]))
+    power = np.abs(np.fft.rfft2(g)) ** 2
+    fy = np.abs(np.fft.fftfreq(g.shape[0]))[:, None] / 0.5
+    fx = np.fft.rfftfreq(g.shape[1])[None, :] / 0.5
+    r = np.maximum(fy, fx)  # the limit of the finer axis
+    w = (power * (fy * fy + fx * fx)).ravel()
+    if w.sum() <= 0:
+        return 1.0
+    o = np.argsort(r.ravel(), kind="stable")
+    cum = np.cumsum(w[o])
+    cut = float(r.ravel()[o][np.searchsorted(cum, ENERGY * cum[-1])])
+    return min(1.0, cut) * max(grey.size)
+
+
+def variants(dct: np.ndarray) -> np.ndarray:
+    """(8, 8, 8) DCTs of the eight rotations/mirrorings, from one DCT (identity first)."""
+    sign = (-1.0) ** np.arange(8)
+    out = []
+    for base in (dct, dct.T):
+        for sy in (False, True):
+            for sx in (False, True):
+                v = base * (sign[:, None] if sy else 1.0) * (sign[None, :] if sx else 1.0)
+                out.append(v)
+    return np.stack(out)
+
+
+def bits(dct: np.ndarray) -> np.ndarray:
+    """pHash bits (imagehash's rule: above the median of the 64 coefficients)."""
+    flat = dct.reshape(*dct.shape[:-2], 64)
+    return flat > np.median(flat, axis=-1, keepdims=True)
+
+
+def hash_distance(a: np.ndarray, b: np.ndarray) -> tuple[int, int]:
+    """(smallest hamming distance of a's pHash to b's eight variants, that variant)."""
+    d = (bits(variants(b)) != bits(a)[None]).sum(1)
+    v = int(np.argmin(d))
+    return int(d[v]), v
+
+
+def _dihedral(t: np.ndarray, v: int) -> np.ndarray:
+    """The thumbnail under the variant numbered as in :func:`variants`."""
+    x = t.T if v >= 4 else t
+    if v & 2:
+        x = x[::-1, :]
+    if v & 1:
+        x = x[:, ::-1]
+    return np.ascontiguousarray(x)
+
+
+def crop_match(part: np.ndarray, whole: np.ndarray) -> tuple[float, float]:
+    """(best normalised cross-correlation, share of ``whole``'s frame) of ``part`` placed
+    as a crop of ``whole`` under any variant, scale and position; shares below
+    :data:`CROP_MIN` are not tried. Correlations by FFT, window sums by integral images."""
+    from scipy.signal import correlate
+
+    wh, ww = whole.shape
+    w = whole.astype(np.float64)
+    ii = np.pad(w, ((1, 0), (1, 0))).cumsum(0).cumsum(1)
+    ii2 = np.pad(w * w, ((1, 0), (1, 0))).cumsum(0).cumsum(1)
+    best, share = -1.0, 0.0
+    for v in range(8):
+        p = Image.fromarray(_dihedral(part, v))
+        for sx in SCALES:
+            tw = round(sx * ww)
+            th = round(tw * p.height / p.width)
+            if th > wh or th < 4 or tw < 4 or (tw * th) / (ww * wh) < CROP_MIN - 0.02:
+                continue
+            t = np.asarray(p.resize((tw, th), Image.LANCZOS), np.float64)
+            t = t - t.mean()
+            tn = np.sqrt((t * t).sum())
+            if tn == 0:
+                continue
+            num = correlate(w, t, mode="valid", method="fft")
+            s1 = ii[th:, tw:] - ii[:-th, tw:] - ii[th:, :-tw] + ii[:-th, :-tw]
+            s2 = ii2[th:, tw:] - ii2[:-th, tw:] - ii2[th:, :-tw] + ii2[:-th, :-tw]
+            var = s2 - s1 * s1 / (th * tw)
+            ncc = num / (tn * np.sqrt(np.maximum(var, 1e-9)))
+            got = float(ncc.max())
+            if got > best:
+                best, share = got, (tw * th) / (ww * wh)
+    return min(best, 1.0), share
+
+
+def confirm(a: Signal, b: Signal) -> tuple[bool, str]:
+    """Whether ``a`` and ``b`` are the same picture, and the evidence in words (a crop:
+    "b is a crop ..." or "a is a crop ..." says which one is the part)."""
+    dist, v = hash_distance(a.dct, b.dct)
+    names = ("as is", "mirrored", "flipped", "rotated 180", "transposed", "rotated 90",
+             "rotated 270", "transverse")
+    if dist <= HASH_BITS:
+        return True, f"pHash {dist}/64 ({names[v]})"
+    (ncc, share), part = max((crop_match(b.thumb, a.thumb), "b"),
+                             (crop_match(a.thumb, b.thumb), "a"))
+    if ncc >= NCC_MIN:
+        return True, f"{part} is a crop of {share:.0%} of the frame (correlation {ncc:.3f})"
+    return False, f"pHash {dist}/64, best crop correlation {ncc:.2f}"

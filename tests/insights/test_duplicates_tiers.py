@@ -1,0 +1,182 @@
+"""Duplicate tiers on real images: rotated, mirrored and cropped copies confirmed as the same
+picture, keepers, no chaining, decisions surviving a rebuild and a rename, move + undo,
+check, and the pruned all-pairs scan against brute force on random and structured data."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from imgrec import Index, build_index
+from imgrec.demo import family_of
+from imgrec.insights.duplicates import EXACT, SAME, SIMILAR, find_duplicates, near_pairs
+from imgrec.insights.duplicates import cli as dcli
+from imgrec.insights.duplicates.group import Links, Unit, star_groups
+
+
+def _ns(**kw) -> argparse.Namespace:
+    p = argparse.ArgumentParser()
+    dcli.add_arguments(p)
+    args = p.parse_args([])
+    for k, v in kw.items():
+        setattr(args, k, v)
+    return args
+
+
+def test_demo_tiers_keepers_and_no_cross_photo_group(demo_index):
+    rep = find_duplicates(demo_index)
+    assert rep.images == 170 and {g.tier for g in rep.groups} <= {EXACT, SAME, SIMILAR}
+    placed = [m.path for g in rep.groups for m in g.members[1:]]
+    assert len(placed) == len(set(placed))  # every image is a non-keeper at most once
+    same = rep.tier(SAME)
+    assert len(same) >= 14
+    for g in rep.groups:
+        assert len({family_of(m.path) for m in g.members}) == 1  # never across photos
+        assert g.reason and all(m.evidence for m in g.members[1:])
+        assert "_scale150" not in g.keeper.path  # an upscaled copy never beats its original
+    big = {family_of(g.keeper.path): g for g in same if len(g.members) >= 8}
+    assert len(big) >= 12
+    assert sum("_orig" in g.keeper.path for g in big.values()) >= 10
+    for g in same:  # same-picture evidence is a hash or a crop match, never cosine alone
+        assert all(m.evidence.startswith(("same picture", "exact")) for m in g.members[1:])
+
+
+@pytest.fixture()
+def copies_index(photos, real_embedder, tmp_path):
+    g = tmp_path / "g"
+    g.mkdir()
+    a, b = photos["chelsea"], photos["coffee"]
+    a.save(g / "a.jpg", quality=92)
+    b.save(g / "b.jpg", quality=92)
+    a.transpose(Image.Transpose.ROTATE_90).save(g / "a_rot90.jpg", quality=90)
+    a.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(g / "a_mirror.jpg", quality=90)
+    w, h = a.size
+    a.crop((0, 0, int(w * 0.75), int(h * 0.75))).save(g / "a_crop56.jpg", quality=90)
+    a.resize((w * 3 // 2, h * 3 // 2), Image.Resampling.BICUBIC).save(g / "a_up.jpg", quality=95)
+    shutil.copy(g / "b.jpg", g / "b_copy.jpg")
+    build_index(g, tmp_path / "ix", embedder=real_embedder, workers=0)
+    return g, tmp_path / "ix", Index.open(tmp_path / "ix", embedder=real_embedder)
+
+
+def test_rotated_mirrored_cropped_copies_are_the_same_picture(copies_index):
+    _, _, idx = copies_index
+    rep = find_duplicates(idx)
+    same = rep.tier(SAME)
+    assert len(same) == 1 and same[0].keeper.path == "a.jpg", rep.to_dict()
+    assert sorted(m.path for m in same[0].members[1:]) == [
+        "a_crop56.jpg", "a_mirror.jpg", "a_rot90.jpg", "a_up.jpg"]
+    ev = {m.path: m.evidence for m in same[0].members}
+    assert "mirrored" in ev["a_mirror.jpg"] and "crop" in ev["a_crop56.jpg"]
+    assert [sorted(m.path for m in x.members) for x in rep.tier(EXACT)] == [["b.jpg",
+                                                                          "b_copy.jpg"]]
+    assert not any("b" in {m.path[0] for m in x.members} and "a" in {m.path[0] for m in
+               x.members} for x in rep.groups)
+
+
+def test_no_chaining_on_a_b_c():
+    def unit(k: str, row: int, pixels: int) -> Unit:
+        return Unit(k, [row], pixels, 100, 1000, "")
+
+    units = {"a": unit("a", 0, 400), "b": unit("b", 1, 300), "c": unit("c", 2, 200)}
+    links = Links({("a", "b"): 0.9, ("b", "c"): 0.9}, lambda x, y: (True, "pHash 0/64"))
+    groups = star_groups(units, links, ["A", "B", "C"])
+    assert [[m.path for m in g.members] for g in groups] == [["A", "B"]]  # C not chained in
+    links = Links({("a", "b"): 0.9, ("b", "c"): 0.9, ("a", "c"): 0.9},
+                  lambda x, y: (True, "pHash 0/64"))
+    assert [[m.path for m in g.members] for g in star_groups(units, links, ["A", "B", "C"])] \
+        == [["A", "B", "C"]]
+
+
+def test_decisions_survive_rebuild_and_rename_and_can_be_ignored(copies_index, real_embedder):
+    g, ix, idx = copies_index
+    assert dcli.run(_ns(index=ix, distinct=["a.jpg", "a_mirror.jpg"])) == 0
+    assert dcli.run(_ns(index=ix, keep="a_up.jpg")) == 0
+    (g / "a_mirror.jpg").rename(g / "renamed_mirror.jpg")
+    build_index(g, ix, embedder=real_embedder, workers=0)
+    idx = Index.open(ix, embedder=real_embedder)
+    rep = find_duplicates(idx)
+    same = rep.tier(SAME)
+    assert same[0].keeper.path == "a_up.jpg" and "chosen" in same[0].reason
+    grouped_with_a = {m.path for x in rep.groups for m in x.members if x.keeper.path == "a.jpg"}
+    assert not ({"a.jpg", "renamed_mirror.jpg"} <= {m.path for m in same[0].members}
+                and same[0].keeper.path == "a.jpg") and "renamed_mirror.jpg" not in grouped_with_a
+    assert rep.decisions_applied >= 1
+    raw = find_duplicates(idx, decisions=False)
+    assert raw.tier(SAME)[0].keeper.path == "a.jpg"
+    assert dcli.run(_ns(index=ix, forget=["a_up.jpg", "a.jpg"])) == 0
+    assert find_duplicates(idx).tier(SAME)[0].keeper.path == "a.jpg"
+
+
+def test_move_to_and_undo_restore_every_file(copies_index, tmp_path, capsys):
+    g, ix, _ = copies_index
+    before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in g.iterdir()}
+    q = tmp_path / "quarantine"
+    assert dcli.run(_ns(index=ix, move_to=q)) == 0  # dry run
+    assert "dry run: would move 5 files" in capsys.readouterr().out and not q.exists()
+    assert dcli.run(_ns(index=ix, move_to=q, apply=True)) == 0
+    out = capsys.readouterr().out
+    assert sorted(p.name for p in g.iterdir()) == ["a.jpg", "b.jpg"]
+    manifest = next(q.glob("imgrec-undo-*.json"))
+    assert len(Index.open(ix)) == 2 and "synced" in out  # the index follows
+    assert dcli.run(_ns(index=ix, undo=manifest)) == 0
+    assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in g.iterdir()} == before
+    assert len(Index.open(ix)) == len(before)
+    assert dcli.run(_ns(index=ix, undo=manifest)) == 2  # consumed: clear error
+
+
+def test_check_known_and_new(copies_index, photos, tmp_path, capsys):
+    g, ix, _ = copies_index
+    new = tmp_path / "incoming"
+    new.mkdir()
+    shutil.copy(g / "b.jpg", new / "same_bytes.jpg")
+    photos["chelsea"].transpose(Image.Transpose.ROTATE_270).save(new / "turned.jpg")
+    photos["astronaut"].save(new / "fresh.jpg")
+    p = argparse.ArgumentParser()
+    dcli.add_check_arguments(p)
+    assert dcli.run_check(p.parse_args([str(new), "--index", str(ix), "--json"])) == 3
+    got = {v["file"].split("/")[-1]: v for v in json.loads(capsys.readouterr().out)}
+    assert got["same_bytes.jpg"]["tier"] == EXACT and got["same_bytes.jpg"]["match"] in (
+        "b.jpg", "b_copy.jpg")
+    assert got["turned.jpg"]["tier"] == SAME and got["turned.jpg"]["match"].startswith("a")
+    assert got["fresh.jpg"]["known"] is False
+    assert dcli.run_check(p.parse_args([str(new / "fresh.jpg"), "--index", str(ix)])) == 0
+
+
+def _brute(x: np.ndarray, t: float):
+    x64 = x.astype(np.float64)
+    n = np.linalg.norm(x64, axis=1)
+    s = (x64 @ x64.T) / np.outer(n, n)
+    i, j = np.nonzero(np.triu(s >= t, 1))
+    return i, j
+
+
+def test_pruned_scan_equals_brute_force_on_random_and_structured_data(demo_index):
+    rng = np.random.default_rng(3)
+    emb = np.asarray(demo_index.embeddings, np.float64)
+    mu, cov = emb.mean(0), np.cov(emb, rowvar=False)
+    vals, vecs = np.linalg.eigh(cov)
+    z = rng.standard_normal((700, len(vals))) * np.sqrt(np.maximum(vals, 0))
+    structured = (mu + z @ vecs.T).astype(np.float32)
+    structured = np.concatenate([structured, structured[:80] + 0.02 * rng.standard_normal(
+        (80, structured.shape[1])).astype(np.float32)])
+    random = rng.normal(size=(600, 256)).astype(np.float32)
+    random = np.concatenate([random, random[:50] + 0.4 * rng.normal(size=(50, 256)).astype(
+        np.float32)])
+    for x in (structured, random):
+        for t in (0.65, 0.9, 0.99):
+            st: dict = {}
+            got = near_pairs(x, None, t, max_neighbours=0, row_block=97, col_block=211,
+                             rank=16, stats=st)
+            want = _brute(x, t)
+            np.testing.assert_array_equal(got[0], want[0])
+            np.testing.assert_array_equal(got[1], want[1])
+            assert st["survivors"] < st["pairs"]
+    st = {}
+    near_pairs(structured, None, 0.9, max_neighbours=0, rank=32, stats=st)
+    assert st["survivors"] < 0.5 * st["pairs"]  # the first pass prunes real-like data
