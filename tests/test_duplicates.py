@@ -136,7 +136,7 @@ def test_a_flood_of_identical_images_stays_bounded_and_connected():
 
 def test_cli_duplicates_csv(demo_cli, cli_env, tmp_path):
     def cli(*args):
-        return subprocess.run([sys.executable, "-m", "imgrec.insights.duplicates.cli",
+        return subprocess.run([sys.executable, "-m", "imgrec",
                                *map(str, args)], capture_output=True, text=True, env=cli_env,
                               timeout=600)
 

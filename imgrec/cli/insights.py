@@ -1,4 +1,4 @@
-"""The insight commands: ``labels``, ``duplicates``, ``clusters``, ``graph``, ``export``."""
+"""The insight commands: ``labels``, ``duplicates``, ``check``, ``clusters``, ``graph``, ``export``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import argparse
 import json
 import sys
 import time
-from collections import Counter
 
 from imgrec.cli.commands import index_dir as _index_dir
 from imgrec.cli.output import printable, writing
@@ -46,34 +45,6 @@ def _labels(args: argparse.Namespace) -> int:
     most = max((c.count for c in counts), default=1)
     for c in counts:
         print(f"  {c.count:>6}  {c.name:<{width}}  {'#' * max(1, round(30 * c.count / most))}")
-    return EXIT_OK
-
-
-def _duplicates(args: argparse.Namespace) -> int:
-    from imgrec.index.index import Index
-    from imgrec.insights.duplicates import DEFAULT_THRESHOLD, find_duplicates, write_csv
-
-    idx = Index.open(_index_dir(args.index))
-    threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
-    rep = find_duplicates(idx, threshold, near=not args.exact_only)
-    if args.csv:
-        with writing(args.csv):
-            write_csv(rep, args.csv)
-    if args.json:
-        print(json.dumps(rep.to_dict(), indent=2))
-        return EXIT_OK
-    kinds = Counter(g.kind for g in rep.groups)
-    what = "exact copies only" if args.exact_only else f"cosine >= {rep.threshold:g}"
-    print(f"{len(rep.groups)} duplicate groups ({kinds['exact']} exact, {kinds['near']} near; "
-          f"{what}) among {rep.images} images, {rep.redundant} images beyond one per group; "
-          f"{rep.seconds:.2f} s")
-    for g in rep.groups:
-        print(f"\ngroup {g.id} ({g.kind}, {len(g.members)} images)")
-        for i, m in enumerate(g.members):
-            tag = "keep  " if i == 0 else "      "
-            print(f"  {tag}{m.similarity:6.3f}  {m.width}x{m.height}  {m.size:>9} B  {printable(m.path)}")
-    if args.csv:
-        print(f"\nwrote {printable(str(args.csv))} (imgrec deletes nothing: the CSV is a list to review)")
     return EXIT_OK
 
 
@@ -159,5 +130,17 @@ def _export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"labels": _labels, "duplicates": _duplicates, "clusters": _clusters,
+def _duplicates(args: argparse.Namespace) -> int:
+    from imgrec.cli.duplicates import run
+
+    return run(args)
+
+
+def _check(args: argparse.Namespace) -> int:
+    from imgrec.cli.duplicates import run_check
+
+    return run_check(args)
+
+
+COMMANDS = {"labels": _labels, "duplicates": _duplicates, "check": _check, "clusters": _clusters,
             "graph": _graph, "export": _export}

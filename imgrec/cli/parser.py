@@ -163,7 +163,6 @@ def _info(sub: Any) -> None:
 
 def _insights(sub: Any) -> None:
     from imgrec.insights.clusters import clusters
-    from imgrec.insights.duplicates import find_duplicates
     from imgrec.insights.graph import neighbour_graph
     from imgrec.insights.labels import label_counts
 
@@ -175,16 +174,13 @@ def _insights(sub: Any) -> None:
                     help="show the top-5 labels of this indexed image (default: none)")
     _json(lb)
 
-    du = _add(sub, "duplicates", "exact and near-duplicate groups (read-only)")
-    _index_dir(du)
-    du.add_argument("--threshold", type=float, metavar="T",
-                    default=defaults(find_duplicates)["threshold"],
-                    help="cosine similarity for near-duplicates (default: %(default)s)")
-    du.add_argument("--exact-only", action="store_true",
-                    help="same file content only (default: off)")
-    du.add_argument("--csv", type=Path, metavar="OUT",
-                    help="also write the groups as CSV (default: none)")
-    _json(du)
+    from imgrec.cli.duplicates import add_arguments as duplicates_arguments
+    from imgrec.cli.duplicates import add_check_arguments
+
+    duplicates_arguments(_add(sub, "duplicates", "duplicate groups in three tiers (exact, same "
+                                                 "picture, similar shots); decisions; move/undo"))
+    add_check_arguments(_add(sub, "check", "say for each image whether it is already in the "
+                                           "collection (exit 3) or new (exit 0)"))
 
     c = defaults(clusters)
     cl = _add(sub, "clusters", "K-means clusters with their representative images")

@@ -16,7 +16,8 @@ from PIL import Image
 from imgrec import Index, build_index
 from imgrec.demo import family_of
 from imgrec.insights.duplicates import EXACT, SAME, SIMILAR, find_duplicates, near_pairs
-from imgrec.insights.duplicates import cli as dcli
+from imgrec.cli import duplicates as dcli
+from imgrec.cli.main import main as cli_main
 from imgrec.insights.duplicates.group import Links, Unit, star_groups
 
 
@@ -127,7 +128,8 @@ def test_move_to_and_undo_restore_every_file(copies_index, tmp_path, capsys):
     assert dcli.run(_ns(index=ix, undo=manifest)) == 0
     assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in g.iterdir()} == before
     assert len(Index.open(ix)) == len(before)
-    assert dcli.run(_ns(index=ix, undo=manifest)) == 2  # consumed: clear error
+    # consumed: one clear line, exit 2
+    assert cli_main(["duplicates", "--index", str(ix), "--undo", str(manifest)]) == 2
 
 
 def test_check_known_and_new(copies_index, photos, tmp_path, capsys):

@@ -1,53 +1,69 @@
-"""``imgrec duplicates`` and ``imgrec check``: ``add_arguments(parser)`` + ``run(args)`` each.
+"""``imgrec duplicates`` and ``imgrec check``: their arguments and commands.
 
-Exit codes: 0 done (``check``: every file new), 2 bad input, 3 (``check``) some known.
+Exit codes: 0 done (``check``: every file new), 2 bad input (one line, from the CLI's
+main), 3 (``check``) some files are already in the collection.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections import Counter
 from pathlib import Path
 
+from imgrec.cli.output import printable, writing
 from imgrec.errors import ImgrecError
 from imgrec.insights.duplicates import actions
 from imgrec.insights.duplicates.core import DEFAULT_THRESHOLD, find_duplicates, hashes_by_path
 from imgrec.insights.duplicates.report import EXACT, SAME, TIERS, write_csv
 from imgrec.insights.duplicates.store import Store
 
-EXIT_OK, EXIT_INPUT, EXIT_KNOWN = 0, 2, 3
+EXIT_OK, EXIT_KNOWN = 0, 3
 TIER_FLAGS = {"exact": EXACT, "same": SAME, "similar": "similar shots"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The flags of ``imgrec duplicates``."""
-    p.add_argument("--index", type=Path)
-    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
-                   help=f"cosine similarity a candidate needs (default {DEFAULT_THRESHOLD})")
-    p.add_argument("--exact-only", action="store_true", help="same file content only")
+    _index(p)
+    p.add_argument("--threshold", type=float, metavar="T", default=DEFAULT_THRESHOLD,
+                   help="embedding cosine a candidate pair needs (default: %(default)s)")
+    p.add_argument("--exact-only", action="store_true",
+                   help="same file content only (default: off)")
     p.add_argument("--tiers", default="exact,same",
-                   help="tiers --move-to acts on: exact,same,similar (default exact,same)")
+                   help="tiers --move-to acts on, of exact,same,similar (default: %(default)s)")
     p.add_argument("--distinct", nargs="+", metavar="PATH",
-                   help="remember these images as not duplicates of each other")
-    p.add_argument("--keep", metavar="PATH", help="remember this image as its group's keeper")
-    p.add_argument("--forget", nargs="+", metavar="PATH", help="undo decisions on these images")
-    p.add_argument("--ignore-decisions", action="store_true", help="show the raw result")
+                   help="remember these images as not duplicates of each other (default: none)")
+    p.add_argument("--keep", metavar="PATH",
+                   help="remember this image as its group's keeper (default: none)")
+    p.add_argument("--forget", nargs="+", metavar="PATH",
+                   help="undo the decisions on these images (default: none)")
+    p.add_argument("--ignore-decisions", action="store_true",
+                   help="show the raw result, as if no decision had been made (default: off)")
     p.add_argument("--move-to", type=Path, metavar="DIR",
-                   help="move non-keepers of --tiers here (with --apply; else a dry run)")
-    p.add_argument("--apply", action="store_true", help="really move (default: dry run)")
-    p.add_argument("--undo", type=Path, metavar="MANIFEST", help="put moved files back")
-    p.add_argument("--csv", type=Path, metavar="OUT", help="also write the groups as CSV")
-    p.add_argument("--json", action="store_true")
+                   help="move the non-keepers of --tiers here, relative paths kept; a dry run "
+                        "unless --apply (default: none)")
+    p.add_argument("--apply", action="store_true",
+                   help="really move the files (default: off, a dry run)")
+    p.add_argument("--undo", type=Path, metavar="MANIFEST",
+                   help="put the files of a --move-to back, checked by hash (default: none)")
+    p.add_argument("--csv", type=Path, metavar="OUT",
+                   help="also write the groups as CSV (default: none)")
+    p.add_argument("--json", action="store_true", help="print one JSON object (default: off)")
+
+
+def _index(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--index", type=Path, metavar="DIR",
+                   help="index directory (default: IMGREC_INDEX_DIR, else data/index)")
 
 
 def add_check_arguments(p: argparse.ArgumentParser) -> None:
     """The flags of ``imgrec check``."""
-    p.add_argument("targets", nargs="+", metavar="FILE|DIR")
-    p.add_argument("--index", type=Path)
-    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("targets", nargs="+", metavar="FILE|DIR",
+                   help="images, or folders of images, to check against the collection")
+    _index(p)
+    p.add_argument("--threshold", type=float, metavar="T", default=DEFAULT_THRESHOLD,
+                   help="embedding cosine a candidate match needs (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print one JSON list (default: off)")
 
 
 def _open(index_dir: Path | None):
@@ -58,14 +74,6 @@ def _open(index_dir: Path | None):
 
 def run(args: argparse.Namespace) -> int:
     """``imgrec duplicates``; returns the exit code."""
-    try:
-        return _run(args)
-    except ImgrecError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_INPUT
-
-
-def _run(args: argparse.Namespace) -> int:
     if args.undo:
         root, count = actions.undo(args.undo)
         print(f"restored {count} files into {root} (checked by hash)")
@@ -80,7 +88,8 @@ def _run(args: argparse.Namespace) -> int:
     rep = find_duplicates(idx, args.threshold, near=not args.exact_only,
                           decisions=not args.ignore_decisions)
     if args.csv:
-        write_csv(rep, args.csv)
+        with writing(args.csv):
+            write_csv(rep, args.csv)
     if args.json and not args.move_to:
         print(json.dumps(rep.to_dict(), indent=2))
         return EXIT_OK
@@ -92,7 +101,7 @@ def _run(args: argparse.Namespace) -> int:
             print(f"\ndry run: would move {len(moves)} files to {args.move_to} "
                   "(add --apply to move them)")
             for rel, _ in moves:
-                print(f"  {rel}")
+                print(f"  {printable(rel)}")
             return EXIT_OK
         manifest = actions.move(idx.root, moves, args.move_to)
         print(f"moved {len(moves)} files to {args.move_to}; undo with "
@@ -108,9 +117,9 @@ def _print(rep) -> None:
           f"beyond one per group; {rep.seconds:.2f} s")
     for g in rep.groups:
         print(f"\ngroup {g.id} ({g.tier}, {len(g.members)} images)")
-        print(f"  keep    {g.keeper.path}  ({g.reason})")
+        print(f"  keep    {printable(g.keeper.path)}  ({g.reason})")
         for m in g.members[1:]:
-            print(f"  {m.similarity:6.3f}  {m.path}  ({m.evidence})")
+            print(f"  {m.similarity:6.3f}  {printable(m.path)}  ({m.evidence})")
 
 
 def _decide(idx, args: argparse.Namespace) -> int:
@@ -146,30 +155,13 @@ def run_check(args: argparse.Namespace) -> int:
     """``imgrec check``: exit 0 when every file is new, 3 when some are known."""
     from imgrec.insights.duplicates.check import check
 
-    try:
-        verdicts = check(_open(args.index), args.targets, args.threshold)
-    except ImgrecError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_INPUT
+    verdicts = check(_open(args.index), args.targets, args.threshold)
     if args.json:
         print(json.dumps([v.to_dict() for v in verdicts], indent=2))
     else:
         for v in verdicts:
-            print(f"{v.file}: new" if v.tier is None else
-                  f"{v.file}: already in the collection as {v.match} ({v.tier}, "
+            print(f"{printable(str(v.file))}: new" if v.tier is None else
+                  f"{printable(str(v.file))}: already in the collection as "
+                  f"{printable(str(v.match))} ({v.tier}, "
                   f"score {v.score:.3f}; {v.evidence})")
     return EXIT_KNOWN if any(v.tier for v in verdicts) else EXIT_OK
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m imgrec.insights.duplicates.cli duplicates|check ...``."""
-    p = argparse.ArgumentParser(prog="imgrec")
-    sub = p.add_subparsers(dest="command", required=True)
-    add_arguments(sub.add_parser("duplicates"))
-    add_check_arguments(sub.add_parser("check"))
-    args = p.parse_args(argv)
-    return run(args) if args.command == "duplicates" else run_check(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
