@@ -159,7 +159,7 @@ def check_request(method: str, metric: str, k: Any, n_queries: int,
 
 def components(index: Index, requested: int | None, notes: list[str]) -> int:
     """The PCA components a search uses: the requested number, at most what is stored."""
-    stored = int(index.manifest["pca_components"])
+    stored = int(index.manifest.pca_components)
     if requested is None:
         return stored
     if requested > stored:
