@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PORT   ?= 8501
+# localhost only; ADDRESS=0.0.0.0 serves every network interface (the dashboard has no login)
+ADDRESS ?= 127.0.0.1
 
 .PHONY: run test demo lint bench clean
 
@@ -25,7 +27,7 @@ data/index/CURRENT: | $(VENV)/.installed
 demo: data/index/CURRENT
 
 run: $(VENV)/.installed data/index/CURRENT
-	$(BIN)/streamlit run app.py --server.port $(PORT)
+	$(BIN)/streamlit run app.py --server.port $(PORT) --server.address $(ADDRESS)
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest

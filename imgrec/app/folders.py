@@ -1,4 +1,9 @@
-"""The check of a gallery folder typed into the Dataset page."""
+"""The checks of folders typed into the dashboard: where it may look, and a gallery's contents.
+
+Whoever reaches the dashboard's port can type a folder; ``IMGREC_ALLOWED_ROOTS`` (folders
+separated by ``os.pathsep``) confines what it may index or open. By default: the user's home,
+imgrec's data folder and the index and demo folders the settings name.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,36 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imgrec import images
+from imgrec.settings import Settings
+
+ROOTS_ENV = "IMGREC_ALLOWED_ROOTS"
+
+
+def allowed_roots() -> tuple[Path, ...]:
+    """The folders the dashboard may index or switch to (``IMGREC_ALLOWED_ROOTS``, else the
+    home folder, the data folder and the configured index and demo folders)."""
+    env = os.environ.get(ROOTS_ENV, "").strip()
+    if env:
+        roots = [Path(p.strip()).expanduser() for p in env.split(os.pathsep) if p.strip()]
+    else:
+        s = Settings.from_env()
+        roots = [Path.home(), s.data_dir, s.index_dir, s.demo_dir]
+    return tuple(dict.fromkeys(r.resolve() for r in roots))
+
+
+def refused(path: str | os.PathLike) -> str | None:
+    """Why the dashboard may not use ``path`` (outside every allowed root), or None.
+
+    Example:
+        >>> refused(Path.home() / "photos") is None
+        True
+    """
+    p = Path(path).expanduser().resolve()
+    roots = allowed_roots()
+    if any(p == r or images.is_within(p, r) for r in roots):
+        return None
+    return (f"{p} is outside the folders this dashboard may open "
+            f"({', '.join(str(r) for r in roots)}); set {ROOTS_ENV} to allow others.")
 
 
 @dataclass(frozen=True)
@@ -35,6 +70,8 @@ def check_gallery_folder(text: str, index_dir: str | os.PathLike, limit: int = 1
     if not path.is_absolute():
         path = Path.cwd() / path
     path = path.resolve()
+    if (why := refused(path)) is not None:
+        return FolderCheck(False, why, path)
     if not path.exists():
         return FolderCheck(False, f"{path} does not exist.", path)
     if not path.is_dir():

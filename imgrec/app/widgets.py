@@ -10,6 +10,7 @@ import streamlit as st
 from imgrec.app import data, router, state
 from imgrec.app.builds import running_build
 from imgrec.app.cache import clear_index_caches
+from imgrec.app.folders import refused
 from imgrec.app.formatting import format_built_at, page_count
 from imgrec.app.resources import get_embedder, get_runner, load_index
 from imgrec.app.state import Key
@@ -121,6 +122,8 @@ def _switch_form() -> None:
             p = Path(text.strip()).expanduser()
             if not text.strip():
                 st.error("Type a folder.")
+            elif (why := refused(p)) is not None:
+                st.error(why)
             elif p.exists() and not p.is_dir():
                 st.error(f"{p} is a file, not a folder.")
             else:

@@ -70,13 +70,16 @@ def gallery_bytes(tiny_gallery: Path) -> Callable[[str], bytes]:
 
 
 @pytest.fixture
-def make_app(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    """An AppTest factory for a given index folder (the demo folder points to a temp dir)."""
+def make_app(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+             tmp_path_factory: pytest.TempPathFactory):
+    """An AppTest factory for a given index folder (the demo folder points to a temp dir; the
+    dashboard may open any folder under pytest's temporary root)."""
     from streamlit.testing.v1 import AppTest
 
     def factory(index_dir: Path) -> AppTest:
         monkeypatch.setenv("IMGREC_INDEX_DIR", str(index_dir))
         monkeypatch.setenv("IMGREC_DEMO_DIR", str(tmp_path / "demo"))
+        monkeypatch.setenv("IMGREC_ALLOWED_ROOTS", str(tmp_path_factory.getbasetemp()))
         return AppTest.from_file(str(APP), default_timeout=120)
 
     return factory

@@ -430,6 +430,8 @@ def test_index_another_folder(make_app, tmp_path: Path, gallery_maker) -> None:
     at.run()
     at.switch_page("imgrec/app/pages/dataset.py").run()
     assert "There is no index" in at.info[0].value
+    captions = " ".join(c.value for c in at.main.caption)
+    assert "Index a folder" in [h.value for h in at.subheader] and "replacing" not in captions
     at.text_input(key="gallery_text").input(str(tmp_path / "missing")).run()
     assert "does not exist" in at.error[0].value and at.button(key="index_folder").disabled
     at.text_input(key="gallery_text").input(str(tmp_path)).run()
@@ -455,6 +457,28 @@ def test_switch_index_folder_in_the_sidebar(make_app, tiny_index: Path, tmp_path
     at.sidebar.text_input(key="index_dir_text").input(str(tmp_path / "elsewhere"))
     at.sidebar.button[0].click().run()
     assert "No index in" in " ".join(w.value for w in at.sidebar.warning)
+
+
+def test_folders_outside_the_allowed_roots_are_refused(make_app, tiny_index: Path, tmp_path: Path,
+                                                       gallery_maker, monkeypatch) -> None:
+    """Whoever reaches the port may only index or open folders under IMGREC_ALLOWED_ROOTS."""
+    allowed = tmp_path / "allowed"
+    at = make_app(allowed / "index")
+    monkeypatch.setenv("IMGREC_ALLOWED_ROOTS", str(allowed))
+    at.run()
+    at.sidebar.text_input(key="index_dir_text").input(str(tiny_index))
+    at.sidebar.button[0].click().run()
+    refusal = " ".join(e.value for e in at.sidebar.error)
+    assert f"{tiny_index} is outside the folders this dashboard may open" in refusal
+    assert "IMGREC_ALLOWED_ROOTS" in refusal
+    assert "no index" in " ".join(c.value for c in at.sidebar.caption).lower()  # not switched
+    at.switch_page("imgrec/app/pages/dataset.py").run()
+    outside = gallery_maker(tmp_path / "photos", per_family=1)
+    at.text_input(key="gallery_text").input(str(outside)).run()
+    assert "is outside the folders" in at.error[0].value and at.button(key="index_folder").disabled
+    inside = gallery_maker(allowed / "photos", per_family=1)
+    at.text_input(key="gallery_text").input(str(inside)).run()
+    assert at.success[0].value.startswith("4 images found")
 
 
 # ---- insights (issue 6) --------------------------------------------------------------------

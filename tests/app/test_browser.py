@@ -62,13 +62,15 @@ class Server:
 
 
 def start_like_make_run(env: dict[str, str], log: Path) -> Server:
-    """`streamlit run app.py --server.port PORT` from the checkout, exactly as `make run` does
-    (no other flags, no STREAMLIT_* variables: the rest comes from .streamlit/config.toml)."""
+    """`streamlit run app.py --server.port PORT --server.address 127.0.0.1` from the checkout,
+    exactly as `make run` does (no other flags, no STREAMLIT_* variables: the rest comes from
+    .streamlit/config.toml)."""
     port = _free_port()
     env = {k: v for k, v in env.items() if not k.startswith("STREAMLIT_")}
     streamlit = Path(sys.executable).with_name("streamlit")
     fh = log.open("w")
-    proc = subprocess.Popen([str(streamlit), "run", "app.py", "--server.port", str(port)],
+    proc = subprocess.Popen([str(streamlit), "run", "app.py", "--server.port", str(port),
+                             "--server.address", "127.0.0.1"],
                             cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
     fh.close()
     url = f"http://127.0.0.1:{port}"
@@ -201,6 +203,23 @@ def test_deep_link_on_a_fresh_server_gets_the_router(page, server: str) -> None:
     page.wait_for_selector('[data-testid="stPlotlyChart"] .js-plotly-plot')  # the page itself ran
     no_exception(page)
     shoot(page, "explore-deep-link")
+
+
+def listening_addresses(port: int) -> set[str]:
+    """The local addresses (hex, as in /proc/net/tcp*) of the sockets listening on ``port``."""
+    out = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            addr, hexport = local.rsplit(":", 1)
+            if state == "0A" and int(hexport, 16) == port:  # 0A: LISTEN
+                out.add(addr)
+    return out
+
+
+def test_the_server_listens_on_localhost_only(served: Server) -> None:
+    port = int(served.url.rsplit(":", 1)[1])
+    assert listening_addresses(port) == {"0100007F"}  # 127.0.0.1, not 0.0.0.0 or ::
 
 
 def test_idle_server_uses_little_cpu_and_logs_no_watcher(page, served: Server) -> None:

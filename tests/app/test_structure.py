@@ -89,3 +89,14 @@ def test_state_names_the_keys_the_tests_and_pages_use(key: str) -> None:
     from imgrec.app.state import Key
 
     assert key in vars(Key).values()
+
+
+def test_the_dashboard_listens_on_localhost_only() -> None:
+    """config.toml and `make run` bind to 127.0.0.1: the dashboard has no login."""
+    import tomllib
+
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["address"] == "127.0.0.1"
+    make = (ROOT / "Makefile").read_text()
+    assert "ADDRESS ?= 127.0.0.1" in make
+    assert "streamlit run app.py --server.port $(PORT) --server.address $(ADDRESS)" in make

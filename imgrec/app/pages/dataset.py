@@ -57,10 +57,11 @@ def rebuild_view(idx: Index, target: str, busy: str | None) -> None:
         st.caption(f"Rebuild unavailable: {busy}.")
 
 
-def other_folder_view(target: str, busy: str | None) -> None:
-    st.subheader("Index another folder")
+def other_folder_view(target: str, busy: str | None, has_index: bool) -> None:
+    st.subheader("Index another folder" if has_index else "Index a folder")
     st.caption(f"Indexes the folder into `{target}`, replacing what is indexed there. To keep "
-               "this index, switch to another index folder in the sidebar first.")
+               "this index, switch to another index folder in the sidebar first." if has_index
+               else f"Indexes the folder into `{target}` (empty now).")
     text = st.text_input("Gallery folder", key=Key.GALLERY_TEXT, placeholder="/path/to/photos")
     check = check_gallery_folder(text, target) if text.strip() else None
     if check is not None:
@@ -95,7 +96,7 @@ def render() -> None:
         rebuild_view(idx, str(target), busy)
     else:
         st.info(why or "No index yet.", icon=":material/info:")
-    other_folder_view(str(target), busy)
+    other_folder_view(str(target), busy, idx is not None)
     demo_view(str(target), busy)
 
 
