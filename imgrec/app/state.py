@@ -34,6 +34,7 @@ class Key:
     GRAPH_SELECTED = "graph_selected"
     INSIGHTS_CLUSTER = "insights_cluster"
     CLUSTER_PAGE = "cluster_page"
+    UPLOADER_GEN = "uploader_gen"
     # widgets: sidebar and Dataset
     INDEX_DIR_TEXT = "index_dir_text"
     GALLERY_TEXT = "gallery_text"
@@ -113,12 +114,27 @@ def upload_messages() -> tuple[str, ...]:
     return tuple(_ss.get(Key.UPLOAD_MESSAGES, ()))
 
 
+def uploader_key() -> str:
+    """The widget key of the query uploader; a new one empties the widget (Streamlit lets no
+    code set an uploader's files), so what it shows is always what is searched."""
+    return f"{Key.UPLOADER}-{_ss.get(Key.UPLOADER_GEN, 0)}"
+
+
+def _empty_uploader() -> None:
+    _ss.pop(uploader_key(), None)
+    _ss[Key.UPLOADER_GEN] = _ss.get(Key.UPLOADER_GEN, 0) + 1
+
+
 def set_stored_queries(paths: list[str]) -> None:
-    """Search with gallery images ("more like this", "use as query")."""
+    """Search with gallery images ("more like this", "use as query"); the uploader empties."""
+    if _ss.get(Key.QUERIES, QuerySet()).uploads:
+        _empty_uploader()
     set_uploads(QuerySet.from_paths(paths), ())
 
 
 def reset_queries() -> None:
+    if _ss.get(Key.QUERIES, QuerySet()).uploads or _ss.get(uploader_key()):
+        _empty_uploader()
     _ss[Key.QUERIES] = QuerySet()
     _ss[Key.UPLOAD_MESSAGES] = ()
     _ss[Key.FEEDBACK] = Feedback()

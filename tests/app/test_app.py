@@ -275,7 +275,27 @@ def test_more_like_this_searches_with_the_stored_image(make_app, tiny_index: Pat
     rows = result_rows(at)
     assert len(rows) == 1 and paths_of(rows[0]) == [h.path for h in expect]
     assert rows[0][0][2] == target  # a stored query finds itself first
-    at.button(key="clear_stored").click().run()
+    at.button(key="clear_queries").click().run()
+    assert not result_rows(at) and "Drop one to five images" in at.info[0].value
+
+
+def test_the_uploader_always_shows_what_is_searched(make_app, tiny_index: Path,
+                                                    gallery_bytes) -> None:
+    """After "More like this" or "Clear" the uploader holds no file the page ignores."""
+    at = make_app(tiny_index)
+    at.run()
+    upload(at, [("cup.jpg", gallery_bytes("coffee/coffee_color.jpg"))])
+    first = at.file_uploader[0].key
+    assert [f.name for f in at.session_state[first]] == ["cup.jpg"]
+    at.button(key="more-q0-2").click().run()
+    assert_clean(at)
+    assert at.file_uploader[0].key != first and not at.session_state[at.file_uploader[0].key]
+    assert "Searching with gallery image" in " ".join(m.value for m in at.markdown)
+    upload(at, [("rocket.jpg", gallery_bytes("rocket/rocket_color.jpg"))])  # uploads win again
+    assert result_rows(at)[0][0][2] == "rocket/rocket_color.jpg"
+    assert "Searching with gallery image" not in " ".join(m.value for m in at.markdown)
+    at.button(key="clear_queries").click().run()
+    assert not at.session_state[at.file_uploader[0].key]
     assert not result_rows(at) and "Drop one to five images" in at.info[0].value
 
 

@@ -53,12 +53,12 @@ class View:
 
 
 def _on_upload() -> None:
-    check = validate_uploads(state.get(Key.UPLOADER) or [])
+    check = validate_uploads(state.get(state.uploader_key()) or [])
     state.set_uploads(QuerySet(uploads=check.accepted), check.messages)
 
 
 def uploader() -> None:
-    st.file_uploader(f"Query images — drag and drop up to {MAX_QUERIES}", key=Key.UPLOADER,
+    st.file_uploader(f"Query images — drag and drop up to {MAX_QUERIES}", key=state.uploader_key(),
                      type=sorted(s.lstrip(".") for s in SUFFIXES), accept_multiple_files=True,
                      on_change=_on_upload,
                      help="JPEG, PNG, WEBP, BMP, GIF or TIFF. Each result also offers "
@@ -135,11 +135,15 @@ def no_queries(idx: Index) -> None:
         st.rerun()
 
 
-def stored_header(qs: QuerySet) -> None:
+def query_header(qs: QuerySet) -> None:
+    """What is being searched, and a Clear that empties the uploader too."""
     c1, c2 = st.columns([5, 1], vertical_alignment="center")
-    c1.markdown("Searching with gallery image" + ("s " if len(qs.stored) > 1 else " ")
-                + ", ".join(f"`{p}`" for p in qs.stored))
-    if c2.button("Clear", icon=":material/close:", key="clear_stored"):
+    if qs.stored:
+        c1.markdown("Searching with gallery image" + ("s " if len(qs.stored) > 1 else " ")
+                    + ", ".join(f"`{p}`" for p in qs.stored))
+    else:
+        c1.markdown(f"Searching with {len(qs)} uploaded image{'s' if len(qs) > 1 else ''}")
+    if c2.button("Clear", icon=":material/close:", key="clear_queries"):
         state.reset_queries()
         st.rerun()
 
@@ -289,8 +293,7 @@ def render() -> None:
     if not v.qs:
         no_queries(idx)
         return
-    if v.qs.stored:
-        stored_header(v.qs)
+    query_header(v.qs)
     try:
         result = data.search(idx, v.qs, v.method, v.metric, v.k, v.pca_components)
     except ImgrecError as exc:
