@@ -59,12 +59,14 @@ def go(name: str) -> None:
 
 def main() -> None:
     """Page config, navigation, the shared sidebar, then the page, behind an error boundary."""
+    from imgrec.app import urlview
     from imgrec.app.widgets import sidebar
 
     st.set_page_config(page_title="imgrec — image recommender",
                        page_icon=favicon(), layout="wide")
     current = st.navigation([page(name) for name in PAGES])
     st.html(CSS)
+    urlview.restore()
     sidebar()
     try:
         current.run()
@@ -72,3 +74,5 @@ def main() -> None:
         logging.getLogger("imgrec.app").exception("page %s failed", current.title)
         st.error(f"Unexpected error on this page: {type(exc).__name__}: {exc}",
                  icon=":material/error:")
+    finally:  # also when the page stops early (st.stop, st.rerun)
+        urlview.publish()

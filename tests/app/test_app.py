@@ -299,6 +299,48 @@ def test_the_uploader_always_shows_what_is_searched(make_app, tiny_index: Path,
     assert not result_rows(at) and "Drop one to five images" in at.info[0].value
 
 
+def test_the_view_lives_in_the_url(make_app, tiny_index: Path, tmp_path: Path) -> None:
+    """Index, method, metric, k, label text and gallery queries survive a reload (issue 14.11)."""
+    at = make_app(tmp_path / "default-index")  # the link names another index folder
+    target = "coffee/coffee_color.jpg"
+    at.query_params = {"index": str(tiny_index), "method": "color", "k": "3", "q": [target],
+                       "label": "cup"}
+    at.run()
+    assert_clean(at)
+    assert "**12** images" in " ".join(m.value for m in at.sidebar.markdown)
+    assert at.selectbox(key="method").value == "color" and at.slider(key="k").value == 3
+    assert at.text_input(key="label_query").value == "cup"
+    rows = result_rows(at)
+    assert len(rows) == 1 and [r for r, _, _ in rows[0]] == [1, 2, 3] and rows[0][0][2] == target
+    assert all(score.startswith("χ² ") for _, score, _ in rows[0])
+    assert at.query_params["k"] == "3" and at.query_params["q"] == target
+    at.selectbox(key="method").set_value("embedding").run()
+    at.selectbox(key="metric").set_value("euclidean").run()
+    at.slider(key="k").set_value(4).run()
+    assert {k: at.query_params.get(k) for k in ("method", "metric", "k", "label", "index")} == {
+        "method": None, "metric": "euclidean", "k": "4", "label": "cup", "index": str(tiny_index)}
+    reloaded = make_app(tmp_path / "default-index")  # a new session opening the bookmark
+    reloaded.query_params = dict(at.query_params)
+    reloaded.run()
+    assert_clean(reloaded)
+    again = result_rows(reloaded)
+    assert paths_of(again[0]) == paths_of(result_rows(at)[0]) and len(again[0]) == 4
+    assert again[0][0][1].startswith("euclidean 0.000")
+
+
+def test_a_link_to_a_folder_outside_the_allowed_roots_is_not_opened(make_app, tiny_index: Path,
+                                                                   tmp_path: Path,
+                                                                   monkeypatch) -> None:
+    at = make_app(tmp_path / "allowed" / "index")
+    monkeypatch.setenv("IMGREC_ALLOWED_ROOTS", str(tmp_path / "allowed"))
+    at.query_params = {"index": str(tiny_index), "k": "many"}
+    at.run()
+    assert_clean(at)
+    note = " ".join(w.value for w in at.sidebar.warning)
+    assert "not opened" in note and "is outside the folders" in note and "not a number" in note
+    assert "no index" in " ".join(c.value for c in at.sidebar.caption).lower()
+
+
 def test_random_gallery_image_button(make_app, tiny_index: Path) -> None:
     at = make_app(tiny_index)
     at.run()

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from imgrec.app import data, state, widgets
+from imgrec.app import data, state, urlview, widgets
 from imgrec.app.formatting import (
     COMPARE_METHODS,
     METHOD_LABELS,
@@ -70,7 +70,8 @@ def uploader() -> None:
 def label_search_view(idx: Index) -> None:
     """The label text box and its results (ImageNet class probabilities)."""
     text = st.text_input(
-        "Search by label", key=Key.LABEL_QUERY, placeholder="dog, lakeside, espresso, cat…",
+        "Search by label", urlview.default(Key.LABEL_QUERY), key=Key.LABEL_QUERY,
+        placeholder="dog, lakeside, espresso, cat…",
         disabled=not idx.has_labels, persist_state="session",
         help="Ranks the gallery by the probability the CNN gave to ImageNet classes matching "
              "the words (commas separate alternatives)." if idx.has_labels else
@@ -101,17 +102,20 @@ def label_search_view(idx: Index) -> None:
 def controls(idx: Index) -> View:
     """Method, metric, k, label filter and PCA components."""
     c1, c2, c3, c4 = st.columns([3, 2, 3, 2])
-    method = c1.selectbox("Method", list(METHOD_LABELS), format_func=METHOD_LABELS.get,
-                          key=Key.METHOD, persist_state="session")
+    methods, metrics = list(METHOD_LABELS), list(METRIC_LABELS)
+    method = c1.selectbox("Method", methods, methods.index(urlview.default(Key.METHOD)),
+                          format_func=METHOD_LABELS.get, key=Key.METHOD, persist_state="session")
     if method == "embedding":
-        metric = c2.selectbox("Metric", list(METRIC_LABELS), format_func=METRIC_LABELS.get,
-                              key=Key.METRIC, persist_state="session")
+        metric = c2.selectbox("Metric", metrics, metrics.index(urlview.default(Key.METRIC)),
+                              format_func=METRIC_LABELS.get, key=Key.METRIC,
+                              persist_state="session")
     else:
         metric = METHOD_METRIC[method]
         c2.selectbox("Metric", [metric], disabled=True, key=f"metric_{method}",
                      format_func=lambda m: "chi-square" if m == "chi2" else m,
                      help="Fixed by the method; the metric choice applies to embeddings.")
-    k = c3.slider("Results per query (k)", 1, 50, 5, key=Key.K, persist_state="session")
+    k = c3.slider("Results per query (k)", *urlview.K_RANGE, urlview.default(Key.K), key=Key.K,
+                  persist_state="session")
     label_filter = c4.text_input(
         "Label filter", key=Key.LABEL_FILTER, placeholder="e.g. cat", disabled=not idx.has_labels,
         persist_state="session",
