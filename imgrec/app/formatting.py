@@ -30,6 +30,8 @@ def format_score(hit: Hit, metric: str) -> str:
                 f" · L1 {m.get('manhattan', float('nan')):.2f}")
     if metric in ("cosine", "all"):
         return f"cosine {hit.score:.3f}"
+    if metric == "probability":
+        return f"probability {hit.score:.2f}"
     if metric == "chi2":
         return f"χ² {hit.distance:.4f}"
     digits = 2 if metric == "manhattan" else 3
@@ -62,13 +64,15 @@ def format_built_at(stamp: str | None) -> str:
     return stamp.replace("T", " ")[:16] + (" UTC" if stamp.endswith("Z") else "")
 
 
-def results_csv(result: SearchResult) -> str:
-    """The CSV export of a search (query, rank, path, score, distance, method, metric)."""
+def results_csv(*results: SearchResult) -> str:
+    """The CSV export of searches (query, rank, path, score, distance, method, metric): the
+    image search and the label search of one result area."""
     buf = io.StringIO()
     w = csv.DictWriter(buf, ["query", "rank", "path", "score", "distance", "method", "metric"],
                        lineterminator="\n")
     w.writeheader()
-    w.writerows(result.to_rows())
+    for result in results:
+        w.writerows(result.to_rows())
     return buf.getvalue()
 
 

@@ -195,3 +195,18 @@ def filter_hits_by_label(index: Index, hits: Sequence[Hit], text: str) -> list[H
     top5 = np.asarray(index.labels_top5[np.sort(rows)]).astype(np.int64)
     ok = dict(zip(np.sort(rows).tolist(), np.isin(top5, classes).any(1).tolist(), strict=True))
     return [h for h in hits if ok[h.row]]
+
+
+def label_hint(text: str) -> str | None:
+    """Why a label filter matches nothing (the hint a label search gives), or None.
+
+    Example:
+        >>> label_hint("cat") is None
+        True
+    """
+    from imgrec.insights.labels import GROUPS, match_classes
+
+    if match_classes(text):
+        return None
+    return (f"no ImageNet class matches {text.strip()!r}; try a broader word "
+            f"(e.g. {', '.join(sorted(GROUPS)[:6])}, ...)")

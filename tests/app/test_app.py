@@ -643,19 +643,29 @@ def test_insights_graph_renders_and_selection_shows_images(make_app, tiny_index:
 
 
 def test_search_by_label_finds_the_cat(make_app, tiny_index: Path) -> None:
+    """A label query is ranked in the one result area, with k, thumbs and Refine (14.4)."""
     from imgrec.insights.labels import search_by_label
 
     at = make_app(tiny_index)
     at.run()
     at.text_input(key="label_query").input("cat").run()
     assert_clean(at)
-    hits = [(h, p) for kind, h, _, p in cards(at) if kind == "label"]
-    want = search_by_label(Index.open(tiny_index), "cat", 20).combined
-    assert hits == [(f"#{h.rank}", h.path) for h in want]
-    assert hits and all(p.startswith("chelsea/") for _, p in hits)
-    assert "Drop one to five images" in at.info[0].value  # the image search still waits
+    want = search_by_label(Index.open(tiny_index), "cat", 5).combined
+    rows = result_rows(at)
+    assert len(rows) == 1 and [(r, p) for r, _, p in rows[0]] == [(h.rank, h.path) for h in want]
+    assert rows[0] and all(p.startswith("chelsea/") for p in paths_of(rows[0]))
+    assert all(score.startswith("probability ") for _, score, _ in rows[0])
+    assert "Drop one to five images" not in " ".join(i.value for i in at.info)
+    at.slider(key="k").set_value(2).run()  # the one k applies to label queries too
+    assert [r for r, _, _ in result_rows(at)[0]] == [1, 2]
+    at.button(key="pos-label-2").click().run()
+    at.button(key="refine").click().run()
+    assert_clean(at)
+    assert "**Refined ranking: 1" in " ".join(m.value for m in at.markdown)
     at.button(key="more-label-1").click().run()
-    assert result_rows(at)[0][0][2] == hits[0][1]
+    rows = result_rows(at)
+    assert len(rows) == 2  # the image query and the label query (a new query: not refined)
+    assert rows[0][0][2] == want[0].path and paths_of(rows[1]) == [h.path for h in want[:2]]
     at.text_input(key="label_query").input("qwertyuiop").run()
     assert_clean(at)
     assert "no ImageNet class matches" in " ".join(w.value for w in at.warning)
@@ -672,6 +682,20 @@ def test_label_filter_keeps_matching_results(make_app, tiny_index: Path, gallery
     row = result_rows(at)[0]
     assert row and all(p.startswith("chelsea/") for p in paths_of(row))
     assert "Label filter" in " ".join(c.value for c in at.main.caption)
+    assert len(row) <= 4 and not at.get("segmented_control")  # one page left: no pager
+
+
+def test_a_label_filter_matching_no_class_says_so(make_app, tiny_index: Path,
+                                                  gallery_bytes) -> None:
+    at = make_app(tiny_index)
+    at.run()
+    upload(at, [("cat.jpg", gallery_bytes("chelsea/chelsea_color.jpg"))])
+    at.text_input(key="label_filter").input("zzz").run()
+    assert_clean(at)
+    warning = " ".join(w.value for w in at.warning)
+    assert "Label filter: no ImageNet class matches 'zzz'; try a broader word" in warning
+    assert len(result_rows(at)[0]) == 5  # shown unfiltered, as the warning says
+    assert "0 of" not in " ".join(c.value for c in at.main.caption)
 
 
 def test_refine_moves_a_negative_down(make_app, tiny_index: Path, tiny_gallery: Path,
