@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from pathlib import Path
 
+import numpy as np
 import streamlit as st
 
 from imgrec.app import state
@@ -16,9 +19,62 @@ from imgrec.index.writer import current_version
 
 
 @st.cache_resource(show_spinner=False)
-def get_embedder(model: str = DEFAULT_MODEL) -> CNNEmbedder:
-    """The one CNN of this process (weights load on first use, not here)."""
+def _embedder(model: str) -> CNNEmbedder:
     return CNNEmbedder(model)
+
+
+def get_embedder(model: str = DEFAULT_MODEL) -> CNNEmbedder:
+    """The one CNN ``model`` of this process (weights load on first use, not here). The
+    cache is called with the name always given, so ``get_embedder()`` and
+    ``get_embedder("efficientnet-lite0")`` are one object."""
+    return _embedder(str(model))
+
+
+class Warmup:
+    """The CNN's weights loading in a background thread (and one forward pass, which pays
+    the first-call costs), so the first search does not wait ~10 s for them."""
+
+    def __init__(self, embedder: CNNEmbedder) -> None:
+        self.embedder = embedder
+        self.done = threading.Event()
+        self.error: str | None = None
+        self.thread = threading.Thread(target=self._run, name=f"imgrec-warm-{embedder.name}",
+                                       daemon=True)
+
+    def _run(self) -> None:
+        try:
+            size = self.embedder.input_size
+            self.embedder.load().forward(np.zeros((1, size, size, 3), np.uint8))
+        except Exception as exc:  # the search that needs the model reports it again
+            logging.getLogger("imgrec.app").exception("loading the CNN failed")
+            self.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            self.done.set()
+
+    @property
+    def ready(self) -> bool:
+        return self.done.is_set()
+
+
+@st.cache_resource(show_spinner=False)
+def _warmup(model: str) -> Warmup:
+    warm = Warmup(get_embedder(model))
+    warm.thread.start()
+    return warm
+
+
+def warm_embedder(model: str = DEFAULT_MODEL) -> Warmup:
+    """Start loading the CNN ``model`` in the background, once per process (every session
+    shares it); returns the :class:`Warmup` to wait on."""
+    return _warmup(str(model))
+
+
+def wait_for_model(model: str = DEFAULT_MODEL) -> None:
+    """Block, with a visible status, until the background load of ``model`` has finished."""
+    warm = warm_embedder(model)
+    if not warm.ready:
+        with st.spinner(f"Loading the CNN ({model}) — only the first search waits for it…"):
+            warm.done.wait()
 
 
 @st.cache_resource(show_spinner=False)
@@ -32,7 +88,7 @@ def get_runner() -> BuildRunner:
 def _open_index(index_dir: str, version: str) -> Index:
     idx = Index.open(index_dir)
     if idx.model in BACKBONES:
-        idx = Index.open(index_dir, embedder=get_embedder(idx.model))
+        idx = Index.open(index_dir, embedder=warm_embedder(idx.model).embedder)
     return idx
 
 

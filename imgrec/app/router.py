@@ -60,11 +60,13 @@ def go(name: str) -> None:
 def main() -> None:
     """Page config, navigation, the shared sidebar, then the page, behind an error boundary."""
     from imgrec.app import urlview
+    from imgrec.app.resources import warm_embedder
     from imgrec.app.widgets import sidebar
 
     st.set_page_config(page_title="imgrec — image recommender",
                        page_icon=favicon(), layout="wide")
     current = st.navigation([page(name) for name in PAGES])
+    warm_embedder()  # the first search should not wait for the weights
     st.html(CSS)
     urlview.restore()
     sidebar()

@@ -12,9 +12,10 @@ from imgrec.app.builds import running_build
 from imgrec.app.cache import clear_index_caches
 from imgrec.app.folders import refused
 from imgrec.app.formatting import format_built_at, page_count
-from imgrec.app.resources import get_embedder, get_runner, load_index
+from imgrec.app.resources import get_embedder, get_runner, load_index, warm_embedder
 from imgrec.app.state import Key
 from imgrec.errors import BuildLockedError
+from imgrec.features.embedding import BACKBONES, DEFAULT_MODEL
 from imgrec.index.index import Index
 from imgrec.index.writer import current_version
 
@@ -152,8 +153,25 @@ def sidebar() -> None:
         job = get_runner().job(state.index_dir())
         if job is not None and job.running:
             st.caption(f":material/hourglass_top: {job.progress_text()}")
+        model_status(idx.model if idx is not None else DEFAULT_MODEL)
         with st.expander("Switch index folder"):
             _switch_form()
+
+
+def model_status(model: str) -> None:
+    """"Loading the CNN…" while its weights load in the background (refreshes itself, then
+    reruns the page once when they are in)."""
+    if model not in BACKBONES or warm_embedder(model).ready:
+        return
+
+    @st.fragment(run_every=1.0)
+    def _watch() -> None:
+        warm = warm_embedder(model)
+        if warm.ready:
+            st.rerun()
+        st.caption(f":material/hourglass_top: Loading the CNN ({model}) in the background…")
+
+    _watch()
 
 
 def image_card(img: bytes | None, label_html: str) -> None:

@@ -143,6 +143,29 @@ def test_every_page_with_index(make_app, tiny_index: Path, tiny_gallery: Path, p
         assert not at.button(key="rebuild").disabled
 
 
+def test_the_cnn_warms_in_the_background_once_per_process(make_app, tiny_index: Path) -> None:
+    """Opening any page starts loading the weights (12): no search is needed, and every
+    session and the opened index share the one model."""
+    from imgrec.app import resources
+
+    resources._warmup.clear()
+    resources._embedder.clear()
+    resources._open_index.clear()
+    at = make_app(tiny_index)
+    at.run()
+    at.switch_page("imgrec/app/pages/dataset.py").run()
+    assert_clean(at)
+    warm = resources.warm_embedder()
+    assert warm.done.wait(120) and warm.error is None
+    assert warm.embedder is resources.get_embedder() is resources.get_embedder("efficientnet-lite0")
+    assert warm.embedder._net is not None  # the weights are in
+    assert warm.thread.name == "imgrec-warm-efficientnet-lite0" and not warm.thread.is_alive()
+    make_app(tiny_index).run()  # a second session: the same warm-up, no second thread
+    assert resources.warm_embedder() is warm
+    idx, _ = resources.load_index(tiny_index)
+    assert idx is not None and idx.embedder is warm.embedder
+
+
 # ---- uploads -------------------------------------------------------------------------------
 
 

@@ -15,6 +15,7 @@ from imgrec.app.formatting import (
     results_csv,
 )
 from imgrec.app.queries import QuerySet, label_hint, validate_uploads
+from imgrec.app.resources import wait_for_model
 from imgrec.app.resultarea import (
     Results,
     View,
@@ -25,6 +26,7 @@ from imgrec.app.resultarea import (
 )
 from imgrec.app.state import Key
 from imgrec.errors import ImgrecError
+from imgrec.features.embedding import BACKBONES
 from imgrec.images import SUFFIXES
 from imgrec.index.index import Index
 from imgrec.search.rank import MAX_QUERIES, METHOD_METRIC
@@ -119,6 +121,8 @@ def run_searches(v: View) -> Results | None:
     """The image search and the label search of ``v`` (None: nothing to show)."""
     image = label = None
     if v.qs:
+        if v.qs.uploads and v.method == "embedding" and v.idx.model in BACKBONES:
+            wait_for_model(v.idx.model)
         try:
             image = data.search(v.idx, v.qs, v.method, v.metric, v.k, v.pca_components)
         except ImgrecError as exc:
