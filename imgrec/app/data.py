@@ -18,6 +18,7 @@ from imgrec.app.thumbs import thumbnail_bytes
 from imgrec.app.thumbs import upload_thumbnail as upload_thumbnail_bytes
 from imgrec.errors import ImgrecError
 from imgrec.index.index import Index, Stored
+from imgrec.search.calibration import Calibration
 from imgrec.search.rank import SearchResult
 
 SOURCES = {"embedding": "CNN embeddings", "color": "Colour histograms"}
@@ -55,6 +56,25 @@ def search(idx: Index, qs: QuerySet, method: str, metric: str, k: int,
     """A cached search (raises ImgrecError subclasses with a user-facing message)."""
     return idx.search(qs.queries(), method=method, metric=metric, k=int(k),
                       pca_components=pca_components)
+
+
+@per_index(max_entries=16, spinner="Measuring how close the gallery's own images are to "
+                                  "each other (once per index)…")
+def _calibration(idx: Index, method: str, metric: str) -> Calibration | None:
+    from imgrec.search.calibration import calibrate
+
+    try:
+        return calibrate(idx, method, metric)
+    except ImgrecError:
+        return None
+
+
+def calibration(idx: Index, method: str, metric: str) -> Calibration | None:
+    """What this index's scores mean (:func:`imgrec.search.calibration.calibrate`, stored
+    beside the index); None for rankings it does not describe (refined, label)."""
+    if method not in ("embedding", "color", "pca") or metric in ("probability", "refine"):
+        return None
+    return _calibration(idx, method, metric)
 
 
 @per_index(max_entries=8, spinner="Projecting the gallery…")

@@ -101,6 +101,27 @@ def card_label(kind: str, head: str, detail: str = "", path: str | None = None) 
     return out + "</div>"
 
 
+STRENGTH_WORDS = {"strong": "strong match", "related": "related", "weak": "weak match",
+                  "unrated": "unrated"}
+
+
+def strength_html(label: str, percentile: float) -> str:
+    """A score's strength as a coloured bar and a word (``label`` from
+    :meth:`imgrec.search.calibration.Calibration.strength`); the tooltip says what it means.
+
+    Example:
+        >>> strength_html("strong", 87.0).startswith('<div class="imgrec-strength imgrec-strong"')
+        True
+    """
+    width = 0 if not math.isfinite(percentile) else max(4, round(percentile))
+    tip = ("no calibration for this index" if not math.isfinite(percentile) else
+           f"closer than {percentile:.0f}% of the gallery's images are to their own nearest "
+           "neighbour")
+    return (f'<div class="imgrec-strength imgrec-{html.escape(label)}" title="{html.escape(tip)}">'
+            f'<div class="imgrec-bar"><span style="width:{width}%"></span></div>'
+            f"{html.escape(STRENGTH_WORDS.get(label, label))}</div>")
+
+
 def page_count(k: int, page_size: int = PAGE_SIZE) -> int:
     return max(1, math.ceil(k / page_size))
 

@@ -15,11 +15,13 @@ from imgrec.app.formatting import (
     format_score,
     overlap,
     page_of,
+    strength_html,
 )
 from imgrec.app.queries import QuerySet, filter_hits_by_label
 from imgrec.app.state import Key
 from imgrec.errors import ImgrecError
 from imgrec.index.index import Index
+from imgrec.search.calibration import Calibration
 from imgrec.search.rank import MAX_QUERIES, METHOD_METRIC, Hit, SearchResult
 
 COLS = 5  # results per grid line
@@ -71,11 +73,14 @@ def lists_shown(v: View, res: Results) -> list[list[Hit]]:
     return out
 
 
-def result_card(idx: Index, hit: Hit, section: str, metric: str, kind: str = "hit") -> None:
+def result_card(idx: Index, hit: Hit, section: str, metric: str, kind: str = "hit",
+                cal: Calibration | None = None) -> None:
     """A result's thumbnail, rank and score, with "More like this" and 👍 / 👎 (every kind of
     query gets the same card)."""
     widgets.image_card(data.thumbnail(idx, hit.path),
                        card_label(kind, f"#{hit.rank}", format_score(hit, metric), hit.path))
+    if cal is not None:
+        st.markdown(strength_html(*cal.strength(hit.score)), unsafe_allow_html=True)
     marked = state.feedback().state(hit.path)
     with st.container(horizontal=True, gap="small"):
         st.button("More like this", key=f"more-{section}-{hit.rank}", icon=":material/search:",
@@ -90,9 +95,19 @@ def result_card(idx: Index, hit: Hit, section: str, metric: str, kind: str = "hi
 
 def result_row(idx: Index, title: str, query: tuple[bytes | None, str] | None, hits: list[Hit],
                section: str, metric: str, note: str = "mean over the queries",
-               filtered: bool = False) -> None:
+               filtered: bool = False, cal: Calibration | None = None,
+               best: Hit | None = None) -> None:
+    """One bordered row: the query (or a label), then its hits; ``cal`` rates each score,
+    and a weak ``best`` hit (the query's first, whatever the page) says so."""
     with st.container(border=True, key=f"results-{section}"):
         st.markdown(f"**{title}**")
+        if cal is not None and best is not None:
+            label, pct = cal.strength(best.score)
+            if label == "weak":
+                st.warning(f"Nothing in the gallery is close to this image: its best match "
+                           f"({format_score(best, metric)}) is less similar than "
+                           f"{100 - pct:.0f}% of the gallery's images are to their own nearest "
+                           "neighbour.", icon=":material/search_off:")
         for li, line in enumerate(chunks(hits, COLS) or [[]]):
             cols = st.columns(COLS + 1, gap="medium")
             if li == 0:
@@ -104,7 +119,7 @@ def result_row(idx: Index, title: str, query: tuple[bytes | None, str] | None, h
                                     unsafe_allow_html=True)
             for col, hit in zip(cols[1:], line, strict=False):
                 with col:
-                    result_card(idx, hit, section, metric)
+                    result_card(idx, hit, section, metric, cal=cal)
         if not hits:
             st.caption("No result on this page passes the label filter." if filtered
                        else "No result.")
@@ -133,7 +148,8 @@ def compare_view(v: View) -> None:
             for line in chunks(page_of(v.kept(runs[m].combined), v.page), 2):
                 for c, hit in zip(st.columns(2), line, strict=False):
                     with c:
-                        result_card(v.idx, hit, f"cmp-{m}", runs[m].metric, "compare")
+                        result_card(v.idx, hit, f"cmp-{m}", runs[m].metric, "compare",
+                                    cal=data.calibration(v.idx, m, runs[m].metric))
 
 
 def results_view(v: View, res: Results) -> None:
@@ -142,14 +158,16 @@ def results_view(v: View, res: Results) -> None:
     filtered = bool(v.label_filter)
     if res.image is not None:
         result = res.image
+        cal = data.calibration(v.idx, result.method, result.metric)
         for qi, (label, hits) in enumerate(zip(result.queries, result.per_query, strict=True)):
             qimg = (data.thumbnail(v.idx, v.qs.stored[qi]) if v.qs.stored
                     else data.upload_thumbnail(v.qs.uploads[qi].data))
             result_row(v.idx, f"Query {qi + 1}: {label}", (qimg, label),
-                       page_of(v.kept(hits), v.page), f"q{qi}", result.metric, filtered=filtered)
+                       page_of(v.kept(hits), v.page), f"q{qi}", result.metric, filtered=filtered,
+                       cal=cal, best=hits[0] if hits else None)
         if len(result.queries) > 1:
             result_row(v.idx, "Combined ranking", None, page_of(v.kept(result.combined), v.page),
-                       "combined", result.metric, filtered=filtered)
+                       "combined", result.metric, filtered=filtered, cal=cal)
     if res.label is not None:
         result_row(v.idx, f"Label: {v.label}", None, page_of(v.kept(res.label.combined), v.page),
                    "label", res.label.metric, f"“{v.label}”", filtered=filtered)

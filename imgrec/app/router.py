@@ -30,6 +30,13 @@ CSS = """<style>
                  margin-top: -0.4rem; }
   .imgrec-card b { color: #1f2330; }
   .imgrec-path { font-size: 0.8rem; overflow-wrap: break-word; }
+  .imgrec-strength { display: flex; align-items: center; gap: 0.4rem; font-size: 0.75rem;
+                     margin-top: -0.6rem; }
+  .imgrec-bar { flex: 1; height: 5px; background: #e9ecef; border-radius: 3px; overflow: hidden; }
+  .imgrec-bar span { display: block; height: 100%; }
+  .imgrec-strong { color: #2b8a3e; } .imgrec-strong span { background: #2f9e44; }
+  .imgrec-related { color: #d9480f; } .imgrec-related span { background: #f59f00; }
+  .imgrec-weak, .imgrec-unrated { color: #868e96; } .imgrec-weak span { background: #adb5bd; }
 </style>"""
 
 

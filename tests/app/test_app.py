@@ -186,6 +186,30 @@ def test_upload_one_image(make_app, tiny_index: Path, gallery_bytes) -> None:
     assert at.get("download_button")  # CSV export offered
 
 
+def test_scores_are_rated_against_the_gallery(make_app, tiny_index: Path, gallery_bytes) -> None:
+    """Each card rates its score (strong / related / weak); a query nothing is close to
+    says so (14.3)."""
+    import io
+
+    from PIL import Image
+    from skimage import data as skdata
+
+    at = make_app(tiny_index)
+    at.run()
+    upload(at, [("cat.jpg", gallery_bytes("chelsea/chelsea_color.jpg"))])
+    assert_clean(at)
+    bars = [m.value for m in at.main.markdown if 'class="imgrec-strength' in m.value]
+    assert len(bars) == 5 and "strong match" in bars[0] and 'class="imgrec-strength imgrec-strong"' in bars[0]
+    assert not [w for w in at.warning if "Nothing in the gallery" in w.value]
+    buf = io.BytesIO()
+    Image.fromarray(skdata.astronaut()).save(buf, "JPEG")
+    upload(at, [("astronaut.jpg", buf.getvalue())])
+    assert_clean(at)
+    assert "Nothing in the gallery is close to this image" in " ".join(w.value for w in at.warning)
+    bars = [m.value for m in at.main.markdown if 'class="imgrec-strength' in m.value]
+    assert bars and all("weak match" in b for b in bars)
+
+
 def test_upload_three_images(make_app, tiny_index: Path, tiny_gallery: Path, gallery_bytes,
                              app_embedder) -> None:
     at = make_app(tiny_index)

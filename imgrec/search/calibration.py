@@ -1,0 +1,164 @@
+"""What a score means in this gallery: where it falls among the gallery's own nearest neighbours.
+
+A cosine of 0.33 and one of 0.95 look alike in a list of numbers. :func:`calibrate` measures,
+once per index version and per method/metric, the similarity of each of a fixed-seed sample
+of gallery images to its best match other than itself (an exact search, as every query
+gets); :meth:`Calibration.strength` places a score among those: ``strong`` when it is at
+least as close as a typical gallery neighbour (the median), ``related`` down to the 10th
+percentile, ``weak`` below. The quantiles are kept beside the index as
+``calibration-<version>.json`` (never inside a version folder), so the dashboard and the CLI
+share them; a file of a version that no longer exists is removed when another is written.
+
+Example:
+    >>> cal = calibrate(Index.open("data/index"))            # doctest: +SKIP
+    >>> cal.strength(0.33)                                   # doctest: +SKIP
+    ('weak', 0.0)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from imgrec.index.index import Index
+
+SAMPLE = 2000  # gallery images whose nearest neighbour is measured
+SEED = 0
+STRONG_PERCENTILE = 50.0  # at least as close as the median gallery neighbour
+WEAK_PERCENTILE = 10.0  # below: closer matches than this exist for 90 % of the gallery
+FILE_PREFIX = "calibration-"
+_BATCH = 5  # queries per search call (the search's own limit)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Percentiles 0..100 of the gallery's best non-self similarities for one method/metric.
+
+    Attributes:
+        method: the search method (``embedding``, ``color``, ``pca``).
+        metric: the metric whose ``Hit.score`` was measured (higher is better).
+        quantiles: 101 values, the 0th to the 100th percentile (empty: fewer than 2 images).
+        sample: how many gallery images were measured.
+    """
+
+    method: str
+    metric: str
+    quantiles: tuple[float, ...]
+    sample: int
+
+    def percentile(self, score: float) -> float:
+        """Percent of the sampled gallery images whose best match is at most as close as
+        ``score`` (nan without a calibration)."""
+        if not self.quantiles:
+            return float("nan")
+        q = np.asarray(self.quantiles)
+        return float(np.interp(score, q, np.linspace(0.0, 100.0, len(q))))
+
+    def strength(self, score: float) -> tuple[str, float]:
+        """``("strong" | "related" | "weak" | "unrated", percentile)`` of ``score``.
+
+        Example:
+            >>> cal = Calibration("embedding", "cosine", tuple(np.linspace(0.5, 1.0, 101)), 101)
+            >>> cal.strength(0.99), cal.strength(0.6)[0], cal.strength(0.2)
+            (('strong', 98.0), 'related', ('weak', 0.0))
+        """
+        p = self.percentile(score)
+        if not np.isfinite(p):
+            return "unrated", p
+        label = ("strong" if p >= STRONG_PERCENTILE else "related" if p >= WEAK_PERCENTILE
+                 else "weak")
+        return label, round(p, 1)
+
+
+def strength(score: float, calibration: Calibration) -> tuple[str, float]:
+    """:meth:`Calibration.strength` as a function (for ``--json`` writers)."""
+    return calibration.strength(score)
+
+
+def _key(method: str, metric: str) -> str:
+    return f"{method}/{metric}"
+
+
+def cache_path(index: Index) -> Path:
+    """``INDEX_DIR/calibration-<version>.json``."""
+    return Path(index.index_dir) / f"{FILE_PREFIX}{index.version}.json"
+
+
+def measure(index: Index, method: str = "embedding", metric: str = "cosine",
+            sample: int = SAMPLE, seed: int = SEED) -> np.ndarray:
+    """The best non-self ``Hit.score`` of each of ``sample`` gallery images (fixed seed)."""
+    from imgrec.index.index import Stored
+
+    n = len(index)
+    if n < 2:
+        return np.zeros(0)
+    rows = np.sort(np.random.default_rng(seed).choice(n, size=min(n, sample), replace=False))
+    paths = index.paths(rows.tolist())
+    best = []
+    for s in range(0, len(rows), _BATCH):
+        chunk = list(zip(rows[s:s + _BATCH].tolist(), paths[s:s + _BATCH], strict=True))
+        res = index.search([Stored(p) for _, p in chunk], method=method,
+                           metric=metric if method == "embedding" else "cosine", k=2)
+        for (row, _), hits in zip(chunk, res.per_query, strict=True):
+            other = next((h for h in hits if h.row != row), None)
+            if other is not None:
+                best.append(other.score)
+    return np.asarray(best, dtype=np.float64)
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) and isinstance(data.get("methods"), dict) else {}
+
+
+def _write(index: Index, data: dict[str, Any]) -> None:
+    """Write the cache atomically; remove those of versions that are gone. A read-only
+    index folder is fine: the calibration is then recomputed next time."""
+    path = cache_path(index)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(data, indent=1))
+        os.replace(tmp, path)
+        for old in Path(index.index_dir).glob(f"{FILE_PREFIX}*.json"):
+            version = old.name[len(FILE_PREFIX):-len(".json")]
+            if version != index.version and not (Path(index.index_dir) / version).is_dir():
+                old.unlink(missing_ok=True)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+
+
+def calibrate(index: Index, method: str = "embedding", metric: str = "cosine",
+              sample: int = SAMPLE) -> Calibration:
+    """The :class:`Calibration` of ``method``/``metric`` on ``index`` (read from the cache
+    beside the index, else measured and stored there).
+
+    The metric ``"all"`` ranks by cosine, so it shares the cosine calibration; the colour
+    methods have a single metric each (give the one the search reports, e.g. ``chi2``).
+    """
+    from imgrec.search.rank import METHOD_METRIC
+
+    metric = METHOD_METRIC.get(method, "cosine" if metric == "all" else metric)
+    key = _key(method, metric)
+    path = cache_path(index)
+    data = _read(path)
+    entry = data.get("methods", {}).get(key)
+    if (isinstance(entry, dict) and entry.get("sample_wanted") == int(sample)
+            and data.get("version") == index.version):
+        return Calibration(method, metric, tuple(float(x) for x in entry["quantiles"]),
+                           int(entry["sample"]))
+    best = measure(index, method, metric, sample)
+    quantiles = tuple(np.percentile(best, np.arange(101)).tolist()) if len(best) else ()
+    methods = data.get("methods", {}) if data.get("version") == index.version else {}
+    methods[key] = {"quantiles": list(quantiles), "sample": len(best),
+                    "sample_wanted": int(sample), "seed": SEED}
+    _write(index, {"version": index.version, "count": len(index), "methods": methods})
+    return Calibration(method, metric, quantiles, len(best))
