@@ -30,6 +30,8 @@ def format_score(hit: Hit, metric: str) -> str:
                 f" · L1 {m.get('manhattan', float('nan')):.2f}")
     if metric in ("cosine", "all"):
         return f"cosine {hit.score:.3f}"
+    if metric == "refined":  # mean cosine to positives − weight × mean cosine to negatives
+        return f"refined score {hit.score:+.3f}"
     if metric == "probability":
         return f"probability {hit.score:.2f}"
     if metric == "chi2":

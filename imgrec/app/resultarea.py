@@ -215,4 +215,5 @@ def refine_view(v: View) -> None:
         st.caption(note)
     result_row(v.idx, f"Refined ranking: {len(fb.positives)} {UP}, {len(fb.negatives)} {DOWN}, "
                f"weight {weight:g}", None, page_of(v.kept(refined.combined), v.page), "refined",
-               refined.metric, "positives minus negatives", filtered=bool(v.label_filter))
+               refined.combined_metric or refined.metric, "positives minus negatives",
+               filtered=bool(v.label_filter))

@@ -9,10 +9,13 @@ percentile, ``weak`` below. The quantiles are kept beside the index as
 ``calibration-<version>.json`` (never inside a version folder), so the dashboard and the CLI
 share them; a file of a version that no longer exists is removed when another is written.
 
+``calibrate(Index.open("data/index"))`` measures (or reads) an index's calibration; the
+percentiles below are made up to show what ``strength`` does with them.
+
 Example:
-    >>> cal = calibrate(Index.open("data/index"))            # doctest: +SKIP
-    >>> cal.strength(0.33)                                   # doctest: +SKIP
-    ('weak', 0.0)
+    >>> cal = Calibration("embedding", "cosine", tuple(np.linspace(0.8, 1.0, 101)), 2000)
+    >>> cal.strength(0.33), cal.strength(0.95)
+    (('weak', 0.0), ('strong', 75.0))
 """
 
 from __future__ import annotations

@@ -765,6 +765,9 @@ def test_refine_moves_a_negative_down(make_app, tiny_index: Path, tiny_gallery: 
     want = idx.search([tiny_gallery / "chelsea/chelsea_color.jpg"], k=5,
                       negatives=[Stored(negative)], negative_weight=1.0).combined
     assert refined == [h.path for h in want]
+    scores = [score for _, score, _ in rows[1]]
+    assert all(s.startswith("refined score ") for s in scores)  # not "cosine" (14.13)
+    assert [float(s.split()[-1]) for s in scores] == pytest.approx([h.score for h in want], abs=5e-4)
     assert negative not in refined
     assert "negative example" in " ".join(c.value for c in at.main.caption)
     at.button(key="clear_feedback").click().run()

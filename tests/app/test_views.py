@@ -89,6 +89,16 @@ def test_format_score_per_metric() -> None:
     assert formatting.format_score(hit(1, "a", 0.9, 0.12345), "chi2") == "χ² 0.1235"
     h = hit(1, "a", 0.9, 0.1, {"cosine": 0.9, "euclidean": 0.44, "manhattan": 12.5})
     assert formatting.format_score(h, "all") == "cos 0.900 · L2 0.440 · L1 12.50"
+    assert formatting.format_score(hit(1, "a", 1.25, -0.25), "refined") == "refined score +1.250"
+    assert formatting.format_score(hit(1, "a", 0.931, 0.069), "probability") == "probability 0.93"
+
+
+def test_strength_html_colours_and_explains_a_score() -> None:
+    strong = formatting.strength_html("strong", 87.0)
+    assert 'imgrec-strong' in strong and 'width:87%' in strong and "strong match" in strong
+    assert "closer than 87% of the gallery" in strong
+    assert "weak match" in formatting.strength_html("weak", 0.0)
+    assert "no calibration" in formatting.strength_html("unrated", float("nan"))
 
 
 def test_format_helpers() -> None:
