@@ -84,3 +84,15 @@ def test_cli_clusters(demo_cli, cli_env):
     assert len({c["representative"] for c in got["clusters"]}) == 14
     bad = run_cli("clusters", "--index", demo_cli.index, "-k", "0", env=cli_env)
     assert bad.returncode == 2
+
+
+def test_auto_k_finds_the_demo_photos(demo_index):
+    """The data's own k: the demo gallery is 14 photos, each with its variants."""
+    from imgrec.insights.clusters import auto_k
+
+    chosen = auto_k(demo_index)
+    assert chosen.k == 14 and chosen.sample == len(demo_index)
+    assert chosen.silhouettes[14] == max(chosen.silhouettes.values())
+    assert set(chosen.silhouettes) >= set(range(2, 21))
+    assert auto_k(demo_index) == chosen  # fixed seed: the same choice every time
+    assert auto_k(demo_index.embeddings[:2]).k == 2 and auto_k(demo_index.embeddings[:1]).k == 1

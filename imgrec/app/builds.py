@@ -91,20 +91,24 @@ class _Job:
         with self._lock:
             return self._state
 
-    def update(self, stage: str, done: int, total: int) -> None:
+    def update(self, stage: str, done: int, total: int, rate: float | None = None,
+               eta: float | None = None) -> None:
+        """Record progress; without ``rate`` it is measured here since the stage began."""
         now = time.monotonic()
         with self._lock:
             if self._stage_start is None or self._stage_start[0] != stage:
                 self._stage_start = (stage, done, now)
-            _, done0, t0 = self._stage_start
-            dt = now - t0
-            rate = (done - done0) / dt if dt > 0.2 and done > done0 else 0.0
-            eta = (total - done) / rate if rate > 0 else None
+            if rate is None:
+                _, done0, t0 = self._stage_start
+                dt = now - t0
+                rate = (done - done0) / dt if dt > 0.2 and done > done0 else 0.0
+                eta = (total - done) / rate if rate > 0 else None
             self._state = replace(self._state, stage=stage, done=done, total=total, rate=rate,
                                   eta=eta)
 
     def on_progress(self, p: Progress) -> None:
-        self.update(p.stage, p.done, p.total)
+        """The build's own count of finished images (features written), rate and ETA."""
+        self.update(p.stage, p.done, p.total, p.rate, p.eta)
 
     def finish(self, status: str, message: str, count: int | None = None) -> None:
         with self._lock:

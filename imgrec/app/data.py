@@ -86,6 +86,15 @@ def projection(idx: Index, source: str, limit: int | None = None) -> Projection:
     return _projection(idx, source, int(limit or proj_mod.MAX_POINTS))
 
 
+@per_index(max_entries=8, spinner="Choosing the number of clusters from the data…")
+def auto_k(idx: Index) -> Any:
+    """:func:`imgrec.insights.clusters.auto_k` of the embeddings: the default k of the
+    Insights clusters and of Explore's colours."""
+    from imgrec.insights.clusters import auto_k as run
+
+    return run(idx)
+
+
 @per_index(max_entries=16, spinner="Clustering the gallery…")
 def clusters(idx: Index, k: int, seed: int = 0) -> Any:
     """The gallery's clusters (:func:`imgrec.insights.clusters.clusters` of the embeddings):

@@ -12,10 +12,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from imgrec import images
+from PIL import Image, UnidentifiedImageError
+
+from imgrec import formats, images
 from imgrec.settings import Settings
 
 ROOTS_ENV = "IMGREC_ALLOWED_ROOTS"
+HEADER_CHECKS = 500  # files whose header the folder check reads (the build reads them all)
 
 
 def allowed_roots() -> tuple[Path, ...]:
@@ -84,9 +87,34 @@ def check_gallery_folder(text: str, index_dir: str | os.PathLike, limit: int = 1
                            "gallery or another index folder.", path)
     if images.is_within(path, index):
         return FolderCheck(False, f"{path} is inside the index folder {index}.", path)
-    n = sum(1 for _ in itertools.islice(images.scan(path), limit))
-    if n == 0:
+    files = list(itertools.islice(images.scan(path), limit))
+    if not files:
         return FolderCheck(False, f"No images in {path} (looked for "
                            f"{', '.join(sorted(images.SUFFIXES))}, in sub-folders too).", path)
-    more = "+" if n >= limit else ""
-    return FolderCheck(True, f"{n:,}{more} image{'s' if n != 1 else ''} found in {path}.", path, n)
+    checked = files[:HEADER_CHECKS]
+    bad = [f for f in checked if not readable_header(f)]
+    n = len(files) - len(bad)
+    more = "+" if len(files) >= limit else ""
+    msg = f"{n:,}{more} image{'s' if n != 1 else ''} found in {path}"
+    if bad:
+        names = ", ".join(str(f.relative_to(path)) for f in bad[:3]) + (", …" if len(bad) > 3 else "")
+        msg += (f"; {len(bad):,} file{'s' if len(bad) != 1 else ''} named like an image "
+                f"cannot be read ({names}) and will be skipped")
+    if len(files) > len(checked):
+        msg += f" (the first {len(checked):,} checked; the build checks every file)"
+    return FolderCheck(n > 0, msg + "." if n else f"No readable images in {path}: {msg}.", path, n)
+
+
+def readable_header(path: Path) -> bool:
+    """True when ``path`` starts like an image Pillow (or the RAW/HEIF readers) can open;
+    reads the header only (the build decodes every file and gives each reason)."""
+    suffix = path.suffix.lower()
+    if suffix in formats.RAW_SUFFIXES:
+        return True  # RAW files are read by rawpy at build time
+    try:
+        if suffix in formats.HEIF_SUFFIXES:
+            formats.ensure_heif()
+        with Image.open(path) as im:
+            return im.width > 0 and im.height > 0
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return False

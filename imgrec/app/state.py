@@ -56,6 +56,7 @@ class Key:
     EXPLORE_SCATTER = "explore_scatter"
     # widgets: Insights
     INSIGHTS_SECTION = "insights_section"
+    CLUSTER_K = "cluster_k"  # one k for Insights' clusters and Explore's colours
     INSIGHTS_K = "insights_k"
     DUP_THRESHOLD = "dup_threshold"
     GRAPH_K = "graph_k"
@@ -166,6 +167,14 @@ def last_search(version: str) -> dict[str, Any] | None:
     """The last search of this session on index ``version``, or None."""
     last = _ss.get(Key.LAST_SEARCH)
     return last if last and last.get("version") == version else None
+
+
+def cluster_k(chosen: int, lo: int, hi: int) -> None:
+    """Start the shared cluster-count slider at ``chosen`` (the data's k) unless this
+    session set it; keep it inside ``lo..hi`` (another index may hold fewer images)."""
+    k = _ss.get(Key.CLUSTER_K)
+    if not isinstance(k, int) or not lo <= k <= hi:
+        _ss[Key.CLUSTER_K] = min(max(int(chosen), lo), hi)
 
 
 def selected(key: str) -> list[str]:

@@ -12,6 +12,7 @@ from imgrec.app.builds import running_build
 from imgrec.app.cache import clear_index_caches
 from imgrec.app.folders import refused
 from imgrec.app.formatting import format_built_at, page_count
+from imgrec.app.insights import cluster_k_bounds
 from imgrec.app.resources import get_embedder, get_runner, load_index, warm_embedder
 from imgrec.app.state import Key
 from imgrec.errors import BuildLockedError
@@ -150,12 +151,26 @@ def sidebar() -> None:
             st.caption(f"Gallery: `{f.gallery}`  \nLast build: {format_built_at(f.built_at)}")
         else:
             st.caption(why or "No index.")
-        job = get_runner().job(state.index_dir())
-        if job is not None and job.running:
-            st.caption(f":material/hourglass_top: {job.progress_text()}")
+        sidebar_progress(state.index_dir())
         model_status(idx.model if idx is not None else DEFAULT_MODEL)
         with st.expander("Switch index folder"):
             _switch_form()
+
+
+def sidebar_progress(directory: str | Path) -> None:
+    """The running build's line in the sidebar, refreshed each second like the page's bar
+    (the same :meth:`JobState.progress_text`, so both always say the same)."""
+    job = get_runner().job(directory)
+    if job is None or not job.running:
+        return
+
+    @st.fragment(run_every=1.0)
+    def _line() -> None:
+        j = get_runner().job(directory)
+        if j is not None and j.running:
+            st.caption(f":material/hourglass_top: {j.progress_text()}")
+
+    _line()
 
 
 def model_status(model: str) -> None:
@@ -172,6 +187,25 @@ def model_status(model: str) -> None:
         st.caption(f":material/hourglass_top: Loading the CNN ({model}) in the background…")
 
     _watch()
+
+
+def cluster_slider(idx: Index, key: str, disabled: bool = False) -> tuple[int, str]:
+    """The cluster-count slider of Insights and Explore, starting at the k the data chose.
+    Each page has its own widget ``key``; both read and write one session value, so both
+    pages always show the same clustering. Returns ``(k, how it was chosen)``."""
+    auto = data.auto_k(idx)
+    lo, hi, default = cluster_k_bounds(len(idx), auto.k)
+    if hi <= lo:
+        return hi, "one per image"
+    state.cluster_k(default, lo, hi)
+    state.put(key, state.get(Key.CLUSTER_K))
+    k = st.slider("Clusters (k)", lo, hi, key=key, disabled=disabled,
+                  on_change=lambda: state.put(Key.CLUSTER_K, state.get(key)),
+                  help=f"Default {auto.k}: the best silhouette of {len(auto.silhouettes)} "
+                       f"cluster counts tried on {auto.sample:,} images.")
+    chose = (f"k = {auto.k} chosen from the data: the best silhouette" if k == auto.k
+             else f"you chose k; the data's choice is {auto.k}")
+    return int(k), chose
 
 
 def image_card(img: bytes | None, label_html: str) -> None:

@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 DEFAULT_K = 30
 FULL_KMEANS_MAX = 20_000
 CHUNK = 32768
+#: :func:`auto_k`: the cluster counts it tries, and the images it measures them on.
+AUTO_CANDIDATES = (*range(2, 21), 24, 28, 32, 40)
+AUTO_SAMPLE = 2000
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,52 @@ def clusters(index: Index | np.ndarray, k: int = DEFAULT_K, seed: int = 0) -> Cl
         centroids = km.cluster_centers_.astype(np.float32)
     labels, dist = _assign(data, centroids)
     return _finish(data, labels, dist, centroids)
+
+
+@dataclass(frozen=True)
+class AutoK:
+    """The cluster count :func:`auto_k` chose and the silhouette of each it tried."""
+
+    k: int
+    silhouettes: dict[int, float]
+    sample: int
+
+
+def auto_k(index: Index | np.ndarray, sample: int = AUTO_SAMPLE, seed: int = 0,
+           candidates: tuple[int, ...] = AUTO_CANDIDATES) -> AutoK:
+    """Choose k from the data: the best mean silhouette (cosine on the embeddings) among
+    ``candidates``, each clustered by :func:`clusters` on one fixed-seed sample.
+
+    Ties go to the smaller k. A gallery of fewer than three images gets one cluster per
+    image (the silhouette needs 2 <= k < n).
+
+    Example:
+        >>> x = np.repeat(np.eye(3, 8, dtype=np.float32), 10, axis=0)
+        >>> x += np.random.default_rng(0).normal(0, 0.05, x.shape).astype(np.float32)
+        >>> auto_k(x).k
+        3
+    """
+    from sklearn.metrics import silhouette_score
+
+    data = index.embeddings if hasattr(index, "embeddings") else np.asarray(index)
+    n = len(data)
+    if n < 3:
+        return AutoK(max(1, n), {}, n)
+    rows = np.sort(np.random.default_rng(seed).choice(n, size=min(n, int(sample)),
+                                                      replace=False))
+    x = np.asarray(data[rows], dtype=np.float32)
+    scores: dict[int, float] = {}
+    for k in candidates:
+        if not 2 <= k < len(x):
+            continue
+        labels = clusters(x, k, seed=seed).labels
+        if len(np.unique(labels)) < 2:
+            continue
+        scores[k] = float(silhouette_score(x, labels, metric="cosine"))
+    if not scores:
+        return AutoK(1, {}, len(x))
+    best = max(scores, key=lambda k: (round(scores[k], 4), -k))
+    return AutoK(best, scores, len(x))
 
 
 def _assign(data: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

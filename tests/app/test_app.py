@@ -357,8 +357,9 @@ def test_the_view_lives_in_the_url(make_app, tiny_index: Path, tmp_path: Path) -
     assert "**12** images" in " ".join(m.value for m in at.sidebar.markdown)
     assert at.selectbox(key="method").value == "color" and at.slider(key="k").value == 3
     assert at.text_input(key="label_query").value == "cup"
-    rows = result_rows(at)
-    assert len(rows) == 1 and [r for r, _, _ in rows[0]] == [1, 2, 3] and rows[0][0][2] == target
+    rows = result_rows(at)  # the image query, then the label query "cup"
+    assert len(rows) == 2 and [r for r, _, _ in rows[0]] == [1, 2, 3] and rows[0][0][2] == target
+    assert all(score.startswith("probability ") for _, score, _ in rows[1])
     assert all(score.startswith("χ² ") for _, score, _ in rows[0])
     assert at.query_params["k"] == "3" and at.query_params["q"] == target
     at.selectbox(key="method").set_value("embedding").run()
@@ -372,6 +373,7 @@ def test_the_view_lives_in_the_url(make_app, tiny_index: Path, tmp_path: Path) -
     assert_clean(reloaded)
     again = result_rows(reloaded)
     assert paths_of(again[0]) == paths_of(result_rows(at)[0]) and len(again[0]) == 4
+    assert paths_of(again[1]) == paths_of(result_rows(at)[1])
     assert again[0][0][1].startswith("euclidean 0.000")
 
 
@@ -533,6 +535,43 @@ def test_a_running_build_blocks_a_second_one(make_app, own_index) -> None:
     assert not at.button(key="rebuild").disabled
 
 
+def test_the_sidebar_and_the_page_show_the_same_progress(make_app, tiny_index: Path,
+                                                        monkeypatch) -> None:
+    """Both read the build's own count of finished images, rate and ETA (14.9)."""
+    import threading
+
+    from imgrec import ImgrecError, Progress
+    from imgrec.app import builds, resources
+
+    release, reported = threading.Event(), threading.Event()
+
+    def build(gallery, index_dir, *, embedder=None, workers=None, progress=None):
+        progress(Progress("features", 6, 10, 3.0, start=2))
+        reported.set()
+        assert release.wait(60)
+        raise ImgrecError("stopped by the test")
+
+    resources.get_runner.clear()
+    monkeypatch.setattr(resources, "BuildRunner", lambda: builds.BuildRunner(build=build))
+    try:
+        at = make_app(tiny_index)
+        at.run()
+        at.switch_page("imgrec/app/pages/dataset.py").run()
+        at.button(key="rebuild").click().run()
+        assert reported.wait(30)
+        at.run()
+        assert_clean(at)
+        bars = at.main.get("progress")
+        text = "Indexing images: 6 / 10 · 1.3 images/s · about 3 s left"
+        assert len(bars) == 1 and bars[0].proto.text == text
+        assert [c.value for c in at.sidebar.caption if "Indexing" in c.value] == [
+            f":material/hourglass_top: {text}"]
+    finally:
+        release.set()
+        resources.get_runner().wait(tiny_index, 30)
+        resources.get_runner.clear()
+
+
 def test_index_another_folder(make_app, tmp_path: Path, gallery_maker) -> None:
     index_dir = tmp_path / "new-index"
     at = make_app(index_dir)
@@ -547,7 +586,8 @@ def test_index_another_folder(make_app, tmp_path: Path, gallery_maker) -> None:
     assert "lies inside" in at.error[0].value
     gallery = gallery_maker(tmp_path / "photos", per_family=2)
     at.text_input(key="gallery_text").input(str(gallery)).run()
-    assert at.success[0].value.startswith("7 images found")  # 6 photos + the corrupt file
+    assert at.success[0].value.startswith("6 images found")  # the corrupt file is not one
+    assert "1 file named like an image cannot be read (broken.jpg)" in at.success[0].value
     at.button(key="index_folder").click().run()
     wait_for_build(at, index_dir)
     assert_clean(at)
@@ -587,7 +627,7 @@ def test_folders_outside_the_allowed_roots_are_refused(make_app, tiny_index: Pat
     assert "is outside the folders" in at.error[0].value and at.button(key="index_folder").disabled
     inside = gallery_maker(allowed / "photos", per_family=1)
     at.text_input(key="gallery_text").input(str(inside)).run()
-    assert at.success[0].value.startswith("4 images found")
+    assert at.success[0].value.startswith("3 images found")
 
 
 # ---- insights (issue 6) --------------------------------------------------------------------
@@ -626,19 +666,22 @@ def test_insights_clusters_browse(make_app, tiny_index: Path) -> None:
     from imgrec.insights.clusters import clusters
 
     at = open_insights(make_app, tiny_index, "clusters")
-    assert at.slider(key="insights_k").value == 12  # default 30, clipped to the 12 images
-    assert len([c for c in cards(at) if c[0] == "cluster"]) == 12
+    assert at.slider(key="insights_k").value == 3  # chosen from the data: three photos
+    assert "k = 3 chosen from the data" in " ".join(c.value for c in at.main.caption)
+    assert len([c for c in cards(at) if c[0] == "cluster"]) == 3
+    at.slider(key="insights_k").set_value(4).run()
+    assert "you chose k; the data's choice is 3" in " ".join(c.value for c in at.main.caption)
     at.slider(key="insights_k").set_value(3).run()
     assert_clean(at)
     idx = Index.open(tiny_index)
     res = clusters(idx, k=3)
     shown = [c for c in cards(at) if c[0] == "cluster"]
     assert [(h, d, p) for _, h, d, p in shown] == [
-        (f"Cluster {c + 1}", f"{int(res.sizes[c])} image{'s' if res.sizes[c] != 1 else ''}",
+        (f"Cluster {c}", f"{int(res.sizes[c])} image{'s' if res.sizes[c] != 1 else ''}",
          idx.paths([int(res.representatives[c])])[0]) for c in range(3)]
     at.button(key="cluster-0").click().run()
     assert_clean(at)
-    assert at.subheader[-1].value == f"Cluster 1: {int(res.sizes[0])} images"
+    assert at.subheader[-1].value == f"Cluster 0: {int(res.sizes[0])} images"  # as the CLI numbers it
     assert [p for kind, _, _, p in cards(at) if kind == "pick"] == idx.paths(res.members(0))
     at.button(key="member-0-use-0").click().run()  # a member becomes the query
     assert at.title[0].value == "Search" and result_rows(at)[0][0][2] == idx.paths(res.members(0))[0]
@@ -811,12 +854,31 @@ def test_explore_colours_by_gallery_clusters_with_representatives(make_app, tiny
     res = clusters(idx, k=3)
     groups = {t["name"]: sorted(t["customdata"]) for t in spec["data"]
               if t["name"].startswith("cluster ")}
-    assert groups == {f"cluster {c + 1}": sorted(res.members(c).tolist()) for c in range(3)}
+    assert groups == {f"cluster {c}": sorted(res.members(c).tolist()) for c in range(3)}
     reps = [t for t in spec["data"] if t["name"] == "representatives"]
     assert len(reps) == 1 and reps[0]["customdata"] == res.representatives.tolist()
     assert reps[0]["text"] == [p.split("/")[-1] for p in idx.paths(res.representatives)]
     assert len(spec["layout"]["images"]) == 3
     assert "representative" in at.main.caption[0].value
+
+
+def test_one_k_chosen_from_the_data_for_explore_and_insights(make_app, tiny_index: Path) -> None:
+    """Both pages start at the data's k and share one slider value (14.6)."""
+    from imgrec.insights.clusters import auto_k
+
+    chosen = auto_k(Index.open(tiny_index)).k
+    at = make_app(tiny_index)
+    at.run()
+    at.switch_page("imgrec/app/pages/explore.py").run()
+    at.selectbox(key="explore_colour").set_value("cluster").run()
+    names = lambda: sorted(t["name"] for t in plotly_spec(at)["data"] if t["name"].startswith("cluster "))  # noqa: E731
+    assert at.slider(key="explore_k").value == chosen and names() == [f"cluster {c}" for c in range(chosen)]
+    at.switch_page(INSIGHTS).run()
+    at.segmented_control(key="insights_section").set_value("clusters").run()
+    at.slider(key="insights_k").set_value(2).run()
+    at.switch_page("imgrec/app/pages/explore.py").run()
+    assert_clean(at)
+    assert at.slider(key="explore_k").value == 2 and names() == ["cluster 0", "cluster 1"]
 
 
 def test_explore_and_insights_show_the_same_clusters(make_app, tiny_index: Path) -> None:
@@ -835,7 +897,7 @@ def test_explore_and_insights_show_the_same_clusters(make_app, tiny_index: Path)
     idx = Index.open(tiny_index)
     shown = [(d, p) for kind, _, d, p in cards(at) if kind == "cluster"]
     assert len(shown) == len(colours) == 4
-    for c, (size, rep) in enumerate(shown):  # Insights' cluster c+1 is Explore's "cluster c+1"
-        members = colours[f"cluster {c + 1}"]
+    for c, (size, rep) in enumerate(shown):  # Insights' cluster c is Explore's "cluster c"
+        members = colours[f"cluster {c}"]
         assert idx.row_of(rep) in members
         assert size == f"{len(members)} image{'s' if len(members) != 1 else ''}"

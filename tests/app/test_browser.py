@@ -304,7 +304,7 @@ def test_insights_sections_and_the_neighbour_graph_in_webgl(page, server: str) -
     assert bars == ["bar"]
     no_exception(page)
     shoot(page, "insights-labels")
-    for section, marker in (("Clusters", "text=Cluster 1"), ("Duplicates", "text=never deletes")):
+    for section, marker in (("Clusters", "text=Cluster 0"), ("Duplicates", "text=never deletes")):
         section_button(page, section).click()
         page.wait_for_selector(marker)
         settle(page)

@@ -182,6 +182,9 @@ def test_index_facts(small_index: Index) -> None:
 
 def test_check_gallery_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     index_dir = tmp_path / "index"
+    monkeypatch.setenv("IMGREC_ALLOWED_ROOTS", str(tmp_path))
+    assert "is outside the folders this dashboard may open" in folders.check_gallery_folder(
+        "/", index_dir).message
     assert not folders.check_gallery_folder("  ", index_dir).ok
     assert "does not exist" in folders.check_gallery_folder(str(tmp_path / "nope"), index_dir).message
     (tmp_path / "file.txt").write_text("x")
@@ -197,6 +200,12 @@ def test_check_gallery_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     ok = folders.check_gallery_folder(str(photos), index_dir)
     assert ok.ok and ok.images == 2 and ok.path == photos.resolve()
     assert ok.message == f"2 images found in {photos.resolve()}."
+    (photos / "sub" / "broken.jpg").write_bytes(b"not a JPEG")  # named like one, unreadable
+    told = folders.check_gallery_folder(str(photos), index_dir)
+    assert told.ok and told.images == 2
+    assert told.message == (f"2 images found in {photos.resolve()}; 1 file named like an image "
+                            "cannot be read (sub/broken.jpg) and will be skipped.")
+    (photos / "sub" / "broken.jpg").unlink()
     inside = folders.check_gallery_folder(str(tmp_path), index_dir)
     assert not inside.ok and "lies inside" in inside.message
     (index_dir / "x").mkdir(parents=True)
@@ -341,6 +350,29 @@ def test_runner_runs_one_build_per_index(tmp_path: Path) -> None:
     assert again.id == 2
     build.release.set()
     runner.wait(tmp_path / "ix", 10)
+
+
+def test_runner_shows_the_builds_own_rate_and_eta(tmp_path: Path) -> None:
+    """Progress counts images whose features are written, at the rate the build measured
+    (the files unchanged at the stage's start are not counted as speed)."""
+    release = threading.Event()
+
+    def build(gallery, index_dir, *, embedder=None, workers=None, progress=None):
+        progress(Progress("features", 6, 10, 3.0, start=2))  # 4 finished in 3 s
+        assert release.wait(10)
+        raise ImgrecError("stopped")
+
+    runner = builds.BuildRunner(build=build)
+    runner.start(tmp_path / "g", tmp_path / "ix")
+    for _ in range(100):
+        state = runner.job(tmp_path / "ix")
+        if state.done:
+            break
+        time.sleep(0.05)
+    assert state.rate == pytest.approx(4 / 3) and state.eta == pytest.approx(3.0)
+    assert state.progress_text() == "Indexing images: 6 / 10 · 1.3 images/s · about 3 s left"
+    release.set()
+    assert runner.wait(tmp_path / "ix", 10).status == "failed"
 
 
 def test_runner_reports_a_failed_build(tmp_path: Path) -> None:

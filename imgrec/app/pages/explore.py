@@ -9,6 +9,7 @@ import streamlit as st
 from imgrec.app import data, router, state, widgets
 from imgrec.app.figures import scatter_figure
 from imgrec.app.formatting import card_label, chunks
+from imgrec.app.insights import cluster_name
 from imgrec.app.projection import (
     MAX_REP_THUMBS,
     Highlight,
@@ -22,6 +23,7 @@ from imgrec.app.projection import (
 from imgrec.app.resources import load_index
 from imgrec.app.state import Key
 from imgrec.app.thumbs import data_uri
+from imgrec.app.widgets import cluster_slider
 from imgrec.errors import ImgrecError
 from imgrec.index.index import Index
 from imgrec.search.rank import MAX_QUERIES
@@ -32,7 +34,7 @@ COLOURS = {"cluster": "K-means cluster", "gallery": "Clusters with representativ
            "folder": "Top-level folder", "none": "Nothing"}
 
 
-def controls(n: int) -> tuple[str, str, int, bool]:
+def controls(idx: Index) -> tuple[str, str, int, bool]:
     """Features, colouring, clusters and 3-D: ``(source, colour, k, three)``."""
     c1, c2, c3, c4 = st.columns([3, 2, 3, 1], vertical_alignment="bottom")
     source = c1.segmented_control("Features", list(data.SOURCES), format_func=data.SOURCES.get,
@@ -43,9 +45,8 @@ def controls(n: int) -> tuple[str, str, int, bool]:
                           help="The Insights page's K-means clusters of the CNN embeddings; "
                                "“with representatives” also marks the image nearest each "
                                "centre.")
-    max_k = max(3, min(30, n))
-    k = c3.slider("Clusters", 2, max_k, min(8, max_k), key=Key.EXPLORE_K,
-                  disabled=colour not in ("cluster", "gallery"), persist_state="session")
+    with c3:
+        k, _ = cluster_slider(idx, Key.EXPLORE_K, disabled=colour not in ("cluster", "gallery"))
     three = c4.toggle("3-D", key=Key.EXPLORE_3D, persist_state="session")
     return source, colour, k, three
 
@@ -59,7 +60,7 @@ def colouring(idx: Index, source: str, colour: str, k: int, proj: Projection, th
     if colour not in ("cluster", "gallery"):
         return None, [], []
     found = data.clusters(idx, k)  # the Insights page's clusters: one function, one cache
-    groups = [f"cluster {int(c) + 1}" for c in found.labels[proj.rows]]
+    groups = [cluster_name(c) for c in found.labels[proj.rows]]
     if colour == "cluster":
         return groups, [], []
     rep = representatives(found, proj, data.matrix(idx, source), all_paths)
@@ -134,7 +135,7 @@ def selection(idx: Index) -> None:
 def render() -> None:
     st.title("Explore")
     idx = widgets.require_index()
-    source, colour, k, three = controls(len(idx))
+    source, colour, k, three = controls(idx)
     plot(idx, source, colour, k, three)
     selection(idx)
 

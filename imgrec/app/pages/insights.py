@@ -7,10 +7,11 @@ import streamlit as st
 from imgrec.app import data, state, widgets
 from imgrec.app.figures import graph_figure, label_chart
 from imgrec.app.formatting import card_label, chunks, duplicates_csv, member_detail, page_of
-from imgrec.app.insights import CLUSTER_PAGE, DUPLICATE_MIN_THRESHOLD, cluster_k_bounds
+from imgrec.app.insights import CLUSTER_PAGE, DUPLICATE_MIN_THRESHOLD, cluster_name
 from imgrec.app.projection import selected_rows
 from imgrec.app.resources import load_index
 from imgrec.app.state import Key
+from imgrec.app.widgets import cluster_slider
 from imgrec.errors import ImgrecError
 from imgrec.index.index import Index
 from imgrec.insights.duplicates import DEFAULT_THRESHOLD
@@ -56,7 +57,7 @@ def _cluster_cards(idx: Index, res, chosen: tuple | None) -> None:
                 rep = paths[int(res.representatives[c])]
                 size = int(res.sizes[c])
                 widgets.image_card(data.thumbnail(idx, rep),
-                                   card_label("cluster", f"Cluster {c + 1}",
+                                   card_label("cluster", cluster_name(c).capitalize(),
                                               f"{size:,} image{'s' if size != 1 else ''}", rep))
                 if st.button("Browse", key=f"cluster-{c}", icon=":material/grid_view:",
                              type="primary" if chosen and chosen[2] == c else "secondary"):
@@ -67,12 +68,12 @@ def _cluster_cards(idx: Index, res, chosen: tuple | None) -> None:
 
 def clusters_view(idx: Index) -> None:
     st.subheader("Clusters")
-    lo, hi, default = cluster_k_bounds(len(idx))
-    k = (st.slider("Clusters (k)", lo, hi, default, key=Key.INSIGHTS_K, persist_state="session")
-         if hi > lo else hi)
+    k, chose = cluster_slider(idx, Key.INSIGHTS_K)
     res = data.clusters(idx, k)
-    st.caption(f"K-means on the CNN embeddings of {len(idx):,} images, {res.k} clusters, largest "
-               "first. Each shows the image nearest its centre; browse one to see its members.")
+    st.caption(f"K-means on the CNN embeddings of {len(idx):,} images, {res.k} clusters "
+               f"({chose}), numbered as `imgrec clusters` numbers them: cluster 0 is the "
+               "largest. Each shows the image nearest its centre; browse one to see its members. "
+               "The Explore page colours by the same clusters.")
     chosen = state.get(Key.INSIGHTS_CLUSTER)
     if not (isinstance(chosen, tuple) and chosen[:2] == (idx.version, res.k)):
         chosen = None
@@ -81,7 +82,8 @@ def clusters_view(idx: Index) -> None:
         c = chosen[2]
         paths = data.all_paths(idx)
         members = [paths[int(r)] for r in res.members(c)]
-        st.subheader(f"Cluster {c + 1}: {len(members):,} image{'s' if len(members) != 1 else ''}")
+        st.subheader(f"{cluster_name(c).capitalize()}: {len(members):,} "
+                     f"image{'s' if len(members) != 1 else ''}")
         st.caption("Nearest to the cluster's centre first.")
         page = widgets.pager("Members", len(members), CLUSTER_PAGE, Key.CLUSTER_PAGE)
         grid(idx, page_of(members, page, CLUSTER_PAGE), f"member-{c}")
