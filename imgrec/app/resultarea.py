@@ -202,10 +202,29 @@ def refine_view(v: View) -> None:
                      disabled=not (fb and positives), width="stretch",
                      help=None if positives else f"Mark at least one result {UP} first."):
             state.put(Key.REFINE_REQUEST, refine_key(v))
+            state.put(Key.REFINE_OPEN, True)
         c3.button("Clear marks", key="clear_feedback", on_click=state.clear_feedback,
                   disabled=not fb, width="stretch")
     if not (fb and positives and state.get(Key.REFINE_REQUEST) == refine_key(v)):
         return
+    if state.get(Key.REFINE_OPEN):
+        refined_dialog(v, weight)
+    else:
+        st.button("Show the refined ranking", key="show_refined", icon=":material/tune:",
+                  on_click=state.put, args=(Key.REFINE_OPEN, True))
+
+
+@st.dialog("Refined ranking", width="large", on_dismiss=lambda: state.pop(Key.REFINE_OPEN))
+def refined_dialog(v: View, weight: float) -> None:
+    """The refined ranking over the page, where the user clicked Refine (marks made here
+    update it; "More like this" closes it and searches)."""
+    if state.get(Key.REFINE_REQUEST) != (*state.queries().cache_key(), f"label:{v.label}"):
+        state.pop(Key.REFINE_OPEN)  # a new query was chosen in the dialog: show its search
+        st.rerun()
+    fb = state.feedback()
+    if not fb:
+        state.pop(Key.REFINE_OPEN)
+        st.rerun()
     try:
         refined = data.refine(v.idx, v.qs, fb, weight, v.k)
     except ImgrecError as exc:

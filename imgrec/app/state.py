@@ -27,6 +27,7 @@ class Key:
     LAST_SEARCH = "last_search"
     FEEDBACK = "feedback"
     REFINE_REQUEST = "refine_request"
+    REFINE_OPEN = "refine_open"  # the refined-ranking dialog is open
     RESULT_PAGE = "result_page"
     WATCHING_BUILD = "watching_build"
     INDEX_NOTE = "index_note"
@@ -34,6 +35,7 @@ class Key:
     GRAPH_SELECTED = "graph_selected"
     INSIGHTS_CLUSTER = "insights_cluster"
     CLUSTER_PAGE = "cluster_page"
+    CLUSTER_OPEN = "cluster_open"  # the members dialog is open (until dismissed)
     UPLOADER_GEN = "uploader_gen"
     # widgets: sidebar and Dataset
     INDEX_DIR_TEXT = "index_dir_text"
@@ -139,7 +141,7 @@ def reset_queries() -> None:
     _ss[Key.QUERIES] = QuerySet()
     _ss[Key.UPLOAD_MESSAGES] = ()
     _ss[Key.FEEDBACK] = Feedback()
-    for key in (Key.LAST_SEARCH, Key.EXPLORE_SELECTED, Key.REFINE_REQUEST):
+    for key in (Key.LAST_SEARCH, Key.EXPLORE_SELECTED, Key.REFINE_REQUEST, Key.REFINE_OPEN):
         _ss.pop(key, None)
 
 
@@ -156,6 +158,7 @@ def mark(path: str, kind: str) -> None:
 def clear_feedback() -> None:
     _ss[Key.FEEDBACK] = Feedback()
     _ss.pop(Key.REFINE_REQUEST, None)
+    _ss.pop(Key.REFINE_OPEN, None)
 
 
 def set_last_search(version: str, qs: QuerySet, rows: list[int]) -> None:

@@ -218,9 +218,12 @@ def image_card(img: bytes | None, label_html: str) -> None:
     st.markdown(label_html, unsafe_allow_html=True)
 
 
-def use_button(path: str, key: str) -> None:
-    """"Use as query": search with this gallery image on the Search page."""
+def use_button(path: str, key: str, close: str | None = None) -> None:
+    """"Use as query": search with this gallery image on the Search page (``close``: the
+    session key of a dialog to close first)."""
     if st.button("Use as query", key=key, icon=":material/search:", type="tertiary"):
+        if close is not None:
+            state.pop(close)
         state.set_stored_queries([path])
         router.go("search")
 

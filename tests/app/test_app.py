@@ -33,20 +33,22 @@ def assert_clean(at) -> None:
     assert not [e.value for e in at.error if "Unexpected" in e.value]
 
 
-def cards(at) -> list[tuple[str, str, str, str]]:
-    """(kind, head, detail, path) of every thumbnail label on the page, in order."""
+def cards(at, root=None) -> list[tuple[str, str, str, str]]:
+    """(kind, head, detail, path) of every thumbnail label on the page (or under ``root``,
+    e.g. the whole tree with its dialogs), in order."""
     out = []
-    for m in at.main.markdown:
+    for m in (root if root is not None else at.main).markdown:
         if (c := CARD.fullmatch(m.value)) is not None:
             path = html.unescape((c[4] or "").replace("<wbr>", ""))
             out.append((c[1], html.unescape(c[2] or ""), html.unescape(c[3] or ""), path))
     return out
 
 
-def result_rows(at) -> list[list[tuple[int, str, str]]]:
-    """The result grid as rows of (rank, score text, path), one row per query (+ combined)."""
+def result_rows(at, root=None) -> list[list[tuple[int, str, str]]]:
+    """The result grid as rows of (rank, score text, path), one row per query (+ combined);
+    ``root=at``: with the rows of an open dialog."""
     rows: list[list[tuple[int, str, str]]] = []
-    for kind, head, detail, path in cards(at):
+    for kind, head, detail, path in cards(at, root):
         if kind in ("query", "combined"):
             rows.append([])
         elif kind == "hit" and rows:
@@ -682,7 +684,8 @@ def test_insights_clusters_browse(make_app, tiny_index: Path) -> None:
     at.button(key="cluster-0").click().run()
     assert_clean(at)
     assert at.subheader[-1].value == f"Cluster 0: {int(res.sizes[0])} images"  # as the CLI numbers it
-    assert [p for kind, _, _, p in cards(at) if kind == "pick"] == idx.paths(res.members(0))
+    assert not [c for c in cards(at) if c[0] == "pick"]  # not on the page, far below the click
+    assert [p for kind, _, _, p in cards(at, at) if kind == "pick"] == idx.paths(res.members(0))
     at.button(key="member-0-use-0").click().run()  # a member becomes the query
     assert at.title[0].value == "Search" and result_rows(at)[0][0][2] == idx.paths(res.members(0))[0]
 
@@ -801,8 +804,9 @@ def test_refine_moves_a_negative_down(make_app, tiny_index: Path, tiny_gallery: 
     at.slider(key="negative_weight").set_value(1.0).run()
     at.button(key="refine").click().run()
     assert_clean(at)
-    rows = result_rows(at)
-    assert len(rows) == 2  # the query row + the refined ranking
+    assert len(result_rows(at)) == 1  # the refined ranking is not drawn far below the click…
+    rows = result_rows(at, at)
+    assert len(rows) == 2  # …but in a dialog over the page: the query row + the refined ranking
     refined = paths_of(rows[1])
     idx = Index.open(tiny_index, embedder=app_embedder)
     want = idx.search([tiny_gallery / "chelsea/chelsea_color.jpg"], k=5,
@@ -812,9 +816,9 @@ def test_refine_moves_a_negative_down(make_app, tiny_index: Path, tiny_gallery: 
     assert all(s.startswith("refined score ") for s in scores)  # not "cosine" (14.13)
     assert [float(s.split()[-1]) for s in scores] == pytest.approx([h.score for h in want], abs=5e-4)
     assert negative not in refined
-    assert "negative example" in " ".join(c.value for c in at.main.caption)
+    assert "negative example" in " ".join(c.value for c in at.caption)  # the dialog's note
     at.button(key="clear_feedback").click().run()
-    assert len(result_rows(at)) == 1 and at.button(key="refine").disabled
+    assert len(result_rows(at, at)) == 1 and at.button(key="refine").disabled
 
 
 def test_compare_methods_side_by_side(make_app, tiny_index: Path, tiny_gallery: Path,

@@ -26,14 +26,15 @@ SECTIONS = {"labels": "Labels", "clusters": "Clusters", "duplicates": "Duplicate
             "graph": "Neighbour graph"}
 
 
-def grid(idx: Index, items: list[str], key: str, details: list[str] | None = None) -> None:
+def grid(idx: Index, items: list[str], key: str, details: list[str] | None = None,
+         close: str | None = None) -> None:
     for li, line in enumerate(chunks(items, COLS)):
         for ci, (col, path) in enumerate(zip(st.columns(COLS), line, strict=False)):
             i = li * COLS + ci
             with col:
                 widgets.image_card(data.thumbnail(idx, path),
                                    card_label("pick", "", details[i] if details else "", path))
-                widgets.use_button(path, f"{key}-use-{i}")
+                widgets.use_button(path, f"{key}-use-{i}", close)
 
 
 def labels_view(idx: Index) -> None:
@@ -63,6 +64,7 @@ def _cluster_cards(idx: Index, res, chosen: tuple | None) -> None:
                              type="primary" if chosen and chosen[2] == c else "secondary"):
                     state.put(Key.INSIGHTS_CLUSTER, (idx.version, res.k, c))
                     state.put(Key.CLUSTER_PAGE, 0)
+                    state.put(Key.CLUSTER_OPEN, True)
                     st.rerun()
 
 
@@ -78,15 +80,21 @@ def clusters_view(idx: Index) -> None:
     if not (isinstance(chosen, tuple) and chosen[:2] == (idx.version, res.k)):
         chosen = None
     _cluster_cards(idx, res, chosen)
-    if chosen is not None:
-        c = chosen[2]
-        paths = data.all_paths(idx)
-        members = [paths[int(r)] for r in res.members(c)]
-        st.subheader(f"{cluster_name(c).capitalize()}: {len(members):,} "
-                     f"image{'s' if len(members) != 1 else ''}")
-        st.caption("Nearest to the cluster's centre first.")
-        page = widgets.pager("Members", len(members), CLUSTER_PAGE, Key.CLUSTER_PAGE)
-        grid(idx, page_of(members, page, CLUSTER_PAGE), f"member-{c}")
+    if chosen is not None and state.get(Key.CLUSTER_OPEN):
+        members_dialog(idx, res, chosen[2])
+
+
+@st.dialog("Cluster members", width="large", on_dismiss=lambda: state.pop(Key.CLUSTER_OPEN))
+def members_dialog(idx: Index, res, c: int) -> None:
+    """The members of cluster ``c`` where the user clicked "Browse" (a dialog over the page,
+    paged; "Use as query" closes it and searches)."""
+    paths = data.all_paths(idx)
+    members = [paths[int(r)] for r in res.members(c)]
+    st.subheader(f"{cluster_name(c).capitalize()}: {len(members):,} "
+                 f"image{'s' if len(members) != 1 else ''}")
+    st.caption("Nearest to the cluster's centre first.")
+    page = widgets.pager("Members", len(members), CLUSTER_PAGE, Key.CLUSTER_PAGE)
+    grid(idx, page_of(members, page, CLUSTER_PAGE), f"member-{c}", close=Key.CLUSTER_OPEN)
 
 
 def duplicates_view(idx: Index) -> None:
