@@ -144,6 +144,14 @@ def highlights(idx: Index, source: str, proj: Projection) -> list[Highlight]:
     return out
 
 
+@per_index(max_entries=4, resource=True)
+def top_label_names(idx: Index) -> list[str]:
+    """Every image's top-1 label name in row order (empty without labels; do not modify)."""
+    from imgrec.insights.labels import top_labels
+
+    return top_labels(idx)[0] if idx.has_labels else []
+
+
 @per_index(max_entries=8)
 def label_counts(idx: Index, top: int = 50) -> list:
     """The ``top`` most frequent top-1 labels (raises QueryError without labels)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -116,8 +117,11 @@ def label_chart(counts: Sequence[Any], title: str = "") -> Any:
     return fig
 
 
-def graph_figure(graph: Any, paths: Sequence[str]) -> Any:
+def graph_figure(graph: Any, paths: Sequence[str], labels: Sequence[str] | None = None) -> Any:
     """A WebGL plotly figure of a :class:`imgrec.insights.graph.NeighbourGraph`.
+
+    ``labels`` (the drawn images' top-1 labels, like ``paths``) name each community by its
+    most frequent one.
 
     All edges are one line trace (``x0, x1, None, ...``); nodes are one marker trace per
     community (the 23 largest get their own colour, the rest share grey as "other"), each
@@ -129,12 +133,12 @@ def graph_figure(graph: Any, paths: Sequence[str]) -> Any:
     palette = qualitative.Dark24
     ex, ey = graph.edge_xy()
     traces = [go.Scattergl(x=ex, y=ey, mode="lines", name="links", hoverinfo="skip",
-                           line={"width": 0.6, "color": "rgba(120,120,120,0.35)"},
+                           line={"width": 1.0, "color": "rgba(70,70,70,0.5)"},
                            showlegend=False)]
     comm = np.asarray(graph.community)
     n_named = min(len(palette) - 1, int(comm.max()) + 1 if len(comm) else 0)
-    groups = [(f"community {c + 1}", np.flatnonzero(comm == c), palette[c % len(palette)])
-              for c in range(n_named)]
+    groups = [(community_name(c, np.flatnonzero(comm == c), labels),
+               np.flatnonzero(comm == c), palette[c % len(palette)]) for c in range(n_named)]
     rest = np.flatnonzero(comm >= n_named)
     if len(rest):
         groups.append(("other", rest, "#9aa0a6"))
@@ -145,8 +149,25 @@ def graph_figure(graph: Any, paths: Sequence[str]) -> Any:
             hovertext=[paths[i] for i in sel], hoverinfo="text",
             marker={"size": 6, "color": colour, "line": {"width": 0}}))
     fig = go.Figure(traces)
-    fig.update_layout(height=620, margin={"l": 10, "r": 10, "t": 10, "b": 10}, dragmode="lasso",
+    # the top margin holds plotly's toolbar, so it never covers the first legend entry
+    fig.update_layout(height=620, margin={"l": 10, "r": 10, "t": 40, "b": 10}, dragmode="lasso",
                       hovermode="closest", uirevision="graph",
-                      legend={"itemsizing": "constant", "bgcolor": "rgba(255,255,255,0.7)"},
+                      legend={"itemsizing": "constant", "bgcolor": "rgba(255,255,255,0.7)",
+                              "y": 1, "yanchor": "top"},
                       xaxis={"visible": False}, yaxis={"visible": False, "scaleanchor": "x"})
     return fig
+
+
+def community_name(c: int, members: np.ndarray, labels: Sequence[str] | None) -> str:
+    """``community 3: tabby`` (its members' most frequent label), or ``community 3``.
+
+    Example:
+        >>> community_name(2, np.array([0, 1, 2]), ["tabby", "tabby", "espresso"])
+        'community 3: tabby'
+    """
+    name = f"community {c + 1}"
+    if labels:
+        counts = Counter(labels[int(i)] for i in members if labels[int(i)])
+        if counts:
+            name += f": {counts.most_common(1)[0][0]}"
+    return name

@@ -29,7 +29,8 @@ CSS = """<style>
   .imgrec-card { font-size: 0.85rem; line-height: 1.35; color: rgba(31, 35, 48, 0.72);
                  margin-top: -0.4rem; }
   .imgrec-card b { color: #1f2330; }
-  .imgrec-path { font-size: 0.8rem; overflow-wrap: break-word; }
+  .imgrec-path { font-size: 0.8rem; display: block; white-space: nowrap; overflow: hidden;
+                 text-overflow: ellipsis; }  /* one line: never "….jp / g", cards stay aligned */
   .imgrec-strength { display: flex; align-items: center; gap: 0.4rem; font-size: 0.75rem;
                      margin-top: -0.6rem; }
   .imgrec-bar { flex: 1; height: 5px; background: #e9ecef; border-radius: 3px; overflow: hidden; }

@@ -65,6 +65,7 @@ class Key:
     GRAPH_THRESHOLD = "graph_threshold"
     GRAPH_SAMPLE = "graph_sample"
     GRAPH_CHART = "graph_chart"
+    GRAPH_PAGE = "graph_page"
 
 
 #: The keys that define a view (what a bookmark of it would hold).

@@ -290,6 +290,8 @@ def test_method_metric_and_k_change_results_as_the_api_says(make_app, tiny_index
     assert seen["euclidean"].startswith("euclidean 0.000")
     assert seen["manhattan"].startswith("manhattan 0.00")
     assert seen["all"].startswith("cos 1.000 · L2")
+    heads = " ".join(m.value for m in at.main.markdown)
+    assert "**Top 3 of each metric**, their union" in heads  # a union may hold more than k
 
     at.selectbox(key="method").set_value("color").run()
     assert_clean(at)
@@ -433,6 +435,8 @@ def test_explore_options_and_highlights(make_app, tiny_index: Path, gallery_byte
     assert_clean(at)
     assert {t["type"] for t in plotly_spec(at)["data"]} == {"scatter3d"}
     assert "PC3" in at.main.caption[0].value
+    captions = " ".join(c.value for c in at.main.caption)
+    assert "switch 3-D off" in captions and "Draw a lasso" not in captions  # no contradiction
 
 
 def test_explore_samples_large_galleries_with_a_note(make_app, tiny_index: Path,
@@ -723,6 +727,7 @@ def test_insights_graph_renders_and_selection_shows_images(make_app, tiny_index:
     assert edges["type"] == "scattergl" and edges["mode"] == "lines"
     assert nodes and all(t["type"] == "scattergl" and t["name"].startswith("community")
                          for t in nodes)
+    assert all(re.fullmatch(r"community \d+: \S.*", t["name"]) for t in nodes)  # named by label
     assert sorted(r for t in nodes for r in t["customdata"]) == list(range(12))
     assert "Louvain communities" in " ".join(c.value for c in at.main.caption)
     picked = [p for t in nodes for p in t["hovertext"] if p.startswith("coffee/")][:2]

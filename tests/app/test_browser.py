@@ -257,6 +257,10 @@ def test_search_upload_shows_k_results_with_scores(page, server: str, tiny_galle
     assert [int(r) for r, _ in scores] == list(range(1, K + 1))
     assert scores[0][1] == "1.000" and "coffee/coffee_color.jpg" in text
     assert row.get_by_role("button", name=re.compile("More like this")).count() == K
+    one_line = page.evaluate(
+        "() => [...document.querySelectorAll('.imgrec-path')].map(e => "
+        "e.getBoundingClientRect().height / parseFloat(getComputedStyle(e).fontSize))")
+    assert one_line and max(one_line) < 2, one_line  # file names never wrap mid-word
     shoot(page, "search")
 
 

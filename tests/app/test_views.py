@@ -481,6 +481,11 @@ def test_graph_figure_draws_edges_as_one_trace_and_nodes_by_community() -> None:
     first = nodes[0]
     assert [paths[int(np.flatnonzero(g.rows == r)[0])] for r in first.customdata] == list(
         first.hovertext)
+    assert fig.layout.margin.t >= 40  # room for the toolbar above the legend
+    assert [t.name for t in nodes] == [f"community {c + 1}" for c in range(len(nodes))]
+    labels = ["tabby" if g.community[i] == 0 else "espresso" for i in range(len(g.rows))]
+    named = figures.graph_figure(g, paths, labels).data[1:]
+    assert named[0].name == "community 1: tabby" and named[1].name == "community 2: espresso"
 
 
 def test_filter_hits_by_label(tmp_path: Path) -> None:

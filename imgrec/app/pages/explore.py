@@ -36,7 +36,7 @@ COLOURS = {"cluster": "K-means cluster", "gallery": "Clusters with representativ
 
 def controls(idx: Index) -> tuple[str, str, int, bool]:
     """Features, colouring, clusters and 3-D: ``(source, colour, k, three)``."""
-    c1, c2, c3, c4 = st.columns([3, 2, 3, 1], vertical_alignment="bottom")
+    c1, c2, c3, c4 = st.columns([3, 3, 3, 1], vertical_alignment="bottom")
     source = c1.segmented_control("Features", list(data.SOURCES), format_func=data.SOURCES.get,
                                   key=Key.EXPLORE_SOURCE, required=True, default="embedding",
                                   persist_state="session") or "embedding"
@@ -100,18 +100,19 @@ def plot(idx: Index, source: str, colour: str, k: int, three: bool) -> None:
     config: dict[str, Any] = {"displaylogo": False, "scrollZoom": True}
     if three:
         st.plotly_chart(fig, key="explore_scatter_3d", config=config)
-        st.caption("Rotate with the mouse. Switch 3-D off to select points.")
+        st.caption("Rotate with the mouse. Selecting points works in 2-D: switch 3-D off.")
     else:
         st.plotly_chart(fig, key=Key.EXPLORE_SCATTER, on_select=_on_select,
                         selection_mode=("box", "lasso", "points"), config=config)
 
 
-def selection(idx: Index) -> None:
+def selection(idx: Index, three: bool) -> None:
     """The images of a lasso or box selection, each usable as a query."""
     selected = state.selected(Key.EXPLORE_SELECTED)
     if not selected:
-        st.caption("Draw a lasso or a box around points (toolbar above the plot) to see their "
-                   "images here.")
+        if not three:  # in 3-D the plot's own caption says how to select
+            st.caption("Draw a lasso or a box around points (toolbar above the plot) to see "
+                       "their images here.")
         return
     c1, c2, c3 = st.columns([3, 2, 1], vertical_alignment="center")
     c1.subheader(f"{len(selected):,} selected image{'s' if len(selected) != 1 else ''}")
@@ -137,7 +138,7 @@ def render() -> None:
     idx = widgets.require_index()
     source, colour, k, three = controls(idx)
     plot(idx, source, colour, k, three)
-    selection(idx)
+    selection(idx, three)
 
 
 if __name__ == "__main__":  # Streamlit runs a page as __main__; importing it draws nothing

@@ -168,15 +168,17 @@ def graph_view(idx: Index) -> None:
                f"{g.modularity:.2f}), built in {g.seconds:.1f} s. Draw a lasso or box to see "
                "images.")
     paths = data.all_paths(idx)
-    st.plotly_chart(graph_figure(g, [paths[int(r)] for r in g.rows]), key=Key.GRAPH_CHART,
+    names = data.top_label_names(idx)
+    st.plotly_chart(graph_figure(g, [paths[int(r)] for r in g.rows],
+                                 [names[int(r)] for r in g.rows] if names else None),
+                    key=Key.GRAPH_CHART,
                     on_select=_on_graph_select, selection_mode=("box", "lasso", "points"),
                     config={"displaylogo": False, "scrollZoom": True})
     selected = state.selected(Key.GRAPH_SELECTED)
     if selected:
         st.subheader(f"{len(selected):,} selected")
-        if len(selected) > GRAPH_SHOWN:
-            st.caption(f"Showing the first {GRAPH_SHOWN}.")
-        grid(idx, selected[:GRAPH_SHOWN], "graph")
+        page = widgets.pager("Selected images", len(selected), GRAPH_SHOWN, Key.GRAPH_PAGE)
+        grid(idx, selected[page * GRAPH_SHOWN:(page + 1) * GRAPH_SHOWN], "graph")
 
 
 VIEWS = {"labels": labels_view, "clusters": clusters_view, "duplicates": duplicates_view,

@@ -146,6 +146,10 @@ def result_header(v: View, res: Results) -> bool:
                         help="The top-k of embedding, colour histogram and PCA colour side by "
                              "side (for image queries).") and res.image is not None
     head = f"**{v.k} result{'s' if v.k != 1 else ''} per query**"
+    if res.image is not None and res.image.metric == "all":  # a union: may hold more than k
+        most = max((len(h) for h in res.image.per_query), default=0)
+        head = (f"**Top {v.k} of each metric**, their union ({most} images at most per "
+                "query) ordered by cosine")
     if res.image is not None:
         metric_name = METRIC_LABELS.get(res.image.metric, "chi-square"
                                         if res.image.metric == "chi2" else res.image.metric)
