@@ -79,17 +79,18 @@ def results_csv(*results: SearchResult) -> str:
 
 
 def card_label(kind: str, head: str, detail: str = "", path: str | None = None) -> str:
-    """The HTML line(s) under a thumbnail: a bold head, a detail, and a wrappable path.
+    """The HTML line(s) under a thumbnail: a bold head, a detail, and a one-line path.
 
-    Paths may break after ``/`` (``<wbr>``), never in the middle of a name when avoidable;
-    everything is HTML-escaped. ``kind`` (``hit``, ``query``, ``combined``, ``pick``) becomes
+    The path stays on one line (the page's CSS ends a long one with an ellipsis rather than
+    breaking it mid-name, so the cards' buttons stay in line); everything is HTML-escaped.
+    ``kind`` (``hit``, ``query``, ``combined``, ``pick``) becomes
     a CSS class.
 
     Example:
         >>> label = card_label("hit", "#1", "cosine 0.912", "cats/tom.jpg")
         >>> label.startswith('<div class="imgrec-card imgrec-hit"><b>#1</b> · cosine 0.912<br>')
         True
-        >>> label.endswith('<span class="imgrec-path">cats/<wbr>tom.jpg</span></div>')
+        >>> label.endswith('<span class="imgrec-path">cats/tom.jpg</span></div>')
         True
     """
     out = f'<div class="imgrec-card imgrec-{kind}">'
@@ -98,8 +99,8 @@ def card_label(kind: str, head: str, detail: str = "", path: str | None = None) 
     if detail:
         out += f" · {html.escape(detail)}" if head else html.escape(detail)
     if path is not None:
-        out += ("<br>" if head or detail else "") + '<span class="imgrec-path">' + "/<wbr>".join(
-            html.escape(p) for p in path.split("/")) + "</span>"
+        out += (("<br>" if head or detail else "") + '<span class="imgrec-path">'
+                + html.escape(path) + "</span>")
     return out + "</div>"
 
 

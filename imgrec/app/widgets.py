@@ -158,19 +158,13 @@ def sidebar() -> None:
 
 
 def sidebar_progress(directory: str | Path) -> None:
-    """The running build's line in the sidebar, refreshed each second like the page's bar
-    (the same :meth:`JobState.progress_text`, so both always say the same)."""
+    """A running build's line in the sidebar. It gives no count: the sidebar is drawn once
+    per run while the page's bar refreshes itself each second, so a count here would lag
+    behind the page's (it said "0 / 9" beside "9 / 9")."""
     job = get_runner().job(directory)
-    if job is None or not job.running:
-        return
-
-    @st.fragment(run_every=1.0)
-    def _line() -> None:
-        j = get_runner().job(directory)
-        if j is not None and j.running:
-            st.caption(f":material/hourglass_top: {j.progress_text()}")
-
-    _line()
+    if job is not None and job.running:
+        st.caption(":material/hourglass_top: A build of this index is running; its progress "
+                   "(images whose features are written, rate, ETA) is on the Dataset page.")
 
 
 def model_status(model: str) -> None:

@@ -541,9 +541,10 @@ def test_a_running_build_blocks_a_second_one(make_app, own_index) -> None:
     assert not at.button(key="rebuild").disabled
 
 
-def test_the_sidebar_and_the_page_show_the_same_progress(make_app, tiny_index: Path,
+def test_the_page_shows_the_builds_progress_and_the_sidebar_agrees(make_app, tiny_index: Path,
                                                         monkeypatch) -> None:
-    """Both read the build's own count of finished images, rate and ETA (14.9)."""
+    """The page shows the build's own count of finished images, rate and ETA; the sidebar
+    (drawn once per run) says a build runs without a count that would lag (14.9)."""
     import threading
 
     from imgrec import ImgrecError, Progress
@@ -570,8 +571,8 @@ def test_the_sidebar_and_the_page_show_the_same_progress(make_app, tiny_index: P
         bars = at.main.get("progress")
         text = "Indexing images: 6 / 10 · 1.3 images/s · about 3 s left"
         assert len(bars) == 1 and bars[0].proto.text == text
-        assert [c.value for c in at.sidebar.caption if "Indexing" in c.value] == [
-            f":material/hourglass_top: {text}"]
+        side = " ".join(c.value for c in at.sidebar.caption)
+        assert "A build of this index is running" in side and "/ 10" not in side  # no stale count
     finally:
         release.set()
         resources.get_runner().wait(tiny_index, 30)
