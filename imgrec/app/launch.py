@@ -68,7 +68,8 @@ def command(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Serve the dashboard until interrupted; returns the exit status.
+    """Serve the dashboard until interrupted (on POSIX this process becomes the server);
+    returns the exit status.
 
     Raises:
         ValueError: a port outside 1-65535 or an index path that is a file.
@@ -83,8 +84,11 @@ def run(args: argparse.Namespace) -> int:
         env["IMGREC_INDEX_DIR"] = str(index)
     print(f"imgrec dashboard: http://{'localhost' if args.address == DEFAULT_ADDRESS else args.address}"
           f":{args.port}", flush=True)
+    cmd = command(args)
+    if os.name == "posix":  # become the server: a signal to `imgrec app` reaches it, no orphan
+        os.execve(cmd[0], cmd, env)
     try:
-        return subprocess.call(command(args), env=env)
+        return subprocess.call(cmd, env=env)
     except KeyboardInterrupt:
         return 0
 

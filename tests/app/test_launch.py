@@ -128,8 +128,10 @@ def test_the_dashboard_starts_from_an_installed_wheel(installed: Path, tmp_path:
             time.sleep(0.5)
         assert "<title>Streamlit</title>" in _get(f"http://127.0.0.1:{port}/search")
     finally:
-        proc.terminate()
+        proc.terminate()  # the launcher became the server: this stops it, nothing is left
         proc.wait(15)
         log.close()
+    with pytest.raises(OSError):
+        _get(f"http://127.0.0.1:{port}/_stcore/health")
     text = (tmp_path / "app.log").read_text()
     assert f"imgrec dashboard: http://localhost:{port}" in text and "Traceback" not in text
