@@ -14,10 +14,10 @@ import pytest
 from PIL import Image
 
 from imgrec import Index, build_index
-from imgrec.demo import family_of
-from imgrec.insights.duplicates import EXACT, SAME, SIMILAR, find_duplicates, near_pairs
 from imgrec.cli import duplicates as dcli
 from imgrec.cli.main import main as cli_main
+from imgrec.demo import family_of
+from imgrec.insights.duplicates import EXACT, SAME, SIMILAR, find_duplicates, near_pairs
 from imgrec.insights.duplicates.group import Links, Unit, star_groups
 
 
