@@ -49,9 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="index folder the dashboard opens (default: IMGREC_INDEX_DIR or "
                              "the data folder's index)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT,
-                        help=f"port to serve on (default: {DEFAULT_PORT})")
+                        help="port to serve on (default: %(default)s)")
     parser.add_argument("--address", default=DEFAULT_ADDRESS,
-                        help=f"address to listen on (default: {DEFAULT_ADDRESS}, this machine "
+                        help="address to listen on (default: %(default)s, this machine "
                              "only; 0.0.0.0 serves every network interface, and the dashboard "
                              "has no login: set IMGREC_ALLOWED_ROOTS too)")
 

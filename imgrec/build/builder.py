@@ -226,3 +226,17 @@ class Build:
         if self.progress:  # published: every row is written
             self.progress(Progress("write", report.indexed, report.indexed,
                                    time.perf_counter() - t_write))
+        _calibrate(index_dir)
+
+
+def _calibrate(index_dir: Path) -> None:
+    """Measure what the default search's scores mean in this gallery, once per version
+    (:mod:`imgrec.search.calibration`), so the first search does not wait for it."""
+    import contextlib
+
+    from imgrec.index.index import Index
+    from imgrec.search.calibration import calibrate
+
+    # the index is published either way; a search measures what is missing later
+    with contextlib.suppress(ImgrecError, OSError):
+        calibrate(Index.open(index_dir))

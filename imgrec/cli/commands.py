@@ -85,6 +85,29 @@ def serve(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _strength(idx: Any, res: Any) -> Any:
+    """``score -> (band, percentile)`` for this result's method in this gallery, or None
+    for results a gallery calibration does not rate (label search)."""
+    if res.method == "label":
+        return None
+    from imgrec.search.calibration import calibrate
+
+    return calibrate(idx, res.method, res.metric).strength
+
+
+def _add_strength(out: dict, strength: Any) -> None:
+    """Each hit gets ``strength`` (strong / related / weak) and ``percentile``: where its
+    score falls among the gallery's own nearest-neighbour scores. The combined ranking (a
+    mean over queries, or a refined score) is on another scale and stays unrated, except
+    for one plain query, where it is that query's list."""
+    lists = [q["hits"] for q in out["queries"]]
+    if "negatives" not in out and len(lists) == 1:
+        lists.append(out["combined"])
+    for hits in lists:
+        for h in hits:
+            h["strength"], h["percentile"] = strength(h["score"])
+
+
 def search(args: argparse.Namespace) -> int:
     """Search by query images (files or @stored) or by label text; a table or JSON."""
     from imgrec.index.index import Index
@@ -112,23 +135,31 @@ def search(args: argparse.Namespace) -> int:
                          k=args.k, pca_components=args.pca_components,
                          negatives=_queries(args.negative) or None,
                          negative_weight=args.negative_weight)
+    strength = _strength(idx, res) if not args.server else None
     if args.json:
         out = res.to_dict()
+        if strength:
+            _add_strength(out, strength)
         print(json.dumps(_absolute(out, root) if args.absolute else out, indent=2))
         return EXIT_OK
-    groups = list(zip(res.queries, res.per_query, strict=True))
+    # (title, hits, rated): a combined ranking is a mean over queries or a refined score,
+    # on another scale than one query's scores, so it is not rated
+    groups = [(q, hs, strength is not None)
+              for q, hs in zip(res.queries, res.per_query, strict=True)]
     if res.negatives:
         groups.append((f"combined, refined: less like {', '.join(res.negatives)} "
-                       f"(weight {res.negative_weight:g})", res.combined))
+                       f"(weight {res.negative_weight:g})", res.combined, False))
     elif len(groups) > 1:
-        groups.append(("combined (mean over queries)", res.combined))
+        groups.append(("combined (mean over queries)", res.combined, False))
     print(f"method {res.method}, metric {res.metric}, k {res.k}, gallery {printable(str(root))}")
-    for label, hits in groups:
+    for label, hits, rated in groups:
         print(f"\n{printable(label)}")
-        print(f"  {'rank':>4}  {'score':>8}  {'distance':>9}  path")
+        print(f"  {'rank':>4}  {'score':>8}  {'distance':>9}  {'match':<8}  path" if rated else
+              f"  {'rank':>4}  {'score':>8}  {'distance':>9}  path")
         for h in hits:
             path = str(root / h.path) if args.absolute else h.path
-            print(f"  {h.rank:>4}  {h.score:8.4f}  {h.distance:9.4f}  {printable(path)}")
+            band = f"{strength(h.score)[0]:<8}  " if rated else ""
+            print(f"  {h.rank:>4}  {h.score:8.4f}  {h.distance:9.4f}  {band}{printable(path)}")
     for note in res.notes:
         print(f"note: {printable(note)}", file=sys.stderr)
     return EXIT_OK
@@ -139,3 +170,13 @@ def evaluate(args: argparse.Namespace) -> int:
     from imgrec.cli.evaluate import run
 
     return run(args)
+
+
+def app(args: argparse.Namespace) -> int:
+    """The dashboard, served by Streamlit until interrupted (see :mod:`imgrec.app.launch`)."""
+    from imgrec.app.launch import run
+
+    try:
+        return run(args)
+    except ValueError as exc:  # a bad port or index folder
+        raise ImgrecError(str(exc)) from None

@@ -12,7 +12,7 @@ from imgrec.errors import ImgrecError
 
 EXIT_OK, EXIT_FAIL = 0, 1
 COMMANDS = {"demo": commands.demo, "index": commands.index, "search": commands.search,
-            "serve": commands.serve, "evaluate": commands.evaluate,
+            "serve": commands.serve, "evaluate": commands.evaluate, "app": commands.app,
             **info.COMMANDS, **insights.COMMANDS}
 
 

@@ -50,12 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
     _info(sub)
     _insights(sub)
     _export(sub)
+    from imgrec.app.launch import add_arguments as app_arguments
     from imgrec.cli.evaluate import add_arguments as evaluate_arguments
     from imgrec.server import add_arguments as serve_arguments
 
     evaluate_arguments(_add(sub, "evaluate", "retrieval quality of every method on this "
                                              "gallery's labels (leave-one-out)"))
 
+    app_arguments(_add(sub, "app", "start the dashboard (Streamlit) in this process"))
     serve_arguments(_add(sub, "serve", "serve the HTTP API over one index (FastAPI + uvicorn)"))
     return p
 

@@ -112,7 +112,9 @@ def test_the_dashboard_starts_from_an_installed_wheel(installed: Path, tmp_path:
                    check=True, cwd=tmp_path, env=clean_env())  # the pages import from the wheel
     port = _free_port()
     log = (tmp_path / "app.log").open("w")
-    proc = subprocess.Popen([str(installed), "-m", "imgrec.app.launch", "--index", str(index_dir),
+    command = installed.parent / "imgrec"  # the wheel's console script
+    assert command.is_file()
+    proc = subprocess.Popen([str(command), "app", "--index", str(index_dir),
                              "--port", str(port)], cwd=tmp_path, stdout=log, env=clean_env(),
                             stderr=subprocess.STDOUT)
     try:

@@ -379,3 +379,26 @@ def test_os_errors_are_one_line_naming_path_and_cause(nobody):
     assert current_version(ix) == version  # the index is untouched
     assert sorted((p.name, p.stat().st_mtime_ns) for p in version.iterdir()) == before
     assert not list((nobody.base / "ro").iterdir())
+
+
+def test_search_rates_each_score_against_the_gallery(demo_cli, cli_env, tmp_path):
+    """A near-copy is a strong match; the best match of an unrelated colour gradient is
+    weak, in the table and in --json (calibrated on the gallery's own neighbours)."""
+    from support import run_cli
+
+    ramp = np.linspace(0, 255, 256, dtype=np.uint8)
+    grad = np.stack([np.tile(ramp, (256, 1)), np.tile(ramp[:, None], (1, 256)),
+                     np.full((256, 256), 128, np.uint8)], axis=2)
+    Image.fromarray(grad).save(tmp_path / "gradient.png")
+    out = run_cli("search", tmp_path / "gradient.png", "@chelsea/chelsea_orig.jpg", "-k", "2",
+                  "--index", demo_cli.index, "--json", env=cli_env)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    weak, strong = got["queries"][0]["hits"][0], got["queries"][1]["hits"][1]
+    assert weak["strength"] == "weak" and weak["percentile"] < 10, weak
+    assert strong["strength"] == "strong" and strong["percentile"] >= 50, strong
+    assert all("strength" not in h for h in got["combined"])  # a mean over queries: unrated
+    table = run_cli("search", tmp_path / "gradient.png", "-k", "1", "--index", demo_cli.index,
+                    env=cli_env)
+    assert table.returncode == 0, table.stderr
+    assert "match" in table.stdout and " weak " in table.stdout
