@@ -96,3 +96,12 @@ def test_auto_k_finds_the_demo_photos(demo_index):
     assert set(chosen.silhouettes) >= set(range(2, 21))
     assert auto_k(demo_index) == chosen  # fixed seed: the same choice every time
     assert auto_k(demo_index.embeddings[:2]).k == 2 and auto_k(demo_index.embeddings[:1]).k == 1
+
+
+def test_cli_chooses_k_as_the_dashboard_does(demo_cli, cli_env, demo_index):
+    """Without -k the CLI clusters with auto_k's choice (14 on the 14 demo families)."""
+    from imgrec.insights.clusters import auto_k
+
+    out = run_cli("clusters", "--index", demo_cli.index, "--json", env=cli_env)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["k"] == auto_k(demo_index).k == 14

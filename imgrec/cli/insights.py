@@ -50,12 +50,13 @@ def _labels(args: argparse.Namespace) -> int:
 
 def _clusters(args: argparse.Namespace) -> int:
     from imgrec.index.index import Index
-    from imgrec.insights.clusters import clusters
+    from imgrec.insights.clusters import auto_k, clusters
 
     idx = Index.open(_index_dir(args.index))
-    if args.k < 1:
+    if args.k is not None and args.k < 1:
         raise ImgrecError(f"-k must be at least 1, got {args.k}")
-    res = clusters(idx, args.k, seed=args.seed)
+    k = auto_k(idx, seed=args.seed).k if args.k is None else args.k
+    res = clusters(idx, k, seed=args.seed)
     reps = idx.paths(res.representatives)
     if args.json:
         print(json.dumps({"k": res.k, "seed": args.seed, "clusters": [

@@ -187,8 +187,9 @@ def _insights(sub: Any) -> None:
     c = defaults(clusters)
     cl = _add(sub, "clusters", "K-means clusters with their representative images")
     _index_dir(cl)
-    cl.add_argument("-k", type=int, metavar="N", default=c["k"],
-                    help="clusters (default: %(default)s)")
+    cl.add_argument("-k", type=int, metavar="N", default=None,
+                    help="clusters (default: chosen from the data, the best silhouette, as the "
+                         "dashboard does)")
     cl.add_argument("--seed", type=int, default=c["seed"],
                     help="random seed of K-means (default: %(default)s)")
     _json(cl)

@@ -288,7 +288,8 @@ def test_parser_defaults_are_those_of_the_functions_it_calls():
     searched = p.parse_args(["search", "q.jpg"])
     for name in ("method", "metric", "k", "pca_components", "negative_weight"):
         assert getattr(searched, name) == defaults(Index.search)[name], name
-    assert p.parse_args(["clusters"]).k == DEFAULT_K
+    assert p.parse_args(["clusters"]).k is None  # chosen from the data (auto_k), as the dashboard
+    assert p.parse_args(["clusters", "-k", "7"]).k == 7
     assert p.parse_args(["duplicates"]).threshold == DEFAULT_THRESHOLD
     assert p.parse_args(["graph"]).sample == GRAPH_SAMPLE
     assert p.parse_args(["export", "projector", "out"]).sample == DEFAULT_SAMPLE
