@@ -139,22 +139,30 @@ class RayFeatures:
                 if fb is not None:
                     yield fb
 
-    def pool(self) -> tuple[int, float]:
-        """(CNN actors, GPUs per actor) for the connected cluster."""
+    def pool(self) -> tuple[int, float, float]:
+        """(CNN actors, GPUs per actor, CPUs per actor) for the connected cluster.
+
+        CPU actors together leave at least one CPU to the decode tasks (else they would
+        wait for one forever); GPU actors ask for no CPU.
+        """
         import ray
 
         res = ray.cluster_resources()
-        gpus = int(res.get("GPU", 0))
+        gpus, cpus = int(res.get("GPU", 0)), float(res.get("CPU", 1))
         if self.actors is not None:
-            return self.actors, 1.0 if gpus >= self.actors else 0.0
-        if gpus:
-            return gpus, 1.0
-        return max(1, int(res.get("CPU", 1)) // 4), 0.0
+            actors = self.actors
+            if gpus >= actors:
+                return actors, 1.0, 0.0
+        elif gpus:
+            return gpus, 1.0, 0.0
+        else:
+            actors = max(1, int(cpus) // 4)
+        return actors, 0.0, min(1.0, max(cpus - 1, 0.5) / actors)
 
     def _dataset(self, todo: list[Task], known: frozenset[str]) -> Any:
         import ray
 
-        actors, gpus = self.pool()
+        actors, gpus, cpus = self.pool()
         blocks = max(1, min(len(todo) // TASK_FILES, 1024))
         ds = ray.data.from_items([t._asdict() for t in todo], override_num_blocks=blocks)
         # memory: room to decode a large image (and, asked by this stage only, it keeps
@@ -165,7 +173,7 @@ class RayFeatures:
                               batch_size=self.batch_size, batch_format="numpy",
                               compute=ray.data.ActorPoolStrategy(size=actors),
                               num_gpus=gpus or None,
-                              num_cpus=None if gpus else 1)
+                              num_cpus=cpus or None)
 
 
 def _results(batch: dict[str, np.ndarray]) -> Iterator[FileResult]:

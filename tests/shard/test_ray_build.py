@@ -51,7 +51,9 @@ def test_broken_files_are_skipped_as_in_a_local_build(ray_cluster, write_gallery
         (gallery / name).write_bytes(data)
     (gallery / "copy.jpg").write_bytes((gallery / "coffee/coffee_flip.jpg").read_bytes())
     local = build_index(gallery, tmp_path / "local", embedder=real_embedder, workers=0)
-    dist = Build(gallery, tmp_path / "ray", embedder=CNNEmbedder(), producer=RayFeatures()).run()
+    two = RayFeatures(actors=2)  # two CPU actors on two CPUs still leave one to decode
+    assert two.pool() == (2, 0.0, 0.5)
+    dist = Build(gallery, tmp_path / "ray", embedder=CNNEmbedder(), producer=two).run()
     assert dist.skipped == local.skipped and len(dist.skipped) == len(broken_files)
     assert (dist.indexed, dist.computed) == (local.indexed, local.computed) == (5, 4)
     assert_same_index(Index.open(tmp_path / "ray"), Index.open(tmp_path / "local"))
