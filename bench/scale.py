@@ -7,8 +7,10 @@ numbers of one run with each other.
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -120,7 +122,9 @@ def search(like: Path, work: Path, n: int, shards: tuple[int, ...], repeat: int)
             lambda idx=idx: ray.get([a.ping.remote() for a in idx.actors]), repeat)}
         for nq in (1, 5):
             q = picks[:nq]
-            assert idx.search(q, k=10).combined == full.search(q, k=10).combined
+            a, b = idx.search(q, k=10).combined, full.search(q, k=10).combined
+            assert [(h.row, h.path) for h in a] == [(h.row, h.path) for h in b]
+            res[f"max_score_diff_{nq}q"] = max(abs(x.score - y.score) for x, y in zip(a, b, strict=True))
             res[f"sharded_ms_{nq}q"] = _median_ms(lambda q=q, idx=idx: idx.search(q, k=10),
                                                   repeat)
             feats = idx.query_features(q, True)
@@ -147,6 +151,7 @@ def run(args) -> dict:
               "numbers are noisy; compare within this run", "loadavg_start": os.getloadavg()}
     if args.corpus:
         result["indexing"] = indexing(Path(args.corpus), work, args.repeat)
+        print(json.dumps(result["indexing"]), file=sys.stderr, flush=True)  # kept if search fails
     if not args.skip_search:
         result["search"] = search(Path(args.like), work, args.n,
                                   tuple(int(s) for s in args.shards.split(",")), args.repeat_search)
