@@ -142,7 +142,7 @@ class RayFeatures:
     def pool(self) -> tuple[int, float, float]:
         """(CNN actors, GPUs per actor, CPUs per actor) for the connected cluster.
 
-        CPU actors together leave at least one CPU to the decode tasks (else they would
+        CPU actors together leave at least one CPU to the decode tasks (else these would
         wait for one forever); GPU actors ask for no CPU.
         """
         import ray
@@ -166,9 +166,12 @@ class RayFeatures:
         blocks = max(1, min(len(todo) // TASK_FILES, 1024))
         ds = ray.data.from_items([t._asdict() for t in todo], override_num_blocks=blocks)
         # memory: room to decode a large image (and, asked by this stage only, it keeps
-        # Ray Data from fusing the decode tasks into the CNN actors)
+        # Ray Data from fusing the decode tasks into the CNN actors). Beside fractional
+        # CPU actors a decode task asks for the same fraction: it then fits beside an
+        # actor on any node (a whole CPU might be free on none).
         ds = ds.map_batches(decode_batch, batch_size=TASK_FILES, batch_format="numpy",
-                            fn_kwargs={"known": known}, num_cpus=1, memory=DECODE_MEMORY)
+                            fn_kwargs={"known": known}, num_cpus=cpus if 0 < cpus < 1 else 1,
+                            memory=DECODE_MEMORY)
         return ds.map_batches(EmbedStage, fn_constructor_args=(self.spec,),
                               batch_size=self.batch_size, batch_format="numpy",
                               compute=ray.data.ActorPoolStrategy(size=actors),
