@@ -28,6 +28,10 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., dict[str, Any]]:
     def call(self: ShardServer, *args: Any) -> dict[str, Any]:
         if self.error:
             return {"error": ("IndexFormatError", self.error)}
+        if self.threads:  # numba's setting is per calling thread
+            import numba
+
+            numba.set_num_threads(min(self.threads, numba.config.NUMBA_NUM_THREADS))
         try:
             return {"ok": fn(self, *args)}
         except ImgrecError as exc:
@@ -43,10 +47,17 @@ class ShardServer:
     Args:
         folder: the shard's index folder.
         offset: the global row of its first row.
+        threads: threads of its kernels (numba and BLAS), so that the shards placed on
+            one node share its cores instead of each taking all of them.
     """
 
-    def __init__(self, folder: str, offset: int) -> None:
+    def __init__(self, folder: str, offset: int, threads: int | None = None) -> None:
         self.folder, self.offset, self.error = folder, offset, ""
+        self.threads = threads
+        if threads:
+            from threadpoolctl import threadpool_limits
+
+            self._blas = threadpool_limits(threads)  # held for the actor's life
         try:
             self.idx: Index = Index.open(folder)
         except (ImgrecError, OSError, ValueError) as exc:

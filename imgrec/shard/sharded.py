@@ -41,6 +41,17 @@ def merge(parts: Sequence[tuple[np.ndarray, np.ndarray, list[str]]], k: int,
     return rows[o], vals[o], [paths[i] for i in o]
 
 
+def _threads_per_shard(shards: int) -> int:
+    """Kernel threads per shard actor: the cluster's CPUs shared by the shards placed
+    on them (the actors are spread evenly over the nodes)."""
+    import ray
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    cpus = [int(n.get("Resources", {}).get("CPU", 1)) for n in nodes] or [1]
+    per_node = -(-shards // len(cpus))  # ceil: shards on the busiest node
+    return max(1, min(cpus) // per_node)
+
+
 class _Stored:
     """The stored features of a request's :class:`Stored` queries, fetched from their
     shards, in the shape :func:`imgrec.search.query.query_features` reads."""
@@ -103,7 +114,9 @@ class ShardedIndex:
         remote = ray.remote(ShardServer).options(
             num_cpus=0, max_restarts=MAX_RESTARTS, max_task_retries=0,
             scheduling_strategy="SPREAD")
-        actors = [remote.remote(str(path / s.name), s.offset) for s in manifest.shards]
+        threads = _threads_per_shard(len(manifest.shards))
+        actors = [remote.remote(str(path / s.name), s.offset, threads)
+                  for s in manifest.shards]
         out = cls(path, manifest, actors, embedder)
         try:
             out._check()
