@@ -1,7 +1,7 @@
 """`python -m bench search --n 400000` / `python -m bench index --corpus DIR` /
 `python -m bench beyond --n 100000` / `python -m bench server --index DIR` /
-`python -m bench quality` / `python -m bench evaluate` / `python -m bench duplicates`:
-print JSON."""
+`python -m bench quality` / `python -m bench evaluate` / `python -m bench duplicates` /
+`python -m bench scale --corpus DIR --like INDEX`: print JSON."""
 
 from __future__ import annotations
 
@@ -73,6 +73,17 @@ def main() -> int:
     du.add_argument("--corpus-index", type=Path, help="its index")
     du.add_argument("--work", type=Path, default=Path("bench/out"))
     du.add_argument("--save", type=Path)
+    sc = sub.add_parser("scale", help="Ray indexing vs local; sharded search vs unsharded")
+    sc.add_argument("--corpus", type=Path, help="photos to index (skip indexing without)")
+    sc.add_argument("--repeat", type=int, default=1, help="local / Ray build rounds")
+    sc.add_argument("--like", type=Path, default=Path("data/index"),
+                    help="a real index whose embedding statistics the synthetic rows follow")
+    sc.add_argument("--n", type=int, default=400_000)
+    sc.add_argument("--shards", default="2,4")
+    sc.add_argument("--repeat-search", type=int, default=20)
+    sc.add_argument("--skip-search", action="store_true")
+    sc.add_argument("--work", type=Path, default=Path("bench/out"))
+    sc.add_argument("--save", type=Path)
     args = p.parse_args()
     if args.what == "quality":
         from imgrec.demo import build_demo_gallery
@@ -91,6 +102,8 @@ def main() -> int:
     elif args.what == "duplicates":
         from .duplicates import run
         args.stats_index = args.stats_index or args.corpus_index
+    elif args.what == "scale":
+        from .scale import run
     else:
         from .indexing import run
     result = run(args)

@@ -1,0 +1,84 @@
+"""Joining or starting the Ray cluster a distributed build or a sharded index runs on."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from imgrec.errors import ImgrecError
+
+#: Set before Ray is imported: every node of a Ray started here binds 127.0.0.1.
+LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def import_ray() -> Any:
+    """The ``ray`` module, or a clear error naming the extra to install."""
+    try:
+        import ray
+    except ImportError:
+        raise ImgrecError("Ray is not installed: install the extra with "
+                          "`pip install 'imgrec[ray]'`") from None
+    return ray
+
+
+@contextlib.contextmanager
+def session(address: str | None = None, num_cpus: int | None = None) -> Iterator[None]:
+    """A connected Ray driver for the ``with`` block.
+
+    Joins the session already open in this process, or connects to ``address`` (``auto``
+    for a running cluster, ``ray://host:10001``), or, with no address, starts a local Ray
+    with this machine's cores (bound to 127.0.0.1) for the block and stops it afterwards.
+
+    Raises:
+        ImgrecError: Ray is missing, or the cluster cannot be reached.
+    """
+    if not address:  # read by Ray when it is imported
+        os.environ.setdefault(LOOPBACK_ENV, "0")
+    ray = import_ray()
+    if ray.is_initialized():
+        yield
+        return
+    _init(ray, address, num_cpus)
+    try:
+        quiet_data()
+        yield
+    finally:
+        ray.shutdown()
+
+
+def start(address: str | None = None) -> None:
+    """Join the Ray session open in this process, or connect to ``address``, or start a
+    local Ray (bound to 127.0.0.1) that lives as long as this process.
+
+    Raises:
+        ImgrecError: Ray is missing, or the cluster cannot be reached.
+    """
+    if not address:
+        os.environ.setdefault(LOOPBACK_ENV, "0")
+    ray = import_ray()
+    if not ray.is_initialized():
+        _init(ray, address, None)
+
+
+def _init(ray: Any, address: str | None, num_cpus: int | None) -> None:
+    try:
+        ray.init(address=address or None, num_cpus=None if address else num_cpus,
+                 include_dashboard=False if not address else None, log_to_driver=False,
+                 logging_level=logging.WARNING, configure_logging=True)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ImgrecError(f"cannot reach the Ray cluster at {address or 'local'}: {first}"
+                          ) from None
+
+
+def quiet_data() -> None:
+    """Ray Data without progress bars or per-run banners (the build draws its own bar)."""
+    from ray.data import DataContext
+
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.ERROR)

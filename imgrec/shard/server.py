@@ -1,0 +1,149 @@
+"""What one shard's Ray actor does: open its index memory-mapped and answer exact top-k
+requests in global row numbers (its offset added), with exact values and paths."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from imgrec.errors import ImgrecError
+from imgrec.index.index import Index
+from imgrec.search import kernels as K
+from imgrec.search.engine import ALL_METRICS
+from imgrec.search.methods import TABLE
+from imgrec.search.rank import rank
+from imgrec.search.refine import rank_refined
+
+#: what a shard returns for one ranked list: global rows, their values, their paths
+Ranked = tuple[np.ndarray, np.ndarray, list[str]]
+_EXACT = {"cosine": K.cosine_exact, "euclidean": K.euclidean_exact,
+          "manhattan": K.manhattan_exact}
+
+
+def guarded(fn: Callable[..., Any]) -> Callable[..., dict[str, Any]]:
+    """Run ``fn``; an imgrec error comes back as ``{"error": (class name, message)}`` so
+    the driver raises it as one line, never as a remote traceback."""
+    def call(self: ShardServer, *args: Any) -> dict[str, Any]:
+        if self.error:
+            return {"error": ("IndexFormatError", self.error)}
+        if self.threads:  # numba's setting is per calling thread
+            import numba
+
+            numba.set_num_threads(min(self.threads, numba.config.NUMBA_NUM_THREADS))
+        try:
+            return {"ok": fn(self, *args)}
+        except ImgrecError as exc:
+            return {"error": (type(exc).__name__, str(exc))}
+    call.__name__ = fn.__name__
+    call.__doc__ = fn.__doc__
+    return call
+
+
+class ShardServer:
+    """One shard, opened once (memory-mapped) in the actor that holds it.
+
+    Args:
+        folder: the shard's index folder.
+        offset: the global row of its first row.
+        threads: threads of its kernels (numba and BLAS), so that the shards placed on
+            one node share its cores instead of each taking all of them.
+    """
+
+    def __init__(self, folder: str, offset: int, threads: int | None = None) -> None:
+        self.folder, self.offset, self.error = folder, offset, ""
+        self.threads = threads
+        if threads:
+            from threadpoolctl import threadpool_limits
+
+            self._blas = threadpool_limits(threads)  # held for the actor's life
+        try:
+            self.idx: Index = Index.open(folder)
+        except (ImgrecError, OSError, ValueError) as exc:
+            self.error = str(exc)
+
+    def _ranked(self, rows: np.ndarray, values: np.ndarray) -> Ranked:
+        rows = np.asarray(rows, np.int64)
+        return rows + self.offset, np.asarray(values), self.idx.paths(rows)
+
+    @guarded
+    def facts(self) -> dict[str, Any]:
+        """Rows, model, PCA size, labels, gallery root: checked against the manifest."""
+        return {"count": len(self.idx), "model": self.idx.model,
+                "pca_components": self.idx.pca().n_components,
+                "has_labels": self.idx.has_labels, "root": str(self.idx.root),
+                "dim": int(self.idx.embeddings.shape[1])}
+
+    @guarded
+    def pca(self) -> Any:
+        return self.idx.pca()
+
+    @guarded
+    def paths(self) -> list[str]:
+        return self.idx.all_paths()
+
+    @guarded
+    def skipped(self) -> list[tuple[str, str]]:
+        return self.idx.skipped()
+
+    @guarded
+    def stored(self, paths: list[str]) -> dict[str, tuple[int, np.ndarray, np.ndarray,
+                                                          np.ndarray]]:
+        """(global row, embedding, histogram, PCA projection) of each path held here."""
+        out = {}
+        for p in paths:
+            try:
+                row = self.idx.row_of(p)
+            except ImgrecError:
+                continue
+            out[p] = (row + self.offset, np.asarray(self.idx.embeddings[row]),
+                      np.asarray(self.idx.histograms[row]),
+                      np.asarray(self.idx.pca_histograms[row]))
+        return out
+
+    @guarded
+    def rank(self, method: str, metric: str, q: np.ndarray, k: int, c: int | None
+             ) -> tuple[list[Ranked], Ranked]:
+        """Exact top-k per query and combined, as :func:`imgrec.search.rank.rank` gives."""
+        scan = TABLE[method].matrix(self.idx, c)
+        per, comb = rank(metric, scan.data, q, k, scan.norms, scan.half)
+        return [self._ranked(*p) for p in per], self._ranked(*comb)
+
+    @guarded
+    def rank_all(self, q: np.ndarray, k: int
+                 ) -> tuple[list[tuple[np.ndarray, dict[str, np.ndarray], list[str]]], ...]:
+        """Per query and combined: the union of this shard's cosine, euclidean and
+        manhattan top-k, each row with all three exact values (the driver forms the
+        global top-k of each metric from these, then their union)."""
+        scan = TABLE["embedding"].matrix(self.idx, None)
+        runs = {m: rank(m, scan.data, q, k, scan.norms, scan.half) for m in ALL_METRICS}
+
+        def values(row_sets: list[np.ndarray], qs: np.ndarray):
+            rows = np.unique(np.concatenate(row_sets)).astype(np.int64)
+            sub = scan.data[rows]
+            vals = {m: _EXACT[m](sub, qs).mean(0) for m in ALL_METRICS}
+            return rows + self.offset, vals, self.idx.paths(rows)
+
+        per = [values([runs[m][0][j][0] for m in runs], q[j:j + 1]) for j in range(len(q))]
+        return per, values([runs[m][1][0] for m in runs], q)
+
+    @guarded
+    def refine(self, q: np.ndarray, nq: np.ndarray, weight: float, k: int) -> Ranked:
+        """The exact refined top-k (see :func:`imgrec.search.refine.rank_refined`)."""
+        scan = TABLE["embedding"].matrix(self.idx, None)
+        return self._ranked(*rank_refined(scan.data, scan.norms, q, nq, weight, k, scan.half))
+
+    @guarded
+    def label(self, text: str, k: int) -> tuple[Ranked, list[str]]:
+        """This shard's label-search top-k and the notes naming the matched classes."""
+        from imgrec.insights.labels import search_by_label
+
+        res = search_by_label(self.idx, text, k)
+        rows = np.array([h.row for h in res.combined], np.int64)
+        return (rows + self.offset, np.array([h.score for h in res.combined]),
+                [h.path for h in res.combined]), res.notes
+
+    def ping(self) -> str:
+        """The folder this actor serves (a cheap call to check it is alive)."""
+        return self.folder

@@ -1,0 +1,145 @@
+"""Split an index into a sharded index: N ordinary indexes over contiguous row ranges that
+share one PCA model, listed by a small manifest (``sharded.json``)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from imgrec.errors import ImgrecError, IndexFormatError
+from imgrec.index.index import Index
+from imgrec.index.writer import VersionWriter
+
+MANIFEST = "sharded.json"
+FORMAT = "imgrec-sharded"
+FORMAT_VERSION = 1
+_BLOCK = 65536
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    """One shard: its index folder (relative to the sharded index), first global row, rows."""
+
+    name: str
+    offset: int
+    count: int
+
+
+@dataclass(frozen=True)
+class ShardedManifest:
+    """What ``sharded.json`` says: the shards in row order and the facts they share."""
+
+    model: str
+    count: int
+    pca_components: int
+    gallery_root: str
+    shards: tuple[ShardInfo, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": FORMAT, "format_version": FORMAT_VERSION, "model": self.model,
+                "count": self.count, "pca_components": self.pca_components,
+                "gallery_root": self.gallery_root,
+                "shards": [{"name": s.name, "offset": s.offset, "count": s.count}
+                           for s in self.shards]}
+
+    @classmethod
+    def read(cls, folder: Path) -> ShardedManifest:
+        """The manifest of the sharded index at ``folder``.
+
+        Raises:
+            IndexFormatError: missing, damaged, of another format, or rows not contiguous.
+        """
+        path = folder / MANIFEST
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise IndexFormatError(f"{folder} is not a sharded index (no {MANIFEST}): make "
+                                   "one with `imgrec shard split INDEX OUT --shards N`") from None
+        except (OSError, ValueError) as exc:
+            raise IndexFormatError(f"{path} cannot be read: {exc}") from None
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise IndexFormatError(f"{path} is not a sharded-index manifest")
+        if data.get("format_version") != FORMAT_VERSION:
+            raise IndexFormatError(f"{path} says format version {data.get('format_version')!r};"
+                                   f" this imgrec reads version {FORMAT_VERSION}")
+        try:
+            shards = tuple(ShardInfo(str(s["name"]), int(s["offset"]), int(s["count"]))
+                           for s in data["shards"])
+            out = cls(str(data["model"]), int(data["count"]), int(data["pca_components"]),
+                      str(data["gallery_root"]), shards)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise IndexFormatError(f"{path} is damaged ({exc!r} missing or invalid)") from None
+        at = 0
+        for s in shards:
+            if s.offset != at or s.count < 1 or Path(s.name).name != s.name:
+                raise IndexFormatError(f"{path} is damaged: shard {s.name!r} does not start "
+                                       f"at row {at} or names a folder outside {folder}")
+            at += s.count
+        if at != out.count or not shards:
+            raise IndexFormatError(f"{path} is damaged: its shards hold {at} rows, not "
+                                   f"{out.count}")
+        return out
+
+
+def split(index_dir: str | os.PathLike, out: str | os.PathLike, shards: int) -> Path:
+    """Write the index at ``index_dir`` as a sharded index of ``shards`` shards in ``out``.
+
+    Shard ``i`` holds a contiguous range of rows (global row = its offset + local row,
+    so ties rank as in the unsharded index) with their features copied unchanged, the
+    one PCA model of the source, and its labels; the skipped files go into the first
+    shard's catalog. Each shard is an ordinary versioned index.
+
+    Raises:
+        ImgrecError: ``shards`` is not between 1 and the number of rows, or ``out`` is
+            not empty.
+
+    Example:
+        >>> split("photos-index", "photos-sharded", shards=4)   # doctest: +SKIP
+    """
+    src = Index.open(index_dir)
+    n = len(src)
+    if not isinstance(shards, int) or isinstance(shards, bool) or not 1 <= shards <= n:
+        raise ImgrecError(f"--shards must be a whole number from 1 to {n} (the rows of the "
+                          f"index), got {shards!r}")
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ImgrecError(f"{out} exists and is not an empty folder: choose a new one")
+    entries = src.entries()
+    skipped = [e for e in entries if e.row is None]
+    indexed = sorted((e for e in entries if e.row is not None), key=lambda e: e.row)
+    pca = src.pca()
+    bounds = [i * n // shards for i in range(shards + 1)]
+    infos = []
+    for i in range(shards):
+        a, b = bounds[i], bounds[i + 1]
+        name = f"shard-{i:03d}"
+        rows = [replace(e, row=e.row - a) for e in indexed[a:b]]
+        _write_shard(src, out / name, a, b, rows + (skipped if i == 0 else []), pca)
+        infos.append(ShardInfo(name, a, b - a))
+    manifest = ShardedManifest(src.model, n, pca.n_components, str(src.root), tuple(infos))
+    tmp = out / f".{MANIFEST}.tmp"
+    tmp.write_text(json.dumps(manifest.to_json(), indent=1), encoding="utf-8")
+    os.replace(tmp, out / MANIFEST)
+    return out
+
+
+def _write_shard(src: Index, folder: Path, a: int, b: int, entries: list, pca: Any) -> None:
+    """One shard: rows ``a:b`` of ``src`` copied as they are, published with ``pca``."""
+    writer = VersionWriter(folder, b - a, src.embeddings.shape[1])
+    try:
+        for s in range(a, b, _BLOCK):
+            e = min(b, s + _BLOCK)
+            writer.embeddings[s - a:e - a] = src.embeddings[s:e]
+            writer.histograms[s - a:e - a] = src.histograms[s:e]
+        if src.labels_top5 is not None and src.labels_prob5 is not None:
+            top5, prob5 = writer.labels()
+            top5[:] = src.labels_top5[a:b]
+            prob5[:] = src.labels_prob5[a:b]
+        writer.publish(entries, {"model": src.model, "gallery_root": str(src.root),
+                                 "source": "split"}, pca)
+    except BaseException:
+        writer.abort()
+        raise
