@@ -46,8 +46,8 @@ def build_index(gallery: str | os.PathLike, index_dir: str | os.PathLike | None 
                 weights: str | os.PathLike | None = None, device: str = "auto",
                 workers: int | None = None, batch_size: int = BATCH_SIZE,
                 pca_components: int = DEFAULT_COMPONENTS, full: bool = False,
-                wait: bool = False, progress: Callable[[Progress], None] | None = None
-                ) -> BuildReport:
+                wait: bool = False, progress: Callable[[Progress], None] | None = None,
+                producer: Producer | None = None) -> BuildReport:
     """Index (or re-sync) every image under ``gallery`` into ``index_dir``.
 
     On an existing index this is a sync: files whose size and mtime are unchanged are
@@ -68,6 +68,9 @@ def build_index(gallery: str | os.PathLike, index_dir: str | os.PathLike | None 
             everything.
         wait: wait for a running build of the same index instead of failing.
         progress: called with a :class:`Progress` as files are processed.
+        producer: computes the features of the files to compute (default: decode worker
+            processes and the embedder here; ``RayFeatures`` computes them on a Ray
+            cluster, see :mod:`imgrec.build.ray_producer`).
 
     Returns:
         A :class:`BuildReport`.
@@ -83,7 +86,8 @@ def build_index(gallery: str | os.PathLike, index_dir: str | os.PathLike | None 
     """
     return Build(gallery, index_dir, model=model, embedder=embedder, weights=weights,
                  device=device, workers=workers, batch_size=batch_size,
-                 pca_components=pca_components, full=full, wait=wait, progress=progress).run()
+                 pca_components=pca_components, full=full, wait=wait, progress=progress,
+                 producer=producer).run()
 
 
 def flush_every() -> int:

@@ -43,6 +43,7 @@ def index(args: argparse.Namespace) -> int:
     """Index or re-sync a gallery, with a progress bar on stderr."""
     from imgrec.build.builder import build_index
     from imgrec.features.embedding import CNNEmbedder
+    from imgrec.shard.cli import producer
 
     if not args.gallery.is_dir():
         raise ImgrecError(f"gallery folder not found: {args.gallery}")
@@ -54,7 +55,8 @@ def index(args: argparse.Namespace) -> int:
         report = build_index(args.gallery, target, embedder=emb, workers=args.workers,
                              batch_size=args.batch_size, pca_components=args.pca_components,
                              full=args.full, wait=args.wait,
-                             progress=None if args.quiet else ProgressBar())
+                             progress=None if args.quiet else ProgressBar(),
+                             producer=producer(args))
     print(replace(report, skipped=[(printable(p), printable(why))
                                    for p, why in report.skipped]).summary())
     return EXIT_OK
@@ -180,3 +182,10 @@ def app(args: argparse.Namespace) -> int:
         return run(args)
     except ValueError as exc:  # a bad port or index folder
         raise ImgrecError(str(exc)) from None
+
+
+def shard(args: argparse.Namespace) -> int:
+    """``imgrec shard split``: a sharded index for search over Ray (see :mod:`imgrec.shard`)."""
+    from imgrec.shard.cli import run
+
+    return run(args)

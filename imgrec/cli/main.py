@@ -13,6 +13,7 @@ from imgrec.errors import ImgrecError
 EXIT_OK, EXIT_FAIL = 0, 1
 COMMANDS = {"demo": commands.demo, "index": commands.index, "search": commands.search,
             "serve": commands.serve, "evaluate": commands.evaluate, "app": commands.app,
+            "shard": commands.shard,
             **info.COMMANDS, **insights.COMMANDS}
 
 

@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate_arguments(_add(sub, "evaluate", "retrieval quality of every method on this "
                                              "gallery's labels (leave-one-out)"))
 
+    from imgrec.shard.cli import add_arguments as shard_arguments
+
+    shard_arguments(sub)
     app_arguments(_add(sub, "app", "start the dashboard (Streamlit) in this process"))
     serve_arguments(_add(sub, "serve", "serve the HTTP API over one index (FastAPI + uvicorn)"))
     return p
@@ -116,6 +119,9 @@ def _index(sub: Any) -> None:
                    help="wait for a running build of this index instead of failing "
                         "(default: off)")
     i.add_argument("--quiet", action="store_true", help="no progress bar (default: off)")
+    from imgrec.shard.cli import add_ray_option
+
+    add_ray_option(i)
 
 
 def _search(sub: Any) -> None:

@@ -1,0 +1,35 @@
+"""The Ray paths as a user starts them: ``imgrec index --ray ADDRESS`` and ``imgrec shard split``."""
+
+from __future__ import annotations
+
+import shutil
+
+from support import run_cli
+from test_ray_build import assert_same_index
+
+from imgrec import Index
+
+
+def test_index_with_ray_joins_the_cluster_and_equals_the_local_build(ray_cluster, demo_cli,
+                                                                      cli_env, tmp_path):
+    gallery = tmp_path / "g"
+    for fam in ("chelsea", "coffee"):
+        shutil.copytree(demo_cli.gallery / fam, gallery / fam)
+    env = {**cli_env, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    ray = run_cli("index", gallery, "--index", tmp_path / "ray", "--ray", ray_cluster.address,
+                  env=env)
+    assert ray.returncode == 0, ray.stderr[-2000:]
+    assert "indexed 24 images" in ray.stdout
+    local = run_cli("index", gallery, "--index", tmp_path / "local", env=env)
+    assert local.returncode == 0, local.stderr
+    assert_same_index(Index.open(tmp_path / "ray"), Index.open(tmp_path / "local"))
+
+
+def test_shard_split_from_the_command_line(demo_cli, cli_env, tmp_path):
+    out = run_cli("shard", "split", demo_cli.index, tmp_path / "sharded", "--shards", "2",
+                  env=cli_env)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "sharded" / "sharded.json").is_file()
+    again = run_cli("shard", "split", demo_cli.index, tmp_path / "sharded", "--shards", "2",
+                    env=cli_env)
+    assert again.returncode == 2 and len(again.stderr.strip().splitlines()) == 1, again.stderr
