@@ -164,16 +164,6 @@ class Manifest:
         got = self.checksums.get("files", {}).get(name)
         return (int(got[0]), str(got[1])) if got else None
 
-    # Mapping access, kept for callers that still read ``manifest["key"]``.
-    def __getitem__(self, key: str) -> Any:
-        data = self.to_json()
-        if key not in data:
-            raise KeyError(key)
-        return data[key]
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.to_json().get(key, default)
-
 
 _REQUIRED: dict[str, type | tuple[type, ...]] = {
     "format_version": int, "model": str, "gallery_root": str, "embedding_dim": int,

@@ -137,10 +137,10 @@ def info(request: Request, state: State) -> InfoOut:
     idx = state.index()
     m = idx.manifest
     return InfoOut(index_dir=str(idx.index_dir), version=idx.version,
-                   format_version=int(m["format_version"]), model=idx.model,
-                   gallery_root=str(idx.root), images=len(idx), skipped=int(m["skipped"]),
-                   embedding_dim=int(m["embedding_dim"]), pca_components=int(m["pca_components"]),
-                   built_at=str(m["built_at"]), has_labels=idx.has_labels,
+                   format_version=m.format_version, model=idx.model,
+                   gallery_root=str(idx.root), images=len(idx), skipped=m.skipped,
+                   embedding_dim=m.embedding_dim, pca_components=m.pca_components,
+                   built_at=str(m.built_at or ""), has_labels=idx.has_labels,
                    first_pass=idx.first_pass, max_queries=MAX_QUERIES, max_k=MAX_K,
                    max_upload_bytes=_max_upload(request))
 

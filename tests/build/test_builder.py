@@ -58,10 +58,9 @@ def test_build_counts_skips_and_features(write_gallery, broken_files, tiny_embed
     idx = Index.open(tmp_path / "index", embedder=tiny_embedder)
     assert len(idx) == 9
     m = idx.manifest
-    assert (m["format_version"], m["model"], m["count"], m["skipped"]) == (FORMAT_VERSION,
-                                                                           "tiny-test", 9, 4)
-    assert Path(m["gallery_root"]) == gallery.resolve()
-    assert (m["embedding_dim"], m["histogram_dim"], m["pca_components"]) == (48, 768, 8)
+    assert (m.format_version, m.model, m.count, m.skipped) == (FORMAT_VERSION, "tiny-test", 9, 4)
+    assert Path(m.gallery_root) == gallery.resolve()
+    assert (m.embedding_dim, m.histogram_dim, m.pca_components) == (48, 768, 8)
     assert sorted(p for p, _ in idx.skipped()) == sorted(skipped)
     paths = idx.all_paths()
     assert paths == sorted(paths) and all(p.endswith(".jpg") for p in paths)
