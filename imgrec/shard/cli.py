@@ -26,8 +26,8 @@ def add_arguments(sub: Any) -> argparse.ArgumentParser:
                                        "indexes over contiguous rows, sharing one PCA model")
     s.add_argument("index", type=Path, metavar="INDEX", help="the index directory to split")
     s.add_argument("out", type=Path, metavar="OUT", help="a new (or empty) folder")
-    s.add_argument("--shards", type=int, required=True, metavar="N",
-                   help="number of shards (required)")
+    s.add_argument("--shards", type=int, default=2, metavar="N",
+                   help="number of shards (default: %(default)s)")
     return p
 
 
