@@ -123,7 +123,9 @@ def good_queries(base: Path) -> st.SearchStrategy:
 
 ODD = st.one_of(st.none(), st.booleans(), st.integers(-3, 10**12), st.floats(),
                 st.text(max_size=12), st.just(np.int64(3)), st.just(np.float32(2.0)),
-                st.just([3]), st.builds(Sized))
+                st.just([3]), st.builds(Sized),
+                arrays(st.sampled_from([np.uint8, np.float32, np.int64]),
+                       st.tuples(st.integers(0, 3), st.integers(1, 3))))
 VALID = {"method": [*METHODS, *["embedding"] * 4], "metric": [*METRICS, *["cosine"] * 8],
          "k": [1, 3, 5, 50],
          "pca_components": [None, 1, 4, 99], "negative_weight": [0.0, 0.5, 2.0, 100.0]}
