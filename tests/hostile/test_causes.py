@@ -98,13 +98,16 @@ def test_01_symlink_loop_as_index_or_output_is_one_line(hostile, tmp_path, capsy
         _one_line(capsys.readouterr().err, str(loop), "Too many levels of symbolic links")
 
 
-def test_01_symlink_loop_typed_on_the_dataset_page(hostile, tmp_path, monkeypatch):
+def test_01_symlink_loop_typed_into_the_dashboard(hostile, tmp_path, monkeypatch):
+    """As a gallery on the Dataset page, and as the index folder in the sidebar."""
     from streamlit.testing.v1 import AppTest
 
     loop = tmp_path / "loop"
     os.symlink("loop", loop)
     monkeypatch.setenv("IMGREC_INDEX_DIR", str(hostile["ix"]))
     monkeypatch.setenv("IMGREC_DEMO_DIR", str(tmp_path / "demo"))
+    monkeypatch.setenv("IMGREC_ALLOWED_ROOTS", os.pathsep.join(map(str, [hostile["base"],
+                                                                      tmp_path])))
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
     at.run()
     at.switch_page("imgrec/app/pages/dataset.py").run()
@@ -117,6 +120,11 @@ def test_01_symlink_loop_typed_on_the_dataset_page(hostile, tmp_path, monkeypatc
         assert any(want in m for m in shown), shown
         assert not [m for m in shown if "Unexpected" in m]
     assert at.button(key="index_folder").disabled is False  # the last folder is fine
+    at.sidebar.text_input(key="index_dir_text").input(str(loop))  # as the index folder
+    at.sidebar.button[0].click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Too many levels of symbolic links" in e.value for e in at.sidebar.error)
+    assert "Open now: `" + str(hostile["ix"]) in " ".join(c.value for c in at.sidebar.caption)
 
 
 # ---- 2. a FIFO -----------------------------------------------------------------------------
