@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,7 +126,12 @@ def readable_header(path: Path) -> bool:
     try:
         if suffix in formats.HEIF_SUFFIXES:
             formats.ensure_heif()
-        with Image.open(path) as im:
-            return im.width > 0 and im.height > 0
+        # opened without blocking, and only a regular file is read: a FIFO would block
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                return False
+            with Image.open(fh) as im:
+                return im.width > 0 and im.height > 0
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return False
