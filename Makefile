@@ -1,4 +1,5 @@
-# imgrec: `make run` starts the dashboard on the demo gallery; `make test` runs every test.
+# imgrec: `make run` starts the dashboard on the demo gallery; `make test` runs every test;
+# `make fuzz` runs the hostile-input suites with many more random examples.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -6,7 +7,7 @@ PORT   ?= 8501
 # localhost only; ADDRESS=0.0.0.0 serves every network interface (the dashboard has no login)
 ADDRESS ?= 127.0.0.1
 
-.PHONY: run test demo lint bench clean
+.PHONY: run test fuzz demo lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +32,9 @@ run: $(VENV)/.installed data/index/CURRENT
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest
+
+fuzz: $(VENV)/.installed-dev
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest tests/hostile
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

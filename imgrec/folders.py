@@ -146,6 +146,19 @@ def exclude_rules(root: str | os.PathLike, exclude: Iterable[str] = (),
         raise ImgrecError(f"invalid exclude rule: {exc}") from None
 
 
+def resolve_path(path: str | os.PathLike) -> Path:
+    """``path`` with ``~`` expanded and links resolved; a link loop is an ``OSError``.
+
+    Python before 3.13 raises ``RuntimeError`` for a loop; this raises ``OSError(ELOOP)``
+    naming the path, which callers report like any other unusable path.
+    """
+    p = Path(path).expanduser()
+    try:
+        return p.resolve()
+    except RuntimeError:  # a loop (Python < 3.13); later versions raise OSError themselves
+        raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), str(p)) from None
+
+
 def is_within(path: str | os.PathLike, root: str | os.PathLike) -> bool:
     """True when ``path`` (links resolved) lies inside ``root``; False for a link loop."""
     try:

@@ -83,6 +83,10 @@ def test_exact_copies_and_a_bigger_rescaled_copy(write_gallery, photos, tiny_emb
     assert near.keeper.path == "chelsea/chelsea_orig.jpg", near.reason
     assert near.members[1].similarity >= 0.99
 
+    with pytest.raises(FileNotFoundError):  # no folder is created above the file named
+        write_csv(rep, tmp_path / "out" / "dups.csv")
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "out").mkdir()
     out = write_csv(rep, tmp_path / "out" / "dups.csv")
     with open(out, newline="") as fh:
         rows = list(csv.DictReader(fh))

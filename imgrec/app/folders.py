@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import itertools
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
 from imgrec import formats, images
+from imgrec.folders import resolve_path
 from imgrec.settings import Settings
 
 ROOTS_ENV = "IMGREC_ALLOWED_ROOTS"
@@ -40,7 +42,10 @@ def refused(path: str | os.PathLike) -> str | None:
         >>> refused(Path.home() / "photos") is None
         True
     """
-    p = Path(path).expanduser().resolve()
+    try:
+        p = resolve_path(path)
+    except OSError as exc:  # a symbolic link loop
+        return f"{path} cannot be used: {exc.strerror}."
     roots = allowed_roots()
     if any(p == r or images.is_within(p, r) for r in roots):
         return None
@@ -72,7 +77,10 @@ def check_gallery_folder(text: str, index_dir: str | os.PathLike, limit: int = 1
     path = Path(text).expanduser()
     if not path.is_absolute():
         path = Path.cwd() / path
-    path = path.resolve()
+    try:
+        path = resolve_path(path)
+    except OSError as exc:  # a symbolic link loop
+        return FolderCheck(False, f"{path} cannot be used: {exc.strerror}.", path)
     if (why := refused(path)) is not None:
         return FolderCheck(False, why, path)
     if not path.exists():
@@ -81,7 +89,11 @@ def check_gallery_folder(text: str, index_dir: str | os.PathLike, limit: int = 1
         return FolderCheck(False, f"{path} is a file, not a folder.", path)
     if not os.access(path, os.R_OK | os.X_OK):
         return FolderCheck(False, f"{path} cannot be read (permission denied).", path)
-    index = Path(index_dir).expanduser().resolve()
+    try:
+        index = resolve_path(index_dir)
+    except OSError as exc:
+        return FolderCheck(False, f"The index folder {index_dir} cannot be used: "
+                           f"{exc.strerror}; choose another index folder.", path)
     if index == path or images.is_within(index, path):
         return FolderCheck(False, f"The index folder {index} lies inside {path}; choose another "
                            "gallery or another index folder.", path)
@@ -114,7 +126,12 @@ def readable_header(path: Path) -> bool:
     try:
         if suffix in formats.HEIF_SUFFIXES:
             formats.ensure_heif()
-        with Image.open(path) as im:
-            return im.width > 0 and im.height > 0
+        # opened without blocking, and only a regular file is read: a FIFO would block
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                return False
+            with Image.open(fh) as im:
+                return im.width > 0 and im.height > 0
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return False

@@ -30,6 +30,7 @@ from imgrec.build.workstore import FLUSH_EVERY, FeatureBatch, WorkStore
 from imgrec.errors import ImgrecError
 from imgrec.features.embedding import DEFAULT_MODEL, CNNEmbedder, Embedder
 from imgrec.features.pca import DEFAULT_COMPONENTS
+from imgrec.folders import resolve_path
 from imgrec.index.writer import remove_stale_temporaries
 from imgrec.settings import Settings
 
@@ -141,8 +142,8 @@ class Build:
     def run(self) -> BuildReport:
         """Scan, compute what is missing, publish; returns the :class:`BuildReport`."""
         t0 = time.perf_counter()
-        root = Path(self.gallery).expanduser().resolve()
-        index_dir = Path(self.index_dir or Settings.from_env().index_dir).expanduser().resolve()
+        root = resolve_path(self.gallery)
+        index_dir = resolve_path(self.index_dir or Settings.from_env().index_dir)
         if not root.is_dir():
             raise ImgrecError(f"gallery folder not found: {self.gallery}")
         if index_dir == root or images.is_within(index_dir, root):

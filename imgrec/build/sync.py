@@ -192,7 +192,13 @@ def plan(root: Path, prev: Previous | None, crop_size: int) -> Plan:
     """
     out = Plan()
     before = prev.entries if prev else {}
-    for path in images.scan(root):
+    unlisted = ""
+    for found in images.scan_entries(root):
+        if found.is_folder:  # a folder that cannot be listed: skipped, with the reason
+            out.entries[found.rel] = catalog.Entry(found.rel, None, -1, -1, error=found.problem)
+            unlisted = unlisted or f"; {found.rel} {found.problem}"
+            continue
+        path = found.path
         out.total += 1
         try:
             st = path.stat()
@@ -214,5 +220,5 @@ def plan(root: Path, prev: Previous | None, crop_size: int) -> Plan:
             out.todo.append(Task(str(path), rel, size, mtime, crop_size))
     if not out.total:
         raise ImgrecError(f"no images found in {root} (looked for "
-                          f"{', '.join(sorted(images.SUFFIXES))})")
+                          f"{', '.join(sorted(images.SUFFIXES))}){unlisted}")
     return out

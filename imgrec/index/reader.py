@@ -2,8 +2,9 @@
 
 :func:`open_version` is what :meth:`imgrec.index.index.Index.open` runs on every open:
 the structure of every file (shape, dtype, layout, length), the catalog's rows, and the
-recorded checksums of the small files and of the manifest (large files by size); the
-thorough check of every byte is :func:`imgrec.index.verify.verify`.
+recorded checksums of the manifest, of the small files and of every file up to
+:data:`HASHED_ON_OPEN` bytes (larger ones by size); the thorough check of every byte is
+:func:`imgrec.index.verify.verify`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ from imgrec.index import format as F
 from imgrec.index.half import HalfCopy
 
 read_manifest = F.Manifest.read
+
+#: Files up to this size are checked byte for byte on every open, whatever they hold (a few
+#: milliseconds), so damage anywhere in a small index is refused, never answered from.
+HASHED_ON_OPEN = 4 << 20
 
 
 def open_matrix(path: Path, shape: tuple[int, ...], dtype: Any = np.float32) -> np.ndarray:
@@ -135,7 +140,8 @@ def checksum_problems(version_dir: Path, manifest: F.Manifest,
 
     Without checksums (a version written before they existed) there is nothing to
     compare. Otherwise the manifest's own digest, every listed file's size and presence,
-    and the digests of the small files (all files when ``thorough``) are compared.
+    and the digests of the small files and of every file up to :data:`HASHED_ON_OPEN`
+    bytes (all files when ``thorough``) are compared.
     """
     if not manifest.checksums:
         return []
@@ -154,7 +160,8 @@ def checksum_problems(version_dir: Path, manifest: F.Manifest,
             continue
         if got != size:
             out.append((name, f"{path} is {got} bytes; the manifest records {size}"))
-        elif (thorough or name in F.SMALL_FILES) and F.file_checksum(path) != digest:
+        elif ((thorough or name in F.SMALL_FILES or size <= HASHED_ON_OPEN)
+              and F.file_checksum(path) != digest):
             out.append((name, f"{path} is damaged (its checksum differs from the one "
                               "recorded when the index was written)"))
     return out

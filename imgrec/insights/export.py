@@ -32,6 +32,7 @@ from PIL import Image
 
 from imgrec import images
 from imgrec.errors import ImageError, ImgrecError
+from imgrec.folders import resolve_path
 from imgrec.insights.clusters import DEFAULT_K, ClusterResult, clusters
 from imgrec.insights.graph import sample_rows
 from imgrec.insights.labels import name_of
@@ -74,7 +75,7 @@ def _tsv(text: str) -> str:
 
 
 def _refuse_gallery(index: Index, path: Path) -> None:
-    if images.is_within(path.resolve(), index.root.resolve()):
+    if images.is_within(resolve_path(path), index.root.resolve()):
         raise ImgrecError(f"refusing to write {path} inside the gallery {index.root}: imgrec "
                           "never adds files to your gallery; choose another folder")
 
@@ -87,7 +88,8 @@ def export_projector(index: Index, out_dir: str | os.PathLike, *,
 
     Args:
         index: an opened index.
-        out_dir: folder to write into (created; must not lie inside the gallery).
+        out_dir: folder to write into (created if missing, inside a folder that exists;
+            must not lie inside the gallery).
         sample: export at most this many images, drawn at random with ``seed`` (None or
             0: all). Default 10,000, which keeps the sprite's cells at 81 px or more.
         k_clusters: K-means clusters for the ``cluster`` column (on the whole index),
@@ -106,7 +108,7 @@ def export_projector(index: Index, out_dir: str | os.PathLike, *,
     rows = sample_rows(n, int(sample) if sample else n, seed)
     res = cluster_result or clusters(index, k_clusters, seed=seed)
     paths = index.paths(rows)
-    out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(exist_ok=True)  # OUT_DIR itself, never a folder above it
     emb = np.asarray(index.embeddings[rows], dtype=np.float32)
     with open(out / "tensors.tsv", "w", encoding="utf-8") as fh:
         for s in range(0, len(emb), 1024):

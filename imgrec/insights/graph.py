@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numba import njit, prange
 
+from imgrec._numba_cache import CACHE
 from imgrec.search.kernels import _PARALLEL
 
 if TYPE_CHECKING:
@@ -209,7 +210,7 @@ def _normalise(pos: np.ndarray) -> np.ndarray:
     return pos / extent if extent > 0 else pos
 
 
-@njit(parallel=True, fastmath=True, cache=True)
+@njit(parallel=True, fastmath=True, cache=CACHE)
 def _fruchterman_reingold(pos, indptr, nbr, w, iterations):  # pragma: no cover - compiled
     """networkx's Fruchterman-Reingold update (all-pairs repulsion k^2/d, attraction
     w * d^2 / k along edges, step capped by a linearly cooling temperature), in float32

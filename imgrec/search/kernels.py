@@ -16,6 +16,8 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic, overload
 
+from imgrec._numba_cache import CACHE
+
 # numba's default threading layer must not be entered from two threads at once (the
 # dashboard serves several sessions from threads); the scans are memory-bound anyway.
 _PARALLEL = threading.Lock()
@@ -74,7 +76,7 @@ def _widen_impl(x):  # pragma: no cover - compiled
 QBLOCK = 5
 
 
-@njit(parallel=True, fastmath=FAST, cache=True)
+@njit(parallel=True, fastmath=FAST, cache=CACHE)
 def _dots(data, q, out):  # pragma: no cover - compiled
     # two rows at a time: each query element loaded once feeds two accumulators
     n, d = data.shape
@@ -100,7 +102,7 @@ def _dots(data, q, out):  # pragma: no cover - compiled
         out[0, j], out[1, j], out[2, j], out[3, j], out[4, j] = b0, b1, b2, b3, b4
 
 
-@njit(parallel=True, fastmath=FAST, cache=True)
+@njit(parallel=True, fastmath=FAST, cache=CACHE)
 def _dots1(data, q, out):  # pragma: no cover - compiled
     n, d = data.shape
     for i in prange(n):
@@ -110,7 +112,7 @@ def _dots1(data, q, out):  # pragma: no cover - compiled
         out[0, i] = acc
 
 
-@njit(parallel=True, fastmath=FAST, cache=True)
+@njit(parallel=True, fastmath=FAST, cache=CACHE)
 def _manhattan(data, q, out):  # pragma: no cover - compiled
     n, d = data.shape
     for i in prange(n):
@@ -125,7 +127,7 @@ def _manhattan(data, q, out):  # pragma: no cover - compiled
         out[0, i], out[1, i], out[2, i], out[3, i], out[4, i] = a0, a1, a2, a3, a4
 
 
-@njit(parallel=True, fastmath=FAST, cache=True)
+@njit(parallel=True, fastmath=FAST, cache=CACHE)
 def _manhattan1(data, q, out):  # pragma: no cover - compiled
     n, d = data.shape
     for i in prange(n):
@@ -143,7 +145,7 @@ def _chi_term(x, y, tiny):  # pragma: no cover - compiled
 
 # Branch-free so it vectorises: where a + b == 0 the numerator is 0 too, and dividing by
 # TINY instead of a tiny a + b changes a term by less than TINY (see chi2_abs_slack).
-@njit(parallel=True, fastmath=FAST, cache=True)
+@njit(parallel=True, fastmath=FAST, cache=CACHE)
 def _chi2(data, q, out):  # pragma: no cover - compiled
     n, d = data.shape
     tiny = np.float32(TINY)
@@ -161,7 +163,7 @@ def _chi2(data, q, out):  # pragma: no cover - compiled
             half * a0, half * a1, half * a2, half * a3, half * a4)
 
 
-@njit(parallel=True, fastmath=FAST, cache=True)
+@njit(parallel=True, fastmath=FAST, cache=CACHE)
 def _chi2_1(data, q, out):  # pragma: no cover - compiled
     n, d = data.shape
     tiny = np.float32(TINY)
@@ -172,7 +174,7 @@ def _chi2_1(data, q, out):  # pragma: no cover - compiled
         out[0, i] = np.float32(0.5) * acc
 
 
-@njit(parallel=True, fastmath=FAST, cache=True)
+@njit(parallel=True, fastmath=FAST, cache=CACHE)
 def euclidean_from_dots(dots, esq, qsq, g, extra, dist, err):  # pragma: no cover - compiled
     """Distances sqrt(|e|^2 + |q|^2 - 2 e.q) and their error bound, in one fused pass.
 

@@ -121,6 +121,21 @@ def is_whole(value: Any) -> bool:
     return isinstance(value, int | np.integer) and not isinstance(value, bool)
 
 
+def shown(value: Any, limit: int = 60) -> str:
+    """A caller's value as one bounded line, for error messages (an array's repr spans
+    lines, and a repr may fail).
+
+    Example:
+        >>> shown(np.zeros((2, 1)))
+        'array([[0.], [0.]])'
+    """
+    try:
+        text = " ".join(repr(value).split())
+    except Exception:  # a caller's object whose repr fails is named by its type
+        text = f"<{type(value).__qualname__}>"
+    return text if len(text) <= limit else f"{text[:limit - 3]}..."
+
+
 def check_request(method: str, metric: str, k: Any, n_queries: int,
                   pca_components: Any = None) -> Method:
     """Validate a request (nothing is coerced); return its method's table entry.
@@ -139,17 +154,17 @@ def check_request(method: str, metric: str, k: Any, n_queries: int,
     """
     entry = TABLE.get(method) if isinstance(method, str) else None
     if entry is None:
-        raise QueryError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    if len(entry.metrics) > 1 and metric not in entry.metrics:
-        raise QueryError(f"unknown metric {metric!r}; choose one of "
+        raise QueryError(f"unknown method {shown(method)}; choose one of {', '.join(METHODS)}")
+    if len(entry.metrics) > 1 and not (isinstance(metric, str) and metric in entry.metrics):
+        raise QueryError(f"unknown metric {shown(metric)}; choose one of "
                          f"{', '.join(entry.metrics)}")
     if not is_whole(k) or k < 1:
-        raise QueryError(f"k must be a positive integer, got {k!r}")
+        raise QueryError(f"k must be a positive integer, got {shown(k)}")
     if pca_components is not None and not is_whole(pca_components):
         raise QueryError("pca_components must be a whole number of components (or None for "
-                         f"all the index holds), got {pca_components!r}")
+                         f"all the index holds), got {shown(pca_components)}")
     if pca_components is not None and pca_components < 1:
-        raise QueryError(f"pca_components must be at least 1, got {pca_components!r}")
+        raise QueryError(f"pca_components must be at least 1, got {shown(pca_components)}")
     if n_queries < 1:
         raise QueryError("give at least one query image")
     if n_queries > MAX_QUERIES:

@@ -19,7 +19,7 @@ from imgrec.errors import QueryError
 from imgrec.index.half import HalfCopy
 from imgrec.search import kernels as K
 from imgrec.search import topk
-from imgrec.search.methods import MAX_QUERIES, TABLE, is_whole
+from imgrec.search.methods import MAX_QUERIES, TABLE, is_whole, shown
 from imgrec.search.query import query_features
 from imgrec.search.rank import _bounds, rank, require_finite
 from imgrec.search.results import REFINED, SearchResult, make_hits
@@ -47,7 +47,7 @@ def check_weight(weight: Any) -> float:
     w = float(weight) if number else float("nan")
     if not number or not np.isfinite(w) or not 0 <= w <= MAX_NEGATIVE_WEIGHT:
         raise QueryError(f"negative_weight must be a finite number in "
-                         f"[0, {MAX_NEGATIVE_WEIGHT:g}], got {weight!r}")
+                         f"[0, {MAX_NEGATIVE_WEIGHT:g}], got {shown(weight)}")
     return w
 
 
@@ -128,9 +128,9 @@ def _unit(x: np.ndarray) -> np.ndarray:
 def refine(index: Index, queries: Sequence[Any], negatives: Sequence[Any], weight: Any,
            k: int, method: str, metric: str) -> SearchResult:
     """Per-query cosine top-k plus the refined ``combined`` ranking (metric ``"refined"``)."""
-    if method != "embedding" or metric != "cosine":
+    if method != "embedding" or not (isinstance(metric, str) and metric == "cosine"):
         raise QueryError("negative examples work with method 'embedding' and metric "
-                         f"'cosine' only (got {method!r}, {metric!r})")
+                         f"'cosine' only (got {shown(method)}, {shown(metric)})")
     if len(negatives) > MAX_QUERIES:
         raise QueryError(f"at most {MAX_QUERIES} negative examples (got {len(negatives)})")
     w = check_weight(weight)

@@ -20,10 +20,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from imgrec._numba_cache import CACHE
 from imgrec.search.kernels import _PARALLEL
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=CACHE)
 def _bounds(fast, scale, err, rel, const, larger, worst, best):  # pragma: no cover - compiled
     """Per slot and row, the worst and best possible value, oriented so larger is better.
 
@@ -53,7 +54,7 @@ def _bounds(fast, scale, err, rel, const, larger, worst, best):  # pragma: no co
             best[nq, i] = sign * v + e
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=CACHE)
 def _kth_largest(values, k, out):  # pragma: no cover - compiled
     """out[s] = the k-th largest of values[s] (a min-heap of the k largest; NaN-aware)."""
     n = values.shape[1]

@@ -6,7 +6,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from imgrec import _numba_cache
 
@@ -89,3 +93,54 @@ def test_candidates_and_unsafe_folders(tmp_path):
     assert not _numba_cache.usable(shared)
     (tmp_path / "file").write_text("x")
     assert not _numba_cache.usable(tmp_path / "file")
+
+
+NOTHING_WRITABLE = """
+import json
+import numpy as np
+from imgrec import _numba_cache
+from imgrec.insights.graph import _fruchterman_reingold
+from imgrec.search import kernels, topk
+rows = np.random.default_rng(0).random((40, 8)).astype(np.float32)
+got = kernels.dot_scores(rows, rows[:2])
+cand, _ = topk.candidates(got, 3, True)
+pos = _fruchterman_reingold(rows[:, :2].copy(), np.zeros(41, np.int64), np.zeros(0, np.int64),
+                            np.zeros(0, np.float32), 2)
+print(json.dumps({"cache": _numba_cache.CACHE,
+                  "ok": bool(np.allclose(got, rows[:2] @ rows.T, atol=1e-5)),
+                  "best": sorted(int(i) for i in np.asarray(cand[0])),
+                  "true": sorted(int(i) for i in np.argsort(-got[0])[:3]), "moved": pos.shape == (40, 2)}))
+"""
+
+# every place a cache could go is read-only: /tmp, /var/tmp and /dev/shm are remounted
+# read-only in a private mount namespace, then the probe runs as uid 65534 from "/"
+READ_ONLY_WORLD = ("for d in /tmp /var/tmp /dev/shm; do [ -d $d ] && mount --bind $d $d && "
+                   "mount -o remount,bind,ro $d || exit 97; done; exec setpriv --reuid=65534 "
+                   '--regid=65534 --clear-groups "$@"')
+
+
+def _in_a_read_only_world(code: str, pkg: Path, home: Path) -> subprocess.CompletedProcess[str]:
+    if os.geteuid() != 0 or not (shutil.which("unshare") and shutil.which("setpriv")):
+        pytest.skip("needs root with unshare and setpriv to make every folder read-only")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("NUMBA_CACHE_DIR", "XDG_CACHE_HOME", "PYTHONPATH", "TMPDIR")}
+    env.update({"PYTHONPATH": str(pkg), "PYTHONDONTWRITEBYTECODE": "1", "HOME": str(home)})
+    out = subprocess.run(["unshare", "-m", "sh", "-c", READ_ONLY_WORLD, "sh", sys.executable,
+                          "-c", code], env=env, capture_output=True, text=True, cwd="/",
+                         timeout=300)
+    if out.returncode == 97 or "unshare failed" in out.stderr:
+        pytest.skip(f"cannot remount folders read-only here: {out.stderr.strip()[-200:]}")
+    return out
+
+
+def test_nothing_writable_runs_uncached(open_tmp):
+    pkg = _read_only_copy(open_tmp / "site")
+    home = open_tmp / "no-home"  # does not exist, and its parent is not the user's
+    plain = _in_a_read_only_world("import plain_kernel", pkg, home)
+    assert plain.returncode != 0 and "no locator available" in plain.stderr
+    out = _in_a_read_only_world(NOTHING_WRITABLE, pkg, home)
+    assert out.returncode == 0, out.stderr[-2000:]
+    got = json.loads(out.stdout)
+    assert got["cache"] is False and got["ok"] and got["moved"]
+    assert set(got["true"]) <= set(got["best"])  # the exact top 3 are among the candidates
+    assert not home.exists() and _files(open_tmp / "site") == _files(pkg)

@@ -19,6 +19,7 @@ from threadpoolctl import threadpool_limits
 
 from imgrec import ImgrecError, Index, IndexFormatError, IndexNotFoundError, build_index
 from imgrec.cli.main import main as cli_main
+from imgrec.index import reader
 from imgrec.index.verify import verify
 
 
@@ -207,7 +208,7 @@ CASES: list[tuple[str, Callable[[Path], None], str, bool | str]] = [
 @pytest.mark.parametrize(("damage", "expect", "open_refuses"),
                          [pytest.param(d, e, o, id=i) for i, d, e, o in CASES])
 def test_damage_is_named_and_refused(ix: Path, damage, expect: str, open_refuses: bool | str,
-                                     capsys: pytest.CaptureFixture) -> None:
+                                     capsys: pytest.CaptureFixture, monkeypatch) -> None:
     damage(version(ix))
     problems = verify(ix)
     assert problems, "verify found nothing wrong"
@@ -226,8 +227,11 @@ def test_damage_is_named_and_refused(ix: Path, damage, expect: str, open_refuses
         assert cli_main(["search", "@0.png", "--index", str(ix)]) == 2
         out, err = capsys.readouterr()
         assert expect in err and "Traceback" not in err
-    else:
-        Index.open(ix)  # content damage is left to --verify (it reads every value)
+    else:  # content damage in a large file: refused on open while the file is small
+        with pytest.raises(IndexFormatError, match="checksum differs"):
+            Index.open(ix)
+        monkeypatch.setattr(reader, "HASHED_ON_OPEN", 0)  # as if it were beyond that size
+        Index.open(ix)  # then content damage is left to --verify (it reads every value)
 
 
 def test_good_index_verifies(ix: Path, capsys: pytest.CaptureFixture) -> None:
@@ -274,7 +278,7 @@ def test_current_pointer_damage(ix: Path) -> None:
         Index.open(ix)
 
 
-def test_build_over_damaged_index_rebuilds(ix: Path, built: Path) -> None:
+def test_build_over_damaged_index_rebuilds(ix: Path, built: Path, monkeypatch) -> None:
     """A sync never trusts a damaged previous version: it notes it and rebuilds."""
     truncate("embeddings.npy", 0.5)(version(ix))
     with threadpool_limits(limits=1, user_api="blas"):
@@ -282,6 +286,8 @@ def test_build_over_damaged_index_rebuilds(ix: Path, built: Path) -> None:
     assert r.computed == 10 and any("not reusable" in n for n in r.notes)
     assert verify(ix) == []
 
+    # files beyond the size checked on every open: the damaged rows alone are recomputed
+    monkeypatch.setattr(reader, "HASHED_ON_OPEN", 0)
     poke("embeddings.npy", 2, np.nan, 0)(version(ix))  # content damage in two rows
     poke("histograms.npy", 5, np.inf, 0)(version(ix))
     with threadpool_limits(limits=1, user_api="blas"):

@@ -113,8 +113,7 @@ def write_csv(report: DuplicateReport, path: str | os.PathLike | TextIO) -> Path
     if hasattr(path, "write"):
         _write_rows(report, path)  # type: ignore[arg-type]
         return path  # type: ignore[return-value]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(path)  # its folder must exist: no folder is created outside the one named
     with open(path, "w", newline="", encoding="utf-8") as fh:
         _write_rows(report, fh)
     return path
