@@ -2,9 +2,10 @@
 
 Example:
     >>> from imgrec import Index, Stored, build_index
-    >>> build_index("photos", "photos-index")                        # doctest: +SKIP
-    >>> idx = Index.open("photos-index")                              # doctest: +SKIP
-    >>> idx.search(["query.jpg"], method="embedding", k=5).combined  # doctest: +SKIP
+    >>> report = build_index("photos", "photos-index")
+    >>> idx = Index.open("photos-index")
+    >>> [h.path for h in idx.search(["query.jpg"], method="embedding", k=5).combined][:2]
+    ['chelsea/chelsea_orig.jpg', 'chelsea/chelsea_scale150.jpg']
 """
 
 from imgrec import _numba_cache  # noqa: F401  (first: numba's cache folder, before any kernel)

@@ -115,6 +115,12 @@ def load_image(source: ImageSource, *, draft: bool = True, name: str | None = No
             decoder package missing, ...).
 
     Example:
+        >>> rgb, info = load_image("query.jpg")
+        >>> rgb.mode, info.format, info.decoder
+        ('RGB', 'JPEG', 'pillow')
+
+        A HEIC photo (skipped as a test: no HEIC file ships with the tests):
+
         >>> rgb, info = load_image("photo.heic")  # doctest: +SKIP
         >>> info.decoder                            # doctest: +SKIP
         'heif'

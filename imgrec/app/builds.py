@@ -129,8 +129,11 @@ class BuildRunner:
 
     Example:
         >>> runner = BuildRunner()
-        >>> job = runner.start("photos", "photos-index")   # doctest: +SKIP
-        >>> runner.job("photos-index").progress_text()      # doctest: +SKIP
+        >>> runner.start("photos", "photos-index").status
+        'running'
+        >>> final = runner.wait("photos-index")
+        >>> final.status, final.count
+        ('done', 38)
     """
 
     def __init__(self, build: Callable[..., Any] | None = None,

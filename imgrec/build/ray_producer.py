@@ -109,6 +109,8 @@ class RayFeatures:
         num_cpus: local cores when a local Ray is started (default: all).
 
     Example:
+        On a running Ray cluster (skipped as a test: none is running there):
+
         >>> Build("photos", "idx", producer=RayFeatures("auto")).run()   # doctest: +SKIP
     """
 

@@ -90,7 +90,9 @@ class CNNEmbedder:
 
     Example:
         >>> emb = CNNEmbedder()                      # nothing loaded yet
-        >>> vecs = emb.embed(crops)                  # doctest: +SKIP
+        >>> crops = np.zeros((2, 224, 224, 3), np.uint8)  # two black 224x224 RGB crops
+        >>> emb.embed(crops).shape                   # loads the weights on first use
+        (2, 1280)
     """
 
     def __init__(self, model: str = DEFAULT_MODEL, weights: str | os.PathLike | None = None,

@@ -35,9 +35,10 @@ class Index:
     """An opened index version. Read-only and safe to share between threads.
 
     Example:
-        >>> idx = Index.open("data/index")                       # doctest: +SKIP
-        >>> res = idx.search(["query.jpg"], method="embedding", k=5)  # doctest: +SKIP
-        >>> [h.path for h in res.per_query[0]]                   # doctest: +SKIP
+        >>> idx = Index.open("data/index")
+        >>> res = idx.search(["query.jpg"], method="embedding", k=5)
+        >>> [h.path for h in res.per_query[0]][:3]
+        ['chelsea/chelsea_orig.jpg', 'chelsea/chelsea_scale150.jpg', 'chelsea/chelsea_color.jpg']
     """
 
     def __init__(self, version_dir: Path, manifest: F.Manifest | dict[str, Any],
@@ -294,8 +295,10 @@ class Index:
         probabilities, best first, are stored when both are given.
 
         Example:
-            >>> Index.from_arrays("my-index", ["a.jpg", "b.jpg"], emb, hist,
-            ...                   model="my-model")                  # doctest: +SKIP
+            >>> emb, hist = np.eye(2, 4), np.full((2, 768), 1 / 768)
+            >>> len(Index.from_arrays("my-index", ["a.jpg", "b.jpg"], emb, hist,
+            ...                       model="my-model"))
+            2
         """
         write_arrays(index_dir, paths, embeddings, histograms, model=model,
                      gallery_root=gallery_root, pca_components=pca_components,

@@ -47,7 +47,7 @@ def verify(index_dir: str | os.PathLike) -> list[str]:
     embeddings, when present, is their rounding and its stored error bounds hold.
 
     Example:
-        >>> problems = verify("data/index")   # doctest: +SKIP
+        >>> problems = verify("data/index")
         >>> problems
         []
     """

@@ -8,8 +8,9 @@ of the memory-mapped matrix instead of full Lloyd iterations). Both are seeded, 
 same index, ``k`` and ``seed`` give the same clusters.
 
 Example:
-    >>> res = clusters(idx, k=30)                       # doctest: +SKIP
-    >>> res.sizes[:3], idx.paths(res.representatives[:3])  # doctest: +SKIP
+    >>> res = clusters(idx, k=30)
+    >>> res.sizes[:3], idx.paths(res.representatives[:3])
+    (array([4, 3, 3]), ['chelsea/chelsea_orig.jpg', 'astronaut/astronaut_exif6.jpg', 'coffee/...'])
 """
 
 from __future__ import annotations

@@ -12,8 +12,10 @@ projector (projector.tensorflow.org) load::
 Nothing is written inside the gallery, and no gallery file is modified.
 
 Example:
-    >>> export_projector(idx, "projector", sample=5000)      # doctest: +SKIP
-    >>> export_csv(idx, "catalog.csv")                       # doctest: +SKIP
+    >>> export_projector(idx, "projector", sample=5000).dim
+    1280
+    >>> export_csv(idx, "catalog.csv")
+    PosixPath('catalog.csv')
 """
 
 from __future__ import annotations

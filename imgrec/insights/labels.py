@@ -24,8 +24,8 @@ match: the probability mass the CNN put on the query, so a close-up of a beagle 
 a photo where a dog is one guess among several.
 
 Example:
-    >>> from imgrec.labels import search_by_label
-    >>> search_by_label(idx, "cat", k=3).combined[0].path     # doctest: +SKIP
+    >>> from imgrec.insights.labels import search_by_label
+    >>> search_by_label(idx, "cat", k=3).combined[0].path
     'chelsea/chelsea_crop_tl.jpg'
 """
 
@@ -205,7 +205,6 @@ def labels_of(index: Index, row: int) -> list[Label]:
 
     Example:
         >>> [lb.name for lb in labels_of(idx, idx.row_of("chelsea/chelsea_orig.jpg"))][:2]
-        ...                                                   # doctest: +SKIP
         ['tiger cat', 'Egyptian cat']
     """
     if index.labels_top5 is None or index.labels_prob5 is None:
@@ -257,7 +256,7 @@ def match_classes(text: str) -> list[int]:
     """ImageNet class ids a label query matches (see the module docstring), sorted.
 
     Example:
-        >>> [name_of(c) for c in match_classes("cat")]         # doctest: +SKIP
+        >>> [name_of(c) for c in match_classes("cat")]
         ['tabby', 'tiger cat', 'Persian cat', 'Siamese cat', 'Egyptian cat', 'Madagascar cat']
     """
     names = _lower_names()
@@ -314,7 +313,8 @@ def search_by_label(index: Index, text: str, k: int = 20) -> SearchResult:
         QueryError: empty text, no class matches, bad k, or the index holds no labels.
 
     Example:
-        >>> [h.path for h in search_by_label(idx, "espresso", k=2).combined]  # doctest: +SKIP
+        >>> [h.path for h in search_by_label(idx, "espresso", k=2).combined]
+        ['coffee/coffee_scale150.jpg', 'coffee/coffee_orig.jpg']
     """
     if not isinstance(k, int | np.integer) or k < 1:
         raise QueryError(f"k must be a positive integer, got {k!r}")

@@ -3,6 +3,8 @@
 Importing this package is cheap: FastAPI, uvicorn and httpx are imported when used.
 
 Example:
+    Against a running ``imgrec serve`` (skipped as a test: no server is listening):
+
     >>> from imgrec.server import search_via_server
     >>> search_via_server("http://127.0.0.1:8600", ["query.jpg"], k=3)["combined"]  # doctest: +SKIP
 """

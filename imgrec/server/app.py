@@ -189,7 +189,9 @@ def create_app(index_dir: str | Path, *, embedder: Embedder | None = None,
         IndexNotFoundError, IndexFormatError: the index cannot be opened.
 
     Example:
-        >>> import uvicorn                                            # doctest: +SKIP
+        Serve until stopped (skipped as a test: ``uvicorn.run`` never returns):
+
+        >>> import uvicorn
         >>> uvicorn.run(create_app("data/index"), host="127.0.0.1", port=8600)  # doctest: +SKIP
     """
     from imgrec import __version__

@@ -70,6 +70,8 @@ def search_via_server(url: str, queries: Sequence[str | os.PathLike], method: st
             request (the message is the server's one-line reason).
 
     Example:
+        Against a running ``imgrec serve`` (skipped as a test: no server is listening):
+
         >>> search_via_server("http://127.0.0.1:8600", ["cat.jpg", "@dogs/rex.jpg"], k=3)
         ...                                                           # doctest: +SKIP
     """

@@ -77,6 +77,8 @@ class ShardedIndex:
     and embedded once, here. Open with :meth:`open`; :meth:`close` ends the actors.
 
     Example:
+        On a running Ray cluster (skipped as a test: none is running there):
+
         >>> idx = ShardedIndex.open("photos-sharded", ray_address="auto")  # doctest: +SKIP
         >>> idx.search([Stored("cats/tom.jpg")], k=5).combined[0].path     # doctest: +SKIP
     """

@@ -19,9 +19,11 @@ EfficientNet-Lite0: the most similar pair of *different* photos has cosine 0.42;
 keeps every variant but the small rotations within the threshold of its original.
 
 Example:
-    >>> rep = find_duplicates(idx)                               # doctest: +SKIP
-    >>> [(g.tier, g.keeper.path, len(g.members)) for g in rep.groups][:2]  # doctest: +SKIP
-    >>> write_csv(rep, "duplicates.csv")                         # doctest: +SKIP
+    >>> rep = find_duplicates(idx)
+    >>> [(g.tier, g.keeper.path, len(g.members)) for g in rep.groups][:2]
+    [('same picture', 'astronaut/astronaut_grey.png', 11), ('same picture', 'chelsea/chelsea_orig.jpg', 10)]
+    >>> write_csv(rep, "duplicates.csv")
+    PosixPath('duplicates.csv')
 """
 
 from imgrec.insights.duplicates.core import DEFAULT_THRESHOLD, MAX_NEIGHBOURS, find_duplicates

@@ -33,8 +33,12 @@ class Store:
     """The duplicates database of one index folder (created on first write).
 
     Example:
-        >>> st = Store(idx.index_dir)                                  # doctest: +SKIP
-        >>> st.mark_distinct(sha_a, sha_b)                             # doctest: +SKIP
+        >>> sha_a, sha_b = [meta[3] for meta in idx.image_meta()[:2]]
+        >>> st = Store(idx.index_dir)
+        >>> st.mark_distinct(sha_a, sha_b)
+        1
+        >>> st.undo(sha_a, sha_b)
+        1
     """
 
     def __init__(self, index_dir: str | Path) -> None:
