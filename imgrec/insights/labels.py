@@ -41,12 +41,13 @@ import numpy as np
 
 from imgrec.errors import QueryError
 from imgrec.features.imagenet import CATEGORIES
+from imgrec.index.format import LABEL_TOP
 from imgrec.search.rank import Hit, SearchResult
 
 if TYPE_CHECKING:
     from imgrec.index.index import Index
 
-TOP = 5
+TOP = LABEL_TOP  # labels stored per image (the index format owns the number)
 CHUNK = 65536
 
 
