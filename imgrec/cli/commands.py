@@ -47,6 +47,9 @@ def index(args: argparse.Namespace) -> int:
 
     if not args.gallery.is_dir():
         raise ImgrecError(f"gallery folder not found: {args.gallery}")
+    if not 0 < args.max_megapixels < float("inf"):
+        raise ImgrecError(f"--max-megapixels must be a positive number, not "
+                          f"{args.max_megapixels:g}")
     emb = CNNEmbedder(args.model, weights=args.weights, device=args.device,
                       batch_size=args.batch_size)
     emb.load()  # fail early, with one clear sentence, if weights are missing
@@ -54,7 +57,8 @@ def index(args: argparse.Namespace) -> int:
     with writing(target):
         report = build_index(args.gallery, target, embedder=emb, workers=args.workers,
                              batch_size=args.batch_size, pca_components=args.pca_components,
-                             full=args.full, wait=args.wait,
+                             full=args.full, wait=args.wait, exclude=args.exclude,
+                             max_megapixels=args.max_megapixels,
                              progress=None if args.quiet else ProgressBar(),
                              producer=producer(args))
     print(replace(report, skipped=[(printable(p), printable(why))
@@ -136,7 +140,8 @@ def search(args: argparse.Namespace) -> int:
         res = idx.search(_queries(args.images), method=args.method, metric=args.metric,
                          k=args.k, pca_components=args.pca_components,
                          negatives=_queries(args.negative) or None,
-                         negative_weight=args.negative_weight)
+                         negative_weight=args.negative_weight,
+                         max_megapixels=args.max_megapixels)
     strength = _strength(idx, res) if not args.server else None
     if args.json:
         out = res.to_dict()

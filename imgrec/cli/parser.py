@@ -94,6 +94,7 @@ def _demo(sub: Any) -> None:
 def _index(sub: Any) -> None:
     from imgrec.build.builder import build_index
     from imgrec.features.embedding import BACKBONES
+    from imgrec.images import IGNORE_FILE
 
     b = defaults(build_index)
     i = _add(sub, "index", "index (or re-sync) a gallery folder")
@@ -118,6 +119,12 @@ def _index(sub: Any) -> None:
     i.add_argument("--wait", action="store_true",
                    help="wait for a running build of this index instead of failing "
                         "(default: off)")
+    i.add_argument("--exclude", action="append", default=[], metavar="GLOB",
+                   help="leave out files or folders matching this gitignore-style pattern, "
+                        "relative to the gallery (repeatable; applied after the gallery's "
+                        f"{IGNORE_FILE} file) (default: none)")
+    i.add_argument("--max-megapixels", type=float, metavar="N", default=b["max_megapixels"],
+                   help="skip images larger than this (default: %(default)s)")
     i.add_argument("--quiet", action="store_true", help="no progress bar (default: off)")
     from imgrec.shard.cli import add_ray_option
 
@@ -158,6 +165,8 @@ def _search(sub: Any) -> None:
                         "http://127.0.0.1:8600 (default: none, search the index here)")
     s.add_argument("--negative-weight", type=float, metavar="W", default=d["negative_weight"],
                    help="weight of the negative examples (default: %(default)s)")
+    s.add_argument("--max-megapixels", type=float, metavar="N", default=d["max_megapixels"],
+                   help="refuse query images larger than this (default: %(default)s)")
 
 
 def _info(sub: Any) -> None:

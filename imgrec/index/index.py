@@ -228,13 +228,15 @@ class Index:
 
     # ---- queries (the search itself lives in imgrec.search) -----------------------------
 
-    def query_features(self, queries: Sequence[Any], need_embedding: bool) -> list[QueryFeatures]:
+    def query_features(self, queries: Sequence[Any], need_embedding: bool,
+                       max_megapixels: float = images.MAX_MEGAPIXELS) -> list[QueryFeatures]:
         """Features of each query: see :func:`imgrec.search.query.query_features`."""
-        return query_features(self, queries, need_embedding)
+        return query_features(self, queries, need_embedding, max_megapixels)
 
     def search(self, queries: Any, method: str = "embedding", metric: str = "cosine",
                k: int = 5, pca_components: int | None = None, *,
-               negatives: Any = None, negative_weight: float = 0.5) -> SearchResult:
+               negatives: Any = None, negative_weight: float = 0.5,
+               max_megapixels: float = images.MAX_MEGAPIXELS) -> SearchResult:
         """Find the ``k`` gallery images most similar to one to five queries (exact).
 
         Args:
@@ -255,6 +257,7 @@ class Index:
                 over the whole gallery, unclamped in [-1 - w, 1 + w].
             negative_weight: weight of the negatives, in [0, 100] (0 ignores them;
                 default 0.5).
+            max_megapixels: query images larger than this are refused (as in a build).
 
         Returns:
             A :class:`SearchResult` with ``per_query`` lists and a ``combined`` ranking.
@@ -275,7 +278,8 @@ class Index:
             >>> del idx; tmp.cleanup()
         """
         return engine.search(self, queries, method, metric, k, pca_components,
-                             negatives=negatives, negative_weight=negative_weight)
+                             negatives=negatives, negative_weight=negative_weight,
+                             max_megapixels=max_megapixels)
 
     # ---- writing -----------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from imgrec import images
 from imgrec.search import kernels as K
 from imgrec.search import topk
 from imgrec.search.methods import TABLE, check_request, components
@@ -28,7 +29,8 @@ def _as_list(x: Any) -> list[Any]:
 
 def search(index: Index, queries: Any, method: str = "embedding", metric: str = "cosine",
            k: int = 5, pca_components: int | None = None, *, negatives: Any = None,
-           negative_weight: float = 0.5) -> SearchResult:
+           negative_weight: float = 0.5,
+           max_megapixels: float = images.MAX_MEGAPIXELS) -> SearchResult:
     """Find the ``k`` gallery images most similar to one to five queries.
 
     The arguments are those of :meth:`imgrec.index.index.Index.search`, which calls this.
@@ -52,9 +54,10 @@ def search(index: Index, queries: Any, method: str = "embedding", metric: str = 
     k = int(k)  # a numpy integer is accepted, and reported as a plain int
     negatives = [] if negatives is None else _as_list(negatives)
     if negatives:
-        return refine(index, queries, negatives, negative_weight, k, method, metric)
+        return refine(index, queries, negatives, negative_weight, k, method, metric,
+                      max_megapixels)
     kernel_metric = entry.metric(metric)
-    feats = query_features(index, queries, need_embedding=entry.feature == "embedding")
+    feats = query_features(index, queries, entry.feature == "embedding", max_megapixels)
     labels = [f.label for f in feats]
     notes: list[str] = []
     raw = np.stack([getattr(f, entry.feature) for f in feats])

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from imgrec import images
 from imgrec.errors import QueryError
 from imgrec.index.half import HalfCopy
 from imgrec.search import kernels as K
@@ -126,7 +127,8 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 
 def refine(index: Index, queries: Sequence[Any], negatives: Sequence[Any], weight: Any,
-           k: int, method: str, metric: str) -> SearchResult:
+           k: int, method: str, metric: str,
+           max_megapixels: float = images.MAX_MEGAPIXELS) -> SearchResult:
     """Per-query cosine top-k plus the refined ``combined`` ranking (metric ``"refined"``)."""
     if method != "embedding" or not (isinstance(metric, str) and metric == "cosine"):
         raise QueryError("negative examples work with method 'embedding' and metric "
@@ -134,7 +136,7 @@ def refine(index: Index, queries: Sequence[Any], negatives: Sequence[Any], weigh
     if len(negatives) > MAX_QUERIES:
         raise QueryError(f"at most {MAX_QUERIES} negative examples (got {len(negatives)})")
     w = check_weight(weight)
-    feats = query_features(index, list(queries) + list(negatives), need_embedding=True)
+    feats = query_features(index, list(queries) + list(negatives), True, max_megapixels)
     pos, neg = feats[:len(queries)], feats[len(queries):]
     q = np.stack([f.embedding for f in pos])  # type: ignore[misc]
     nq = np.stack([f.embedding for f in neg])  # type: ignore[misc]
