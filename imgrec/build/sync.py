@@ -120,7 +120,8 @@ class Plan:
         """Take one read file's result; returns where its features come from:
         ``skipped``, ``prev``, ``resumed`` (saved by an interrupted build) or ``work``."""
         entry = catalog.Entry(res.rel, None, res.size, res.mtime_ns, res.sha256, res.format,
-                              res.mode, res.width, res.height, res.exif, res.error)
+                              res.mode, res.width, res.height, res.exif, res.error,
+                              res.decoder)
         self.entries[res.rel] = entry
         if res.error:
             return "skipped"

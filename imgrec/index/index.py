@@ -202,6 +202,15 @@ class Index:
         """Indexed images per file format ('?' where none is recorded), most common first."""
         return catalog.format_counts(self._catalog)
 
+    def decoder_counts(self) -> dict[str, int]:
+        """Indexed images per decoder (empty for an index built before they were recorded)."""
+        return catalog.decoder_counts(self._catalog)
+
+    def rows_matching(self, **conditions: Any) -> np.ndarray:
+        """Indexed rows passing catalog conditions, sorted (see
+        :func:`imgrec.index.catalog.rows_matching`; :mod:`imgrec.search.filters` builds them)."""
+        return np.asarray(catalog.rows_matching(self._catalog, **conditions), np.int64)
+
     def facts(self) -> IndexFacts:
         """Counts, formats, dimensions and disk size (see :func:`imgrec.index.facts.facts`)."""
         return facts(self)
