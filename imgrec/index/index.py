@@ -55,6 +55,7 @@ class Index:
         self._embedder = embedder
         self._lock = threading.Lock()
         self._pca_norms: dict[int, np.ndarray] = {}
+        self._rows_cache: dict[tuple, np.ndarray] = {}  # see rows_matching
         # Hold the version while this object lives: a later build's prune keeps it.
         fd = hold_version(version_dir)
         if fd is None:
@@ -208,8 +209,23 @@ class Index:
 
     def rows_matching(self, **conditions: Any) -> np.ndarray:
         """Indexed rows passing catalog conditions, sorted (see
-        :func:`imgrec.index.catalog.rows_matching`; :mod:`imgrec.search.filters` builds them)."""
-        return np.asarray(catalog.rows_matching(self._catalog, **conditions), np.int64)
+        :func:`imgrec.index.catalog.rows_matching`; :mod:`imgrec.search.filters` builds them).
+
+        The last few answers are kept on this object (the version never changes), so a
+        filter used for several searches reads the catalog once. Treat them as read-only.
+        """
+        key = tuple(sorted((k, tuple(v) if isinstance(v, list | tuple) else v)
+                           for k, v in conditions.items()))
+        with self._lock:
+            got = self._rows_cache.get(key)
+        if got is None:
+            got = np.asarray(catalog.rows_matching(self._catalog, **conditions), np.int64)
+            got.setflags(write=False)
+            with self._lock:
+                if len(self._rows_cache) >= 8:
+                    self._rows_cache.pop(next(iter(self._rows_cache)))
+                self._rows_cache[key] = got
+        return got
 
     def facts(self) -> IndexFacts:
         """Counts, formats, dimensions and disk size (see :func:`imgrec.index.facts.facts`)."""
@@ -245,7 +261,8 @@ class Index:
     def search(self, queries: Any, method: str = "embedding", metric: str = "cosine",
                k: int = 5, pca_components: int | None = None, *,
                negatives: Any = None, negative_weight: float = 0.5,
-               max_megapixels: float = images.MAX_MEGAPIXELS) -> SearchResult:
+               max_megapixels: float = images.MAX_MEGAPIXELS, where: Any = None
+               ) -> SearchResult:
         """Find the ``k`` gallery images most similar to one to five queries (exact).
 
         Args:
@@ -267,6 +284,10 @@ class Index:
             negative_weight: weight of the negatives, in [0, 100] (0 ignores them;
                 default 0.5).
             max_megapixels: query images larger than this are refused (as in a build).
+            where: rank only the images passing a filter: a
+                :class:`~imgrec.search.filters.Where` or a dict of its fields (folders,
+                after, before, min_width, min_height, formats, orientation, label). The
+                answer is the exact top-k among them (fewer when fewer pass).
 
         Returns:
             A :class:`SearchResult` with ``per_query`` lists and a ``combined`` ranking.
@@ -288,7 +309,7 @@ class Index:
         """
         return engine.search(self, queries, method, metric, k, pca_components,
                              negatives=negatives, negative_weight=negative_weight,
-                             max_megapixels=max_megapixels)
+                             max_megapixels=max_megapixels, where=where)
 
     # ---- writing -----------------------------------------------------------------------
 
