@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -114,26 +115,64 @@ def _add_strength(out: dict, strength: Any) -> None:
             h["strength"], h["percentile"] = strength(h["score"])
 
 
+_MIN_SIZE = re.compile(r"\s*(\d{1,9})\s*[xX×]\s*(\d{1,9})\s*")
+
+
+def where(args: argparse.Namespace) -> Any:
+    """The search filter of the command line (a :class:`Where`), or None without filters.
+
+    Raises:
+        ImgrecError: a value is not valid (one line, naming the option).
+    """
+    from imgrec.search.filters import Where
+
+    w = h = 0
+    if args.min_size is not None:
+        m = _MIN_SIZE.fullmatch(args.min_size)
+        if m is None:
+            raise ImgrecError(f"--min-size must be WIDTHxHEIGHT in pixels, e.g. 1920x1080, "
+                              f"not {printable(args.min_size)!r}")
+        w, h = int(m.group(1)), int(m.group(2))
+    fields = {"folders": args.folders, "after": args.after, "before": args.before,
+              "min_width": w, "min_height": h, "formats": args.formats,
+              "orientation": args.orientation}
+    if args.images and args.label is not None:
+        fields["label"] = args.label
+    if not any(fields.values()):
+        return None
+    for flag, key in (("--after", "after"), ("--before", "before")):
+        try:
+            Where(**{key: fields[key]})
+        except ImgrecError as exc:
+            raise ImgrecError(f"{flag}: {exc}") from None
+    return Where(**fields)
+
+
 def search(args: argparse.Namespace) -> int:
     """Search by query images (files or @stored) or by label text; a table or JSON."""
     from imgrec.index.index import Index
 
-    if args.label is not None and (args.images or args.negative):
-        raise ImgrecError("give query images or --label TEXT, not both")
     if args.label is None and not args.images:
         raise ImgrecError("give 1-5 query images (files or @path), or --label TEXT")
+    if args.label is not None and args.negative and not args.images:
+        raise ImgrecError("--negative needs query images")
+    cond = where(args)
     if args.server:
         from imgrec.server import result_from_dict, search_via_server, server_info
 
+        if cond is not None:
+            raise ImgrecError("search filters (--in, --after, --before, --min-size, --format, "
+                              "--orientation, --label with images) work on a local index, "
+                              "not with --server")
         out = search_via_server(args.server, args.images, args.method, args.metric, args.k,
                                 pca_components=args.pca_components, negatives=args.negative,
                                 negative_weight=args.negative_weight, label=args.label)
         res, root = result_from_dict(out), Path(server_info(args.server)["gallery_root"])
-    elif args.label is not None:
+    elif not args.images:
         from imgrec.insights.labels import search_by_label
 
         idx = Index.open(index_dir(args.index))
-        res, root = search_by_label(idx, args.label, k=args.k), idx.root
+        res, root = search_by_label(idx, args.label, k=args.k, where=cond), idx.root
     else:
         idx = Index.open(index_dir(args.index))
         root = idx.root
@@ -141,7 +180,7 @@ def search(args: argparse.Namespace) -> int:
                          k=args.k, pca_components=args.pca_components,
                          negatives=_queries(args.negative) or None,
                          negative_weight=args.negative_weight,
-                         max_megapixels=args.max_megapixels)
+                         max_megapixels=args.max_megapixels, where=cond)
     strength = _strength(idx, res) if not args.server else None
     if args.json:
         out = res.to_dict()

@@ -18,6 +18,14 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"imgrec: error: {message} (see imgrec {self.prog.split()[-1]} -h)\n")
 
 
+class AppendTuple(argparse.Action):
+    """A repeatable option collected into a tuple (its default, ``()``, is the function's)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, (*(getattr(namespace, self.dest, None) or ()), values))
+
+
 def defaults(func: Callable[..., Any]) -> dict[str, Any]:
     """The keyword defaults of ``func``'s signature, so the CLI never retypes them."""
     return {n: p.default for n, p in inspect.signature(func).parameters.items()
@@ -119,7 +127,7 @@ def _index(sub: Any) -> None:
     i.add_argument("--wait", action="store_true",
                    help="wait for a running build of this index instead of failing "
                         "(default: off)")
-    i.add_argument("--exclude", action="append", default=[], metavar="GLOB",
+    i.add_argument("--exclude", action=AppendTuple, default=b["exclude"], metavar="GLOB",
                    help="leave out files or folders matching this gitignore-style pattern, "
                         "relative to the gallery (repeatable; applied after the gallery's "
                         f"{IGNORE_FILE} file) (default: none)")
@@ -154,8 +162,10 @@ def _search(sub: Any) -> None:
     s.add_argument("--absolute", action="store_true",
                    help="print absolute file paths (default: relative to the gallery)")
     s.add_argument("--label", metavar="TEXT",
-                   help="instead of query images: rank by the ImageNet labels matching TEXT, "
+                   help="with query images: rank only images with an ImageNet label matching "
+                        "TEXT among their top 5; without: rank by the labels matching TEXT, "
                         "e.g. 'dog', 'lakeside', 'cat, tiger' (default: none)")
+    _filters(s)
     s.add_argument("--negative", action="append", default=[], metavar="IMAGE",
                    help=f"a 'less like this' example (file or @path; up to {MAX_QUERIES}; "
                         "embedding + cosine only): the combined ranking is refined "
@@ -167,6 +177,28 @@ def _search(sub: Any) -> None:
                    help="weight of the negative examples (default: %(default)s)")
     s.add_argument("--max-megapixels", type=float, metavar="N", default=d["max_megapixels"],
                    help="refuse query images larger than this (default: %(default)s)")
+
+
+def _filters(s: argparse.ArgumentParser) -> None:
+    from imgrec.index.columns import ORIENTATIONS
+
+    f = s.add_argument_group("filters (the exact top-k among the images that pass all of them)")
+    f.add_argument("--in", dest="folders", action=AppendTuple, default=(), metavar="FOLDER",
+                   help="only images under this gallery folder (repeatable: any of them) "
+                        "(default: the whole gallery)")
+    f.add_argument("--after", metavar="DATE",
+                   help="only images taken on or after DATE: 2019, 2019-07 or 2019-07-14; the "
+                        "date taken is EXIF DateTimeOriginal, else the file time (default: none)")
+    f.add_argument("--before", metavar="DATE",
+                   help="only images taken before DATE (default: none)")
+    f.add_argument("--min-size", metavar="WxH",
+                   help="only images at least W pixels wide and H high, e.g. 1920x1080 "
+                        "(default: any size)")
+    f.add_argument("--format", dest="formats", action=AppendTuple, default=(), metavar="F",
+                   help="only images of this file format: jpeg, png, heic, avif, dng, ... "
+                        "(repeatable: any of them) (default: every format)")
+    f.add_argument("--orientation", choices=ORIENTATIONS,
+                   help="only landscape, portrait or square images (default: any)")
 
 
 def _info(sub: Any) -> None:
