@@ -95,5 +95,5 @@ def test_every_filter_flag_has_help_and_a_default(capsys):
     text = " ".join(capsys.readouterr().out.split())
     for flag in ("--in FOLDER", "--after DATE", "--before DATE", "--min-size WxH",
                  "--format F", "--orientation", "--label TEXT"):
-        part = text.split(flag, 1)[1]
+        part = text.rsplit(flag, 1)[1]  # the help entry, after the usage line
         assert "(default:" in part.split(" --", 1)[0], flag
