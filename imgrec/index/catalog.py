@@ -197,6 +197,17 @@ def paths_of_rows(path: Path, rows: Sequence[int]) -> dict[int, str]:
     return found
 
 
+def sha256_of(path: Path, paths: Sequence[str]) -> dict[str, str]:
+    """path -> content hash for the given indexed paths (absent or skipped ones left out)."""
+    found: dict[str, str] = {}
+    with connect(path) as con:
+        for s in range(0, len(paths), _IN_CHUNK):
+            part = list(paths[s:s + _IN_CHUNK])
+            found.update(con.execute(f"SELECT path, sha256 FROM images WHERE row IS NOT NULL "
+                                     f"AND path IN ({','.join('?' * len(part))})", part))
+    return found
+
+
 def all_paths(path: Path) -> list[str]:
     """Every indexed path, in row order."""
     return [p for (p,) in _all(path, "SELECT path FROM images WHERE row IS NOT NULL "

@@ -187,6 +187,10 @@ class Index:
             raise QueryError(f"{path!r} is not an indexed image of this gallery")
         return row
 
+    def sha256_of(self, paths: Sequence[str]) -> dict[str, str]:
+        """path -> content hash of the given indexed paths (absent paths are left out)."""
+        return catalog.sha256_of(self._catalog, [str(p) for p in paths])
+
     def entries(self) -> list[catalog.Entry]:
         """Every catalog row (indexed and skipped), by path."""
         return list(catalog.read_all(self._catalog))
