@@ -67,6 +67,43 @@ def index(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def watch(args: argparse.Namespace) -> int:
+    """Sync the index now and after each burst of gallery changes, until Ctrl-C."""
+    from imgrec.build.watch import watch as run_watch
+    from imgrec.features.embedding import DEFAULT_MODEL, CNNEmbedder
+    from imgrec.index.index import Index
+
+    if not args.gallery.is_dir():
+        raise ImgrecError(f"gallery folder not found: {args.gallery}")
+    target = index_dir(args.index)
+    try:
+        model = Index.open(target).model  # keep the index's backbone
+    except ImgrecError:
+        model = DEFAULT_MODEL
+    emb = CNNEmbedder(model)
+    emb.load()
+
+    def synced(report: Any) -> None:
+        print(f"synced: {report.indexed} indexed, {report.added} added, {report.updated} "
+              f"updated, {report.moved} moved, {report.removed} removed, "
+              f"{len(report.skipped)} skipped (version {report.version})", flush=True)
+
+    def ready() -> None:
+        print(f"watching {printable(str(args.gallery))} (Ctrl-C stops)", flush=True)
+
+    def failed(message: str) -> None:
+        print(f"imgrec: sync failed: {printable(message)}", file=sys.stderr, flush=True)
+
+    try:
+        with writing(target):
+            run_watch(args.gallery, target, debounce=args.debounce, on_sync=synced,
+                      on_ready=ready, on_error=failed, embedder=emb, workers=args.workers,
+                      exclude=args.exclude, max_megapixels=args.max_megapixels)
+    except KeyboardInterrupt:
+        print("stopped: the index is at its last published version", flush=True)
+    return EXIT_OK
+
+
 def _queries(names: list[str]) -> list[Any]:
     from imgrec.index.index import Stored
 

@@ -55,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     _demo(sub)
     _index(sub)
     _search(sub)
+    _watch(sub)
     _info(sub)
     _insights(sub)
     _export(sub)
@@ -177,6 +178,25 @@ def _search(sub: Any) -> None:
                    help="weight of the negative examples (default: %(default)s)")
     s.add_argument("--max-megapixels", type=float, metavar="N", default=d["max_megapixels"],
                    help="refuse query images larger than this (default: %(default)s)")
+
+
+def _watch(sub: Any) -> None:
+    from imgrec.build.builder import build_index
+    from imgrec.build.watch import DEBOUNCE_S
+
+    b = defaults(build_index)
+    w = _add(sub, "watch", "keep an index in sync with its gallery while running (Ctrl-C stops)")
+    w.add_argument("gallery", type=Path, help="folder of images, watched recursively")
+    _index_dir(w)
+    w.add_argument("--debounce", type=float, metavar="S", default=DEBOUNCE_S,
+                   help="quiet seconds after a change before syncing (default: %(default)s)")
+    w.add_argument("--exclude", action=AppendTuple, default=b["exclude"], metavar="GLOB",
+                   help="leave out files or folders matching this gitignore-style pattern "
+                        "(repeatable) (default: none)")
+    w.add_argument("--max-megapixels", type=float, metavar="N", default=b["max_megapixels"],
+                   help="skip images larger than this (default: %(default)s)")
+    w.add_argument("--workers", type=int, metavar="N", default=b["workers"],
+                   help="decoding processes; 0 decodes in this process (default: the CPU count)")
 
 
 def _filters(s: argparse.ArgumentParser) -> None:

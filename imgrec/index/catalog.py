@@ -208,6 +208,12 @@ def sha256_of(path: Path, paths: Sequence[str]) -> dict[str, str]:
     return found
 
 
+def file_stats(path: Path) -> dict[str, tuple[int, int, bool]]:
+    """path -> (size, mtime_ns, indexed) of every catalogued file."""
+    return {p: (int(size or 0), int(mtime or 0), row is not None) for p, size, mtime, row in
+            _all(path, "SELECT path, size, mtime_ns, row FROM images")}
+
+
 def all_paths(path: Path) -> list[str]:
     """Every indexed path, in row order."""
     return [p for (p,) in _all(path, "SELECT path FROM images WHERE row IS NOT NULL "

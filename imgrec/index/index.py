@@ -191,6 +191,10 @@ class Index:
         """path -> content hash of the given indexed paths (absent paths are left out)."""
         return catalog.sha256_of(self._catalog, [str(p) for p in paths])
 
+    def file_stats(self) -> dict[str, tuple[int, int, bool]]:
+        """path -> (size, mtime_ns, indexed) of every catalogued file (one statement)."""
+        return catalog.file_stats(self._catalog)
+
     def entries(self) -> list[catalog.Entry]:
         """Every catalog row (indexed and skipped), by path."""
         return list(catalog.read_all(self._catalog))
