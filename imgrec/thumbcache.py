@@ -33,7 +33,7 @@ THUMB_SIZE = 256
 #: letterbox colour (the dashboard theme's secondary background)
 BACKGROUND = (243, 245, 249)
 FOLDER = "thumbs"
-_NAME = re.compile(r"[0-9a-f]{64}-\d{1,5}\.jpg")
+_NAME = re.compile(r"[0-9a-f]{64}-\d{1,5}s?\.jpg")
 
 
 def encode(im: Any, size: int) -> bytes:
@@ -47,13 +47,19 @@ def encode(im: Any, size: int) -> bytes:
     return buf.getvalue()
 
 
-def render(path: str | os.PathLike, size: int = THUMB_SIZE) -> bytes:
-    """A fresh square thumbnail of an image file (decoded like any gallery file).
+def render(path: str | os.PathLike, size: int = THUMB_SIZE, square: bool = True) -> bytes:
+    """A fresh thumbnail of an image file (decoded like any gallery file): letterboxed on
+    a square, or (``square=False``) as it is, its longer side ``size``.
 
     Raises:
         ImgrecError: the file cannot be decoded; OSError: it cannot be read.
     """
-    return encode(images.thumbnail(path, size), size)
+    im = images.thumbnail(path, size)
+    if square:
+        return encode(im, size)
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=85)
+    return buf.getvalue()
 
 
 class ThumbCache:
@@ -83,39 +89,41 @@ class ThumbCache:
                 return cls(folder, max_bytes)
         return cls(None, max_bytes)
 
-    def path_of(self, sha256: str, size: int) -> Path | None:
+    def path_of(self, sha256: str, size: int, square: bool = True) -> Path | None:
         """Where the thumbnail of this content and side lives (None: no disk cache)."""
         if self.folder is None or not re.fullmatch(r"[0-9a-f]{64}", sha256 or ""):
             return None
-        return self.folder / sha256[:2] / f"{sha256}-{int(size)}.jpg"
+        return self.folder / sha256[:2] / f"{sha256}-{int(size)}{'s' if square else ''}.jpg"
 
-    def get(self, file: str | os.PathLike, sha256: str, size: int = THUMB_SIZE) -> bytes:
+    def get(self, file: str | os.PathLike, sha256: str, size: int = THUMB_SIZE,
+            square: bool = True) -> bytes:
         """The thumbnail of ``file`` (whose content hash is ``sha256``): from the cache,
-        else rendered and stored.
+        else rendered (see :func:`render`) and stored.
 
         Raises:
             ImgrecError: the file cannot be decoded; OSError: it cannot be read.
         """
-        where = self.path_of(sha256, size)
+        where = self.path_of(sha256, size, square)
         if where is not None:
             with contextlib.suppress(OSError):
                 data = where.read_bytes()
                 with contextlib.suppress(OSError):
                     os.utime(where)  # recently used: evicted last
                 return data
-        data = render(file, size)
+        data = render(file, size, square)
         if where is not None:
             self._put(where, data)
         return data
 
-    def thumbnail(self, idx: Index, path: str, size: int = THUMB_SIZE) -> bytes | None:
+    def thumbnail(self, idx: Index, path: str, size: int = THUMB_SIZE,
+                  square: bool = True) -> bytes | None:
         """The thumbnail of an indexed image, or None when it is gone or does not decode.
 
         The path goes through :meth:`Index.resolve`, which refuses anything outside the
         gallery."""
         try:
             file = idx.resolve(path)
-            return self.get(file, idx.sha256_of([path]).get(path, ""), size)
+            return self.get(file, idx.sha256_of([path]).get(path, ""), size, square)
         except (ImgrecError, OSError, MemoryError):
             return None
 

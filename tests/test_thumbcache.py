@@ -87,3 +87,14 @@ def test_never_inside_the_gallery(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     cache = ThumbCache.for_index(idx)
     assert cache.folder is not None and (tmp_path / "cache") in cache.folder.parents
+
+
+def test_the_http_api_thumbnails_come_from_the_disk_cache(built, tiny_embedder):
+    from imgrec.server.state import ServerState
+
+    _, idx = built
+    state = ServerState(idx.index_dir, embedder=tiny_embedder)
+    data = state.thumbnail(state.index(), "coffee/coffee_orig.jpg", 128)
+    assert max(Image.open(io.BytesIO(data)).size) == 128  # its longer side, not a square
+    sha = idx.sha256_of(["coffee/coffee_orig.jpg"])["coffee/coffee_orig.jpg"]
+    assert ThumbCache.for_index(idx).path_of(sha, 128, square=False).read_bytes() == data
