@@ -195,8 +195,10 @@ def restrict(scan: Scan, rows: np.ndarray | None) -> Restricted:
     if rows is None or len(rows) == n:
         return Restricted(scan)
     if len(rows) < GATHER_BELOW * n:
-        norms = None if scan.norms is None else np.asarray(scan.norms[rows])
-        return Restricted(Scan(np.ascontiguousarray(scan.data[rows]), norms, None), None, rows)
+        # (a plain-array view of the memory map gathers about 3x faster than the map)
+        norms = None if scan.norms is None else np.asarray(scan.norms)[rows]
+        data = np.ascontiguousarray(np.asarray(scan.data)[rows])
+        return Restricted(Scan(data, norms, None), None, rows)
     mask = np.zeros(n, bool)
     mask[rows] = True
     return Restricted(scan, mask)
