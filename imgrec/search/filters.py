@@ -10,8 +10,9 @@ neither reads more than the unfiltered search does.
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,7 @@ import numpy as np
 
 from imgrec.errors import QueryError
 from imgrec.index.columns import ORIENTATIONS
+from imgrec.index.half import HalfCopy
 from imgrec.search.methods import Scan
 from imgrec.search.rank import rank
 
@@ -28,6 +30,9 @@ if TYPE_CHECKING:
 
 #: below this share of the rows a filter's rows are gathered and scanned alone
 GATHER_BELOW = 0.25
+#: a scan of fewer values than this runs its kernels on the calling thread only: waking
+#: the other threads costs more than the scan (several ms each on a busy machine)
+ONE_THREAD_BELOW = 8_000_000
 #: format names a user may give, as the catalog stores them (others are upper-cased)
 FORMAT_ALIASES = {"JPG": "JPEG", "JPE": "JPEG", "TIF": "TIFF", "HEIC": "HEIF", "JP2": "JPEG2000",
                   "J2K": "JPEG2000", "JPX": "JPEG2000", "JPEG-2000": "JPEG2000"}
@@ -194,6 +199,14 @@ def restrict(scan: Scan, rows: np.ndarray | None) -> Restricted:
     n = len(scan.data)
     if rows is None or len(rows) == n:
         return Restricted(scan)
+    if len(rows) and rows[-1] - rows[0] + 1 == len(rows):  # one run (a folder: rows are
+        lo, hi = int(rows[0]), int(rows[-1]) + 1           # numbered in path order): a view
+        half = scan.half
+        return Restricted(Scan(scan.data[lo:hi], None if scan.norms is None else
+                               scan.norms[lo:hi],
+                               None if half is None else HalfCopy(half.data[lo:hi],
+                                                                  half.errors[lo:hi])),
+                          None, rows)
     if len(rows) < GATHER_BELOW * n:
         # (a plain-array view of the memory map gathers about 3x faster than the map)
         norms = None if scan.norms is None else np.asarray(scan.norms)[rows]
@@ -207,5 +220,22 @@ def restrict(scan: Scan, rows: np.ndarray | None) -> Restricted:
 def ranked(metric: str, r: Restricted, q: np.ndarray, k: int
            ) -> tuple[list[tuple[np.ndarray, np.ndarray]], tuple[np.ndarray, np.ndarray]]:
     """:func:`~imgrec.search.rank.rank` over a restricted scan, in index rows."""
-    per, comb = rank(metric, r.scan.data, q, k, r.scan.norms, r.scan.half, r.mask)
+    with _threads_for(r.scan.data):
+        per, comb = rank(metric, r.scan.data, q, k, r.scan.norms, r.scan.half, r.mask)
     return [(r.rows(a), v) for a, v in per], (r.rows(comb[0]), comb[1])
+
+
+@contextlib.contextmanager
+def _threads_for(data: np.ndarray) -> Iterator[None]:
+    """One kernel thread (for this calling thread only) while a small matrix is ranked."""
+    if data.size >= ONE_THREAD_BELOW:
+        yield
+        return
+    import numba
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)  # thread-local: other searches keep their threads
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)

@@ -30,20 +30,30 @@ def arrays(tmp_path_factory):
     hist = (hist / hist.sum(-1, keepdims=True)).reshape(N, 768).astype(np.float32)
     top5 = rng.integers(0, 1000, (N, 5)).astype(np.int16)
     top5[::3, 0] = 207  # golden retriever: a third of the rows
+    top5[5::97, 2] = 340  # zebra: 1 % of the rows, scattered
+    top5[np.arange(N) % 10 != 3, 4] = 1  # goldfish: 90 % of the rows, scattered
     prob5 = np.sort(rng.random((N, 5)).astype(np.float32), 1)[:, ::-1].copy()
     idx = Index.from_arrays(tmp_path_factory.mktemp("f") / "ix", paths, emb, hist, model="r",
                             labels_top5=top5, labels_prob5=prob5)
     return idx, paths
 
 
-def _where_cases(paths):
-    """(where, passing rows): 1 % (one folder) and 90 % (90 folders) of the rows."""
+def _where_cases(paths, top5):
+    """(where, passing rows): 1 % (one folder: one run of rows; or a label: scattered rows)
+    and 90 % (90 folders) of the rows."""
+    from imgrec.insights.labels import match_classes
+
     def under(prefixes):
         return np.array([i for i, p in enumerate(paths) if p.split("/")[0] in prefixes])
 
+    zebra = np.flatnonzero(np.isin(top5, match_classes("zebra")).any(1))
+    goldfish = np.flatnonzero(np.isin(top5, match_classes("goldfish")).any(1))
+    assert 0.005 < len(zebra) / len(paths) < 0.02 and 0.89 < len(goldfish) / len(paths) < 0.92
     return {"1%": ({"folders": ["d17"]}, under({"d17"})),
+            "1%-scattered": ({"label": "zebra"}, zebra),
             "90%": ({"folders": [f"d{i:02d}/" for i in range(90)]},
-                    under({f"d{i:02d}" for i in range(90)}))}
+                    under({f"d{i:02d}" for i in range(90)})),
+            "90%-scattered": ({"label": "goldfish"}, goldfish)}
 
 
 def _reference(kernel, data, rows, qrows, k):
@@ -57,13 +67,13 @@ def _reference(kernel, data, rows, qrows, k):
     return [back(r) for r in per], back(comb)
 
 
-@pytest.mark.parametrize("share", ["1%", "90%"])
+@pytest.mark.parametrize("share", ["1%", "1%-scattered", "90%", "90%-scattered"])
 @pytest.mark.parametrize("method, metric, kernel", CASES)
 @pytest.mark.parametrize("first_pass", ["float16", "float32"])
 def test_filtered_search_is_exact(arrays, share, method, metric, kernel, first_pass):
     idx, paths = arrays
     idx = Index.open(idx.index_dir, first_pass=first_pass)
-    where, rows = _where_cases(paths)[share]
+    where, rows = _where_cases(paths, np.asarray(idx.labels_top5))[share]
     data = np.asarray({"embedding": idx.embeddings, "color": idx.histograms,
                        "pca": idx.pca_histograms}[method], np.float64)
     for qrows in ([20], [3, 1500], [11, 40, 77, 900, 1999]):  # inside and outside the filter
@@ -78,10 +88,10 @@ def test_filtered_search_is_exact(arrays, share, method, metric, kernel, first_p
             assert len(res.combined) == min(k, len(rows))  # never fewer than k that pass
 
 
-@pytest.mark.parametrize("share", ["1%", "90%"])
+@pytest.mark.parametrize("share", ["1%", "1%-scattered", "90%", "90%-scattered"])
 def test_filtered_all_metrics_and_refine(arrays, share):
     idx, paths = arrays
-    where, rows = _where_cases(paths)[share]
+    where, rows = _where_cases(paths, np.asarray(idx.labels_top5))[share]
     allowed = set(rows.tolist())
     data = np.asarray(idx.embeddings, np.float64)
     res = idx.search([Stored(paths[3]), Stored(paths[700])], metric="all", k=7, where=where)
@@ -121,10 +131,15 @@ def test_label_and_combined_filters(arrays):
 def test_gather_and_mask_paths_are_both_taken(arrays):
     idx, _ = arrays
     scan = TABLE["embedding"].matrix(idx, None)
-    r = filters.restrict(scan, np.arange(10))
+    r = filters.restrict(scan, np.arange(10, 20))  # one run: a view of the matrix
     assert r.mask is None and r.back is not None and len(r.scan.data) == 10
-    r = filters.restrict(scan, np.arange(N - 10))
-    assert r.back is None and r.mask is not None and r.mask.sum() == N - 10
+    assert np.shares_memory(r.scan.data, scan.data) and r.scan.half is not None
+    r = filters.restrict(scan, np.arange(0, 40, 4))  # scattered: gathered
+    assert r.mask is None and len(r.scan.data) == 10 and not np.shares_memory(r.scan.data,
+                                                                                scan.data)
+    broad = np.setdiff1d(np.arange(N), np.arange(0, N, 10))  # 90 %, scattered: a mask
+    r = filters.restrict(scan, broad)
+    assert r.back is None and r.mask is not None and r.mask.sum() == len(broad)
 
 
 def test_where_validation():
