@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import signal
 import sys
+import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -94,13 +96,26 @@ def watch(args: argparse.Namespace) -> int:
     def failed(message: str) -> None:
         print(f"imgrec: sync failed: {printable(message)}", file=sys.stderr, flush=True)
 
+    stop = threading.Event()
+
+    def interrupted(signum: int, frame: Any) -> None:
+        if stop.is_set():  # a second Ctrl-C: interrupt the running sync too
+            raise KeyboardInterrupt
+        stop.set()
+        print("stopping after the current sync (Ctrl-C again interrupts it)", flush=True)
+
+    previous = signal.signal(signal.SIGINT, interrupted)
     try:
         with writing(target):
             run_watch(args.gallery, target, debounce=args.debounce, on_sync=synced,
-                      on_ready=ready, on_error=failed, embedder=emb, workers=args.workers,
-                      exclude=args.exclude, max_megapixels=args.max_megapixels)
+                      on_ready=ready, on_error=failed, stop=stop, embedder=emb,
+                      workers=args.workers, exclude=args.exclude,
+                      max_megapixels=args.max_megapixels)
     except KeyboardInterrupt:
-        print("stopped: the index is at its last published version", flush=True)
+        pass  # a sync interrupted that way published nothing
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    print("stopped: the index is at its last published version", flush=True)
     return EXIT_OK
 
 

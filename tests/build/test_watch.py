@@ -92,8 +92,9 @@ def test_watch_command_picks_up_an_added_and_a_deleted_file(write_gallery, cli_e
         (g / "chelsea/chelsea_crop.jpg").unlink()
         _wait_for(lines, lambda ln: ln.startswith("synced") and " 1 removed" in ln)
         assert "chelsea/chelsea_crop.jpg" not in Index.open(ix).all_paths()
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(60) == 0
+        proc.send_signal(signal.SIGINT)  # stops once any running sync has published
+        assert proc.wait(120) == 0
+        assert _wait_for(lines, lambda ln: ln.startswith("stopped"), 10)
     finally:
         if proc.poll() is None:
             proc.kill()
