@@ -220,6 +220,21 @@ def all_paths(path: Path) -> list[str]:
                                      "ORDER BY row")]
 
 
+def entry_of(path: Path, image_path: str) -> Entry | None:
+    """The catalog row of one gallery path (filter columns derived for a legacy catalog)."""
+    with connect(path) as con:
+        legacy = con.legacy
+        got = con.execute(f"SELECT {','.join(LEGACY_COLUMNS if legacy else COLUMNS)} FROM "
+                          "images WHERE path = ?", (str(image_path),))
+    if not got:
+        return None
+    e = Entry(*got[0])
+    if legacy:
+        e = replace(e, decoder=columns.legacy_decoder(e.format) if e.row is not None else "",
+                    **columns.derive(e.exif, e.mtime_ns, e.width, e.height))
+    return e
+
+
 def row_of(path: Path, image_path: str) -> int | None:
     """The matrix row of a gallery path; None when it is not listed or was skipped."""
     got = _all(path, "SELECT row FROM images WHERE path = ?", (str(image_path),))

@@ -195,6 +195,10 @@ class Index:
         """path -> (size, mtime_ns, indexed) of every catalogued file (one statement)."""
         return catalog.file_stats(self._catalog)
 
+    def entry(self, path: str) -> catalog.Entry | None:
+        """The catalog row of one gallery path (indexed or skipped), or None."""
+        return catalog.entry_of(self._catalog, path)
+
     def entries(self) -> list[catalog.Entry]:
         """Every catalog row (indexed and skipped), by path."""
         return list(catalog.read_all(self._catalog))
