@@ -60,7 +60,7 @@ def index(args: argparse.Namespace) -> int:
     with writing(target):
         report = build_index(args.gallery, target, embedder=emb, workers=args.workers,
                              batch_size=args.batch_size, pca_components=args.pca_components,
-                             full=args.full, wait=args.wait, exclude=args.exclude,
+                             full=args.full, wait=args.wait, exclude=args.excludes or (),
                              max_megapixels=args.max_megapixels,
                              progress=None if args.quiet else ProgressBar(),
                              producer=producer(args))
@@ -109,7 +109,7 @@ def watch(args: argparse.Namespace) -> int:
         with writing(target):
             run_watch(args.gallery, target, debounce=args.debounce, on_sync=synced,
                       on_ready=ready, on_error=failed, stop=stop, embedder=emb,
-                      workers=args.workers, exclude=args.exclude,
+                      workers=args.workers, exclude=args.excludes or (),
                       max_megapixels=args.max_megapixels)
     except KeyboardInterrupt:
         pass  # a sync interrupted that way published nothing
@@ -185,11 +185,9 @@ def where(args: argparse.Namespace) -> Any:
             raise ImgrecError(f"--min-size must be WIDTHxHEIGHT in pixels, e.g. 1920x1080, "
                               f"not {printable(args.min_size)!r}")
         w, h = int(m.group(1)), int(m.group(2))
-    fields = {"folders": args.folders, "after": args.after, "before": args.before,
-              "min_width": w, "min_height": h, "formats": args.formats,
-              "orientation": args.orientation}
-    if args.images and args.label is not None:
-        fields["label"] = args.label
+    fields = {"folders": args.folders or (), "after": args.after, "before": args.before,
+              "min_width": w, "min_height": h, "formats": args.formats or (),
+              "orientation": args.orientation, "label": args.has_label}
     if not any(fields.values()):
         return None
     for flag, key in (("--after", "after"), ("--before", "before")):
@@ -204,18 +202,19 @@ def search(args: argparse.Namespace) -> int:
     """Search by query images (files or @stored) or by label text; a table or JSON."""
     from imgrec.index.index import Index
 
+    if args.label is not None and (args.images or args.negative):
+        raise ImgrecError("give query images or --label TEXT, not both (--has-label TEXT "
+                          "keeps the images with that label)")
     if args.label is None and not args.images:
         raise ImgrecError("give 1-5 query images (files or @path), or --label TEXT")
-    if args.label is not None and args.negative and not args.images:
-        raise ImgrecError("--negative needs query images")
     cond = where(args)
     if args.server:
         from imgrec.server import result_from_dict, search_via_server, server_info
 
         if cond is not None:
             raise ImgrecError("search filters (--in, --after, --before, --min-size, --format, "
-                              "--orientation, --label with images) work on a local index, "
-                              "not with --server")
+                              "--orientation, --has-label) work on a local index, not with "
+                              "--server")
         out = search_via_server(args.server, args.images, args.method, args.metric, args.k,
                                 pca_components=args.pca_components, negatives=args.negative,
                                 negative_weight=args.negative_weight, label=args.label)

@@ -19,7 +19,7 @@ class Parser(argparse.ArgumentParser):
 
 
 class AppendTuple(argparse.Action):
-    """A repeatable option collected into a tuple (its default, ``()``, is the function's)."""
+    """A repeatable option collected into a tuple (None when it is not given)."""
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
                  values: Any, option_string: str | None = None) -> None:
@@ -128,7 +128,7 @@ def _index(sub: Any) -> None:
     i.add_argument("--wait", action="store_true",
                    help="wait for a running build of this index instead of failing "
                         "(default: off)")
-    i.add_argument("--exclude", action=AppendTuple, default=b["exclude"], metavar="GLOB",
+    i.add_argument("--exclude", action=AppendTuple, dest="excludes", metavar="GLOB",
                    help="leave out files or folders matching this gitignore-style pattern, "
                         "relative to the gallery (repeatable; applied after the gallery's "
                         f"{IGNORE_FILE} file) (default: none)")
@@ -163,8 +163,7 @@ def _search(sub: Any) -> None:
     s.add_argument("--absolute", action="store_true",
                    help="print absolute file paths (default: relative to the gallery)")
     s.add_argument("--label", metavar="TEXT",
-                   help="with query images: rank only images with an ImageNet label matching "
-                        "TEXT among their top 5; without: rank by the labels matching TEXT, "
+                   help="instead of query images: rank by the ImageNet labels matching TEXT, "
                         "e.g. 'dog', 'lakeside', 'cat, tiger' (default: none)")
     _filters(s)
     s.add_argument("--negative", action="append", default=[], metavar="IMAGE",
@@ -190,7 +189,7 @@ def _watch(sub: Any) -> None:
     _index_dir(w)
     w.add_argument("--debounce", type=float, metavar="S", default=DEBOUNCE_S,
                    help="quiet seconds after a change before syncing (default: %(default)s)")
-    w.add_argument("--exclude", action=AppendTuple, default=b["exclude"], metavar="GLOB",
+    w.add_argument("--exclude", action=AppendTuple, dest="excludes", metavar="GLOB",
                    help="leave out files or folders matching this gitignore-style pattern "
                         "(repeatable) (default: none)")
     w.add_argument("--max-megapixels", type=float, metavar="N", default=b["max_megapixels"],
@@ -203,7 +202,7 @@ def _filters(s: argparse.ArgumentParser) -> None:
     from imgrec.index.columns import ORIENTATIONS
 
     f = s.add_argument_group("filters (the exact top-k among the images that pass all of them)")
-    f.add_argument("--in", dest="folders", action=AppendTuple, default=(), metavar="FOLDER",
+    f.add_argument("--in", dest="folders", action=AppendTuple, metavar="FOLDER",
                    help="only images under this gallery folder (repeatable: any of them) "
                         "(default: the whole gallery)")
     f.add_argument("--after", metavar="DATE",
@@ -214,11 +213,14 @@ def _filters(s: argparse.ArgumentParser) -> None:
     f.add_argument("--min-size", metavar="WxH",
                    help="only images at least W pixels wide and H high, e.g. 1920x1080 "
                         "(default: any size)")
-    f.add_argument("--format", dest="formats", action=AppendTuple, default=(), metavar="F",
+    f.add_argument("--format", dest="formats", action=AppendTuple, metavar="F",
                    help="only images of this file format: jpeg, png, heic, avif, dng, ... "
                         "(repeatable: any of them) (default: every format)")
     f.add_argument("--orientation", choices=ORIENTATIONS,
                    help="only landscape, portrait or square images (default: any)")
+    f.add_argument("--has-label", metavar="TEXT",
+                   help="only images with an ImageNet label matching TEXT among their top 5, "
+                        "e.g. 'dog' (default: none)")
 
 
 def _info(sub: Any) -> None:

@@ -1,5 +1,5 @@
 """imgrec search's filter flags (--in, --after, --before, --min-size, --format, --orientation,
---label with images) on a built index, and their one-line refusals (exit 2)."""
+--has-label) on a built index, and their one-line refusals (exit 2)."""
 
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ def test_each_filter(ix, capsys):
     (["--before", "2019-02-30"], "--before: before must be a date"),
     (["--orientation", "round"], "invalid choice"),
     (["--in", "../elsewhere"], "inside the gallery"),
-    (["--label", "dog"], "holds no ImageNet labels"),
+    (["--has-label", "dog"], "holds no ImageNet labels"),
 ])
 def test_bad_values_are_one_line_errors(ix, capsys, flags, message):
     try:
@@ -89,11 +89,11 @@ def test_every_filter_flag_has_help_and_a_default(capsys):
     p = build_parser()
     args = p.parse_args(["search", "q.jpg"])
     assert (args.folders, args.after, args.before, args.min_size, args.formats,
-            args.orientation) == ((), None, None, None, (), None)
+            args.orientation, args.has_label) == (None,) * 7
     with pytest.raises(SystemExit):
         p.parse_args(["search", "-h"])
     text = " ".join(capsys.readouterr().out.split())
     for flag in ("--in FOLDER", "--after DATE", "--before DATE", "--min-size WxH",
-                 "--format F", "--orientation", "--label TEXT"):
+                 "--format F", "--orientation", "--has-label TEXT"):
         part = text.rsplit(flag, 1)[1]  # the help entry, after the usage line
         assert "(default:" in part.split(" --", 1)[0], flag
