@@ -50,12 +50,14 @@ def all_paths(idx: Index) -> list[str]:
 
 
 @per_index(max_entries=64, spinner="Searching…",
-           key=lambda qs, method, metric, k, pca: (qs.cache_key(), method, metric, int(k), pca))
+           key=lambda qs, method, metric, k, pca, where=None: (qs.cache_key(), method, metric,
+                                                               int(k), pca, where))
 def search(idx: Index, qs: QuerySet, method: str, metric: str, k: int,
-           pca_components: int | None) -> SearchResult:
-    """A cached search (raises ImgrecError subclasses with a user-facing message)."""
+           pca_components: int | None, where: Any = None) -> SearchResult:
+    """A cached search (raises ImgrecError subclasses with a user-facing message); ``where``
+    restricts it (a :class:`~imgrec.search.filters.Where`: the exact top-k among those)."""
     return idx.search(qs.queries(), method=method, metric=metric, k=int(k),
-                      pca_components=pca_components)
+                      pca_components=pca_components, where=where)
 
 
 @per_index(max_entries=16, spinner="Measuring how close the gallery's own images are to "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import streamlit as st
 
@@ -43,6 +44,7 @@ class View:
     label: str = ""  # the label-search text (a query of its own)
     filter_note: str | None = None  # why the label filter is not applied
     page: int = 0
+    where: Any = None  # the filter panel's Where (the search ranks only those images)
 
     def kept(self, hits: list[Hit]) -> list[Hit]:
         """The hits that pass the label filter (all of them without a filter)."""
