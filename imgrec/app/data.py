@@ -9,7 +9,7 @@ import streamlit as st
 
 from imgrec.app import projection as proj_mod
 from imgrec.app import state
-from imgrec.app.cache import per_index
+from imgrec.app.cache import per_index, register
 from imgrec.app.facts import IndexFacts, index_facts
 from imgrec.app.insights import DUPLICATE_MIN_THRESHOLD
 from imgrec.app.projection import Highlight, Projection
@@ -36,6 +36,25 @@ def thumbnail(idx: Index, path: str, size: int = 256) -> bytes | None:
 
 def small_thumbnail(idx: Index, path: str, size: int = 64) -> bytes | None:
     return thumbnail(idx, path, int(size))
+
+
+# A size + mtime scan of the gallery (no decoding): seconds for 400,000 files, so it is kept
+# a few seconds per index version (files change without a new version) rather than redone
+# on every rerun; registered so clear_index_caches frees it too.
+@st.cache_data(ttl=10, max_entries=8, show_spinner=False)
+def changes_since_build(index_dir: str, version: str, _idx: Index) -> tuple[int, int, int]:
+    from imgrec.build.changes import changes as scan
+
+    c = scan(_idx)
+    return c.new, c.changed, c.removed
+
+
+register(changes_since_build)
+
+
+def changes(idx: Index) -> tuple[int, int, int]:
+    """Files (new, changed, removed) in the gallery since the index was built."""
+    return changes_since_build(str(idx.index_dir), idx.version, idx)
 
 
 @per_index(max_entries=16)

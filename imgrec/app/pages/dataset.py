@@ -46,20 +46,10 @@ def facts_view(idx: Index) -> None:
             st.caption("None: every image file in the gallery was indexed.")
 
 
-# A size + mtime scan of the gallery (no decoding): seconds for 400,000 files, so it is kept
-# for a few seconds per index version rather than redone on every rerun.
-@st.cache_data(ttl=10, max_entries=8, show_spinner=False)
-def _changes(index_dir: str, version: str, _idx: Index) -> tuple[int, int, int]:
-    from imgrec.build.changes import changes
-
-    c = changes(_idx)
-    return c.new, c.changed, c.removed
-
-
 def changes_view(idx: Index, target: str, busy: str | None) -> None:
     """New / changed / removed files since the last build, with a "Sync now" button."""
     try:
-        new, changed, removed = _changes(str(idx.index_dir), idx.version, idx)
+        new, changed, removed = data.changes(idx)
     except (ImgrecError, OSError) as exc:  # an unreadable gallery: say so, the page goes on
         st.warning(f"Cannot compare the gallery with the index: {exc}", icon=":material/warning:")
         return
@@ -72,7 +62,7 @@ def changes_view(idx: Index, target: str, busy: str | None) -> None:
                          disabled=busy is not None or not (new or changed or removed),
                          help=busy or "index the new and changed files, drop the removed ones")
     if sync and widgets.start_build(idx.root, target, "rebuild"):
-        _changes.clear()
+        data.changes_since_build.clear()
         st.rerun()
     st.caption("Since the last build, from file sizes and modification times (nothing decoded)."
                if new or changed or removed else "The index is up to date with the gallery.")

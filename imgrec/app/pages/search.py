@@ -8,6 +8,7 @@ from dataclasses import replace
 import streamlit as st
 
 from imgrec.app import data, state, urlview, widgets
+from imgrec.app.detail import show_if_open
 from imgrec.app.filters import filter_panel
 from imgrec.app.formatting import (
     METHOD_LABELS,
@@ -199,6 +200,7 @@ def render() -> None:
     else:
         results_view(v, res)
         refine_view(v)
+    show_if_open(idx)
 
 
 if __name__ == "__main__":  # Streamlit runs a page as __main__; importing it draws nothing
