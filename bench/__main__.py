@@ -1,7 +1,8 @@
 """`python -m bench search --n 400000` / `python -m bench index --corpus DIR` /
 `python -m bench beyond --n 100000` / `python -m bench server --index DIR` /
 `python -m bench quality` / `python -m bench evaluate` / `python -m bench duplicates` /
-`python -m bench scale --corpus DIR --like INDEX`: print JSON."""
+`python -m bench scale --corpus DIR --like INDEX` / `python -m bench thumbs`:
+print JSON."""
 
 from __future__ import annotations
 
@@ -84,6 +85,11 @@ def main() -> int:
     sc.add_argument("--skip-search", action="store_true")
     sc.add_argument("--work", type=Path, default=Path("bench/out"))
     sc.add_argument("--save", type=Path)
+    t = sub.add_parser("thumbs", help="a 20-image result grid: first view and cached views")
+    t.add_argument("--grid", type=int, default=20)
+    t.add_argument("--repeat", type=int, default=5)
+    t.add_argument("--work", type=Path, default=Path("bench/out"))
+    t.add_argument("--save", type=Path)
     args = p.parse_args()
     if args.what == "quality":
         from imgrec.demo import build_demo_gallery
@@ -104,6 +110,8 @@ def main() -> int:
         args.stats_index = args.stats_index or args.corpus_index
     elif args.what == "scale":
         from .scale import run
+    elif args.what == "thumbs":
+        from .thumbs import run
     else:
         from .indexing import run
     result = run(args)

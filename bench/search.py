@@ -17,10 +17,17 @@ from imgrec import Index, Stored
 
 from .machine import machine
 
+FOLDERS = 100  # the synthetic gallery's folders: one holds 1 % of the rows
+
+
+def path_of(i: int) -> str:
+    """The synthetic gallery path of row ``i`` (row order is path order)."""
+    return f"img/{i % FOLDERS:02d}/{i:07d}.jpg"
+
 
 def synthetic(work: Path, n: int, dim: int) -> Path:
     """A synthetic index (unit embeddings, per-channel normalised histograms), cached."""
-    d = work / f"synth-{n}-{dim}"
+    d = work / f"synth-f{FOLDERS}-{n}-{dim}"
     if (d / "CURRENT").exists() and Index.open(d).embeddings_f16 is not None:
         return d  # (an index from before the float16 copy existed is rebuilt)
     rng = np.random.default_rng(0)
@@ -33,8 +40,9 @@ def synthetic(work: Path, n: int, dim: int) -> Path:
         h[h < 0.05] = 0  # sparse bins, like real photos
         h += 1e-12 * (h.sum(-1, keepdims=True) == 0)
         hist[s:s + m] = (h / h.sum(-1, keepdims=True)).reshape(m, 768)
-    paths = [f"img/{i:07d}.jpg" for i in range(n)]
-    Index.from_arrays(d, paths, emb, hist, model="synthetic")
+    order = sorted(range(n), key=path_of)  # rows numbered in path order, as a build does
+    Index.from_arrays(d, [path_of(i) for i in order], emb[order], hist[order],
+                      model="synthetic")
     return d
 
 
@@ -115,7 +123,7 @@ def run(args) -> dict:
     ix = Index.open(d)  # first pass over the float16 copy (the default)
     ix32 = Index.open(d, first_pass="float32")
     rng = np.random.default_rng(1)
-    picks = [f"img/{i:07d}.jpg" for i in rng.choice(args.n, 5, replace=False)]
+    picks = [path_of(i) for i in rng.choice(args.n, 5, replace=False)]
     one, five = [Stored(picks[0])], [Stored(p) for p in picks]
     k, rep = args.k, args.repeat
     emb, hist = ix.embeddings, ix.histograms
@@ -181,7 +189,58 @@ def run(args) -> dict:
                        "note": "peak RSS of the benchmark process, which also builds the "
                                "synthetic data and runs FAISS; see serving_rss_gb"},
             "serving_rss_gb": serving_rss(d, picks),
+            "filtered": filtered(ix, picks, k, rep),
             "json": "seconds are medians of repeated runs"}
+
+
+def filtered(ix: Index, picks: list[str], k: int, rep: int) -> dict:
+    """Restricted search: one folder (1 % of the rows) and 90 folders (90 %) against the
+    unfiltered search, one query, the catalog answer cached as it is for repeated searches
+    with one filter (its first read is reported apart); folders are runs of rows (a view),
+    so scattered rows (gathered at 1 %, masked at 90 %) are timed too, ranking alone."""
+    one = [Stored(picks[0])]
+    wheres = {"1%": {"folders": ["img/17"]},
+              "90%": {"folders": [f"img/{j:02d}" for j in range(90)]}}
+    out: dict = {}
+    for name, method, metric in (("cosine", "embedding", "cosine"), ("chi2", "color", "cosine"),
+                                 ("pca_cosine", "pca", "cosine")):
+        fns = [lambda m=method, mt=metric: ix.search(one, m, mt, k)]
+        fns += [lambda m=method, mt=metric, w=w: ix.search(one, m, mt, k, where=w)
+                for w in wheres.values()]
+        for f in fns:
+            f()  # warm-up: JIT, page cache, the filters' catalog answers
+        runs = []
+        for _ in range(rep):  # interleaved: the ratios are robust to load drift
+            row = []
+            for f in fns:
+                t = time.perf_counter()
+                f()
+                row.append(time.perf_counter() - t)
+            runs.append(row)
+        base = statistics.median(r[0] for r in runs)
+        out[name] = {"unfiltered_s": round(base, 4)}
+        for j, share in enumerate(wheres, 1):
+            out[name][f"{share}_s"] = round(statistics.median(r[j] for r in runs), 4)
+            out[name][f"{share}_over_unfiltered"] = round(
+                statistics.median(r[j] / r[0] for r in runs), 3)
+    # scattered rows (a label or a date range, not one folder): gathered, then ranked
+    from imgrec.search.filters import ranked, restrict
+    from imgrec.search.methods import TABLE
+
+    rng = np.random.default_rng(3)
+    q = np.asarray(ix.embeddings[ix.row_of(picks[0])])[None]
+    scan = TABLE["embedding"].matrix(ix, None)
+    for share, frac in (("1%", 0.01), ("90%", 0.9)):
+        rows = np.sort(rng.choice(len(ix), int(frac * len(ix)), replace=False))
+        t_all = timeit(lambda: ranked("cosine", restrict(scan, None), q, k), rep)
+        t_sub = timeit(lambda r=rows: ranked("cosine", restrict(scan, r), q, k), rep)
+        out["cosine"][f"{share}_scattered_rank_over_unfiltered"] = round(t_sub / t_all, 3)
+    fresh = Index.open(ix.index_dir)
+    t = time.perf_counter()
+    fresh.rows_matching(prefixes=tuple(f"{p}/" for p in wheres["90%"]["folders"]))
+    out["catalog_first_read_90%_s"] = round(time.perf_counter() - t, 4)
+    out["targets"] = "1% <= 0.1x, 90% <= 1.2x the unfiltered time"
+    return out
 
 
 def rescored(ix: Index, metric: str, picks: list[str], k: int) -> dict:

@@ -9,7 +9,7 @@ import streamlit as st
 
 from imgrec.app import projection as proj_mod
 from imgrec.app import state
-from imgrec.app.cache import per_index
+from imgrec.app.cache import per_index, register
 from imgrec.app.facts import IndexFacts, index_facts
 from imgrec.app.insights import DUPLICATE_MIN_THRESHOLD
 from imgrec.app.projection import Highlight, Projection
@@ -38,6 +38,25 @@ def small_thumbnail(idx: Index, path: str, size: int = 64) -> bytes | None:
     return thumbnail(idx, path, int(size))
 
 
+# A size + mtime scan of the gallery (no decoding): seconds for 400,000 files, so it is kept
+# a few seconds per index version (files change without a new version) rather than redone
+# on every rerun; registered so clear_index_caches frees it too.
+@st.cache_data(ttl=10, max_entries=8, show_spinner=False)
+def changes_since_build(index_dir: str, version: str, _idx: Index) -> tuple[int, int, int]:
+    from imgrec.build.changes import changes as scan
+
+    c = scan(_idx)
+    return c.new, c.changed, c.removed
+
+
+register(changes_since_build)
+
+
+def changes(idx: Index) -> tuple[int, int, int]:
+    """Files (new, changed, removed) in the gallery since the index was built."""
+    return changes_since_build(str(idx.index_dir), idx.version, idx)
+
+
 @per_index(max_entries=16)
 def facts(idx: Index) -> IndexFacts:
     return index_facts(idx)
@@ -50,12 +69,14 @@ def all_paths(idx: Index) -> list[str]:
 
 
 @per_index(max_entries=64, spinner="Searching…",
-           key=lambda qs, method, metric, k, pca: (qs.cache_key(), method, metric, int(k), pca))
+           key=lambda qs, method, metric, k, pca, where=None: (qs.cache_key(), method, metric,
+                                                               int(k), pca, where))
 def search(idx: Index, qs: QuerySet, method: str, metric: str, k: int,
-           pca_components: int | None) -> SearchResult:
-    """A cached search (raises ImgrecError subclasses with a user-facing message)."""
+           pca_components: int | None, where: Any = None) -> SearchResult:
+    """A cached search (raises ImgrecError subclasses with a user-facing message); ``where``
+    restricts it (a :class:`~imgrec.search.filters.Where`: the exact top-k among those)."""
     return idx.search(qs.queries(), method=method, metric=metric, k=int(k),
-                      pca_components=pca_components)
+                      pca_components=pca_components, where=where)
 
 
 @per_index(max_entries=16, spinner="Measuring how close the gallery's own images are to "

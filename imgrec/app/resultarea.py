@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import streamlit as st
 
 from imgrec.app import data, state, widgets
+from imgrec.app.detail import open_detail
 from imgrec.app.formatting import (
     COMPARE_METHODS,
     METHOD_LABELS,
@@ -43,6 +45,7 @@ class View:
     label: str = ""  # the label-search text (a query of its own)
     filter_note: str | None = None  # why the label filter is not applied
     page: int = 0
+    where: Any = None  # the filter panel's Where (the search ranks only those images)
 
     def kept(self, hits: list[Hit]) -> list[Hit]:
         """The hits that pass the label filter (all of them without a filter)."""
@@ -85,6 +88,9 @@ def result_card(idx: Index, hit: Hit, section: str, metric: str, kind: str = "hi
     with st.container(horizontal=True, gap="small"):
         st.button("More like this", key=f"more-{section}-{hit.rank}", icon=":material/search:",
                   type="tertiary", on_click=state.set_stored_queries, args=([hit.path],))
+        st.button("", key=f"detail-{section}-{hit.rank}", icon=":material/open_in_full:",
+                  type="tertiary", on_click=open_detail, args=(hit.path,),
+                  help="Details: the image, its facts and its nearest images")
         st.button("", key=f"pos-{section}-{hit.rank}", icon=UP, on_click=state.mark,
                   args=(hit.path, "positive"), type="primary" if marked == "positive" else "tertiary",
                   help="Mark as a positive example for Refine (click again to unmark)")

@@ -7,7 +7,7 @@ import io
 from typing import Any
 
 from imgrec import images
-from imgrec.errors import ImageError, ImgrecError
+from imgrec.errors import ImageError
 from imgrec.index.index import Index
 
 THUMB_SIZE = 256
@@ -31,12 +31,12 @@ def _encode(im: Any, size: int) -> bytes:
 def thumbnail_bytes(idx: Index, path: str, size: int = THUMB_SIZE) -> bytes | None:
     """A square JPEG thumbnail of an indexed image, or None when the file is gone or unreadable.
 
-    The path goes through :meth:`Index.resolve`, which refuses anything outside the gallery.
+    The path goes through :meth:`Index.resolve`, which refuses anything outside the gallery;
+    thumbnails are kept on disk beside the index (see :mod:`imgrec.thumbcache`).
     """
-    try:
-        return _encode(images.thumbnail(idx.resolve(path), size), size)
-    except (ImgrecError, OSError, MemoryError):
-        return None
+    from imgrec.thumbcache import ThumbCache
+
+    return ThumbCache.for_index(idx).thumbnail(idx, path, size)  # cached on disk
 
 
 def upload_thumbnail(data: bytes, size: int = THUMB_SIZE) -> bytes | None:

@@ -14,7 +14,7 @@ import os
 import shutil
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +48,9 @@ def build_index(gallery: str | os.PathLike, index_dir: str | os.PathLike | None 
                 workers: int | None = None, batch_size: int = BATCH_SIZE,
                 pca_components: int = DEFAULT_COMPONENTS, full: bool = False,
                 wait: bool = False, progress: Callable[[Progress], None] | None = None,
-                producer: Producer | None = None) -> BuildReport:
+                producer: Producer | None = None, exclude: Sequence[str] = (),
+                ignore_file: str | None = images.IGNORE_FILE,
+                max_megapixels: float = images.MAX_MEGAPIXELS) -> BuildReport:
     """Index (or re-sync) every image under ``gallery`` into ``index_dir``.
 
     On an existing index this is a sync: files whose size and mtime are unchanged are
@@ -58,7 +60,8 @@ def build_index(gallery: str | os.PathLike, index_dir: str | os.PathLike | None 
     ``index_dir/work/`` as they finish, so a killed build resumes where it stopped.
 
     Args:
-        gallery: folder scanned recursively for jpg, jpeg, png, bmp, gif, webp, tif, tiff.
+        gallery: folder scanned recursively for images (:data:`imgrec.images.SUFFIXES`:
+            JPEG, PNG, BMP, GIF, WebP, TIFF, AVIF, JPEG 2000, HEIC/HEIF, camera RAW).
         index_dir: where the index lives (default: settings).
         model: backbone name, used when no ``embedder`` is given.
         embedder: a ready embedder (tests and the dashboard inject a shared one).
@@ -72,6 +75,10 @@ def build_index(gallery: str | os.PathLike, index_dir: str | os.PathLike | None 
         producer: computes the features of the files to compute (default: decode worker
             processes and the embedder here; ``RayFeatures`` computes them on a Ray
             cluster, see :mod:`imgrec.build.ray_producer`).
+        exclude: gitignore-syntax patterns of files and folders to leave out (relative
+            to the gallery), applied after the ``ignore_file`` rules.
+        ignore_file: the rules file read at the gallery root (None: none is read).
+        max_megapixels: larger images are skipped, with a reason naming the option.
 
     Returns:
         A :class:`BuildReport`.
@@ -90,7 +97,8 @@ def build_index(gallery: str | os.PathLike, index_dir: str | os.PathLike | None 
     return Build(gallery, index_dir, model=model, embedder=embedder, weights=weights,
                  device=device, workers=workers, batch_size=batch_size,
                  pca_components=pca_components, full=full, wait=wait, progress=progress,
-                 producer=producer).run()
+                 producer=producer, exclude=exclude, ignore_file=ignore_file,
+                 max_megapixels=max_megapixels).run()
 
 
 def flush_every() -> int:
@@ -126,7 +134,9 @@ class Build:
                  workers: int | None = None, batch_size: int = BATCH_SIZE,
                  pca_components: int = DEFAULT_COMPONENTS, full: bool = False,
                  wait: bool = False, progress: Callable[[Progress], None] | None = None,
-                 producer: Producer | None = None) -> None:
+                 producer: Producer | None = None, exclude: Sequence[str] = (),
+                 ignore_file: str | None = images.IGNORE_FILE,
+                 max_megapixels: float = images.MAX_MEGAPIXELS) -> None:
         self.gallery = gallery
         self.index_dir = index_dir
         self.model = model
@@ -140,6 +150,9 @@ class Build:
         self.wait = wait
         self.progress = progress
         self.producer = producer
+        self.exclude = exclude
+        self.ignore_file = ignore_file
+        self.max_megapixels = max_megapixels
 
     def run(self) -> BuildReport:
         """Scan, compute what is missing, publish; returns the :class:`BuildReport`."""
@@ -151,6 +164,11 @@ class Build:
         if index_dir == root or images.is_within(index_dir, root):
             raise ImgrecError(f"the index directory {index_dir} must not lie inside the gallery")
         every = flush_every()
+        exclude = [self.exclude] if isinstance(self.exclude, str) else list(self.exclude)
+        mp = self.max_megapixels
+        if (not isinstance(mp, int | float) or isinstance(mp, bool) or not mp > 0
+                or mp == float("inf")):
+            raise ImgrecError(f"max_megapixels must be a positive number, not {mp!r}")
         emb = self.embedder or CNNEmbedder(self.model, weights=self.weights, device=self.device,
                                            batch_size=self.batch_size)
         report = BuildReport(gallery=root, index_dir=index_dir, model=emb.name)
@@ -164,7 +182,8 @@ class Build:
             else:
                 prev = sync.previous(index_dir, root, emb, report.notes)
             ws = WorkStore(work, emb.dim, every)
-            plan = sync.plan(root, prev, emb.input_size)
+            plan = sync.plan(root, prev, emb.input_size, exclude=exclude,
+                             ignore_file=self.ignore_file, max_megapixels=self.max_megapixels)
             self._features(plan, prev, ws, emb, report)
             ws.flush()
             counts = plan.counts(prev)

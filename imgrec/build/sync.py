@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -119,7 +120,8 @@ class Plan:
         """Take one read file's result; returns where its features come from:
         ``skipped``, ``prev``, ``resumed`` (saved by an interrupted build) or ``work``."""
         entry = catalog.Entry(res.rel, None, res.size, res.mtime_ns, res.sha256, res.format,
-                              res.mode, res.width, res.height, res.exif, res.error)
+                              res.mode, res.width, res.height, res.exif, res.error,
+                              res.decoder)
         self.entries[res.rel] = entry
         if res.error:
             return "skipped"
@@ -183,30 +185,42 @@ class Plan:
         return out
 
 
-def plan(root: Path, prev: Previous | None, crop_size: int) -> Plan:
+def plan(root: Path, prev: Previous | None, crop_size: int, *,
+         exclude: Iterable[str] = (), ignore_file: str | None = images.IGNORE_FILE,
+         max_megapixels: float = images.MAX_MEGAPIXELS) -> Plan:
     """Scan ``root``; files unchanged since ``prev`` (size + mtime) keep their row, the
     others go into :attr:`Plan.todo`.
 
+    Excluded files (``exclude`` patterns and the ``ignore_file`` rules) are left out, as
+    if they were not there; entries that cannot be read (a link loop, a FIFO, a folder
+    that cannot be listed) are recorded as skipped with their reason.
+
     Raises:
-        ImgrecError: the gallery holds no image file.
+        ImgrecError: the gallery holds no image file, or an exclude rule is invalid.
     """
     out = Plan()
     before = prev.entries if prev else {}
     unlisted = ""
-    for found in images.scan_entries(root):
-        if found.is_folder:  # a folder that cannot be listed: skipped, with the reason
-            out.entries[found.rel] = catalog.Entry(found.rel, None, -1, -1, error=found.problem)
-            unlisted = unlisted or f"; {found.rel} {found.problem}"
+    for scanned in images.scan_entries(root, exclude=exclude, ignore_file=ignore_file):
+        if scanned.is_folder:  # a folder that cannot be listed: skipped, with the reason
+            rel = _utf8(scanned.rel)
+            out.entries[rel] = catalog.Entry(rel, None, -1, -1, error=scanned.problem)
+            unlisted = unlisted or f"; {rel} {scanned.problem}"
             continue
-        path = found.path
+        if scanned.problem is not None:  # a link loop, a FIFO, ...: skipped, never read
+            out.total += 1
+            rel = _utf8(scanned.rel)
+            out.entries[rel] = catalog.Entry(rel, None, error=scanned.problem)
+            continue
+        path = scanned.path
         out.total += 1
         try:
             st = path.stat()
             size, mtime = st.st_size, st.st_mtime_ns
         except OSError:  # e.g. a dangling link: reading it records why
             size, mtime = -1, -1
-        rel = path.relative_to(root).as_posix()
-        safe = rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        rel = scanned.rel
+        safe = _utf8(rel)
         if safe != rel:  # the catalog stores UTF-8 text: record it, never crash on it
             out.entries[safe] = catalog.Entry(safe, None, size, mtime, error="file name is not "
                                               "valid UTF-8: rename the file to index it")
@@ -217,8 +231,12 @@ def plan(root: Path, prev: Previous | None, crop_size: int) -> Plan:
             out.from_prev[rel] = old.row
             out.status[rel] = "unchanged"
         else:  # new, changed, or skipped last time (retried: it may have been fixed)
-            out.todo.append(Task(str(path), rel, size, mtime, crop_size))
+            out.todo.append(Task(str(path), rel, size, mtime, crop_size, max_megapixels))
     if not out.total:
         raise ImgrecError(f"no images found in {root} (looked for "
                           f"{', '.join(sorted(images.SUFFIXES))}){unlisted}")
     return out
+
+
+def _utf8(rel: str) -> str:
+    return rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

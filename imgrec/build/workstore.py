@@ -24,7 +24,7 @@ from imgrec.index.writer import LABEL_TOP
 
 FLUSH_EVERY = 256  # computed images per saved chunk (IMGREC_FLUSH_EVERY overrides)
 FLUSH_SECONDS = 20.0  # ... or sooner, when the last chunk is this old
-META = ("format", "mode", "width", "height", "exif")  # catalog fields kept per content hash
+META = ("format", "mode", "width", "height", "exif", "decoder")  # catalog fields kept per content hash
 _CHUNK_NAME = re.compile(r"chunk-(\d{6,})\.npz")
 _UNKNOWN_TOP5 = np.full(LABEL_TOP, -1, np.int16)
 _UNKNOWN_PROB5 = np.zeros(LABEL_TOP, np.float32)
@@ -36,7 +36,8 @@ class FeatureBatch:
 
     Attributes:
         shas: SHA-256 of each image's file content.
-        meta: the catalog fields :data:`META` of each image (format, mode, size, EXIF).
+        meta: the catalog fields :data:`META` of each image (format, mode, size, EXIF,
+            decoder).
         embeddings: ``(n, dim)`` float32 unit rows.
         histograms: ``(n, 768)`` float32 colour histograms.
         top5, prob5: ``(n, 5)`` ImageNet class ids (-1 unknown) and probabilities, or None

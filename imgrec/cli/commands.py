@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import signal
 import sys
+import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -47,6 +50,9 @@ def index(args: argparse.Namespace) -> int:
 
     if not args.gallery.is_dir():
         raise ImgrecError(f"gallery folder not found: {args.gallery}")
+    if not 0 < args.max_megapixels < float("inf"):
+        raise ImgrecError(f"--max-megapixels must be a positive number, not "
+                          f"{args.max_megapixels:g}")
     emb = CNNEmbedder(args.model, weights=args.weights, device=args.device,
                       batch_size=args.batch_size)
     emb.load()  # fail early, with one clear sentence, if weights are missing
@@ -54,11 +60,62 @@ def index(args: argparse.Namespace) -> int:
     with writing(target):
         report = build_index(args.gallery, target, embedder=emb, workers=args.workers,
                              batch_size=args.batch_size, pca_components=args.pca_components,
-                             full=args.full, wait=args.wait,
+                             full=args.full, wait=args.wait, exclude=args.excludes or (),
+                             max_megapixels=args.max_megapixels,
                              progress=None if args.quiet else ProgressBar(),
                              producer=producer(args))
     print(replace(report, skipped=[(printable(p), printable(why))
                                    for p, why in report.skipped]).summary())
+    return EXIT_OK
+
+
+def watch(args: argparse.Namespace) -> int:
+    """Sync the index now and after each burst of gallery changes, until Ctrl-C."""
+    from imgrec.build.watch import watch as run_watch
+    from imgrec.features.embedding import DEFAULT_MODEL, CNNEmbedder
+    from imgrec.index.index import Index
+
+    if not args.gallery.is_dir():
+        raise ImgrecError(f"gallery folder not found: {args.gallery}")
+    target = index_dir(args.index)
+    try:
+        model = Index.open(target).model  # keep the index's backbone
+    except ImgrecError:
+        model = DEFAULT_MODEL
+    emb = CNNEmbedder(model)
+    emb.load()
+
+    def synced(report: Any) -> None:
+        print(f"synced: {report.indexed} indexed, {report.added} added, {report.updated} "
+              f"updated, {report.moved} moved, {report.removed} removed, "
+              f"{len(report.skipped)} skipped (version {report.version})", flush=True)
+
+    def ready() -> None:
+        print(f"watching {printable(str(args.gallery))} (Ctrl-C stops)", flush=True)
+
+    def failed(message: str) -> None:
+        print(f"imgrec: sync failed: {printable(message)}", file=sys.stderr, flush=True)
+
+    stop = threading.Event()
+
+    def interrupted(signum: int, frame: Any) -> None:
+        if stop.is_set():  # a second Ctrl-C: interrupt the running sync too
+            raise KeyboardInterrupt
+        stop.set()
+        print("stopping after the current sync (Ctrl-C again interrupts it)", flush=True)
+
+    previous = signal.signal(signal.SIGINT, interrupted)
+    try:
+        with writing(target):
+            run_watch(args.gallery, target, debounce=args.debounce, on_sync=synced,
+                      on_ready=ready, on_error=failed, stop=stop, embedder=emb,
+                      workers=args.workers, exclude=args.excludes or (),
+                      max_megapixels=args.max_megapixels)
+    except KeyboardInterrupt:
+        pass  # a sync interrupted that way published nothing
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    print("stopped: the index is at its last published version", flush=True)
     return EXIT_OK
 
 
@@ -110,33 +167,71 @@ def _add_strength(out: dict, strength: Any) -> None:
             h["strength"], h["percentile"] = strength(h["score"])
 
 
+_MIN_SIZE = re.compile(r"\s*(\d{1,9})\s*[xX×]\s*(\d{1,9})\s*")
+
+
+def where(args: argparse.Namespace) -> Any:
+    """The search filter of the command line (a :class:`Where`), or None without filters.
+
+    Raises:
+        ImgrecError: a value is not valid (one line, naming the option).
+    """
+    from imgrec.search.filters import Where
+
+    w = h = 0
+    if args.min_size is not None:
+        m = _MIN_SIZE.fullmatch(args.min_size)
+        if m is None:
+            raise ImgrecError(f"--min-size must be WIDTHxHEIGHT in pixels, e.g. 1920x1080, "
+                              f"not {printable(args.min_size)!r}")
+        w, h = int(m.group(1)), int(m.group(2))
+    fields = {"folders": args.folders or (), "after": args.after, "before": args.before,
+              "min_width": w, "min_height": h, "formats": args.formats or (),
+              "orientation": args.orientation, "label": args.has_label}
+    if not any(fields.values()):
+        return None
+    for flag, key in (("--after", "after"), ("--before", "before")):
+        try:
+            Where(**{key: fields[key]})
+        except ImgrecError as exc:
+            raise ImgrecError(f"{flag}: {exc}") from None
+    return Where(**fields)
+
+
 def search(args: argparse.Namespace) -> int:
     """Search by query images (files or @stored) or by label text; a table or JSON."""
     from imgrec.index.index import Index
 
     if args.label is not None and (args.images or args.negative):
-        raise ImgrecError("give query images or --label TEXT, not both")
+        raise ImgrecError("give query images or --label TEXT, not both (--has-label TEXT "
+                          "keeps the images with that label)")
     if args.label is None and not args.images:
         raise ImgrecError("give 1-5 query images (files or @path), or --label TEXT")
+    cond = where(args)
     if args.server:
         from imgrec.server import result_from_dict, search_via_server, server_info
 
+        if cond is not None:
+            raise ImgrecError("search filters (--in, --after, --before, --min-size, --format, "
+                              "--orientation, --has-label) work on a local index, not with "
+                              "--server")
         out = search_via_server(args.server, args.images, args.method, args.metric, args.k,
                                 pca_components=args.pca_components, negatives=args.negative,
                                 negative_weight=args.negative_weight, label=args.label)
         res, root = result_from_dict(out), Path(server_info(args.server)["gallery_root"])
-    elif args.label is not None:
+    elif not args.images:
         from imgrec.insights.labels import search_by_label
 
         idx = Index.open(index_dir(args.index))
-        res, root = search_by_label(idx, args.label, k=args.k), idx.root
+        res, root = search_by_label(idx, args.label, k=args.k, where=cond), idx.root
     else:
         idx = Index.open(index_dir(args.index))
         root = idx.root
         res = idx.search(_queries(args.images), method=args.method, metric=args.metric,
                          k=args.k, pca_components=args.pca_components,
                          negatives=_queries(args.negative) or None,
-                         negative_weight=args.negative_weight)
+                         negative_weight=args.negative_weight,
+                         max_megapixels=args.max_megapixels, where=cond)
     strength = _strength(idx, res) if not args.server else None
     if args.json:
         out = res.to_dict()

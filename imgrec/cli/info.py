@@ -55,6 +55,8 @@ def _info(args: argparse.Namespace) -> int:
           f"{f.histogram_dim}-bin histograms, {f.pca_components} PCA components)")
     print(f"images     {f.count} indexed, {len(f.skipped)} skipped; formats: "
           + ", ".join(f"{k} {v}" for k, v in sorted(f.formats.items())))
+    if f.decoders:
+        print("decoded    " + ", ".join(f"{k} {v}" for k, v in sorted(f.decoders.items())))
     print(f"built      {f.built_at}" + (f" in {f.build_seconds:.1f} s"
                                          if f.build_seconds else ""))
     print("search     exact; first pass over the " + (

@@ -1,4 +1,4 @@
-"""Command line: ``imgrec demo | index | search | info | labels | duplicates | clusters |
+"""Command line: ``imgrec demo | index | search | watch | info | labels | duplicates | clusters |
 graph | export`` (also ``python -m imgrec``)."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ EXIT_OK, EXIT_FAIL = 0, 1
 COMMANDS = {"demo": commands.demo, "index": commands.index, "search": commands.search,
             "serve": commands.serve, "evaluate": commands.evaluate, "app": commands.app,
             "shard": commands.shard,
+            "watch": commands.watch,
             **info.COMMANDS, **insights.COMMANDS}
 
 

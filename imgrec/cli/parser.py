@@ -18,6 +18,14 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"imgrec: error: {message} (see imgrec {self.prog.split()[-1]} -h)\n")
 
 
+class AppendTuple(argparse.Action):
+    """A repeatable option collected into a tuple (None when it is not given)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, (*(getattr(namespace, self.dest, None) or ()), values))
+
+
 def defaults(func: Callable[..., Any]) -> dict[str, Any]:
     """The keyword defaults of ``func``'s signature, so the CLI never retypes them."""
     return {n: p.default for n, p in inspect.signature(func).parameters.items()
@@ -47,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     _demo(sub)
     _index(sub)
     _search(sub)
+    _watch(sub)
     _info(sub)
     _insights(sub)
     _export(sub)
@@ -94,6 +103,7 @@ def _demo(sub: Any) -> None:
 def _index(sub: Any) -> None:
     from imgrec.build.builder import build_index
     from imgrec.features.embedding import BACKBONES
+    from imgrec.images import IGNORE_FILE
 
     b = defaults(build_index)
     i = _add(sub, "index", "index (or re-sync) a gallery folder")
@@ -118,6 +128,12 @@ def _index(sub: Any) -> None:
     i.add_argument("--wait", action="store_true",
                    help="wait for a running build of this index instead of failing "
                         "(default: off)")
+    i.add_argument("--exclude", action=AppendTuple, dest="excludes", metavar="GLOB",
+                   help="leave out files or folders matching this gitignore-style pattern, "
+                        "relative to the gallery (repeatable; applied after the gallery's "
+                        f"{IGNORE_FILE} file) (default: none)")
+    i.add_argument("--max-megapixels", type=float, metavar="N", default=b["max_megapixels"],
+                   help="skip images larger than this (default: %(default)s)")
     i.add_argument("--quiet", action="store_true", help="no progress bar (default: off)")
     from imgrec.shard.cli import add_ray_option
 
@@ -149,6 +165,7 @@ def _search(sub: Any) -> None:
     s.add_argument("--label", metavar="TEXT",
                    help="instead of query images: rank by the ImageNet labels matching TEXT, "
                         "e.g. 'dog', 'lakeside', 'cat, tiger' (default: none)")
+    _filters(s)
     s.add_argument("--negative", action="append", default=[], metavar="IMAGE",
                    help=f"a 'less like this' example (file or @path; up to {MAX_QUERIES}; "
                         "embedding + cosine only): the combined ranking is refined "
@@ -158,6 +175,52 @@ def _search(sub: Any) -> None:
                         "http://127.0.0.1:8600 (default: none, search the index here)")
     s.add_argument("--negative-weight", type=float, metavar="W", default=d["negative_weight"],
                    help="weight of the negative examples (default: %(default)s)")
+    s.add_argument("--max-megapixels", type=float, metavar="N", default=d["max_megapixels"],
+                   help="refuse query images larger than this (default: %(default)s)")
+
+
+def _watch(sub: Any) -> None:
+    from imgrec.build.builder import build_index
+    from imgrec.build.watch import DEBOUNCE_S
+
+    b = defaults(build_index)
+    w = _add(sub, "watch", "keep an index in sync with its gallery while running (Ctrl-C stops)")
+    w.add_argument("gallery", type=Path, help="folder of images, watched recursively")
+    _index_dir(w)
+    w.add_argument("--debounce", type=float, metavar="S", default=DEBOUNCE_S,
+                   help="quiet seconds after a change before syncing (default: %(default)s)")
+    w.add_argument("--exclude", action=AppendTuple, dest="excludes", metavar="GLOB",
+                   help="leave out files or folders matching this gitignore-style pattern "
+                        "(repeatable) (default: none)")
+    w.add_argument("--max-megapixels", type=float, metavar="N", default=b["max_megapixels"],
+                   help="skip images larger than this (default: %(default)s)")
+    w.add_argument("--workers", type=int, metavar="N", default=b["workers"],
+                   help="decoding processes; 0 decodes in this process (default: the CPU count)")
+
+
+def _filters(s: argparse.ArgumentParser) -> None:
+    from imgrec.index.columns import ORIENTATIONS
+
+    f = s.add_argument_group("filters (the exact top-k among the images that pass all of them)")
+    f.add_argument("--in", dest="folders", action=AppendTuple, metavar="FOLDER",
+                   help="only images under this gallery folder (repeatable: any of them) "
+                        "(default: the whole gallery)")
+    f.add_argument("--after", metavar="DATE",
+                   help="only images taken on or after DATE: 2019, 2019-07 or 2019-07-14; the "
+                        "date taken is EXIF DateTimeOriginal, else the file time (default: none)")
+    f.add_argument("--before", metavar="DATE",
+                   help="only images taken before DATE (default: none)")
+    f.add_argument("--min-size", metavar="WxH",
+                   help="only images at least W pixels wide and H high, e.g. 1920x1080 "
+                        "(default: any size)")
+    f.add_argument("--format", dest="formats", action=AppendTuple, metavar="F",
+                   help="only images of this file format: jpeg, png, heic, avif, dng, ... "
+                        "(repeatable: any of them) (default: every format)")
+    f.add_argument("--orientation", choices=ORIENTATIONS,
+                   help="only landscape, portrait or square images (default: any)")
+    f.add_argument("--has-label", metavar="TEXT",
+                   help="only images with an ImageNet label matching TEXT among their top 5, "
+                        "e.g. 'dog' (default: none)")
 
 
 def _info(sub: Any) -> None:

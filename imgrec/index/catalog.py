@@ -12,11 +12,12 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import astuple, dataclass, fields
+from dataclasses import astuple, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from imgrec.errors import IndexFormatError
+from imgrec.errors import IndexFormatError, QueryError
+from imgrec.index import columns
 
 SCHEMA = """
 CREATE TABLE images (
@@ -27,10 +28,19 @@ CREATE TABLE images (
     sha256   TEXT,               -- content hash (hex)
     format   TEXT, mode TEXT, width INTEGER, height INTEGER,
     exif     TEXT,               -- JSON object of selected EXIF tags
-    error    TEXT                -- why the file was skipped; NULL when indexed
+    error    TEXT,               -- why the file was skipped; NULL when indexed
+    decoder  TEXT,               -- pillow | heif | raw-preview | raw-demosaic
+    taken    TEXT,               -- date taken, ISO 'YYYY-MM-DDTHH:MM:SS' (see columns.py)
+    taken_from TEXT,             -- 'exif' (DateTimeOriginal) or 'mtime'
+    camera_make TEXT, camera_model TEXT,
+    orientation TEXT             -- landscape | portrait | square
 );
 CREATE INDEX images_sha256 ON images(sha256);
 """
+#: The columns of catalogs written before the filter columns existed (still read: their
+#: filter columns are derived on reading, and the next build writes them).
+LEGACY_COLUMNS = ["path", "row", "size", "mtime_ns", "sha256", "format", "mode", "width",
+                  "height", "exif", "error"]
 #: seconds one statement may run before the catalog is refused as damaged (a sound
 #: catalog of 400,000 rows answers its slowest statement, the integrity check, in ~2 s)
 BUDGET_S = 60.0
@@ -53,18 +63,30 @@ class Entry:
     height: int = 0
     exif: str = "{}"
     error: str | None = None
+    decoder: str = ""
+    taken: str = ""
+    taken_from: str = ""
+    camera_make: str = ""
+    camera_model: str = ""
+    orientation: str = ""
 
 
 COLUMNS = [f.name for f in fields(Entry)]
 
 
+def _complete(e: Entry) -> tuple:
+    """The row written for ``e``: its filter columns derived from EXIF, mtime and size."""
+    return astuple(replace(e, **columns.derive(e.exif, e.mtime_ns, e.width, e.height)))
+
+
 def write(path: Path, entries: Iterable[Entry]) -> None:
-    """Create a new catalog file holding ``entries``."""
+    """Create a new catalog file holding ``entries`` (their :data:`columns.DERIVED`
+    columns are computed from their EXIF JSON, mtime and size)."""
     con = sqlite3.connect(path)
     try:
         con.executescript(SCHEMA)
         con.executemany(f"INSERT INTO images VALUES ({','.join('?' * len(COLUMNS))})",
-                        (astuple(e) for e in entries))
+                        (_complete(e) for e in entries))
         con.commit()
     finally:
         con.close()
@@ -83,6 +105,8 @@ class Connection:
         if not self.path.is_file():
             raise IndexFormatError(f"{self.path} is missing")
         self._deadline = 0.0
+        #: whether the catalog predates the filter columns (:data:`LEGACY_COLUMNS`)
+        self.legacy = False
         try:
             self._con = sqlite3.connect(f"file:{self.path}?mode=ro&immutable=1", uri=True)
         except sqlite3.Error as exc:
@@ -137,7 +161,8 @@ def _check_schema(con: Connection) -> None:
         found = f"a {kinds[0]}" if kinds else "none"
         raise IndexFormatError(f"{path} has no images table (found {found})")
     cols = [r[1] for r in con.execute("PRAGMA table_info(images)")]
-    if cols != COLUMNS:
+    con.legacy = cols == LEGACY_COLUMNS
+    if cols != COLUMNS and not con.legacy:
         raise IndexFormatError(f"{path} has no images table with the expected columns "
                                f"(found {cols or 'none'})")
 
@@ -148,9 +173,17 @@ def _all(path: Path, sql: str, args: Sequence[Any] = ()) -> list[tuple]:
 
 
 def read_all(path: Path) -> Iterator[Entry]:
-    """Every row (indexed and skipped), by path."""
-    rows = _all(path, f"SELECT {','.join(COLUMNS)} FROM images ORDER BY path")
-    return iter([Entry(*rec) for rec in rows])
+    """Every row (indexed and skipped), by path; a legacy catalog's rows come with their
+    filter columns derived (and the decoder its formats imply)."""
+    with connect(path) as con:
+        legacy = con.legacy
+        rows = con.execute(f"SELECT {','.join(LEGACY_COLUMNS if legacy else COLUMNS)} "
+                           "FROM images ORDER BY path")
+    out = [Entry(*rec) for rec in rows]
+    if legacy:
+        out = [replace(e, decoder=columns.legacy_decoder(e.format) if e.row is not None else "",
+                       **columns.derive(e.exif, e.mtime_ns, e.width, e.height)) for e in out]
+    return iter(out)
 
 
 def paths_of_rows(path: Path, rows: Sequence[int]) -> dict[int, str]:
@@ -164,10 +197,42 @@ def paths_of_rows(path: Path, rows: Sequence[int]) -> dict[int, str]:
     return found
 
 
+def sha256_of(path: Path, paths: Sequence[str]) -> dict[str, str]:
+    """path -> content hash for the given indexed paths (absent or skipped ones left out)."""
+    found: dict[str, str] = {}
+    with connect(path) as con:
+        for s in range(0, len(paths), _IN_CHUNK):
+            part = list(paths[s:s + _IN_CHUNK])
+            found.update(con.execute(f"SELECT path, sha256 FROM images WHERE row IS NOT NULL "
+                                     f"AND path IN ({','.join('?' * len(part))})", part))
+    return found
+
+
+def file_stats(path: Path) -> dict[str, tuple[int, int, bool]]:
+    """path -> (size, mtime_ns, indexed) of every catalogued file."""
+    return {p: (int(size or 0), int(mtime or 0), row is not None) for p, size, mtime, row in
+            _all(path, "SELECT path, size, mtime_ns, row FROM images")}
+
+
 def all_paths(path: Path) -> list[str]:
     """Every indexed path, in row order."""
     return [p for (p,) in _all(path, "SELECT path FROM images WHERE row IS NOT NULL "
                                      "ORDER BY row")]
+
+
+def entry_of(path: Path, image_path: str) -> Entry | None:
+    """The catalog row of one gallery path (filter columns derived for a legacy catalog)."""
+    with connect(path) as con:
+        legacy = con.legacy
+        got = con.execute(f"SELECT {','.join(LEGACY_COLUMNS if legacy else COLUMNS)} FROM "
+                          "images WHERE path = ?", (str(image_path),))
+    if not got:
+        return None
+    e = Entry(*got[0])
+    if legacy:
+        e = replace(e, decoder=columns.legacy_decoder(e.format) if e.row is not None else "",
+                    **columns.derive(e.exif, e.mtime_ns, e.width, e.height))
+    return e
 
 
 def row_of(path: Path, image_path: str) -> int | None:
@@ -190,6 +255,63 @@ def image_meta(path: Path, count: int) -> list[tuple[int, int, int, str]]:
         if 0 <= int(row) < count:
             out[int(row)] = (int(w or 0), int(h or 0), int(size or 0), str(sha or ""))
     return out
+
+
+def rows_matching(path: Path, *, prefixes: Sequence[str] = (), after: str | None = None,
+                  before: str | None = None, min_width: int = 0, min_height: int = 0,
+                  formats: Sequence[str] = (), orientation: str | None = None) -> list[int]:
+    """Indexed rows that pass every given condition, in row order (one statement).
+
+    Args:
+        prefixes: folder prefixes (``"Holidays/"``, ending in ``/``): a row passes when
+            its path lies under any of them.
+        after, before: ISO date texts: taken at or after ``after`` and before ``before``.
+        min_width, min_height: the upright size at least this.
+        formats: stored format names (``JPEG``, ``HEIF``, ...): any of them.
+        orientation: ``landscape``, ``portrait`` or ``square``.
+
+    Raises:
+        QueryError: a date condition on a catalog that predates the date column.
+    """
+    sql, args = ["row IS NOT NULL"], []
+    if prefixes:  # a range of the primary key per prefix: '/' + 1 is '0'
+        sql.append("(" + " OR ".join("(path >= ? AND path < ?)" for _ in prefixes) + ")")
+        for p in prefixes:
+            args += [p, p[:-1] + "0"]
+    if min_width:
+        sql.append("width >= ?")
+        args.append(int(min_width))
+    if min_height:
+        sql.append("height >= ?")
+        args.append(int(min_height))
+    if formats:
+        sql.append(f"UPPER(format) IN ({','.join('?' * len(formats))})")
+        args += [f.upper() for f in formats]
+    if orientation:
+        sql.append({"landscape": "width > height", "portrait": "height > width",
+                    "square": "width = height AND width > 0"}[orientation])
+    with connect(path) as con:
+        if (after or before) and con.legacy:
+            raise QueryError("this index was built before dates taken were recorded: sync "
+                             "it (`imgrec index GALLERY --index DIR`) to filter by date")
+        if after:
+            sql.append("taken >= ?")
+            args.append(after)
+        if before:
+            sql.append("taken < ? AND taken != ''")
+            args.append(before)
+        return [r for (r,) in con.execute(f"SELECT row FROM images WHERE {' AND '.join(sql)} "
+                                          "ORDER BY row", args)]
+
+
+def decoder_counts(path: Path) -> dict[str, int]:
+    """Indexed images per decoder (``pillow``, ``heif``, ...), most common first; empty
+    for a catalog that predates the column."""
+    with connect(path) as con:
+        if con.legacy:
+            return {}
+        return dict(con.execute("SELECT COALESCE(NULLIF(decoder, ''), '?'), COUNT(*) FROM "
+                                "images WHERE row IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1"))
 
 
 def format_counts(path: Path) -> dict[str, int]:

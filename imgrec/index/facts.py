@@ -21,6 +21,7 @@ class IndexFacts:
     count: int
     skipped: list[tuple[str, str]]  #: (path, reason) of every file not indexed
     formats: dict[str, int]  #: indexed images per format ('?' = none recorded), most first
+    decoders: dict[str, int]  #: indexed images per decoder (pillow, heif, raw-preview, ...)
     embedding_dim: int
     histogram_dim: int
     pca_components: int
@@ -53,7 +54,7 @@ def facts(idx: Index) -> IndexFacts:
     return IndexFacts(
         index_dir=str(idx.index_dir), version=m.version, format_version=m.format_version,
         gallery=m.gallery_root, model=m.model, count=m.count, skipped=idx.skipped(),
-        formats=idx.format_counts(), embedding_dim=m.embedding_dim,
+        formats=idx.format_counts(), decoders=idx.decoder_counts(), embedding_dim=m.embedding_dim,
         histogram_dim=m.histogram_dim, pca_components=m.pca_components, size_bytes=size,
         built_at=m.built_at, build_seconds=m.build_seconds, first_pass=idx.first_pass,
         has_labels=idx.has_labels, checksums=bool(m.checksums))

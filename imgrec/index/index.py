@@ -55,6 +55,7 @@ class Index:
         self._embedder = embedder
         self._lock = threading.Lock()
         self._pca_norms: dict[int, np.ndarray] = {}
+        self._rows_cache: dict[tuple, np.ndarray] = {}  # see rows_matching
         # Hold the version while this object lives: a later build's prune keeps it.
         fd = hold_version(version_dir)
         if fd is None:
@@ -186,6 +187,18 @@ class Index:
             raise QueryError(f"{path!r} is not an indexed image of this gallery")
         return row
 
+    def sha256_of(self, paths: Sequence[str]) -> dict[str, str]:
+        """path -> content hash of the given indexed paths (absent paths are left out)."""
+        return catalog.sha256_of(self._catalog, [str(p) for p in paths])
+
+    def file_stats(self) -> dict[str, tuple[int, int, bool]]:
+        """path -> (size, mtime_ns, indexed) of every catalogued file (one statement)."""
+        return catalog.file_stats(self._catalog)
+
+    def entry(self, path: str) -> catalog.Entry | None:
+        """The catalog row of one gallery path (indexed or skipped), or None."""
+        return catalog.entry_of(self._catalog, path)
+
     def entries(self) -> list[catalog.Entry]:
         """Every catalog row (indexed and skipped), by path."""
         return list(catalog.read_all(self._catalog))
@@ -201,6 +214,30 @@ class Index:
     def format_counts(self) -> dict[str, int]:
         """Indexed images per file format ('?' where none is recorded), most common first."""
         return catalog.format_counts(self._catalog)
+
+    def decoder_counts(self) -> dict[str, int]:
+        """Indexed images per decoder (empty for an index built before they were recorded)."""
+        return catalog.decoder_counts(self._catalog)
+
+    def rows_matching(self, **conditions: Any) -> np.ndarray:
+        """Indexed rows passing catalog conditions, sorted (see
+        :func:`imgrec.index.catalog.rows_matching`; :mod:`imgrec.search.filters` builds them).
+
+        The last few answers are kept on this object (the version never changes), so a
+        filter used for several searches reads the catalog once. Treat them as read-only.
+        """
+        key = tuple(sorted((k, tuple(v) if isinstance(v, list | tuple) else v)
+                           for k, v in conditions.items()))
+        with self._lock:
+            got = self._rows_cache.get(key)
+        if got is None:
+            got = np.asarray(catalog.rows_matching(self._catalog, **conditions), np.int64)
+            got.setflags(write=False)
+            with self._lock:
+                if len(self._rows_cache) >= 8:
+                    self._rows_cache.pop(next(iter(self._rows_cache)))
+                self._rows_cache[key] = got
+        return got
 
     def facts(self) -> IndexFacts:
         """Counts, formats, dimensions and disk size (see :func:`imgrec.index.facts.facts`)."""
@@ -228,13 +265,16 @@ class Index:
 
     # ---- queries (the search itself lives in imgrec.search) -----------------------------
 
-    def query_features(self, queries: Sequence[Any], need_embedding: bool) -> list[QueryFeatures]:
+    def query_features(self, queries: Sequence[Any], need_embedding: bool,
+                       max_megapixels: float = images.MAX_MEGAPIXELS) -> list[QueryFeatures]:
         """Features of each query: see :func:`imgrec.search.query.query_features`."""
-        return query_features(self, queries, need_embedding)
+        return query_features(self, queries, need_embedding, max_megapixels)
 
     def search(self, queries: Any, method: str = "embedding", metric: str = "cosine",
                k: int = 5, pca_components: int | None = None, *,
-               negatives: Any = None, negative_weight: float = 0.5) -> SearchResult:
+               negatives: Any = None, negative_weight: float = 0.5,
+               max_megapixels: float = images.MAX_MEGAPIXELS, where: Any = None
+               ) -> SearchResult:
         """Find the ``k`` gallery images most similar to one to five queries (exact).
 
         Args:
@@ -255,6 +295,11 @@ class Index:
                 over the whole gallery, unclamped in [-1 - w, 1 + w].
             negative_weight: weight of the negatives, in [0, 100] (0 ignores them;
                 default 0.5).
+            max_megapixels: query images larger than this are refused (as in a build).
+            where: rank only the images passing a filter: a
+                :class:`~imgrec.search.filters.Where` or a dict of its fields (folders,
+                after, before, min_width, min_height, formats, orientation, label). The
+                answer is the exact top-k among them (fewer when fewer pass).
 
         Returns:
             A :class:`SearchResult` with ``per_query`` lists and a ``combined`` ranking.
@@ -275,7 +320,8 @@ class Index:
             >>> del idx; tmp.cleanup()
         """
         return engine.search(self, queries, method, metric, k, pca_components,
-                             negatives=negatives, negative_weight=negative_weight)
+                             negatives=negatives, negative_weight=negative_weight,
+                             max_megapixels=max_megapixels, where=where)
 
     # ---- writing -----------------------------------------------------------------------
 

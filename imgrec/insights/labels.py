@@ -35,7 +35,7 @@ import functools
 import re
 from collections import Counter
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -293,7 +293,7 @@ def label_scores(index: Index, class_ids: list[int] | np.ndarray) -> np.ndarray:
     return out
 
 
-def search_by_label(index: Index, text: str, k: int = 20) -> SearchResult:
+def search_by_label(index: Index, text: str, k: int = 20, where: Any = None) -> SearchResult:
     """Rank the gallery by the probability the CNN gave to classes matching ``text``.
 
     Exact over the whole index; images with no matching class in their top 5 are left
@@ -304,6 +304,8 @@ def search_by_label(index: Index, text: str, k: int = 20) -> SearchResult:
         text: a class name, part of one, or a group word (``"dog"``, ``"lakeside"``,
             ``"cat, tiger"``): see :func:`match_classes`.
         k: hits wanted.
+        where: rank only the images passing this filter (see
+            :class:`imgrec.search.filters.Where`).
 
     Returns:
         A :class:`~imgrec.search.rank.SearchResult` (method ``"label"``, metric
@@ -327,6 +329,15 @@ def search_by_label(index: Index, text: str, k: int = 20) -> SearchResult:
         raise QueryError(f"no ImageNet class matches {text.strip()!r}; try a broader word "
                          f"(e.g. {', '.join(sorted(GROUPS)[:6])}, ...) or `imgrec labels`")
     scores = label_scores(index, classes)
+    if where is not None:
+        from imgrec.search.filters import Where
+
+        cond = Where.of(where)
+        allowed = cond.rows(index) if cond is not None else None
+        if allowed is not None:
+            keep = np.zeros(len(scores), bool)
+            keep[allowed] = True
+            scores = np.where(keep, scores, 0.0)
     hit_rows = np.flatnonzero(scores > 0)
     o = np.lexsort((hit_rows, -scores[hit_rows]))[:int(k)]
     rows, vals = hit_rows[o], scores[hit_rows[o]]

@@ -7,11 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from imgrec import images
 from imgrec.search import kernels as K
 from imgrec.search import topk
+from imgrec.search.filters import Where, ranked, restrict
 from imgrec.search.methods import TABLE, check_request, components
 from imgrec.search.query import query_features
-from imgrec.search.rank import rank
 from imgrec.search.refine import refine
 from imgrec.search.results import Hit, SearchResult, make_hits
 
@@ -28,7 +29,8 @@ def _as_list(x: Any) -> list[Any]:
 
 def search(index: Index, queries: Any, method: str = "embedding", metric: str = "cosine",
            k: int = 5, pca_components: int | None = None, *, negatives: Any = None,
-           negative_weight: float = 0.5) -> SearchResult:
+           negative_weight: float = 0.5,
+           max_megapixels: float = images.MAX_MEGAPIXELS, where: Any = None) -> SearchResult:
     """Find the ``k`` gallery images most similar to one to five queries.
 
     The arguments are those of :meth:`imgrec.index.index.Index.search`, which calls this.
@@ -51,32 +53,39 @@ def search(index: Index, queries: Any, method: str = "embedding", metric: str = 
     entry = check_request(method, metric, k, len(queries), pca_components)
     k = int(k)  # a numpy integer is accepted, and reported as a plain int
     negatives = [] if negatives is None else _as_list(negatives)
+    cond = Where.of(where)
+    rows = cond.rows(index) if cond is not None else None
     if negatives:
-        return refine(index, queries, negatives, negative_weight, k, method, metric)
+        return refine(index, queries, negatives, negative_weight, k, method, metric,
+                      max_megapixels, rows)
     kernel_metric = entry.metric(metric)
-    feats = query_features(index, queries, need_embedding=entry.feature == "embedding")
+    feats = query_features(index, queries, entry.feature == "embedding", max_megapixels)
     labels = [f.label for f in feats]
     notes: list[str] = []
     raw = np.stack([getattr(f, entry.feature) for f in feats])
+    if rows is not None:
+        notes.append(f"restricted to {len(rows):,} of {len(index):,} images")
     if kernel_metric == "all":
-        per, comb = rank_all(index, raw, k)
+        per, comb = rank_all(index, raw, k, rows)
         return SearchResult(method, "all", k, labels, per, comb, notes)
     c = components(index, pca_components, notes) if entry.components else None
     q = entry.transform(index, raw, [f.row for f in feats], c)
-    scan = entry.matrix(index, c)
-    per_rows, comb = rank(kernel_metric, scan.data, q, k, scan.norms, scan.half)
+    per_rows, comb = ranked(kernel_metric, restrict(entry.matrix(index, c), rows), q, k)
     return SearchResult(method, kernel_metric, k, labels,
                         [make_hits(index.paths(r), kernel_metric, r, v) for r, v in per_rows],
                         make_hits(index.paths(comb[0]), kernel_metric, *comb), notes)
 
 
-def rank_all(index: Index, q: np.ndarray, k: int) -> tuple[list[list[Hit]], list[Hit]]:
-    """Union of the cosine, euclidean and manhattan top-k, ordered by cosine.
+def rank_all(index: Index, q: np.ndarray, k: int, rows: np.ndarray | None = None
+             ) -> tuple[list[list[Hit]], list[Hit]]:
+    """Union of the cosine, euclidean and manhattan top-k, ordered by cosine (among
+    ``rows`` when given).
 
     Each hit carries all three values in ``metrics``.
     """
     scan = TABLE["embedding"].matrix(index, None)
-    runs = {m: rank(m, scan.data, q, k, scan.norms, scan.half) for m in ALL_METRICS}
+    sub = restrict(scan, rows)
+    runs = {m: ranked(m, sub, q, k) for m in ALL_METRICS}
     exact = {"cosine": K.cosine_exact, "euclidean": K.euclidean_exact,
              "manhattan": K.manhattan_exact}
 

@@ -177,9 +177,10 @@ def as_source(q: Any, label: str) -> images.ImageSource:
     raise _refuse(label, q)
 
 
-def query_features(index: Index, queries: Sequence[Any],
-                   need_embedding: bool) -> list[QueryFeatures]:
-    """Features of each query (stored ones reused; others decoded like gallery files).
+def query_features(index: Index, queries: Sequence[Any], need_embedding: bool,
+                   max_megapixels: float = images.MAX_MEGAPIXELS) -> list[QueryFeatures]:
+    """Features of each query (stored ones reused; others decoded like gallery files, with
+    the same pixel limit ``max_megapixels``).
 
     Raises:
         QueryError: a query is not one of the accepted kinds, not a regular file, an
@@ -197,7 +198,7 @@ def query_features(index: Index, queries: Sequence[Any],
             continue
         source = as_source(q, label)
         try:
-            rgb, _ = images.load_image(source)
+            rgb, _ = images.load_image(source, max_megapixels=max_megapixels)
         except ImageError as exc:
             raise ImageError(f"{label}: {exc}") from None
         except OSError as exc:  # unreadable (permissions, I/O error): name the whole path

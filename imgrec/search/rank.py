@@ -86,8 +86,8 @@ _EXACT = {"cosine": K.cosine_exact, "euclidean": K.euclidean_exact,
 
 def rank(metric: str, data: np.ndarray, queries: np.ndarray, k: int,
          norms: np.ndarray | None = None,
-         half: HalfCopy | None = None) -> tuple[list[tuple[np.ndarray, np.ndarray]],
-                                                 tuple[np.ndarray, np.ndarray]]:
+         half: HalfCopy | None = None, mask: np.ndarray | None = None
+         ) -> tuple[list[tuple[np.ndarray, np.ndarray]], tuple[np.ndarray, np.ndarray]]:
     """Exact top-k rows and values per query and for the mean over queries.
 
     Args:
@@ -98,6 +98,8 @@ def rank(metric: str, data: np.ndarray, queries: np.ndarray, k: int,
         norms: (n,) row norms of ``data`` (needed for cosine and euclidean).
         half: the float16 copy of ``data`` (embeddings only): the first pass scans it,
             and only the candidate rows of ``data`` are read. Results are the same.
+        mask: (n,) bool, or None: only rows where it is True are ranked (the exact top-k
+            among them; see :mod:`imgrec.search.filters`).
 
     Returns:
         ``([(rows, values) per query], (rows, values) combined)``, best first.
@@ -109,7 +111,7 @@ def rank(metric: str, data: np.ndarray, queries: np.ndarray, k: int,
         [0, 1]
     """
     q = np.atleast_2d(np.asarray(queries, dtype=np.float32))
-    n = len(data)
+    n = len(data) if mask is None else int(np.count_nonzero(mask))
     k = min(int(k), n)
     if n == 0:
         empty = (np.zeros(0, np.int64), np.zeros(0))
@@ -120,6 +122,7 @@ def rank(metric: str, data: np.ndarray, queries: np.ndarray, k: int,
         half = None
     larger = LARGER_IS_BETTER[metric]
     rows_per_slot, thresholds = topk.candidates(k=k, larger_is_better=larger,
+                                                mask=mask,
                                                 **_bounds(metric, data, q, norms, half))
     if k < n:
         require_finite(thresholds)

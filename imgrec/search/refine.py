@@ -15,13 +15,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from imgrec import images
 from imgrec.errors import QueryError
 from imgrec.index.half import HalfCopy
 from imgrec.search import kernels as K
 from imgrec.search import topk
+from imgrec.search.filters import ranked, restrict
 from imgrec.search.methods import MAX_QUERIES, TABLE, is_whole, shown
 from imgrec.search.query import query_features
-from imgrec.search.rank import _bounds, rank, require_finite
+from imgrec.search.rank import _bounds, require_finite
 from imgrec.search.results import REFINED, SearchResult, make_hits
 
 if TYPE_CHECKING:
@@ -53,7 +55,8 @@ def check_weight(weight: Any) -> float:
 
 def rank_refined(data: np.ndarray, norms: np.ndarray, positives: np.ndarray,
                  negatives: np.ndarray, weight: float, k: int,
-                 half: HalfCopy | None = None) -> tuple[np.ndarray, np.ndarray]:
+                 half: HalfCopy | None = None, mask: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k rows for relevance feedback ("more like these, less like those").
 
     score(x) = mean cosine(x, positives) - weight * mean cosine(x, negatives). This is
@@ -72,6 +75,7 @@ def rank_refined(data: np.ndarray, norms: np.ndarray, positives: np.ndarray,
         weight: the negatives' weight, in [0, :data:`MAX_NEGATIVE_WEIGHT`].
         k: results wanted (clipped to n).
         half: the float16 copy of ``data``, scanned instead of it (same results).
+        mask: (n,) bool, or None: only rows where it is True are ranked.
 
     Returns:
         ``(rows, scores)``, best first; scores in [-1 - weight, 1 + weight].
@@ -88,7 +92,7 @@ def rank_refined(data: np.ndarray, norms: np.ndarray, positives: np.ndarray,
     if len(pos) == 0:
         raise QueryError("give at least one positive example")
     v = pos.mean(0) - (w * neg.mean(0) if len(neg) else 0.0)
-    n = len(data)
+    n = len(data) if mask is None else int(np.count_nonzero(mask))
     k = min(int(k), n)
     if n == 0:
         return np.zeros(0, np.int64), np.zeros(0)
@@ -100,7 +104,7 @@ def rank_refined(data: np.ndarray, norms: np.ndarray, positives: np.ndarray,
         scan["err"] = scan["err"] * nv
     # + 4u |v|: the float64 v and its unit vector are rounded once more than rank()'s query
     scan["const"] = (scan.get("const", 0.0) + 4 * K.EPS32) * nv + 1e-30
-    slots, thresholds = topk.candidates(k=k, larger_is_better=True, **scan)
+    slots, thresholds = topk.candidates(k=k, larger_is_better=True, mask=mask, **scan)
     if k < n:
         require_finite(thresholds)
     rows = slots[0]
@@ -126,21 +130,26 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 
 def refine(index: Index, queries: Sequence[Any], negatives: Sequence[Any], weight: Any,
-           k: int, method: str, metric: str) -> SearchResult:
-    """Per-query cosine top-k plus the refined ``combined`` ranking (metric ``"refined"``)."""
+           k: int, method: str, metric: str,
+           max_megapixels: float = images.MAX_MEGAPIXELS, rows: np.ndarray | None = None
+           ) -> SearchResult:
+    """Per-query cosine top-k plus the refined ``combined`` ranking (metric ``"refined"``),
+    among ``rows`` when given (see :mod:`imgrec.search.filters`)."""
     if method != "embedding" or not (isinstance(metric, str) and metric == "cosine"):
         raise QueryError("negative examples work with method 'embedding' and metric "
                          f"'cosine' only (got {shown(method)}, {shown(metric)})")
     if len(negatives) > MAX_QUERIES:
         raise QueryError(f"at most {MAX_QUERIES} negative examples (got {len(negatives)})")
     w = check_weight(weight)
-    feats = query_features(index, list(queries) + list(negatives), need_embedding=True)
+    feats = query_features(index, list(queries) + list(negatives), True, max_megapixels)
     pos, neg = feats[:len(queries)], feats[len(queries):]
     q = np.stack([f.embedding for f in pos])  # type: ignore[misc]
     nq = np.stack([f.embedding for f in neg])  # type: ignore[misc]
-    scan = TABLE["embedding"].matrix(index, None)
-    per, _ = rank("cosine", scan.data, q, k, scan.norms, scan.half)
-    rows, values = rank_refined(scan.data, scan.norms, q, nq, w, k, scan.half)
+    sub = restrict(TABLE["embedding"].matrix(index, None), rows)
+    per, _ = ranked("cosine", sub, q, k)
+    s = sub.scan
+    at, values = rank_refined(s.data, s.norms, q, nq, w, k, s.half, sub.mask)  # type: ignore[arg-type]
+    rows = sub.rows(at)
     note = (f"combined: mean cosine to {len(pos)} quer{'y' if len(pos) == 1 else 'ies'} "
             f"- {w:g} x mean cosine to {len(neg)} negative example"
             f"{'' if len(neg) == 1 else 's'} (refined score, in [{-1 - w:g}, {1 + w:g}])")

@@ -25,18 +25,25 @@ from imgrec.search.kernels import _PARALLEL
 
 
 @njit(parallel=True, cache=CACHE)
-def _bounds(fast, scale, err, rel, const, larger, worst, best):  # pragma: no cover - compiled
+def _bounds(fast, scale, err, rel, const, larger, mask, worst, best):  # pragma: no cover
     """Per slot and row, the worst and best possible value, oriented so larger is better.
 
-    Slots 0..q-1 are the queries; slot q (when present) is their mean.
+    Slots 0..q-1 are the queries; slot q (when present) is their mean. Where ``mask`` has
+    a value per row, rows whose value is 0 get -inf for both (they can never be chosen).
     """
     nq, n = fast.shape
+    masked = mask.shape[0] == n
     per_row = np.int64(1 if scale.shape[0] > 1 else 0)
     err_q = np.int64(1 if err.shape[0] > 1 else 0)
     err_r = np.int64(1 if err.shape[1] > 1 else 0)
     sign = 1.0 if larger else -1.0
     for ii in prange(n):
         i = np.int64(ii)  # prange indices may be unsigned; keep the index arithmetic signed
+        if masked and mask[i] == 0:
+            for j in range(worst.shape[0]):
+                worst[j, i] = -np.inf
+                best[j, i] = -np.inf
+            continue
         sc = np.float64(scale[i * per_row])
         total = 0.0
         bound = 0.0
@@ -94,7 +101,8 @@ def _kth_largest(values, k, out):  # pragma: no cover - compiled
 
 def candidates(fast: np.ndarray, k: int, larger_is_better: bool, *,
                scale: np.ndarray | None = None, err: np.ndarray | None = None,
-               rel: float = 0.0, const: float = 0.0) -> tuple[list[np.ndarray], np.ndarray]:
+               rel: float = 0.0, const: float = 0.0, mask: np.ndarray | None = None
+               ) -> tuple[list[np.ndarray], np.ndarray]:
     """Rows that can belong to the exact top-k of each query, and of their mean.
 
     Args:
@@ -105,6 +113,8 @@ def candidates(fast: np.ndarray, k: int, larger_is_better: bool, *,
         err: error bounds broadcastable to (q, n): shape (q, n), (1, n), (q, 1) or (1, 1).
         rel: error bound relative to the scaled value.
         const: absolute error bound added to every row.
+        mask: (n,) bool: only rows where it is True can be chosen (a broad filter: the
+            scan reads every row, the others are dropped here); ``k`` counts those rows.
 
     Returns:
         ``(rows, thresholds)``: one sorted array of row numbers per query, plus one for
@@ -121,8 +131,18 @@ def candidates(fast: np.ndarray, k: int, larger_is_better: bool, *,
     fast = np.ascontiguousarray(fast)
     nq, n = fast.shape
     slots = nq + (1 if nq > 1 else 0)
-    if k >= n:
-        return [np.arange(n) for _ in range(slots)], np.full(slots, -np.inf)
+    if mask is not None:
+        if mask.shape != (n,):
+            raise ValueError(f"mask of shape {mask.shape} does not match {n} rows")
+        keep = np.ascontiguousarray(mask, dtype=np.uint8)
+        passing = int(np.count_nonzero(keep))
+        if k >= passing:
+            every = np.flatnonzero(keep)
+            return [every for _ in range(slots)], np.full(slots, -np.inf)
+    else:
+        keep = np.zeros(0, np.uint8)
+        if k >= n:
+            return [np.arange(n) for _ in range(slots)], np.full(slots, -np.inf)
     sc = np.ones(1) if scale is None else np.ascontiguousarray(scale, dtype=np.float64)
     e = np.zeros((1, 1)) if err is None else np.ascontiguousarray(err, dtype=np.float64)
     if e.ndim != 2 or e.shape[0] not in (1, nq) or e.shape[1] not in (1, n):
@@ -131,7 +151,8 @@ def candidates(fast: np.ndarray, k: int, larger_is_better: bool, *,
         raise ValueError(f"scale of shape {sc.shape} does not match {n} rows")
     worst, best = np.empty((slots, n)), np.empty((slots, n))
     with _PARALLEL:
-        _bounds(fast, sc, e, float(rel), float(const), bool(larger_is_better), worst, best)
+        _bounds(fast, sc, e, float(rel), float(const), bool(larger_is_better), keep, worst,
+                best)
         thr = np.empty(slots)
         _kth_largest(worst, int(k), thr)
     return [np.flatnonzero(best[s] >= thr[s]) for s in range(slots)], thr

@@ -3,7 +3,6 @@ version), the CNN (loaded in the background at start) and a bounded thumbnail ca
 
 from __future__ import annotations
 
-import io
 import logging
 import threading
 from collections import OrderedDict
@@ -11,12 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
-from imgrec import images
-from imgrec.errors import ImageError, IndexNotFoundError, QueryError
+from imgrec.errors import ImgrecError, IndexNotFoundError, QueryError
 from imgrec.features.embedding import BACKBONES, CNNEmbedder, Embedder
 from imgrec.index.index import Index
 from imgrec.index.writer import current_version
 from imgrec.search.query import Stored
+from imgrec.thumbcache import ThumbCache
 
 log = logging.getLogger("imgrec.server")
 
@@ -41,6 +40,7 @@ class ServerState:
         self._lock = threading.Lock()
         self._thumb_lock = threading.Lock()
         self._thumbs: OrderedDict[tuple[str, str, int], bytes] = OrderedDict()
+        self._disk: tuple[str, ThumbCache] | None = None
         self.model_warm = False
         self.model_error: str | None = None
         idx = Index.open(self.index_dir, embedder=embedder)  # IndexNotFound/FormatError
@@ -106,13 +106,16 @@ class ServerState:
             if key in self._thumbs:
                 self._thumbs.move_to_end(key)
                 return self._thumbs[key]
-        buf = io.BytesIO()
-        try:
-            thumb = images.thumbnail(idx.resolve(path), size)
-        except ImageError as exc:
-            raise PathNotFound(f"{path}: the file cannot be read now ({exc})") from None
-        thumb.save(buf, "JPEG", quality=85)
-        data = buf.getvalue()
+        with self._thumb_lock:
+            if self._disk is None or self._disk[0] != idx.version:
+                self._disk = (idx.version, ThumbCache.for_index(idx))
+            disk = self._disk[1]
+        try:  # the on-disk cache beside the index (see imgrec.thumbcache)
+            data = disk.get(idx.resolve(path), idx.sha256_of([path]).get(path, ""), size,
+                            square=False)
+        except (ImgrecError, OSError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise PathNotFound(f"{path}: the file cannot be read now ({reason})") from None
         with self._thumb_lock:
             self._thumbs[key] = data
             while len(self._thumbs) > THUMB_CACHE:

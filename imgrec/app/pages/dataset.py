@@ -10,6 +10,7 @@ from imgrec.app.folders import check_gallery_folder
 from imgrec.app.formatting import format_built_at, format_bytes, format_duration
 from imgrec.app.resources import get_runner, load_index
 from imgrec.app.state import Key
+from imgrec.errors import ImgrecError
 from imgrec.index.index import Index
 
 
@@ -45,8 +46,31 @@ def facts_view(idx: Index) -> None:
             st.caption("None: every image file in the gallery was indexed.")
 
 
+def changes_view(idx: Index, target: str, busy: str | None) -> None:
+    """New / changed / removed files since the last build, with a "Sync now" button."""
+    try:
+        new, changed, removed = data.changes(idx)
+    except (ImgrecError, OSError) as exc:  # an unreadable gallery: say so, the page goes on
+        st.warning(f"Cannot compare the gallery with the index: {exc}", icon=":material/warning:")
+        return
+    c = st.columns(4)
+    c[0].metric("New files", f"{new:,}")
+    c[1].metric("Changed files", f"{changed:,}")
+    c[2].metric("Removed files", f"{removed:,}")
+    with c[3]:
+        sync = st.button("Sync now", key="sync", icon=":material/sync:",
+                         disabled=busy is not None or not (new or changed or removed),
+                         help=busy or "index the new and changed files, drop the removed ones")
+    if sync and widgets.start_build(idx.root, target, "rebuild"):
+        data.changes_since_build.clear()
+        st.rerun()
+    st.caption("Since the last build, from file sizes and modification times (nothing decoded)."
+               if new or changed or removed else "The index is up to date with the gallery.")
+
+
 def rebuild_view(idx: Index, target: str, busy: str | None) -> None:
     st.subheader("Rebuild")
+    changes_view(idx, target, busy)
     st.caption("Re-scans the gallery: new and changed files are indexed, removed ones dropped. "
                "The current index stays in use until the new one is published.")
     rebuild = st.button("Rebuild dataset", type="primary", icon=":material/refresh:", key="rebuild",

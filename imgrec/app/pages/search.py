@@ -8,6 +8,8 @@ from dataclasses import replace
 import streamlit as st
 
 from imgrec.app import data, state, urlview, widgets
+from imgrec.app.detail import show_if_open
+from imgrec.app.filters import filter_panel
 from imgrec.app.formatting import (
     METHOD_LABELS,
     METRIC_LABELS,
@@ -92,7 +94,7 @@ def controls(idx: Index, label: str) -> View:
     wanted = label_filter.strip() if idx.has_labels else ""
     note = label_hint(wanted) if wanted else None
     return View(idx, state.queries(), method, metric, k, "" if note else wanted, pca_components,
-                label, note)
+                label, note, where=filter_panel(idx))
 
 
 def no_queries(idx: Index) -> None:
@@ -124,7 +126,8 @@ def run_searches(v: View) -> Results | None:
         if v.qs.uploads and v.method == "embedding" and v.idx.model in BACKBONES:
             wait_for_model(v.idx.model)
         try:
-            image = data.search(v.idx, v.qs, v.method, v.metric, v.k, v.pca_components)
+            image = data.search(v.idx, v.qs, v.method, v.metric, v.k, v.pca_components,
+                                v.where)
         except ImgrecError as exc:
             st.error(f"Search failed: {exc}", icon=":material/error:")
         else:
@@ -197,6 +200,7 @@ def render() -> None:
     else:
         results_view(v, res)
         refine_view(v)
+    show_if_open(idx)
 
 
 if __name__ == "__main__":  # Streamlit runs a page as __main__; importing it draws nothing

@@ -1,0 +1,71 @@
+"""The image detail dialog: the image fit to the window, what the catalog knows of it, its
+labels, its 10 nearest neighbours to keep browsing, and "search with this image"."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from imgrec.app import data, state
+from imgrec.app.formatting import format_bytes
+from imgrec.errors import ImgrecError
+from imgrec.index.index import Index
+from imgrec.insights.detail import image_detail
+from imgrec.thumbcache import ThumbCache
+
+DETAIL = "detail_path"  # session key: the gallery path the dialog shows
+VIEW_SIZE = 2048  # longer side the image is shown at (decoded once, cached on disk)
+
+
+def open_detail(path: str) -> None:
+    """Button callback: show ``path`` in the detail dialog."""
+    state.put(DETAIL, path)
+
+
+def _facts(d) -> str:
+    taken = f"{d.taken.replace('T', ' ')} ({'EXIF' if d.taken_from == 'exif' else 'file time'})"
+    rows = [("Path", f"`{d.path}`"), ("File size", format_bytes(d.size_bytes)),
+            ("Format", f"{d.format} (decoded by {d.decoder or 'unknown'})"),
+            ("Dimensions", f"{d.width:,} × {d.height:,} px ({d.orientation})"),
+            ("Date taken", taken if d.taken else "unknown"),
+            ("Camera", d.camera or "unknown")]
+    if d.labels:
+        rows.append(("Labels", ", ".join(f"{n} {p:.0%}" for n, p in d.labels)))
+    return "\n".join(f"- **{k}:** {v}" for k, v in rows)
+
+
+@st.dialog("Image", width="large", on_dismiss=lambda: state.pop(DETAIL))
+def detail_dialog(idx: Index, path: str) -> None:
+    """The detail of one indexed image (the original is read only from the gallery)."""
+    try:
+        d = image_detail(idx, path)
+    except ImgrecError as exc:
+        st.error(f"Cannot show {path}: {exc}", icon=":material/error:")
+        return
+    view = ThumbCache.for_index(idx).thumbnail(idx, path, VIEW_SIZE, square=False)
+    if view is not None:
+        st.image(view, width="stretch")
+    else:
+        st.warning("The file cannot be read now.", icon=":material/broken_image:")
+    st.markdown(_facts(d))
+    if st.button("Search with this image", key="detail_search", icon=":material/search:",
+                 type="primary"):
+        state.set_stored_queries([path])
+        state.pop(DETAIL)
+        st.rerun()
+    if d.neighbours:
+        st.markdown("**Nearest images**")
+        cols = st.columns(len(d.neighbours))
+        for i, (col, hit) in enumerate(zip(cols, d.neighbours, strict=True)):
+            with col:
+                thumb = data.thumbnail(idx, hit.path)
+                if thumb is not None:
+                    st.image(thumb, width="stretch")
+                st.button("Open", key=f"detail_nb_{i}", on_click=open_detail, args=(hit.path,),
+                          type="tertiary", help=hit.path)
+
+
+def show_if_open(idx: Index) -> None:
+    """Open the dialog when a card asked for it."""
+    path = state.get(DETAIL)
+    if path:
+        detail_dialog(idx, path)
