@@ -238,8 +238,7 @@ def test_from_arrays_writes_what_it_was_given(arrays):
     np.testing.assert_allclose(np.asarray(idx.embedding_norms), 1.0, atol=1e-6)
     np.testing.assert_array_equal(np.asarray(idx.histograms), hist)
     m = idx.manifest
-    assert (m["count"], m["embedding_dim"], m["histogram_dim"], m["pca_components"]) == (
-        N, DIM, 768, 75)
+    assert (m.count, m.embedding_dim, m.histogram_dim, m.pca_components) == (N, DIM, 768, 75)
     pca = idx.pca()
     np.testing.assert_allclose(np.asarray(idx.pca_histograms), pca.transform(hist), atol=1e-5)
     for name in ("embeddings.npy", "histograms.npy", "pca_histograms.npy"):
@@ -366,7 +365,7 @@ def test_pca_components_clipped_to_what_the_data_allows(tmp_path):
     hist = random_data("chi2", rng, 10, 768)
     idx = Index.from_arrays(tmp_path / "ix", [f"{i}.png" for i in range(10)],
                             rng.normal(size=(10, 4)), hist, model="m")
-    assert idx.manifest["pca_components"] == 9  # n - 1
+    assert idx.manifest.pca_components == 9  # n - 1
     assert idx.pca_histograms.shape == (10, 9)
     res = idx.search([Stored("3.png")], method="pca", k=3, pca_components=75)
     assert res.per_query[0][0].path == "3.png" and res.notes
