@@ -70,8 +70,10 @@ class ThumbCache:
         max_bytes: bound of the folder's total size.
 
     Example:
-        >>> cache = ThumbCache.for_index(idx)              # doctest: +SKIP
-        >>> jpeg = cache.thumbnail(idx, "holiday/a.heic")  # doctest: +SKIP
+        >>> cache = ThumbCache.for_index(idx)
+        >>> jpeg = cache.thumbnail(idx, "coffee/coffee_orig.jpg")
+        b'\\xff\\xd8'
+        b'\xff\xd8'
     """
 
     def __init__(self, folder: str | os.PathLike | None, max_bytes: int = MAX_BYTES) -> None:

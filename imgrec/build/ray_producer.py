@@ -20,7 +20,7 @@ from imgrec.features.color import DIM as HIST_DIM
 from imgrec.features.embedding import DEFAULT_MODEL, CNNEmbedder, Embedder
 from imgrec.index.writer import LABEL_TOP
 
-_TEXT = ("rel", "sha256", "format", "mode", "exif", "error")
+_TEXT = ("rel", "sha256", "format", "mode", "exif", "decoder", "error")
 _INTS = ("size", "mtime_ns", "width", "height")
 DECODE_MEMORY = 256 * 2**20  # bytes a decode task asks of its node
 
@@ -49,7 +49,8 @@ def decode_batch(batch: dict[str, np.ndarray], known: frozenset[str]) -> dict[st
     decoded = np.zeros(n, bool)
     for i in range(n):
         res = process_safe(Task(str(batch["path"][i]), str(batch["rel"][i]),
-                                int(batch["size"][i]), int(batch["mtime_ns"][i]), side), known)
+                                int(batch["size"][i]), int(batch["mtime_ns"][i]), side,
+                                float(batch["max_megapixels"][i])), known)
         for k in (*_TEXT, *_INTS, "known"):
             v = getattr(res, k)
             out[k].append("" if v is None else v)
@@ -185,7 +186,7 @@ def _results(batch: dict[str, np.ndarray]) -> Iterator[FileResult]:
     """The :class:`FileResult` of each file in a streamed batch (no crop kept)."""
     for i in range(len(batch["rel"])):
         res = FileResult(str(batch["rel"][i]), int(batch["size"][i]), int(batch["mtime_ns"][i]))
-        for k in ("sha256", "format", "mode", "exif"):
+        for k in ("sha256", "format", "mode", "exif", "decoder"):
             setattr(res, k, str(batch[k][i]))
         res.width, res.height = int(batch["width"][i]), int(batch["height"][i])
         res.error = str(batch["error"][i]) or None
