@@ -72,8 +72,8 @@ class ThumbCache:
     Example:
         >>> cache = ThumbCache.for_index(idx)
         >>> jpeg = cache.thumbnail(idx, "coffee/coffee_orig.jpg")
+        >>> jpeg[:2]  # a JPEG, kept beside the index for the next view
         b'\\xff\\xd8'
-        b'\xff\xd8'
     """
 
     def __init__(self, folder: str | os.PathLike | None, max_bytes: int = MAX_BYTES) -> None:

@@ -23,8 +23,9 @@ MODULES = ["imgrec", *sorted(m.name for m in pkgutil.walk_packages(imgrec.__path
 FAMILIES = ("astronaut", "coffee", "chelsea")  # three demo families: a small real gallery
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 # The only examples that cannot run in a test, and why: a Ray cluster (ray_producer,
-# sharded), a HEIC photo (images), a listening server or one that never returns (server).
-SKIPPED = {"imgrec.build.ray_producer": 1, "imgrec.images": 2, "imgrec.server": 1,
+# sharded), a HEIC photo (images), a listening server or one that never returns (server),
+# a watcher that runs until Ctrl-C (watch).
+SKIPPED = {"imgrec.build.ray_producer": 1, "imgrec.build.watch": 1, "imgrec.images": 2, "imgrec.server": 1,
            "imgrec.server.app": 1, "imgrec.server.client": 1, "imgrec.shard.sharded": 2}
 
 
