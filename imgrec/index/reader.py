@@ -19,8 +19,8 @@ import numpy as np
 from imgrec.errors import IndexFormatError
 from imgrec.features.color import DIM as HIST_DIM
 from imgrec.features.pca import PCAModel
-from imgrec.index import catalog
 from imgrec.index import format as F
+from imgrec.index import integrity
 from imgrec.index.half import HalfCopy
 
 read_manifest = F.Manifest.read
@@ -187,7 +187,7 @@ def open_version(version_dir: Path, manifest: F.Manifest) -> Opened:
                 for name, shape in manifest.shapes().items()}
     labels = open_labels(version_dir, manifest.count)
     copy = open_half(version_dir, manifest.count, manifest.embedding_dim)
-    catalog.check(version_dir / F.CATALOG, manifest.count)
+    integrity.check(version_dir / F.CATALOG, manifest.count)
     pca = load_pca(version_dir / F.PCA, manifest.pca_components)
     problems = checksum_problems(version_dir, manifest, thorough=False)
     if problems:

@@ -15,8 +15,8 @@ import numpy as np
 
 from imgrec.errors import IndexFormatError
 from imgrec.features.pca import PCAModel
-from imgrec.index import catalog, half
 from imgrec.index import format as F
+from imgrec.index import half, integrity
 from imgrec.index.format import LABEL_FILES, Manifest
 from imgrec.index.reader import (
     checksum_problems,
@@ -231,12 +231,12 @@ def _projection_problems(version: Path, pca: PCAModel, hist: np.ndarray,
 def _catalog_problems(path: Path, manifest: Manifest) -> list[str]:
     if not path.is_file():
         return [f"{path} is missing"]
-    problem = catalog.header_problem(path)
+    problem = integrity.header_problem(path)
     if problem:
         return [problem]
     n = manifest.count
     try:
-        got = catalog.audit(path)
+        got = integrity.audit(path)
     except IndexFormatError as exc:
         return [str(exc)]
     if got.integrity != ["ok"]:

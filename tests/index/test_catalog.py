@@ -11,7 +11,7 @@ import pytest
 
 from imgrec import Index
 from imgrec.errors import IndexFormatError
-from imgrec.index import catalog
+from imgrec.index import catalog, integrity
 from imgrec.index.verify import verify
 
 ENTRIES = [
@@ -47,9 +47,9 @@ def test_queries(cat: Path) -> None:
     assert catalog.image_meta(cat, 4) == [(300, 200, 10, "aa"), (30, 40, 20, "bb"),
                                           (1, 2, 12, "dd"), (0, 0, 1, "ee")]
     assert catalog.format_counts(cat) == {"JPEG": 2, "?": 1, "PNG": 1}
-    catalog.check(cat, 4)
+    integrity.check(cat, 4)
     with pytest.raises(IndexFormatError, match="indexes 4 rows"):
-        catalog.check(cat, 5)
+        integrity.check(cat, 5)
 
 
 def test_many_rows_are_looked_up_in_chunks(tmp_path: Path) -> None:
@@ -77,7 +77,7 @@ def test_schema_is_checked(cat: Path, script: str, message: str) -> None:
     with pytest.raises(IndexFormatError, match=message):
         catalog.all_paths(cat)
     with pytest.raises(IndexFormatError, match=message):
-        catalog.check(cat, 4)
+        integrity.check(cat, 4)
 
 
 def test_a_statement_over_budget_is_refused(cat: Path) -> None:
