@@ -189,17 +189,22 @@ def _near_pairs(idx: Index, t_min: float) -> tuple:
 
 
 @per_index(max_entries=32, spinner="Grouping duplicates…")
-def _duplicates(idx: Index, threshold: float, t_min: float) -> Any:
+def _duplicates(idx: Index, threshold: float, t_min: float, decisions: bool = True,
+                stamp: tuple = ()) -> Any:
     from imgrec.insights.duplicates import find_duplicates
 
-    return find_duplicates(idx, threshold, pairs=_near_pairs(idx, t_min))
+    return find_duplicates(idx, threshold, pairs=_near_pairs(idx, t_min), decisions=decisions)
 
 
-def duplicates(idx: Index, threshold: float) -> Any:
+def duplicates(idx: Index, threshold: float, decisions: bool = True) -> Any:
     """A DuplicateReport at ``threshold``; the near pairs are found once per index at the
-    slider's lowest threshold and filtered for each threshold."""
+    slider's lowest threshold and filtered for each threshold. ``decisions``: apply the
+    remembered ones (the cache key holds them, so a decision shows at once)."""
+    from imgrec.insights.duplicates.decide import Decisions
+
     t_min = min(DUPLICATE_MIN_THRESHOLD, float(threshold))
-    return _duplicates(idx, round(float(threshold), 4), t_min)
+    stamp = Decisions(idx).stamp() if decisions else ()
+    return _duplicates(idx, round(float(threshold), 4), t_min, bool(decisions), stamp)
 
 
 @per_index(max_entries=8, spinner="Building the neighbour graph…")

@@ -14,9 +14,8 @@ from pathlib import Path
 from imgrec.cli.output import printable, writing
 from imgrec.errors import ImgrecError
 from imgrec.insights.duplicates import actions
-from imgrec.insights.duplicates.core import DEFAULT_THRESHOLD, find_duplicates, hashes_by_path
+from imgrec.insights.duplicates.core import DEFAULT_THRESHOLD, find_duplicates
 from imgrec.insights.duplicates.report import EXACT, SAME, TIERS, write_csv
-from imgrec.insights.duplicates.store import Store
 
 EXIT_OK, EXIT_KNOWN = 0, 3
 TIER_FLAGS = {"exact": EXACT, "same": SAME, "similar": "similar shots"}
@@ -123,22 +122,23 @@ def _print(rep) -> None:
 
 
 def _decide(idx, args: argparse.Namespace) -> int:
-    sha = hashes_by_path(idx)
+    from imgrec.insights.duplicates.decide import Decisions
+
+    d = Decisions(idx)
+    sha = d.hashes()
     named = [*(args.distinct or []), *([args.keep] if args.keep else []), *(args.forget or [])]
     missing = [p for p in named if p not in sha]
     if missing:
         raise ImgrecError(f"not indexed images of this gallery: {', '.join(missing)}")
-    st = Store(idx.index_dir)
     if args.distinct:
         if len(args.distinct) < 2:
             raise ImgrecError("--distinct needs at least two images")
-        n = st.mark_distinct(*(sha[p] for p in args.distinct))
-        print(f"remembered {n} pairs as not duplicates")
+        print(f"remembered {d.distinct(args.distinct)} pairs as not duplicates")
     if args.keep:
-        st.choose_keeper(sha[args.keep])
+        d.keep(args.keep)
         print(f"remembered {args.keep} as its group's keeper")
     if args.forget:
-        print(f"forgot {st.undo(*(sha[p] for p in args.forget))} decisions")
+        print(f"forgot {d.forget(args.forget)} decisions")
     return EXIT_OK
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,33 +50,53 @@ def check(index: Index, targets: list[str | Path], threshold: float = DEFAULT_TH
           k: int = 5) -> list[Verdict]:
     """For each file: exact copy (by hash), same picture (top-``k`` embedding neighbours
     above ``threshold`` confirmed by the second signal), similar shot, or new."""
-    files = files_of(targets)
-    meta = catalog(index)
-    by_sha = {m[3]: r for r, m in enumerate(meta) if m[3]}
+    by_sha = _by_sha(index)
+    return [check_image(index, str(f), f.read_bytes(), threshold, k, by_sha=by_sha)
+            for f in files_of(targets)]
+
+
+def _by_sha(index: Index) -> dict[str, str]:
     paths = index.all_paths()
-    out = []
-    for f in files:
-        sha = hashlib.sha256(f.read_bytes()).hexdigest()
-        if sha in by_sha:
-            out.append(Verdict(str(f), EXACT, paths[by_sha[sha]], 1.0, "same bytes"))
+    return {m[3]: paths[r] for r, m in reversed(list(enumerate(catalog(index)))) if m[3]}
+
+
+def check_image(index: Index, name: str, data: bytes, threshold: float = DEFAULT_THRESHOLD,
+                k: int = 5, *, by_sha: dict[str, str] | None = None) -> Verdict:
+    """The verdict on one image given as bytes (a file's, or an upload's named ``name``).
+
+    Args:
+        index: the collection.
+        name: what the verdict calls the image (its suffix tells camera RAW apart).
+        data: the image file's bytes.
+        threshold: embedding cosine a candidate match needs.
+        k: embedding neighbours looked at.
+        by_sha: content hash -> indexed path (computed when not given).
+
+    Example:
+        >>> v = check_image(idx, "cup.jpg", open("photos/coffee/coffee_orig.jpg", "rb").read())
+        >>> v.tier, v.match
+        ('exact', 'coffee/coffee_orig.jpg')
+    """
+    sha = hashlib.sha256(data).hexdigest()
+    by_sha = _by_sha(index) if by_sha is None else by_sha
+    if sha in by_sha:
+        return Verdict(name, EXACT, by_sha[sha], 1.0, "same bytes")
+    try:
+        f = io.BytesIO(data)
+        f.name = name
+        res = index.search([f], k=k)
+        rgb, _ = images.load_image(data, draft=False, name=name)
+    except ImgrecError as e:
+        return Verdict(name, None, None, 0.0, f"unreadable: {e}")
+    mine = S.compute(rgb)
+    best: Verdict | None = None
+    for h in res.per_query[0]:
+        if h.score < threshold:
             continue
-        try:
-            res = index.search([str(f)], k=k)
-            rgb, _ = images.load_image(f, draft=False)
-        except ImgrecError as e:
-            out.append(Verdict(str(f), None, None, 0.0, f"unreadable: {e}"))
-            continue
-        mine = S.compute(rgb)
-        best: Verdict | None = None
-        for h in res.per_query[0]:
-            if h.score < threshold:
-                continue
-            theirs = signal_of_file(index, h.path)
-            ok, ev = S.confirm(mine, theirs) if theirs is not None else (False, "")
-            if ok:
-                best = Verdict(str(f), SAME, h.path, float(h.score), ev)
-                break
-            if best is None:
-                best = Verdict(str(f), SIMILAR, h.path, float(h.score), f"cosine {h.score:.3f}")
-        out.append(best or Verdict(str(f), None, None, 0.0))
-    return out
+        theirs = signal_of_file(index, h.path)
+        ok, ev = S.confirm(mine, theirs) if theirs is not None else (False, "")
+        if ok:
+            return Verdict(name, SAME, h.path, float(h.score), ev)
+        if best is None:
+            best = Verdict(name, SIMILAR, h.path, float(h.score), f"cosine {h.score:.3f}")
+    return best or Verdict(name, None, None, 0.0)

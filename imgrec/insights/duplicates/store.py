@@ -121,6 +121,38 @@ class Store:
         finally:
             con.close()
 
+    def forget_pair(self, a: str, b: str) -> int:
+        """Forget that the pair (a, b) is "not duplicates"; returns the rows forgotten."""
+        return self._delete("DELETE FROM distinct_pairs WHERE a = ? AND b = ?",
+                            tuple(sorted((a, b))))
+
+    def forget_keeper(self, sha256: str) -> int:
+        """Forget that this content was chosen as a keeper; returns the rows forgotten."""
+        return self._delete("DELETE FROM keepers WHERE sha256 = ?", (sha256,))
+
+    def _delete(self, sql: str, args: tuple) -> int:
+        if not self.path.is_file():
+            return 0
+        con = self._con()
+        try:
+            n = con.execute(sql, args).rowcount
+            con.commit()
+            return n
+        finally:
+            con.close()
+
+    def decisions_made(self) -> tuple[dict[tuple[str, str], float], dict[str, float]]:
+        """Like :meth:`decisions`, with when each was made: (pair -> time, hash -> time)."""
+        if not self.path.is_file():
+            return {}, {}
+        con = self._con()
+        try:
+            pairs = {(a, b): at for a, b, at in con.execute("SELECT a, b, at FROM distinct_pairs")}
+            keep = dict(con.execute("SELECT sha256, at FROM keepers"))
+        finally:
+            con.close()
+        return pairs, keep
+
     def stamp(self) -> tuple[int, float]:
         """Changes whenever a decision is made or undone (for a cache key)."""
         pairs, keep = self.decisions()
