@@ -53,6 +53,9 @@ def test_duplicate_tier_from_a_report(idx):
     assert d.duplicate is not None and d.duplicate[:2] == (group.tier, group.members[0].path)
     assert group.members[0].path in ("copy.jpg", "chelsea/chelsea_orig.jpg")
     assert d.duplicate[2] and d.neighbours == []
+    assert d.duplicate_group == tuple(m.path for m in group.members)
+    exact = find_duplicates(idx, near=False)  # copy.jpg and its original only
+    assert image_detail(idx, "dated.jpg", neighbours=0, duplicates=exact).duplicate_group == ()
 
 
 def test_the_original_is_served_only_from_the_gallery(idx):

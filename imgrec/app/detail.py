@@ -1,11 +1,12 @@
 """The image detail dialog: the image fit to the window, what the catalog knows of it, its
-labels, its 10 nearest neighbours to keep browsing, and "search with this image"."""
+labels, its duplicate group, its 10 nearest neighbours to keep browsing, and "search with
+this image"."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from imgrec.app import data, state
+from imgrec.app import data, known, router, state
 from imgrec.app.formatting import format_bytes
 from imgrec.errors import ImgrecError
 from imgrec.index.index import Index
@@ -36,8 +37,9 @@ def _facts(d) -> str:
 @st.dialog("Image", width="large", on_dismiss=lambda: state.pop(DETAIL))
 def detail_dialog(idx: Index, path: str) -> None:
     """The detail of one indexed image (the original is read only from the gallery)."""
+    report = known.report_for_detail(idx)
     try:
-        d = image_detail(idx, path)
+        d = image_detail(idx, path, duplicates=report)
     except ImgrecError as exc:
         st.error(f"Cannot show {path}: {exc}", icon=":material/error:")
         return
@@ -47,11 +49,12 @@ def detail_dialog(idx: Index, path: str) -> None:
     else:
         st.warning("The file cannot be read now.", icon=":material/broken_image:")
     st.markdown(_facts(d))
+    known.duplicate_section(idx, d, report, open_detail)
     if st.button("Search with this image", key="detail_search", icon=":material/search:",
                  type="primary"):
         state.set_stored_queries([path])
         state.pop(DETAIL)
-        st.rerun()
+        router.go("search")
     if d.neighbours:
         st.markdown("**Nearest images**")
         cols = st.columns(len(d.neighbours))

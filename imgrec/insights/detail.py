@@ -30,6 +30,7 @@ class ImageDetail:
         labels: (ImageNet class name, probability), best first (empty without labels).
         duplicate: (tier, keeper path, evidence) of its duplicate group, or None; the
             evidence says why it belongs with the keeper (or why it is the keeper).
+        duplicate_group: the paths of that group, keeper first (empty without one).
         neighbours: its nearest images by embedding cosine, itself left out.
     """
 
@@ -47,6 +48,7 @@ class ImageDetail:
     camera: str
     labels: list[tuple[str, float]] = field(default_factory=list)
     duplicate: tuple[str, str, str] | None = None
+    duplicate_group: tuple[str, ...] = ()
     neighbours: list[Hit] = field(default_factory=list)
 
 
@@ -98,7 +100,8 @@ def image_detail(idx: Index, path: str, *, neighbours: int = NEIGHBOURS,
         taken_from=e.taken_from or "",
         camera=" ".join(x for x in (e.camera_make, e.camera_model) if x),
         labels=[(lb.name, lb.probability) for lb in labels_of(idx, int(e.row))],
-        duplicate=_tier(duplicates, path), neighbours=near)
+        duplicate=_tier(duplicates, path), duplicate_group=_group(duplicates, path),
+        neighbours=near)
 
 
 def _tier(report: DuplicateReport | None, path: str) -> tuple[str, str, str] | None:
@@ -109,3 +112,11 @@ def _tier(report: DuplicateReport | None, path: str) -> tuple[str, str, str] | N
             if m.path == path:
                 return (g.tier or g.kind, g.members[0].path, g.reason if i == 0 else m.evidence)
     return None
+
+
+def _group(report: DuplicateReport | None, path: str) -> tuple[str, ...]:
+    for g in report.groups if report is not None else ():
+        paths = tuple(m.path for m in g.members)
+        if path in paths:
+            return paths
+    return ()

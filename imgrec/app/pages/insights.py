@@ -5,22 +5,20 @@ from __future__ import annotations
 import streamlit as st
 
 from imgrec.app import data, state, widgets
+from imgrec.app.duplicates import duplicates_view
 from imgrec.app.figures import graph_figure, label_chart
-from imgrec.app.formatting import card_label, chunks, duplicates_csv, member_detail, page_of
-from imgrec.app.insights import CLUSTER_PAGE, DUPLICATE_MIN_THRESHOLD, cluster_name
+from imgrec.app.formatting import card_label, chunks, page_of
+from imgrec.app.insights import CLUSTER_PAGE, cluster_name
 from imgrec.app.projection import selected_rows
 from imgrec.app.resources import load_index
 from imgrec.app.state import Key
 from imgrec.app.widgets import cluster_slider
 from imgrec.errors import ImgrecError
 from imgrec.index.index import Index
-from imgrec.insights.duplicates import DEFAULT_THRESHOLD
 from imgrec.insights.graph import DEFAULT_K, DEFAULT_SAMPLE, MAX_SAMPLE
 from imgrec.insights.graph import DEFAULT_THRESHOLD as GRAPH_THRESHOLD
 
 COLS = 6
-GROUPS_SHOWN = 20  # duplicate groups drawn (all are in the CSV)
-MEMBERS_SHOWN = 6  # thumbnails per duplicate group
 GRAPH_SHOWN = 30  # thumbnails for a graph selection
 SECTIONS = {"labels": "Labels", "clusters": "Clusters", "duplicates": "Duplicates",
             "graph": "Neighbour graph"}
@@ -95,44 +93,6 @@ def members_dialog(idx: Index, res, c: int) -> None:
     st.caption("Nearest to the cluster's centre first.")
     page = widgets.pager("Members", len(members), CLUSTER_PAGE, Key.CLUSTER_PAGE)
     grid(idx, page_of(members, page, CLUSTER_PAGE), f"member-{c}", close=Key.CLUSTER_OPEN)
-
-
-def duplicates_view(idx: Index) -> None:
-    st.subheader("Duplicates")
-    st.info("imgrec never deletes, moves or renames your files: this is a report. The CSV "
-            "marks a suggested keeper per group (`keep`: most pixels, then largest file) and "
-            "the others `review`, for you to act on.", icon=":material/shield:")
-    threshold = st.slider("Near-duplicate threshold (cosine similarity)",
-                          DUPLICATE_MIN_THRESHOLD, 1.0, DEFAULT_THRESHOLD, 0.01,
-                          key=Key.DUP_THRESHOLD, persist_state="session")
-    rep = data.duplicates(idx, threshold)
-    c = st.columns(4)
-    c[0].metric("Groups", f"{len(rep.groups):,}")
-    c[1].metric("Exact-copy groups", f"{len(rep.exact):,}")
-    c[2].metric("Near-duplicate groups", f"{len(rep.near):,}")
-    c[3].metric("Images to review", f"{rep.redundant:,}")
-    st.download_button("Download groups (CSV)", duplicates_csv(rep).encode(),
-                       "imgrec-duplicates.csv", "text/csv", on_click="ignore",
-                       icon=":material/download:", key="dup_csv", disabled=not rep.groups)
-    if not rep.groups:
-        st.caption("No duplicates at this threshold.")
-    for g in rep.groups[:GROUPS_SHOWN]:
-        with st.container(border=True, key=f"dup-group-{g.id}"):
-            st.markdown(f"**Group {g.id}** · "
-                        f"{'exact copies' if g.kind == 'exact' else 'near-duplicates'}"
-                        f" · {len(g.members)} images")
-            shown = g.members[:MEMBERS_SHOWN]
-            for col, (i, m) in zip(st.columns(MEMBERS_SHOWN), enumerate(shown), strict=False):
-                with col:
-                    widgets.image_card(data.thumbnail(idx, m.path),
-                                       card_label("keeper" if i == 0 else "duplicate",
-                                                  "★ keeper" if i == 0 else "",
-                                                  member_detail(m, i == 0), m.path))
-            if len(g.members) > MEMBERS_SHOWN:
-                st.caption(f"and {len(g.members) - MEMBERS_SHOWN} more (all in the CSV)")
-    if len(rep.groups) > GROUPS_SHOWN:
-        st.caption(f"Showing the {GROUPS_SHOWN} largest of {len(rep.groups):,} groups; the CSV "
-                   "holds them all.")
 
 
 def _on_graph_select() -> None:

@@ -16,6 +16,7 @@ from imgrec.app.formatting import (
     PAGE_SIZE,
     results_csv,
 )
+from imgrec.app.known import known_uploads
 from imgrec.app.queries import QuerySet, label_hint, validate_uploads
 from imgrec.app.resources import wait_for_model
 from imgrec.app.resultarea import (
@@ -190,6 +191,8 @@ def render() -> None:
     if v.qs:
         query_header(v.qs)
     res = run_searches(v)
+    if v.qs.uploads and res is not None and res.image is not None:
+        known_uploads(idx, v.qs)
     if res is None:
         return
     compare = result_header(v, res)

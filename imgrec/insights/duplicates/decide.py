@@ -48,10 +48,10 @@ class Decision:
 class Decisions:
     """The remembered decisions of one index, read and written by gallery path."""
 
-    def __init__(self, index: Index) -> None:
+    def __init__(self, index: Index, hashes: dict[str, str] | None = None) -> None:
         self.index = index
         self.store = Store(index.index_dir)
-        self._sha: dict[str, str] | None = None
+        self._sha = hashes  # path -> content hash, when the caller holds it already
 
     def hashes(self) -> dict[str, str]:
         """path -> content hash of every indexed image (read once)."""
