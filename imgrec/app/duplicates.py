@@ -117,7 +117,8 @@ def duplicates_view(idx: Index) -> None:
                        icon=":material/download:", key="dup_csv", disabled=not rep.groups)
     groups = _tier_groups(rep)
     if not groups:
-        st.caption("No duplicates at this threshold.")
+        st.caption("No duplicates at this threshold." if not rep.groups else
+                   "No group of this tier at this threshold.")
     page = widgets.pager("Groups", len(groups), GROUPS_SHOWN, PAGE)
     chosen = set(made[1])
     for g in groups[page * GROUPS_SHOWN:(page + 1) * GROUPS_SHOWN]:
@@ -153,7 +154,7 @@ def group_card(idx: Index, g: Any, raw: bool, chosen: set[str]) -> None:
         c1, c2 = st.columns([4, 1], vertical_alignment="center")
         c1.markdown(f"**Group {g.id}** · {TIER_NAMES.get(g.tier, g.tier)} · "
                     f"{len(g.members)} images  \n:gray[{TIER_HELP.get(g.tier, '')}]")
-        c2.button("Not duplicates", key=f"dup-split-{g.keeper.row}", icon=":material/call_split:",
+        c2.button("Not duplicates", key=f"dup-split-g{g.id}", icon=":material/call_split:",
                   on_click=_distinct, args=(idx, paths), disabled=raw or g.tier == EXACT,
                   width="stretch", help="Remember that none of these images duplicates another"
                   if g.tier != EXACT else "Exact copies have the same bytes.")
@@ -175,10 +176,11 @@ def _member(idx: Index, g: Any, i: int, m: Any, raw: bool, chosen: set[str],
         st.caption(m.evidence)
     same_bytes = i > 0 and m.sha256 == g.keeper.sha256
     with st.container(horizontal=True, gap="small"):
-        st.button("", key=f"dup-open-{m.row}", icon=":material/open_in_full:", type="tertiary",
-                  on_click=open_detail, args=(m.path,), help="Details of this image")
+        st.button("", key=f"dup-open-{m.row}" if i else f"dup-open-g{g.id}",
+                  icon=":material/open_in_full:", type="tertiary", on_click=open_detail,
+                  args=(m.path,), help="Details of this image")
         if i == 0 and m.sha256 in chosen:
-            st.button("Clear", key=f"dup-unkeep-{m.row}", icon=":material/undo:",
+            st.button("Clear", key=f"dup-unkeep-g{g.id}", icon=":material/undo:",
                       type="tertiary", disabled=raw, on_click=_forget,
                       args=(idx, Decision(KEEPER, (m.sha256,), (m.path,))),
                       help="Forget that you chose this keeper")
