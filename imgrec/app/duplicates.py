@@ -14,7 +14,7 @@ import streamlit as st
 from imgrec.app import data, state, widgets
 from imgrec.app.cache import per_index
 from imgrec.app.detail import open_detail, show_if_open
-from imgrec.app.formatting import card_label, duplicates_csv, member_detail
+from imgrec.app.formatting import card_label, chunks, duplicates_csv, member_detail
 from imgrec.app.insights import DUPLICATE_MIN_THRESHOLD
 from imgrec.app.quarantine import quarantine_view
 from imgrec.app.state import Key
@@ -24,13 +24,16 @@ from imgrec.insights.duplicates import DEFAULT_THRESHOLD, EXACT, SAME, SIMILAR, 
 from imgrec.insights.duplicates.decide import KEEPER, Decision, Decisions
 
 GROUPS_SHOWN = 20  # duplicate groups per page (all are in the CSV)
-MEMBERS_SHOWN = 6  # thumbnails per duplicate group
+COLS = 5  # member cards per line
+MEMBERS_SHOWN = 25  # member cards per group (more are in the CSV; groups rarely are larger)
 DECISIONS_SHOWN = 50  # decisions listed (the CLI lists none; --forget takes paths)
 RAW = "dup_raw"  # widget: show the raw result (decisions not applied)
 TIER = "dup_tier"  # widget: the tier shown
 PAGE = "dup_page"  # widget: the page of groups
 MESSAGE = "dup_message"  # state: what the last click did, ("success" | "error", text)
 TIER_NAMES = {EXACT: "exact copies", SAME: "same picture", SIMILAR: "similar shots"}
+TIER_SHORT = {EXACT: "the same bytes", SAME: "the same photograph, confirmed by a second signal",
+              SIMILAR: "the same scene or a burst, not confirmed: look before removing any"}
 TIER_HELP = {EXACT: "the same bytes",
              SAME: "the same photograph (re-encoded, resized, rotated, mirrored, cropped or "
                    "colour-edited), confirmed by a second signal beside the CNN",
@@ -153,16 +156,17 @@ def group_card(idx: Index, g: Any, raw: bool, chosen: set[str]) -> None:
     with st.container(border=True, key=f"dup-group-{g.id}"):
         c1, c2 = st.columns([4, 1], vertical_alignment="center")
         c1.markdown(f"**Group {g.id}** · {TIER_NAMES.get(g.tier, g.tier)} · "
-                    f"{len(g.members)} images  \n:gray[{TIER_HELP.get(g.tier, '')}]")
+                    f"{len(g.members)} images · :gray[{TIER_SHORT.get(g.tier, '')}]")
         c2.button("Not duplicates", key=f"dup-split-g{g.id}", icon=":material/call_split:",
                   on_click=_distinct, args=(idx, paths), disabled=raw or g.tier == EXACT,
                   width="stretch", help="Remember that none of these images duplicates another"
                   if g.tier != EXACT else "Exact copies have the same bytes.")
         st.markdown(f"★ Keeper `{g.keeper.path}`: {g.reason}")
-        shown = g.members[:MEMBERS_SHOWN]
-        for col, (i, m) in zip(st.columns(MEMBERS_SHOWN), enumerate(shown), strict=False):
-            with col:
-                _member(idx, g, i, m, raw, chosen, paths)
+        shown = list(enumerate(g.members[:MEMBERS_SHOWN]))
+        for line in chunks(shown, COLS):
+            for col, (i, m) in zip(st.columns(COLS), line, strict=False):
+                with col:
+                    _member(idx, g, i, m, raw, chosen, paths)
         if len(g.members) > MEMBERS_SHOWN:
             st.caption(f"and {len(g.members) - MEMBERS_SHOWN} more (all in the CSV)")
 
@@ -188,7 +192,7 @@ def _member(idx: Index, g: Any, i: int, m: Any, raw: bool, chosen: set[str],
             st.button("Keep", key=f"dup-keep-{m.row}", icon=":material/star:", type="tertiary",
                       disabled=raw or same_bytes, on_click=_keep, args=(idx, m.path, paths),
                       help="Keep this one instead of the suggested keeper")
-            st.button("Not dup.", key=f"dup-distinct-{m.row}", icon=":material/call_split:",
+            st.button("Not dup.", key=f"dup-distinct-{m.row}",
                       type="tertiary", disabled=raw or same_bytes, on_click=_distinct,
                       args=(idx, [g.keeper.path, m.path]),
                       help="Remember that this image is not a duplicate of the keeper")

@@ -69,7 +69,8 @@ def duplicate_section(idx: Index, d: Any, report: Any | None, open_detail: Any) 
     me = "the suggested keeper" if keeper == d.path else f"keeper `{keeper}`"
     st.markdown(f"**Duplicates:** {tier} (cosine ≥ {t:g}), {len(d.duplicate_group)} images, "
                 f"{me}; {evidence}")
-    others = [p for p in d.duplicate_group if p != d.path][:SHOWN]
+    rest = [p for p in d.duplicate_group if p != d.path]
+    others = rest[:SHOWN]
     cols = st.columns(max(len(others), 4))
     for i, (col, p) in enumerate(zip(cols, others, strict=False)):
         with col:
@@ -78,3 +79,5 @@ def duplicate_section(idx: Index, d: Any, report: Any | None, open_detail: Any) 
                 st.image(thumb, width="stretch")
             st.button("★ keeper" if p == keeper else "Open", key=f"detail_dup_{i}",
                       on_click=open_detail, args=(p,), type="tertiary", help=p)
+    if len(rest) > SHOWN:
+        st.caption(f"and {len(rest) - SHOWN} more (Insights → Duplicates shows them all)")
