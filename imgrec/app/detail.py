@@ -1,6 +1,8 @@
-"""The image detail dialog: the image fit to the window, what the catalog knows of it, its
-labels, its duplicate group, its 10 nearest neighbours to keep browsing, and "search with
-this image"."""
+"""The image detail dialog: the image, its facts and labels, duplicate group and neighbours.
+
+The image is fit to the window; below it what the catalog knows of it, its duplicate group,
+its 10 nearest neighbours to keep browsing, and "search with this image".
+"""
 
 from __future__ import annotations
 

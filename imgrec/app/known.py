@@ -1,5 +1,8 @@
-"""What the collection already holds: uploads it has (Search page) and an image's duplicate
-group (detail dialog), through :mod:`imgrec.insights.duplicates.check` and the report."""
+"""What the collection already holds: uploads it has, and an image's duplicate group.
+
+The Search page names uploads :mod:`imgrec.insights.duplicates.check` finds (exact copies and
+confirmed same pictures); the detail dialog names the group of the duplicate report.
+"""
 
 from __future__ import annotations
 

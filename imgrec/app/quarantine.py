@@ -1,6 +1,8 @@
-"""Move the non-keepers of a duplicate report to a quarantine folder: a dry run first, a
-move only after an explicit confirmation, an undo (all through
-:mod:`imgrec.insights.duplicates.actions`, as ``imgrec duplicates --move-to/--undo``)."""
+"""Moving the non-keepers of duplicate groups to a quarantine folder: dry run, move, undo.
+
+A move happens only after an explicit confirmation; everything goes through
+:mod:`imgrec.insights.duplicates.actions`, as ``imgrec duplicates --move-to/--undo`` does.
+"""
 
 from __future__ import annotations
 
