@@ -19,7 +19,7 @@ from imgrec.insights.duplicates import DEFAULT_THRESHOLD, EXACT, SAME
 
 #: Galleries up to this size get their duplicate groups in the detail dialog at once (the
 #: all-pairs scan, cached per index); larger ones on a click.
-AUTO_GROUPS = 20_000
+AUTO_GROUPS = 5_000
 SHOWN = 8  # other members of a group the dialog shows
 ASKED = "detail_dups_asked"  # state: (index folder, version) whose groups the user asked for
 

@@ -92,7 +92,7 @@ def _undo_box(idx: Index) -> None:
     if not moved or moved[0] != str(idx.index_dir):
         return
     _, manifest, count = moved
-    st.success(f"Moved {count} files; the index is synced. Undo here or with "
+    st.success(f"Moved {count} files; the index syncs in the background. Undo here or with "
                f"`imgrec duplicates --undo {manifest}`.", icon=":material/check:")
     if st.button("Undo the move", key="dup_undo", icon=":material/undo:"):
         try:
