@@ -114,7 +114,8 @@ def duplicates_view(idx: Index) -> None:
         st.caption(f"The raw result: {n_made} remembered decision{'s' if n_made != 1 else ''} "
                    "not applied. Turn *Raw result* off to decide.")
     elif n_made:
-        st.caption(f"{rep.decisions_applied} of your {n_made} decisions change this result.")
+        st.caption(f"{rep.decisions_applied} of your {n_made} decisions apply at this "
+                   "threshold.")
     st.download_button("Download groups (CSV)", duplicates_csv(rep).encode(),
                        "imgrec-duplicates.csv", "text/csv", on_click="ignore",
                        icon=":material/download:", key="dup_csv", disabled=not rep.groups)

@@ -336,6 +336,20 @@ def test_insights_sections_and_the_neighbour_graph_in_webgl(page, server: str) -
     shoot(page, "insights-graph")
 
 
+def test_a_duplicate_decided_in_the_browser(page, server: str) -> None:
+    nav(page, "Insights")
+    section_button(page, "Duplicates").click()
+    page.wait_for_selector("text=★ Keeper")
+    settle(page)
+    assert "same picture" in page.inner_text('[data-testid="stMain"]')
+    page.get_by_role("button", name=re.compile(r"^Not dup\.$")).first.click()
+    page.wait_for_selector("text=Remembered:")
+    page.wait_for_selector("text=Your decisions (1)")
+    settle(page)
+    no_exception(page)
+    shoot(page, "insights-duplicates-decided")
+
+
 def test_dataset_page_and_rebuild_with_live_progress(page, server: str) -> None:
     nav(page, "Dataset")
     body = page.inner_text("body")
