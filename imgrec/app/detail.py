@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from imgrec.app import data, state
+from imgrec.app import data, router, state
 from imgrec.app.formatting import format_bytes
 from imgrec.errors import ImgrecError
 from imgrec.index.index import Index
@@ -51,7 +51,7 @@ def detail_dialog(idx: Index, path: str) -> None:
                  type="primary"):
         state.set_stored_queries([path])
         state.pop(DETAIL)
-        st.rerun()
+        router.go("search")  # from any page: the Search page shows the results
     if d.neighbours:
         st.markdown("**Nearest images**")
         cols = st.columns(len(d.neighbours))

@@ -50,6 +50,17 @@ def upload_thumbnail(data: bytes, size: int = THUMB_SIZE) -> bytes | None:
     return _encode(rgb, size)
 
 
-def data_uri(jpeg: bytes) -> str:
-    """A ``data:`` URI of JPEG bytes (for plotly layout images)."""
+def data_uri(jpeg: bytes, frame: str | None = None, width: int = 4) -> str:
+    """A ``data:`` URI of JPEG bytes (for plotly layout images), with a ``width``-pixel
+    border of colour ``frame`` (``"#rrggbb"``) drawn on the image when given."""
+    if frame:
+        from PIL import Image, ImageDraw, ImageOps
+
+        with Image.open(io.BytesIO(jpeg)) as im:
+            rgb = ImageOps.exif_transpose(im).convert("RGB")
+        ImageDraw.Draw(rgb).rectangle((0, 0, rgb.width - 1, rgb.height - 1), outline=frame,
+                                      width=width)
+        buf = io.BytesIO()
+        rgb.save(buf, "JPEG", quality=85)
+        jpeg = buf.getvalue()
     return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")

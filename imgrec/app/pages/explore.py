@@ -7,7 +7,8 @@ from typing import Any
 import streamlit as st
 
 from imgrec.app import data, router, state, widgets
-from imgrec.app.figures import scatter_figure
+from imgrec.app.detail import open_detail, show_if_open
+from imgrec.app.figures import Thumb, group_colours, scatter_figure
 from imgrec.app.formatting import card_label, chunks
 from imgrec.app.insights import cluster_name
 from imgrec.app.projection import (
@@ -52,8 +53,9 @@ def controls(idx: Index) -> tuple[str, str, int, bool]:
 
 
 def colouring(idx: Index, source: str, colour: str, k: int, proj: Projection, three: bool
-              ) -> tuple[list[str] | None, list[Highlight], list[tuple[float, float, str]]]:
-    """Group label of each drawn point, extra marks and thumbnails for ``colour``."""
+              ) -> tuple[list[str] | None, list[Highlight], list[Thumb]]:
+    """Group label of each drawn point, extra marks and thumbnails for ``colour`` (each
+    representative's, framed in its cluster's colour, in 2-D)."""
     all_paths = data.all_paths(idx)
     if colour == "folder":
         return group_labels([top_folder(all_paths[r]) for r in proj.rows]), [], []
@@ -66,19 +68,26 @@ def colouring(idx: Index, source: str, colour: str, k: int, proj: Projection, th
     rep = representatives(found, proj, data.matrix(idx, source), all_paths)
     thumbs = []
     if not three and len(rep.rows) <= MAX_REP_THUMBS:
-        thumbs = [(float(x), float(y), data_uri(img)) for (x, y, _), p in
-                  zip(rep.coords, rep.labels, strict=True)
-                  if (img := data.small_thumbnail(idx, p)) is not None]
+        colours = group_colours(groups)
+        for c, ((x, y, _), p) in enumerate(zip(rep.coords, rep.labels, strict=True)):
+            name = cluster_name(c)
+            if (img := data.small_thumbnail(idx, p)) is not None:
+                thumbs.append(Thumb(float(x), float(y), data_uri(img, colours.get(name)), name))
     return groups, [rep], thumbs
 
 
 def _on_select() -> None:
+    """A box or lasso fills the grid below the plot; one point (a click) also opens it in
+    the detail dialog."""
     rows = selected_rows(state.get(Key.EXPLORE_SCATTER))
     current, _ = load_index()
     try:
-        state.put(Key.EXPLORE_SELECTED, current.paths(rows) if current and rows else [])
+        paths = current.paths(rows) if current and rows else []
     except (KeyError, ImgrecError):  # the index changed under the plot: start over
-        state.put(Key.EXPLORE_SELECTED, [])
+        paths = []
+    state.put(Key.EXPLORE_SELECTED, paths)
+    if len(paths) == 1:
+        open_detail(paths[0])
 
 
 def plot(idx: Index, source: str, colour: str, k: int, three: bool) -> None:
@@ -100,7 +109,8 @@ def plot(idx: Index, source: str, colour: str, k: int, three: bool) -> None:
     config: dict[str, Any] = {"displaylogo": False, "scrollZoom": True}
     if three:
         st.plotly_chart(fig, key="explore_scatter_3d", config=config)
-        st.caption("Rotate with the mouse. Selecting points works in 2-D: switch 3-D off.")
+        st.caption("Rotate with the mouse. Opening and selecting points works in 2-D: "
+                   "switch 3-D off.")
     else:
         st.plotly_chart(fig, key=Key.EXPLORE_SCATTER, on_select=_on_select,
                         selection_mode=("box", "lasso", "points"), config=config)
@@ -112,7 +122,7 @@ def selection(idx: Index, three: bool) -> None:
     if not selected:
         if not three:  # in 3-D the plot's own caption says how to select
             st.caption("Draw a lasso or a box around points (toolbar above the plot) to see "
-                       "their images here.")
+                       "their images here; click a point to open its image.")
         return
     c1, c2, c3 = st.columns([3, 2, 1], vertical_alignment="center")
     c1.subheader(f"{len(selected):,} selected image{'s' if len(selected) != 1 else ''}")
@@ -139,6 +149,7 @@ def render() -> None:
     source, colour, k, three = controls(idx)
     plot(idx, source, colour, k, three)
     selection(idx, three)
+    show_if_open(idx)
 
 
 if __name__ == "__main__":  # Streamlit runs a page as __main__; importing it draws nothing
