@@ -729,6 +729,10 @@ def test_insights_graph_renders_and_selection_shows_images(make_app, tiny_index:
     assert nodes and all(t["type"] == "scattergl" and t["name"].startswith("community")
                          for t in nodes)
     assert all(re.fullmatch(r"community \d+: \S.*", t["name"]) for t in nodes)  # named by label
+    # each community's representative thumbnail, captioned like its legend entry
+    assert len(spec["layout"]["images"]) == len(nodes)
+    captions = [f"community {a['hovertext']}" for a in spec["layout"]["annotations"]]
+    assert captions == [t["name"] for t in nodes]
     assert sorted(r for t in nodes for r in t["customdata"]) == list(range(12))
     assert "Louvain communities" in " ".join(c.value for c in at.main.caption)
     picked = [p for t in nodes for p in t["hovertext"] if p.startswith("coffee/")][:2]
@@ -867,9 +871,31 @@ def test_explore_colours_by_gallery_clusters_with_representatives(make_app, tiny
     assert groups == {f"cluster {c}": sorted(res.members(c).tolist()) for c in range(3)}
     reps = [t for t in spec["data"] if t["name"] == "representatives"]
     assert len(reps) == 1 and reps[0]["customdata"] == res.representatives.tolist()
-    assert reps[0]["text"] == [p.split("/")[-1] for p in idx.paths(res.representatives)]
+    assert reps[0]["hovertext"] == idx.paths(res.representatives)
+    # each representative's thumbnail, captioned with its cluster (no file names over the points)
+    assert "text" not in reps[0]
     assert len(spec["layout"]["images"]) == 3
+    assert [a["text"] for a in spec["layout"]["annotations"]] == [f"cluster {c}" for c in range(3)]
     assert "representative" in at.main.caption[0].value
+
+
+def test_explore_opens_the_detail_dialog_and_searches_from_it(make_app, tiny_index: Path) -> None:
+    """A click on a point opens the detail dialog the result cards open (its path is what
+    a one-point selection leaves); Search with this image goes to the Search page (#12)."""
+    at = make_app(tiny_index)
+    at.run()
+    at.switch_page("imgrec/app/pages/explore.py").run()
+    assert "click a point to open its image" in at.main.caption[-1].value
+    at.session_state["detail_path"] = "rocket/rocket_blur.jpg"
+    at.run()
+    assert_clean(at)
+    text = " ".join(m.value for m in at.markdown)
+    assert "**Path:** `rocket/rocket_blur.jpg`" in text and "**Nearest images**" in text
+    at.button(key="detail_search").click().run()
+    assert_clean(at)
+    assert at.title[0].value == "Search"
+    rows = result_rows(at)
+    assert len(rows) == 1 and rows[0][0][2] == "rocket/rocket_blur.jpg"
 
 
 def test_one_k_chosen_from_the_data_for_explore_and_insights(make_app, tiny_index: Path) -> None:
