@@ -89,7 +89,10 @@ def scatter_figure(proj: Projection, paths: Sequence[str], groups: Sequence[str]
     if three:
         fig.update_layout(scene={"xaxis_title": ax[0], "yaxis_title": ax[1], "zaxis_title": ax[2]})
     else:
-        fig.update_layout(dragmode="lasso", xaxis_title=ax[0], yaxis_title=ax[1])
+        # a click selects (opens) one point only while dragging pans or zooms: the dashboard
+        # turns click selection off in the lasso and box modes, which the toolbar offers
+        fig.update_layout(dragmode="pan", clickmode="event+select", xaxis_title=ax[0],
+                          yaxis_title=ax[1])
         if images:
             extra = [h.coords[:, :2] for h in highlights if len(h.coords)]
             add_thumbnails(fig, images, np.concatenate([proj.coords[:, :2], *extra]))

@@ -885,7 +885,7 @@ def test_explore_opens_the_detail_dialog_and_searches_from_it(make_app, tiny_ind
     at = make_app(tiny_index)
     at.run()
     at.switch_page("imgrec/app/pages/explore.py").run()
-    assert "click a point to open its image" in at.main.caption[-1].value
+    assert "Click a point to open its image" in at.main.caption[-1].value
     at.session_state["detail_path"] = "rocket/rocket_blur.jpg"
     at.run()
     assert_clean(at)

@@ -121,8 +121,8 @@ def selection(idx: Index, three: bool) -> None:
     selected = state.selected(Key.EXPLORE_SELECTED)
     if not selected:
         if not three:  # in 3-D the plot's own caption says how to select
-            st.caption("Draw a lasso or a box around points (toolbar above the plot) to see "
-                       "their images here; click a point to open its image.")
+            st.caption("Click a point to open its image. Draw a lasso or a box around points "
+                       "(pick either in the toolbar above the plot) to see their images here.")
         return
     c1, c2, c3 = st.columns([3, 2, 1], vertical_alignment="center")
     c1.subheader(f"{len(selected):,} selected image{'s' if len(selected) != 1 else ''}")
