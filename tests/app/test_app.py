@@ -433,10 +433,20 @@ def test_explore_options_and_highlights(make_app, tiny_index: Path, gallery_byte
 
     at.toggle(key="explore_3d").set_value(True).run()
     assert_clean(at)
-    assert {t["type"] for t in plotly_spec(at)["data"]} == {"scatter3d"}
     assert "PC3" in at.main.caption[0].value
     captions = " ".join(c.value for c in at.main.caption)
     assert "switch 3-D off" in captions and "Draw a lasso" not in captions  # no contradiction
+    # once shown, the 3-D figure stays on the page beside the 2-D one and the other is
+    # hidden, so the browser keeps its 3-D scene: toggling back and forth rebuilds nothing
+    for three, hidden in ((True, 2), (False, 3), (True, 2)):
+        at.toggle(key="explore_3d").set_value(three).run()
+        assert_clean(at)
+        charts = {c.key: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
+        assert {k: {t["type"] for t in c["data"]} for k, c in charts.items()} == {
+            "explore_scatter": {"scattergl"}, "explore_scatter_3d": {"scatter3d"}}
+        css = " ".join(h.proto.body for h in at.get("html"))
+        assert f".st-key-explore-plot-{hidden} {{ display: none; }}" in css
+        assert f".st-key-explore-plot-{5 - hidden} {{" not in css
 
 
 def test_explore_samples_large_galleries_with_a_note(make_app, tiny_index: Path,

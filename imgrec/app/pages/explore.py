@@ -91,8 +91,9 @@ def _on_select() -> None:
 
 
 def plot(idx: Index, source: str, colour: str, k: int, three: bool) -> None:
+    """The scatter in 2-D or 3-D (see :func:`_draw`)."""
     proj = data.projection(idx, source)
-    groups, marks, thumbs = colouring(idx, source, colour, k, proj, three)
+    groups, marks, thumbs = colouring(idx, source, colour, k, proj, False)
     what = "CNN embeddings" if source == "embedding" else "colour histograms"
     st.caption(f"PCA of the {what} of {len(idx):,} images: "
                f"{explained_text(proj.explained, 3 if three else 2)}. "
@@ -103,17 +104,29 @@ def plot(idx: Index, source: str, colour: str, k: int, three: bool) -> None:
                 f"of {len(proj.rows):,} so the browser stays smooth. Queries and results are "
                 "always drawn.", icon=":material/filter_alt:")
     all_paths = data.all_paths(idx)
-    fig = scatter_figure(proj, [all_paths[r] for r in proj.rows], groups,
-                         marks + data.highlights(idx, source, proj), dims=3 if three else 2,
-                         images=thumbs)
+    paths = [all_paths[r] for r in proj.rows]
+    marks = marks + data.highlights(idx, source, proj)
+    figs = {2: scatter_figure(proj, paths, groups, marks, dims=2, images=thumbs)}
+    if three or state.get(Key.EXPLORE_3D_SEEN):
+        state.put(Key.EXPLORE_3D_SEEN, True)
+        figs[3] = scatter_figure(proj, paths, groups, marks, dims=3)
+    _draw(figs, three)
+
+
+def _draw(figs: dict[int, Any], three: bool) -> None:
+    """Both figures once 3-D has been shown, the other one hidden: the browser keeps the 3-D
+    scene it built (seconds of WebGL set-up) instead of building it anew at every toggle."""
     config: dict[str, Any] = {"displaylogo": False, "scrollZoom": True}
+    st.html(f"<style>.st-key-explore-plot-{2 if three else 3} {{ display: none; }}</style>")
+    with st.container(key="explore-plot-2"):
+        st.plotly_chart(figs[2], key=Key.EXPLORE_SCATTER, on_select=_on_select,
+                        selection_mode=("box", "lasso", "points"), config=config)
+    if 3 in figs:
+        with st.container(key="explore-plot-3"):
+            st.plotly_chart(figs[3], key="explore_scatter_3d", config=config)
     if three:
-        st.plotly_chart(fig, key="explore_scatter_3d", config=config)
         st.caption("Rotate with the mouse. Opening and selecting points works in 2-D: "
                    "switch 3-D off.")
-    else:
-        st.plotly_chart(fig, key=Key.EXPLORE_SCATTER, on_select=_on_select,
-                        selection_mode=("box", "lasso", "points"), config=config)
 
 
 def selection(idx: Index, three: bool) -> None:
