@@ -353,6 +353,36 @@ def test_explore_point_opens_the_detail_view_and_searches_from_it(page, server: 
     no_exception(page)
 
 
+SHOWN_3D = ("() => [...document.querySelectorAll('.js-plotly-plot')].find(g =>"
+            " g._fullLayout?.scene?._scene?.glplot && g.getBoundingClientRect().width > 100)")
+
+
+def test_explore_3d_toggle_keeps_its_scene(page, server: str) -> None:
+    """Switching 3-D off and on again shows the same WebGL scene, not a new one (building
+    one took seconds at every toggle)."""
+    nav(page, "Explore")
+    page.get_by_text("3-D", exact=True).click()
+    page.wait_for_function(f"({SHOWN_3D})()")
+    settle(page)
+    page.evaluate(f"() => {{ ({SHOWN_3D})().__kept = true; }}")  # mark this scene's element
+    no_exception(page)
+    shoot(page, "explore-3d")
+    page.get_by_text("3-D", exact=True).click()
+    page.wait_for_function(f"() => !({SHOWN_3D})()")
+    settle(page)
+    shown = page.evaluate("() => [...document.querySelectorAll('.js-plotly-plot')]"
+                          ".filter(g => g.getBoundingClientRect().width > 100)"
+                          ".map(g => g._fullData[0].type)")
+    assert shown == ["scattergl"]  # only the 2-D plot is visible
+    page.get_by_text("3-D", exact=True).click()
+    page.wait_for_function(f"({SHOWN_3D})()")
+    settle(page)
+    assert page.evaluate(f"() => ({SHOWN_3D})().__kept === true")  # the same scene again
+    page.get_by_text("3-D", exact=True).click()  # leave the page in 2-D
+    settle(page)
+    no_exception(page)
+
+
 def section_button(pg, name: str):
     """An option of a segmented control on the main pane."""
     return pg.locator('[data-testid="stMain"] button', has_text=re.compile(rf"^{name}$")).first
