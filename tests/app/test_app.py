@@ -752,6 +752,26 @@ def test_insights_graph_renders_and_selection_shows_images(make_app, tiny_index:
     assert [p for kind, _, _, p in cards(at) if kind == "pick"] == picked
 
 
+def test_insights_graph_selection_is_paged(make_app, tmp_path: Path, gallery_maker,
+                                           app_embedder) -> None:
+    """A lasso around more images than a page holds pages them, never "the first 30"."""
+    gallery = gallery_maker(tmp_path / "gallery", per_family=12)
+    build_index(gallery, tmp_path / "index", embedder=app_embedder, workers=0)
+    paths = Index.open(tmp_path / "index").all_paths()
+    assert len(paths) == 36
+    at = open_insights(make_app, tmp_path / "index", "graph")
+    at.session_state["graph_selected"] = paths  # what a lasso around everything leaves
+    at.run()
+    assert_clean(at)
+    picked = lambda: [p for kind, _, _, p in cards(at) if kind == "pick"]  # noqa: E731
+    assert picked() == paths[:30]
+    pager = at.segmented_control(key="graph_page")
+    assert pager.options == ["1–30", "31–36"]
+    pager.set_value(1).run()
+    assert_clean(at)
+    assert picked() == paths[30:]
+
+
 # ---- search additions (issue 6) ------------------------------------------------------------
 
 
