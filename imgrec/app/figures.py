@@ -15,7 +15,6 @@ from imgrec.app.projection import Highlight, Projection
 GREY = "#9aa0a6"  # the "other" group
 #: Communities of the neighbour graph with their own colour, name and thumbnail.
 NAMED_COMMUNITIES = 23
-CAPTION_CHARS = 14  # a thumbnail's caption is cut to this many characters
 #: The hover label of a gallery point: its path, its group, what a click does.
 HOVER = "%{hovertext}<br>%{fullData.name}<br><i>click: open the image</i><extra></extra>"
 
@@ -26,8 +25,8 @@ class Thumb:
 
     x: float
     y: float
-    uri: str  # a data: URI (no request leaves the dashboard)
-    caption: str
+    uri: str  # a data: URI of the image and its caption strip (no request leaves the dashboard)
+    caption: str  # the layout image's name
 
 
 def group_order(labels: Sequence[str]) -> list[str]:
@@ -100,28 +99,25 @@ def scatter_figure(proj: Projection, paths: Sequence[str], groups: Sequence[str]
 
 
 def add_thumbnails(fig: Any, thumbs: Sequence[Thumb], points: np.ndarray) -> None:
-    """Draw ``thumbs`` on a 2-D ``fig`` with a caption under each and a thin line to its point.
+    """Draw ``thumbs`` (images with their caption strip, see
+    :func:`imgrec.app.thumbs.plot_thumb_uri`) on a 2-D ``fig``, each with a thin line to its point.
 
     :func:`imgrec.app.placement.place` puts them near their points, covering few of
     ``points`` (every point drawn), never overlapping each other and never cut by the plot's
-    edge: the axis ranges are fixed to leave room (a double click returns to them).
+    edge: the axis ranges are fixed to leave room (a double click returns to them). Each
+    layout image is named by its caption.
     """
     if not thumbs:
         return
     pl = place(np.array([[t.x, t.y] for t in thumbs]), points)
-    w, h = pl.size
-    for t, (cx, cy), (x0, y0, x1, y1) in zip(thumbs, pl.centres, pl.boxes(), strict=True):
+    for t, (x0, y0, x1, y1) in zip(thumbs, pl.boxes(), strict=True):
         # the line runs from the point to the nearest point of the box
         fig.add_shape(type="line", x0=t.x, y0=t.y, x1=min(max(t.x, x0), x1),
                       y1=min(max(t.y, y0), y1), layer="below",
                       line={"color": "rgba(31,35,48,0.45)", "width": 1})
-        fig.add_layout_image(source=t.uri, x=float(cx), y=float(cy), xref="x", yref="y",
-                             sizex=w, sizey=h, xanchor="center", yanchor="middle",
-                             sizing="contain", layer="above")
-        cap = t.caption if len(t.caption) <= CAPTION_CHARS else t.caption[:CAPTION_CHARS - 1] + "…"
-        fig.add_annotation(x=float(cx), y=float(cy - h / 2), xref="x", yref="y", text=cap,
-                           hovertext=t.caption, showarrow=False, yanchor="top",
-                           font={"size": 10, "color": "#1f2330"})
+        fig.add_layout_image(source=t.uri, name=t.caption, x=float((x0 + x1) / 2), y=float(y1),
+                             xref="x", yref="y", sizex=float(x1 - x0), sizey=float(y1 - y0),
+                             xanchor="center", yanchor="top", sizing="contain", layer="above")
     fig.update_xaxes(range=list(pl.xrange), autorange=False)
     fig.update_yaxes(range=list(pl.yrange), autorange=False)
 
@@ -230,26 +226,27 @@ def community_name(c: int, members: np.ndarray, labels: Sequence[str] | None) ->
     return name
 
 
-def community_thumbs(graph: Any, uris: Sequence[str | None], labels: Sequence[str] | None
-                     ) -> list[Thumb]:
-    """Thumbnails of the named communities' representatives for :func:`graph_figure`
-    (``uris``: one per community, None where the image cannot be read), captioned like the
-    legend without the word "community".
+def community_captions(graph: Any, labels: Sequence[str] | None) -> list[str]:
+    """The caption of each named community's thumbnail: its legend name without the word
+    "community".
 
     Example:
         >>> from imgrec.insights.graph import neighbour_graph
         >>> g = neighbour_graph(np.eye(4, dtype=np.float32).repeat(3, 0), k=2, threshold=0.5)
-        >>> [t.caption for t in community_thumbs(g, ["data:a"] * 4, ["cat"] * 12)]
+        >>> community_captions(g, ["cat"] * 12)
         ['1: cat', '2: cat', '3: cat', '4: cat']
     """
     comm = np.asarray(graph.community)
-    out = []
-    for c, node in enumerate(graph.representatives[:NAMED_COMMUNITIES]):
-        if c < len(uris) and uris[c]:
-            name = community_name(c, np.flatnonzero(comm == c), labels)
-            out.append(Thumb(float(graph.x[node]), float(graph.y[node]), uris[c],
-                             name.removeprefix("community ")))
-    return out
+    return [community_name(c, np.flatnonzero(comm == c), labels).removeprefix("community ")
+            for c in range(min(NAMED_COMMUNITIES, graph.n_communities))]
+
+
+def community_thumbs(graph: Any, uris: Sequence[str | None], captions: Sequence[str]
+                     ) -> list[Thumb]:
+    """Thumbnails of the named communities' representatives for :func:`graph_figure`
+    (``uris``: one per community, None where the image cannot be read)."""
+    return [Thumb(float(graph.x[node]), float(graph.y[node]), uri, cap)
+            for node, uri, cap in zip(graph.representatives, uris, captions, strict=False) if uri]
 
 
 def community_colour(c: int) -> str:

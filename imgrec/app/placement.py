@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 #: Box of one thumbnail in paper units (about 72 x 72 px on a 760 x 510 px plot area),
-#: plus the caption line under it.
-BOX_W, BOX_H, CAPTION_H = 0.095, 0.14, 0.035
+#: plus the caption strip under it (22 % of its width, as imgrec.app.thumbs draws it).
+BOX_W, BOX_H, CAPTION_H = 0.095, 0.14, 0.031
 #: Empty space kept between two boxes, in paper units.
 GAP = 0.008
 #: Share of the data's extent added on each side of the axes so boxes fit beside edge points.

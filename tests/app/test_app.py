@@ -741,7 +741,7 @@ def test_insights_graph_renders_and_selection_shows_images(make_app, tiny_index:
     assert all(re.fullmatch(r"community \d+: \S.*", t["name"]) for t in nodes)  # named by label
     # each community's representative thumbnail, captioned like its legend entry
     assert len(spec["layout"]["images"]) == len(nodes)
-    captions = [f"community {a['hovertext']}" for a in spec["layout"]["annotations"]]
+    captions = [f"community {im['name']}" for im in spec["layout"]["images"]]
     assert captions == [t["name"] for t in nodes]
     assert sorted(r for t in nodes for r in t["customdata"]) == list(range(12))
     assert "Louvain communities" in " ".join(c.value for c in at.main.caption)
@@ -905,7 +905,7 @@ def test_explore_colours_by_gallery_clusters_with_representatives(make_app, tiny
     # each representative's thumbnail, captioned with its cluster (no file names over the points)
     assert "text" not in reps[0]
     assert len(spec["layout"]["images"]) == 3
-    assert [a["text"] for a in spec["layout"]["annotations"]] == [f"cluster {c}" for c in range(3)]
+    assert [im["name"] for im in spec["layout"]["images"]] == [f"cluster {c}" for c in range(3)]
     assert "representative" in at.main.caption[0].value
 
 

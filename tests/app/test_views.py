@@ -320,17 +320,29 @@ def test_thumbnails_never_overlap_nor_leave_the_axes(n: int) -> None:
     assert near < 0.2  # the first box lies next to its point, not somewhere far
 
 
-def test_thumbnail_frame_in_the_group_colour() -> None:
-    buf = io.BytesIO()
-    Image.new("RGB", (64, 64), (250, 250, 250)).save(buf, "JPEG")
-    uri = thumbs.data_uri(buf.getvalue(), "#ff0000")
+def test_plot_thumbnail_has_its_frame_and_caption_in_the_image() -> None:
+    """The caption is drawn into the thumbnail (under it), so it scales with it and cannot
+    run into a neighbour's; a long one is cut to the width."""
     import base64
 
-    with Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))) as im:
-        rgb = im.convert("RGB")
-        corner, centre = rgb.getpixel((1, 1)), rgb.getpixel((32, 32))
+    buf = io.BytesIO()
+    Image.new("RGB", (96, 96), (120, 160, 200)).save(buf, "JPEG")
+
+    def decoded(uri: str) -> Image.Image:
+        with Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))) as im:
+            return im.convert("RGB")
+
+    rgb = decoded(thumbs.plot_thumb_uri(buf.getvalue(), "#ff0000", "cluster 3"))
+    assert rgb.size == (96, 96 + round(thumbs.CAPTION_SHARE * 96))
+    corner, centre = rgb.getpixel((1, 1)), rgb.getpixel((48, 48))
     assert corner[0] > 200 and corner[1] < 60 and corner[2] < 60  # red frame
-    assert min(centre) > 230  # the picture inside untouched
+    assert abs(centre[0] - 120) < 12 and abs(centre[2] - 200) < 12  # the picture untouched
+    strip = np.asarray(rgb)[97:].min(axis=2)
+    ink = np.flatnonzero((strip < 100).any(axis=0))
+    assert len(ink) and ink.min() > 20 and ink.max() < 76  # dark text, centred
+    long = decoded(thumbs.plot_thumb_uri(buf.getvalue(), None, "community 12: academic gown"))
+    assert long.size == rgb.size  # the strip keeps its size, the text is cut to fit
+    assert np.abs(np.asarray(long)[:96].astype(int) - np.asarray(rgb)[:96]).max() > 100  # no frame
     assert figures.group_colours(["cluster 1", "cluster 0"])["cluster 0"] != figures.group_colours(
         ["cluster 1", "cluster 0"])["cluster 1"]
 
@@ -344,7 +356,7 @@ def test_scatter_figure_draws_placed_thumbnails_with_captions() -> None:
                                  [f"cluster {c}" for c in truth], images=thumbs_)
     images = fig.layout.images
     assert len(images) == 3 and all(im.sizing == "contain" for im in images)
-    assert [a.text for a in fig.layout.annotations] == ["cluster 0", "cluster 1", "cluster 2"]
+    assert [im.name for im in images] == ["cluster 0", "cluster 1", "cluster 2"]
     lo, hi = fig.layout.xaxis.range
     assert images[0].sizex / (hi - lo) >= 0.09  # readable: about a tenth of the plot wide
     assert len(fig.layout.shapes) == 3  # a line from each thumbnail to its point
@@ -546,12 +558,12 @@ def test_graph_figure_draws_edges_as_one_trace_and_nodes_by_community() -> None:
     labels = ["tabby" if g.community[i] == 0 else "espresso" for i in range(len(g.rows))]
     named = figures.graph_figure(g, paths, labels).data[1:]
     assert named[0].name == "community 1: tabby" and named[1].name == "community 2: espresso"
-    reps = figures.community_thumbs(g, ["data:image/jpeg;base64,"] * g.n_communities, labels)
-    assert [t.caption for t in reps][:2] == ["1: tabby", "2: espresso"]
+    captions = figures.community_captions(g, labels)
+    assert captions[:2] == ["1: tabby", "2: espresso"] and len(captions) == g.n_communities
+    reps = figures.community_thumbs(g, ["data:image/jpeg;base64,"] * g.n_communities, captions)
     assert [(t.x, t.y) for t in reps] == [(g.x[n], g.y[n]) for n in g.representatives]
     drawn = figures.graph_figure(g, paths, labels, reps)
-    assert len(drawn.layout.images) == g.n_communities
-    assert [a.text for a in drawn.layout.annotations][:2] == ["1: tabby", "2: espresso"]
+    assert [im.name for im in drawn.layout.images] == captions
 
 
 def test_filter_hits_by_label(tmp_path: Path) -> None:
@@ -632,5 +644,5 @@ def test_representatives_are_marked_and_can_carry_thumbnails() -> None:
     assert marks.name == "representatives" and marks.mode == "markers" and not marks.text
     assert list(marks.hovertext) == [paths[r] for r in rep.rows]
     assert len(fig.layout.images) == 3 and fig.layout.images[0].source == uri
-    assert [a.text for a in fig.layout.annotations] == ["cluster 1", "cluster 2", "cluster 3"]
+    assert [im.name for im in fig.layout.images] == ["cluster 1", "cluster 2", "cluster 3"]
     assert figures.scatter_figure(p, paths, groups, [rep], dims=3).data[-1].type == "scatter3d"

@@ -23,7 +23,7 @@ from imgrec.app.projection import (
 )
 from imgrec.app.resources import load_index
 from imgrec.app.state import Key
-from imgrec.app.thumbs import data_uri
+from imgrec.app.thumbs import PLOT_THUMB, plot_thumb_uri
 from imgrec.app.widgets import cluster_slider
 from imgrec.errors import ImgrecError
 from imgrec.index.index import Index
@@ -36,8 +36,12 @@ COLOURS = {"cluster": "K-means cluster", "gallery": "Clusters with representativ
 
 
 def controls(idx: Index) -> tuple[str, str, int, bool]:
-    """Features, colouring, clusters and 3-D: ``(source, colour, k, three)``."""
-    c1, c2, c3, c4 = st.columns([3, 3, 3, 1], vertical_alignment="bottom")
+    """Features, colouring, clusters and 3-D: ``(source, colour, k, three)``.
+
+    Two rows of two, so that no label or option is cut on a laptop-sized window (one row
+    of four left "Clusters with representatives" and "Colour histograms" clipped)."""
+    c1, c2 = st.columns([1.1, 1], vertical_alignment="bottom")
+    c3, c4 = st.columns([3, 1], vertical_alignment="bottom")
     source = c1.segmented_control("Features", list(data.SOURCES), format_func=data.SOURCES.get,
                                   key=Key.EXPLORE_SOURCE, required=True, default="embedding",
                                   persist_state="session") or "embedding"
@@ -71,8 +75,9 @@ def colouring(idx: Index, source: str, colour: str, k: int, proj: Projection, th
         colours = group_colours(groups)
         for c, ((x, y, _), p) in enumerate(zip(rep.coords, rep.labels, strict=True)):
             name = cluster_name(c)
-            if (img := data.small_thumbnail(idx, p)) is not None:
-                thumbs.append(Thumb(float(x), float(y), data_uri(img, colours.get(name)), name))
+            if (img := data.small_thumbnail(idx, p, PLOT_THUMB)) is not None:
+                thumbs.append(Thumb(float(x), float(y),
+                                    plot_thumb_uri(img, colours.get(name), name), name))
     return groups, [rep], thumbs
 
 
