@@ -56,7 +56,7 @@ def detail_dialog(idx: Index, path: str) -> None:
                  type="primary"):
         state.set_stored_queries([path])
         state.pop(DETAIL)
-        router.go("search")
+        router.go("search")  # from any page: the Search page shows the results
     if d.neighbours:
         st.markdown("**Nearest images**")
         cols = st.columns(len(d.neighbours))

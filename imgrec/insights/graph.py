@@ -18,7 +18,7 @@ Example:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -49,6 +49,8 @@ class NeighbourGraph:
         weights: (e,) float32 cosine similarity of each edge.
         modularity: of the communities (networkx's definition, weighted).
         seconds: time taken to build it.
+        representatives: (c,) int64 node of each community whose embedding is most similar
+            (cosine) to the mean of its community's.
     """
 
     rows: np.ndarray
@@ -59,6 +61,7 @@ class NeighbourGraph:
     weights: np.ndarray
     modularity: float
     seconds: float = 0.0
+    representatives: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     @property
     def n_communities(self) -> int:
@@ -165,9 +168,58 @@ def neighbour_graph(index: Index | np.ndarray, k: int = DEFAULT_K,
     for c, nodes in enumerate(comms):
         community[list(nodes)] = c
     modularity = float(nx.community.modularity(g, comms, weight="weight")) if g.number_of_edges() else 0.0
-    pos = layout(x, edges, weights, iterations, seed)
-    return NeighbourGraph(rows, pos[:, 0].copy(), pos[:, 1].copy(), community, edges, weights,
-                          modularity, time.perf_counter() - t0)
+    pos = _normalise(spread(layout(x, edges, weights, iterations, seed), community))
+    return NeighbourGraph(rows, pos[:, 0].astype(np.float32), pos[:, 1].astype(np.float32),
+                          community, edges, weights, modularity, time.perf_counter() - t0,
+                          representatives(x, community))
+
+
+def representatives(x: np.ndarray, community: np.ndarray) -> np.ndarray:
+    """The node of each community whose row of ``x`` is most similar (cosine) to the mean
+    of its community's unit rows (the lowest node on ties).
+
+    Example:
+        >>> representatives(np.array([[1, 0], [1, 0.2], [1, 0.5], [0, 1]], np.float32),
+        ...                 np.array([0, 0, 0, 1])).tolist()
+        [1, 3]
+    """
+    community = np.asarray(community)
+    n_c = int(community.max()) + 1 if len(community) else 0
+    nrm = np.linalg.norm(np.asarray(x, np.float64), axis=1)
+    u = np.asarray(x, np.float64) / np.where(nrm > 0, nrm, 1.0)[:, None]
+    out = np.zeros(n_c, np.int64)
+    for c in range(n_c):
+        members = np.flatnonzero(community == c)
+        out[c] = members[int(np.argmax(u[members] @ u[members].mean(0)))]
+    return out
+
+
+def spread(pos: np.ndarray, community: np.ndarray, fill: float = 0.35, most: float = 4.0
+           ) -> np.ndarray:
+    """Enlarge each community about its centre until its radius is ``fill`` of the distance
+    to the nearest other community's centre (at most ``most`` times; never shrunk).
+
+    The force-directed layout packs a well-separated community into a tight knot whose links
+    hide under its nodes; spreading it keeps the communities apart (two radii add up to at
+    most ``2 * fill`` of the distance of their centres) while its links become visible.
+
+    Example:
+        >>> pos = np.array([[0, 0], [0.01, 0], [1, 0], [1.01, 0]], np.float64)
+        >>> spread(pos, np.array([0, 0, 1, 1]))[:, 0].round(3).tolist()
+        [-0.015, 0.025, 0.985, 1.025]
+    """
+    community = np.asarray(community)
+    n_c = int(community.max()) + 1 if len(community) else 0
+    if n_c < 2:
+        return pos
+    centres = np.stack([pos[community == c].mean(0) for c in range(n_c)])
+    offsets = pos - centres[community]
+    radius = np.zeros(n_c)
+    np.maximum.at(radius, community, np.hypot(offsets[:, 0], offsets[:, 1]))
+    d = np.hypot(*(centres[:, None, :] - centres[None, :, :]).transpose(2, 0, 1))
+    np.fill_diagonal(d, np.inf)
+    scale = np.clip(fill * d.min(1) / np.where(radius > 0, radius, np.inf), 1.0, most)
+    return centres[community] + scale[community, None] * offsets
 
 
 def layout(x: np.ndarray, edges: np.ndarray, weights: np.ndarray,

@@ -433,10 +433,20 @@ def test_explore_options_and_highlights(make_app, tiny_index: Path, gallery_byte
 
     at.toggle(key="explore_3d").set_value(True).run()
     assert_clean(at)
-    assert {t["type"] for t in plotly_spec(at)["data"]} == {"scatter3d"}
     assert "PC3" in at.main.caption[0].value
     captions = " ".join(c.value for c in at.main.caption)
     assert "switch 3-D off" in captions and "Draw a lasso" not in captions  # no contradiction
+    # once shown, the 3-D figure stays on the page beside the 2-D one and the other is
+    # hidden, so the browser keeps its 3-D scene: toggling back and forth rebuilds nothing
+    for three, hidden in ((True, 2), (False, 3), (True, 2)):
+        at.toggle(key="explore_3d").set_value(three).run()
+        assert_clean(at)
+        charts = {c.key: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
+        assert {k: {t["type"] for t in c["data"]} for k, c in charts.items()} == {
+            "explore_scatter": {"scattergl"}, "explore_scatter_3d": {"scatter3d"}}
+        css = " ".join(h.proto.body for h in at.get("html"))
+        assert f".st-key-explore-plot-{hidden} {{ display: none; }}" in css
+        assert f".st-key-explore-plot-{5 - hidden} {{" not in css
 
 
 def test_explore_samples_large_galleries_with_a_note(make_app, tiny_index: Path,
@@ -729,6 +739,10 @@ def test_insights_graph_renders_and_selection_shows_images(make_app, tiny_index:
     assert nodes and all(t["type"] == "scattergl" and t["name"].startswith("community")
                          for t in nodes)
     assert all(re.fullmatch(r"community \d+: \S.*", t["name"]) for t in nodes)  # named by label
+    # each community's representative thumbnail, captioned like its legend entry
+    assert len(spec["layout"]["images"]) == len(nodes)
+    captions = [f"community {im['name']}" for im in spec["layout"]["images"]]
+    assert captions == [t["name"] for t in nodes]
     assert sorted(r for t in nodes for r in t["customdata"]) == list(range(12))
     assert "Louvain communities" in " ".join(c.value for c in at.main.caption)
     picked = [p for t in nodes for p in t["hovertext"] if p.startswith("coffee/")][:2]
@@ -736,6 +750,26 @@ def test_insights_graph_renders_and_selection_shows_images(make_app, tiny_index:
     at.run()
     assert_clean(at)
     assert [p for kind, _, _, p in cards(at) if kind == "pick"] == picked
+
+
+def test_insights_graph_selection_is_paged(make_app, tmp_path: Path, gallery_maker,
+                                           app_embedder) -> None:
+    """A lasso around more images than a page holds pages them, never "the first 30"."""
+    gallery = gallery_maker(tmp_path / "gallery", per_family=12)
+    build_index(gallery, tmp_path / "index", embedder=app_embedder, workers=0)
+    paths = Index.open(tmp_path / "index").all_paths()
+    assert len(paths) == 36
+    at = open_insights(make_app, tmp_path / "index", "graph")
+    at.session_state["graph_selected"] = paths  # what a lasso around everything leaves
+    at.run()
+    assert_clean(at)
+    picked = lambda: [p for kind, _, _, p in cards(at) if kind == "pick"]  # noqa: E731
+    assert picked() == paths[:30]
+    pager = at.segmented_control(key="graph_page")
+    assert pager.options == ["1–30", "31–36"]
+    pager.set_value(1).run()
+    assert_clean(at)
+    assert picked() == paths[30:]
 
 
 # ---- search additions (issue 6) ------------------------------------------------------------
@@ -867,9 +901,31 @@ def test_explore_colours_by_gallery_clusters_with_representatives(make_app, tiny
     assert groups == {f"cluster {c}": sorted(res.members(c).tolist()) for c in range(3)}
     reps = [t for t in spec["data"] if t["name"] == "representatives"]
     assert len(reps) == 1 and reps[0]["customdata"] == res.representatives.tolist()
-    assert reps[0]["text"] == [p.split("/")[-1] for p in idx.paths(res.representatives)]
+    assert reps[0]["hovertext"] == idx.paths(res.representatives)
+    # each representative's thumbnail, captioned with its cluster (no file names over the points)
+    assert "text" not in reps[0]
     assert len(spec["layout"]["images"]) == 3
+    assert [im["name"] for im in spec["layout"]["images"]] == [f"cluster {c}" for c in range(3)]
     assert "representative" in at.main.caption[0].value
+
+
+def test_explore_opens_the_detail_dialog_and_searches_from_it(make_app, tiny_index: Path) -> None:
+    """A click on a point opens the detail dialog the result cards open (its path is what
+    a one-point selection leaves); Search with this image goes to the Search page (#12)."""
+    at = make_app(tiny_index)
+    at.run()
+    at.switch_page("imgrec/app/pages/explore.py").run()
+    assert "Click a point to open its image" in at.main.caption[-1].value
+    at.session_state["detail_path"] = "rocket/rocket_blur.jpg"
+    at.run()
+    assert_clean(at)
+    text = " ".join(m.value for m in at.markdown)
+    assert "**Path:** `rocket/rocket_blur.jpg`" in text and "**Nearest images**" in text
+    at.button(key="detail_search").click().run()
+    assert_clean(at)
+    assert at.title[0].value == "Search"
+    rows = result_rows(at)
+    assert len(rows) == 1 and rows[0][0][2] == "rocket/rocket_blur.jpg"
 
 
 def test_one_k_chosen_from_the_data_for_explore_and_insights(make_app, tiny_index: Path) -> None:

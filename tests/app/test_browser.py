@@ -171,7 +171,11 @@ def nav(pg, title: str) -> None:
 
 
 def lasso_all(pg, plot) -> None:
-    """Draw a lasso around the whole plot area of ``plot`` (a plotly chart locator)."""
+    """Draw a lasso around the whole plot area of ``plot`` (a plotly chart locator),
+    choosing the lasso in the plot's toolbar first where it is not the drag mode."""
+    if plot.evaluate("gd => gd._fullLayout.dragmode") != "lasso":
+        plot.hover()
+        plot.locator('.modebar-btn[data-val="lasso"]').click()
     box = plot.locator(".nsewdrag").first.bounding_box()
     x0, y0, x1, y1 = box["x"] + 3, box["y"] + 3, box["x"] + box["width"] - 3, box["y"] + box["height"] - 3
     pg.mouse.move(x0, y0)
@@ -295,6 +299,90 @@ def test_explore_scatter_renders_and_selection_shows_images(page, server: str) -
     no_exception(page)
 
 
+def apart_and_inside(pg, plot) -> list[dict]:
+    """The screen boxes of the thumbnails drawn on ``plot``, asserting that no two overlap
+    and that each lies inside the plot area (not cut at its edge)."""
+    area = plot.locator(".nsewdrag").first.bounding_box()
+    boxes = plot.evaluate("gd => [...gd.querySelectorAll('.layer-above .imagelayer image')]"
+                          ".map(e => { const r = e.getBoundingClientRect();"
+                          " return {x: r.x, y: r.y, w: r.width, h: r.height}; })")
+    for i, a in enumerate(boxes):
+        assert a["w"] >= 40 and a["h"] >= 40, a  # readable, not the 25 px of before
+        assert area["x"] - 1 <= a["x"] and a["x"] + a["w"] <= area["x"] + area["width"] + 1, a
+        assert area["y"] - 1 <= a["y"] and a["y"] + a["h"] <= area["y"] + area["height"] + 1, a
+        for b in boxes[:i]:
+            assert (a["x"] + a["w"] <= b["x"] or b["x"] + b["w"] <= a["x"]
+                    or a["y"] + a["h"] <= b["y"] or b["y"] + b["h"] <= a["y"]), (a, b)
+    return boxes
+
+
+POINT = """gd => { const t = gd._fullData.find(t => t.name.startsWith('cluster')), i = t.x.length - 1;
+  const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, r = gd.getBoundingClientRect();
+  return {x: r.left + xa._offset + xa.l2p(t.x[i]), y: r.top + ya._offset + ya.l2p(t.y[i]),
+          path: t.hovertext[i]}; }"""
+
+
+def test_explore_point_opens_the_detail_view_and_searches_from_it(page, server: str) -> None:
+    """A click on a point opens the image's detail dialog; Search with this image runs the
+    search on the Search page. With representatives, their thumbnails are readable and
+    neither overlap nor leave the plot."""
+    nav(page, "Explore")
+    plot = page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot')
+    page.wait_for_function("() => document.querySelector('.js-plotly-plot')?._fullLayout")
+    page.locator('[data-testid="stSelectbox"]').first.click()
+    page.get_by_role("option", name="Clusters with representatives").click()
+    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .imagelayer image')"
+                           ".length > 0")
+    settle(page)
+    k = plot.evaluate("gd => gd._fullData.filter(t => t.name.startsWith('cluster')).length")
+    assert len(apart_and_inside(page, plot)) == k >= 2
+    shoot(page, "explore-representatives")
+    point = plot.evaluate(POINT)
+    page.mouse.click(point["x"], point["y"])
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text(f"Path: {point['path']}")
+    settle(page)
+    assert dialog.locator('[data-testid="stImage"] img').first.evaluate(
+        "img => img.complete && img.naturalWidth > 0")
+    shoot(page, "explore-detail")
+    dialog.get_by_role("button", name="Search with this image").click()
+    page.wait_for_selector('h1:has-text("Search")')
+    page.wait_for_selector(f"text=Query 1: {point['path']}")
+    page.wait_for_selector(f"text=#{K}")
+    settle(page)
+    no_exception(page)
+
+
+SHOWN_3D = ("() => [...document.querySelectorAll('.js-plotly-plot')].find(g =>"
+            " g._fullLayout?.scene?._scene?.glplot && g.getBoundingClientRect().width > 100)")
+
+
+def test_explore_3d_toggle_keeps_its_scene(page, server: str) -> None:
+    """Switching 3-D off and on again shows the same WebGL scene, not a new one (building
+    one took seconds at every toggle)."""
+    nav(page, "Explore")
+    page.get_by_text("3-D", exact=True).click()
+    page.wait_for_function(f"({SHOWN_3D})()")
+    settle(page)
+    page.evaluate(f"() => {{ ({SHOWN_3D})().__kept = true; }}")  # mark this scene's element
+    no_exception(page)
+    shoot(page, "explore-3d")
+    page.get_by_text("3-D", exact=True).click()
+    page.wait_for_function(f"() => !({SHOWN_3D})()")
+    settle(page)
+    shown = page.evaluate("() => [...document.querySelectorAll('.js-plotly-plot')]"
+                          ".filter(g => g.getBoundingClientRect().width > 100)"
+                          ".map(g => g._fullData[0].type)")
+    assert shown == ["scattergl"]  # only the 2-D plot is visible
+    page.get_by_text("3-D", exact=True).click()
+    page.wait_for_function(f"({SHOWN_3D})()")
+    settle(page)
+    assert page.evaluate(f"() => ({SHOWN_3D})().__kept === true")  # the same scene again
+    page.get_by_text("3-D", exact=True).click()  # leave the page in 2-D
+    settle(page)
+    no_exception(page)
+
+
 def section_button(pg, name: str):
     """An option of a segmented control on the main pane."""
     return pg.locator('[data-testid="stMain"] button', has_text=re.compile(rf"^{name}$")).first
@@ -329,6 +417,13 @@ def test_insights_sections_and_the_neighbour_graph_in_webgl(page, server: str) -
     assert info["nodes"] == 12 and info["canvases"] > 0
     assert "WebGL is not supported" not in page.inner_text("body")
     no_exception(page)
+    # each community's representative, readable, apart, inside; the toolbar (shown on
+    # hover) leaves the first legend entry free
+    assert len(apart_and_inside(page, plot)) == len(info["types"]) - 1
+    plot.hover()
+    bar = plot.locator(".modebar").bounding_box()
+    first = plot.locator(".legend .traces").first.bounding_box()
+    assert bar["y"] + bar["height"] <= first["y"], (bar, first)
     lasso_all(page, plot)
     page.wait_for_selector("text=12 selected")
     settle(page)

@@ -292,6 +292,78 @@ def test_scatter_figure_2d_and_3d() -> None:
     assert fig3.data[0].showlegend is False
 
 
+def _overlap(a: np.ndarray, b: np.ndarray) -> bool:
+    return bool(a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3])
+
+
+@pytest.mark.parametrize("n", [1, 5, 14, 30])
+def test_thumbnails_never_overlap_nor_leave_the_axes(n: int) -> None:
+    """Thumbnail boxes (image + caption) of crowded anchors: pairwise apart, inside the
+    axis ranges, none over its own point, near it when there is room."""
+    from imgrec.app.placement import BOX_W, place
+
+    x, _ = blobs(20, 2)
+    anchors = np.concatenate([x[:1] + 0.01 * i for i in range(n)])  # all in one crowd
+    pl = place(anchors, x)
+    boxes = pl.boxes()
+    assert not any(_overlap(boxes[i], boxes[j]) for i in range(n) for j in range(i))
+    (x0, x1), (y0, y1) = pl.xrange, pl.yrange
+    assert (boxes[:, 0] >= x0).all() and (boxes[:, 2] <= x1).all()
+    assert (boxes[:, 1] >= y0).all() and (boxes[:, 3] <= y1).all()
+    assert x0 <= x[:, 0].min() and x[:, 0].max() <= x1 and y0 <= x[:, 1].min() and x[:, 1].max() <= y1
+    for (ax, ay), b in zip(anchors, boxes, strict=True):
+        assert not (b[0] < ax < b[2] and b[1] < ay < b[3])
+    if n <= 14:  # room for all at full size (about 70 px on the dashboard's plot)
+        assert pl.size[0] == pytest.approx(BOX_W * (x1 - x0))
+    span = np.array([x1 - x0, y1 - y0])
+    near = np.hypot(*((pl.centres[0] - anchors[0]) / span))
+    assert near < 0.2  # the first box lies next to its point, not somewhere far
+
+
+def test_plot_thumbnail_has_its_frame_and_caption_in_the_image() -> None:
+    """The caption is drawn into the thumbnail (under it), so it scales with it and cannot
+    run into a neighbour's; a long one is cut to the width."""
+    import base64
+
+    buf = io.BytesIO()
+    Image.new("RGB", (96, 96), (120, 160, 200)).save(buf, "JPEG")
+
+    def decoded(uri: str) -> Image.Image:
+        with Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))) as im:
+            return im.convert("RGB")
+
+    rgb = decoded(thumbs.plot_thumb_uri(buf.getvalue(), "#ff0000", "cluster 3"))
+    assert rgb.size == (96, 96 + round(thumbs.CAPTION_SHARE * 96))
+    corner, centre = rgb.getpixel((1, 1)), rgb.getpixel((48, 48))
+    assert corner[0] > 200 and corner[1] < 60 and corner[2] < 60  # red frame
+    assert abs(centre[0] - 120) < 12 and abs(centre[2] - 200) < 12  # the picture untouched
+    strip = np.asarray(rgb)[97:].min(axis=2)
+    ink = np.flatnonzero((strip < 100).any(axis=0))
+    assert len(ink) and ink.min() > 20 and ink.max() < 76  # dark text, centred
+    long = decoded(thumbs.plot_thumb_uri(buf.getvalue(), None, "community 12: academic gown"))
+    assert long.size == rgb.size  # the strip keeps its size, the text is cut to fit
+    assert np.abs(np.asarray(long)[:96].astype(int) - np.asarray(rgb)[:96]).max() > 100  # no frame
+    assert figures.group_colours(["cluster 1", "cluster 0"])["cluster 0"] != figures.group_colours(
+        ["cluster 1", "cluster 0"])["cluster 1"]
+
+
+def test_scatter_figure_draws_placed_thumbnails_with_captions() -> None:
+    x, truth = blobs(10)
+    p = projection.project(x)
+    thumbs_ = [figures.Thumb(float(p.coords[i, 0]), float(p.coords[i, 1]), "data:image/jpeg;base64,",
+                             f"cluster {c}") for c, i in enumerate((0, 10, 20))]
+    fig = figures.scatter_figure(p, [f"f{i}.jpg" for i in range(30)],
+                                 [f"cluster {c}" for c in truth], images=thumbs_)
+    images = fig.layout.images
+    assert len(images) == 3 and all(im.sizing == "contain" for im in images)
+    assert [im.name for im in images] == ["cluster 0", "cluster 1", "cluster 2"]
+    lo, hi = fig.layout.xaxis.range
+    assert images[0].sizex / (hi - lo) >= 0.09  # readable: about a tenth of the plot wide
+    assert len(fig.layout.shapes) == 3  # a line from each thumbnail to its point
+    assert "click" in fig.data[0].hovertemplate  # hovering says a click opens the image
+    assert "hovertext" in fig.data[0].hovertemplate
+
+
 def test_selected_rows() -> None:
     event = {"selection": {"points": [{"customdata": 4}, {"customdata": [2]}, {"customdata": 4},
                                       {"customdata": -1}, {"x": 1.0}, {"customdata": "junk"}]}}
@@ -486,6 +558,12 @@ def test_graph_figure_draws_edges_as_one_trace_and_nodes_by_community() -> None:
     labels = ["tabby" if g.community[i] == 0 else "espresso" for i in range(len(g.rows))]
     named = figures.graph_figure(g, paths, labels).data[1:]
     assert named[0].name == "community 1: tabby" and named[1].name == "community 2: espresso"
+    captions = figures.community_captions(g, labels)
+    assert captions[:2] == ["1: tabby", "2: espresso"] and len(captions) == g.n_communities
+    reps = figures.community_thumbs(g, ["data:image/jpeg;base64,"] * g.n_communities, captions)
+    assert [(t.x, t.y) for t in reps] == [(g.x[n], g.y[n]) for n in g.representatives]
+    drawn = figures.graph_figure(g, paths, labels, reps)
+    assert [im.name for im in drawn.layout.images] == captions
 
 
 def test_filter_hits_by_label(tmp_path: Path) -> None:
@@ -559,9 +637,12 @@ def test_representatives_are_marked_and_can_carry_thumbnails() -> None:
     assert uri.startswith("data:image/jpeg;base64,")
     groups = [f"cluster {c + 1}" for c in res.labels]
     fig = figures.scatter_figure(p, paths, groups, [rep],
-                            images=[(float(a), float(b), uri) for a, b, _ in rep.coords])
+                                 images=[figures.Thumb(float(a), float(b), uri, f"cluster {c + 1}")
+                                         for c, (a, b, _) in enumerate(rep.coords)])
     marks = fig.data[-1]
-    assert marks.name == "representatives" and marks.mode == "markers+text"
-    assert list(marks.text) == [paths[r].split("/")[-1] for r in rep.rows]
+    # the squares carry no file-name text (it overlapped): each thumbnail has its caption
+    assert marks.name == "representatives" and marks.mode == "markers" and not marks.text
+    assert list(marks.hovertext) == [paths[r] for r in rep.rows]
     assert len(fig.layout.images) == 3 and fig.layout.images[0].source == uri
+    assert [im.name for im in fig.layout.images] == ["cluster 1", "cluster 2", "cluster 3"]
     assert figures.scatter_figure(p, paths, groups, [rep], dims=3).data[-1].type == "scatter3d"

@@ -38,6 +38,44 @@ def test_demo_graph_communities_are_the_photos(demo_index):
     assert set(g.neighbours(0).tolist()) <= set(np.flatnonzero(fams == fams[0]).tolist())
 
 
+def test_demo_graph_links_show_and_each_community_has_a_representative(demo_index):
+    """Each community is spread about its centre so its links are longer than its nodes
+    are wide (the force layout packed them into knots a third as wide), the communities
+    stay apart, and each has a representative: its member nearest the community's mean."""
+    g = neighbour_graph(demo_index)
+    e = g.edges
+    assert np.median(np.hypot(g.x[e[:, 0]] - g.x[e[:, 1]], g.y[e[:, 0]] - g.y[e[:, 1]])) > 0.08
+    c = g.community
+    centres = np.stack([[g.x[c == k].mean(), g.y[c == k].mean()] for k in range(g.n_communities)])
+    radius = np.array([np.hypot(g.x[c == k] - cx, g.y[c == k] - cy).max()
+                       for k, (cx, cy) in enumerate(centres)])
+    apart = np.hypot(*(centres[:, None] - centres[None]).transpose(2, 0, 1))
+    np.fill_diagonal(apart, np.inf)
+    assert ((radius[:, None] + radius[None]) < apart).all()  # no two communities meet
+    assert g.representatives.shape == (g.n_communities,)
+    emb = np.asarray(demo_index.embeddings, np.float64)
+    u = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    for k, node in enumerate(g.representatives):
+        members = np.flatnonzero(c == k)
+        assert c[node] == k
+        sims = u[g.rows[members]] @ u[g.rows[members]].mean(0)
+        assert sims.max() == pytest.approx(u[g.rows[node]] @ u[g.rows[members]].mean(0))
+
+
+def test_spread_enlarges_tight_communities_only():
+    from imgrec.insights.graph import spread
+
+    rng = np.random.default_rng(0)
+    tight = np.concatenate([c + 0.01 * rng.normal(size=(10, 2)) for c in ((0, 0), (1, 0))])
+    wide = np.concatenate([c + 0.3 * rng.normal(size=(10, 2)) for c in ((0, 0), (1, 0))])
+    comm = np.repeat([0, 1], 10)
+    out = spread(tight, comm)
+    np.testing.assert_allclose(out[:10].mean(0), tight[:10].mean(0), atol=1e-12)
+    assert np.ptp(out[:10], axis=0).max() > 3 * np.ptp(tight[:10], axis=0).max()
+    np.testing.assert_allclose(spread(wide, comm), wide, atol=1e-12)  # already wide: unchanged
+    np.testing.assert_array_equal(spread(tight, np.zeros(20, int)), tight)  # one community
+
+
 def test_graph_is_deterministic_and_samples(demo_index):
     a, b = neighbour_graph(demo_index, seed=1), neighbour_graph(demo_index, seed=1)
     for x, y in ((a.x, b.x), (a.y, b.y), (a.community, b.community), (a.edges, b.edges)):

@@ -7,7 +7,8 @@ from typing import Any
 import streamlit as st
 
 from imgrec.app import data, router, state, widgets
-from imgrec.app.figures import scatter_figure
+from imgrec.app.detail import open_detail, show_if_open
+from imgrec.app.figures import Thumb, group_colours, scatter_figure
 from imgrec.app.formatting import card_label, chunks
 from imgrec.app.insights import cluster_name
 from imgrec.app.projection import (
@@ -22,7 +23,7 @@ from imgrec.app.projection import (
 )
 from imgrec.app.resources import load_index
 from imgrec.app.state import Key
-from imgrec.app.thumbs import data_uri
+from imgrec.app.thumbs import PLOT_THUMB, plot_thumb_uri
 from imgrec.app.widgets import cluster_slider
 from imgrec.errors import ImgrecError
 from imgrec.index.index import Index
@@ -35,8 +36,12 @@ COLOURS = {"cluster": "K-means cluster", "gallery": "Clusters with representativ
 
 
 def controls(idx: Index) -> tuple[str, str, int, bool]:
-    """Features, colouring, clusters and 3-D: ``(source, colour, k, three)``."""
-    c1, c2, c3, c4 = st.columns([3, 3, 3, 1], vertical_alignment="bottom")
+    """Features, colouring, clusters and 3-D: ``(source, colour, k, three)``.
+
+    Two rows of two, so that no label or option is cut on a laptop-sized window (one row
+    of four left "Clusters with representatives" and "Colour histograms" clipped)."""
+    c1, c2 = st.columns([1.1, 1], vertical_alignment="bottom")
+    c3, c4 = st.columns([3, 1], vertical_alignment="bottom")
     source = c1.segmented_control("Features", list(data.SOURCES), format_func=data.SOURCES.get,
                                   key=Key.EXPLORE_SOURCE, required=True, default="embedding",
                                   persist_state="session") or "embedding"
@@ -52,8 +57,9 @@ def controls(idx: Index) -> tuple[str, str, int, bool]:
 
 
 def colouring(idx: Index, source: str, colour: str, k: int, proj: Projection, three: bool
-              ) -> tuple[list[str] | None, list[Highlight], list[tuple[float, float, str]]]:
-    """Group label of each drawn point, extra marks and thumbnails for ``colour``."""
+              ) -> tuple[list[str] | None, list[Highlight], list[Thumb]]:
+    """Group label of each drawn point, extra marks and thumbnails for ``colour`` (each
+    representative's, framed in its cluster's colour, in 2-D)."""
     all_paths = data.all_paths(idx)
     if colour == "folder":
         return group_labels([top_folder(all_paths[r]) for r in proj.rows]), [], []
@@ -66,24 +72,33 @@ def colouring(idx: Index, source: str, colour: str, k: int, proj: Projection, th
     rep = representatives(found, proj, data.matrix(idx, source), all_paths)
     thumbs = []
     if not three and len(rep.rows) <= MAX_REP_THUMBS:
-        thumbs = [(float(x), float(y), data_uri(img)) for (x, y, _), p in
-                  zip(rep.coords, rep.labels, strict=True)
-                  if (img := data.small_thumbnail(idx, p)) is not None]
+        colours = group_colours(groups)
+        for c, ((x, y, _), p) in enumerate(zip(rep.coords, rep.labels, strict=True)):
+            name = cluster_name(c)
+            if (img := data.small_thumbnail(idx, p, PLOT_THUMB)) is not None:
+                thumbs.append(Thumb(float(x), float(y),
+                                    plot_thumb_uri(img, colours.get(name), name), name))
     return groups, [rep], thumbs
 
 
 def _on_select() -> None:
+    """A box or lasso fills the grid below the plot; one point (a click) also opens it in
+    the detail dialog."""
     rows = selected_rows(state.get(Key.EXPLORE_SCATTER))
     current, _ = load_index()
     try:
-        state.put(Key.EXPLORE_SELECTED, current.paths(rows) if current and rows else [])
+        paths = current.paths(rows) if current and rows else []
     except (KeyError, ImgrecError):  # the index changed under the plot: start over
-        state.put(Key.EXPLORE_SELECTED, [])
+        paths = []
+    state.put(Key.EXPLORE_SELECTED, paths)
+    if len(paths) == 1:
+        open_detail(paths[0])
 
 
 def plot(idx: Index, source: str, colour: str, k: int, three: bool) -> None:
+    """The scatter in 2-D or 3-D (see :func:`_draw`)."""
     proj = data.projection(idx, source)
-    groups, marks, thumbs = colouring(idx, source, colour, k, proj, three)
+    groups, marks, thumbs = colouring(idx, source, colour, k, proj, False)
     what = "CNN embeddings" if source == "embedding" else "colour histograms"
     st.caption(f"PCA of the {what} of {len(idx):,} images: "
                f"{explained_text(proj.explained, 3 if three else 2)}. "
@@ -94,16 +109,29 @@ def plot(idx: Index, source: str, colour: str, k: int, three: bool) -> None:
                 f"of {len(proj.rows):,} so the browser stays smooth. Queries and results are "
                 "always drawn.", icon=":material/filter_alt:")
     all_paths = data.all_paths(idx)
-    fig = scatter_figure(proj, [all_paths[r] for r in proj.rows], groups,
-                         marks + data.highlights(idx, source, proj), dims=3 if three else 2,
-                         images=thumbs)
+    paths = [all_paths[r] for r in proj.rows]
+    marks = marks + data.highlights(idx, source, proj)
+    figs = {2: scatter_figure(proj, paths, groups, marks, dims=2, images=thumbs)}
+    if three or state.get(Key.EXPLORE_3D_SEEN):
+        state.put(Key.EXPLORE_3D_SEEN, True)
+        figs[3] = scatter_figure(proj, paths, groups, marks, dims=3)
+    _draw(figs, three)
+
+
+def _draw(figs: dict[int, Any], three: bool) -> None:
+    """Both figures once 3-D has been shown, the other one hidden: the browser keeps the 3-D
+    scene it built (seconds of WebGL set-up) instead of building it anew at every toggle."""
     config: dict[str, Any] = {"displaylogo": False, "scrollZoom": True}
-    if three:
-        st.plotly_chart(fig, key="explore_scatter_3d", config=config)
-        st.caption("Rotate with the mouse. Selecting points works in 2-D: switch 3-D off.")
-    else:
-        st.plotly_chart(fig, key=Key.EXPLORE_SCATTER, on_select=_on_select,
+    st.html(f"<style>.st-key-explore-plot-{2 if three else 3} {{ display: none; }}</style>")
+    with st.container(key="explore-plot-2"):
+        st.plotly_chart(figs[2], key=Key.EXPLORE_SCATTER, on_select=_on_select,
                         selection_mode=("box", "lasso", "points"), config=config)
+    if 3 in figs:
+        with st.container(key="explore-plot-3"):
+            st.plotly_chart(figs[3], key="explore_scatter_3d", config=config)
+    if three:
+        st.caption("Rotate with the mouse. Opening and selecting points works in 2-D: "
+                   "switch 3-D off.")
 
 
 def selection(idx: Index, three: bool) -> None:
@@ -111,8 +139,8 @@ def selection(idx: Index, three: bool) -> None:
     selected = state.selected(Key.EXPLORE_SELECTED)
     if not selected:
         if not three:  # in 3-D the plot's own caption says how to select
-            st.caption("Draw a lasso or a box around points (toolbar above the plot) to see "
-                       "their images here.")
+            st.caption("Click a point to open its image. Draw a lasso or a box around points "
+                       "(pick either in the toolbar above the plot) to see their images here.")
         return
     c1, c2, c3 = st.columns([3, 2, 1], vertical_alignment="center")
     c1.subheader(f"{len(selected):,} selected image{'s' if len(selected) != 1 else ''}")
@@ -139,6 +167,7 @@ def render() -> None:
     source, colour, k, three = controls(idx)
     plot(idx, source, colour, k, three)
     selection(idx, three)
+    show_if_open(idx)
 
 
 if __name__ == "__main__":  # Streamlit runs a page as __main__; importing it draws nothing

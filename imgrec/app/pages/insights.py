@@ -6,12 +6,19 @@ import streamlit as st
 
 from imgrec.app import data, state, widgets
 from imgrec.app.duplicates import duplicates_view
-from imgrec.app.figures import graph_figure, label_chart
+from imgrec.app.figures import (
+    community_captions,
+    community_colour,
+    community_thumbs,
+    graph_figure,
+    label_chart,
+)
 from imgrec.app.formatting import card_label, chunks, page_of
 from imgrec.app.insights import CLUSTER_PAGE, cluster_name
 from imgrec.app.projection import selected_rows
 from imgrec.app.resources import load_index
 from imgrec.app.state import Key
+from imgrec.app.thumbs import PLOT_THUMB, plot_thumb_uri
 from imgrec.app.widgets import cluster_slider
 from imgrec.errors import ImgrecError
 from imgrec.index.index import Index
@@ -129,8 +136,10 @@ def graph_view(idx: Index) -> None:
                "images.")
     paths = data.all_paths(idx)
     names = data.top_label_names(idx)
-    st.plotly_chart(graph_figure(g, [paths[int(r)] for r in g.rows],
-                                 [names[int(r)] for r in g.rows] if names else None),
+    labels = [names[int(r)] for r in g.rows] if names else None
+    captions = community_captions(g, labels)
+    st.plotly_chart(graph_figure(g, [paths[int(r)] for r in g.rows], labels,
+                                 community_thumbs(g, _rep_uris(idx, g, captions), captions)),
                     key=Key.GRAPH_CHART,
                     on_select=_on_graph_select, selection_mode=("box", "lasso", "points"),
                     config={"displaylogo": False, "scrollZoom": True})
@@ -139,6 +148,17 @@ def graph_view(idx: Index) -> None:
         st.subheader(f"{len(selected):,} selected")
         page = widgets.pager("Selected images", len(selected), GRAPH_SHOWN, Key.GRAPH_PAGE)
         grid(idx, selected[page * GRAPH_SHOWN:(page + 1) * GRAPH_SHOWN], "graph")
+
+
+def _rep_uris(idx: Index, g, captions: list[str]) -> list[str | None]:
+    """A data URI of each named community's representative, framed in its colour on the
+    graph and captioned."""
+    paths = data.all_paths(idx)
+    out: list[str | None] = []
+    for c, (node, cap) in enumerate(zip(g.representatives, captions, strict=False)):
+        img = data.small_thumbnail(idx, paths[int(g.rows[node])], PLOT_THUMB)
+        out.append(plot_thumb_uri(img, community_colour(c), cap) if img is not None else None)
+    return out
 
 
 VIEWS = {"labels": labels_view, "clusters": clusters_view, "duplicates": duplicates_view,
