@@ -24,6 +24,12 @@ from imgrec.search.rank import SearchResult
 SOURCES = {"embedding": "CNN embeddings", "color": "Colour histograms"}
 
 
+def sharded(idx: Any) -> bool:
+    """Whether ``idx`` is a sharded index (a ShardedIndex: Explore and Insights draw their
+    points from a sample fetched across the shards; duplicates are not offered)."""
+    return not isinstance(idx, Index)
+
+
 def matrix(idx: Index, source: str) -> np.ndarray:
     """The feature matrix a projection source is drawn from."""
     return idx.embeddings if source == "embedding" else idx.histograms
@@ -45,6 +51,8 @@ def small_thumbnail(idx: Index, path: str, size: int = 64) -> bytes | None:
 def changes_since_build(index_dir: str, version: str, _idx: Index) -> tuple[int, int, int]:
     from imgrec.build.changes import changes as scan
 
+    if sharded(_idx):
+        raise ImgrecError("a sharded index is not re-synced here: build a new one")
     c = scan(_idx)
     return c.new, c.changed, c.removed
 
@@ -95,6 +103,8 @@ def calibration(idx: Index, method: str, metric: str) -> Calibration | None:
     beside the index); None for rankings it does not describe (refined, label)."""
     if method not in ("embedding", "color", "pca") or metric in ("probability", "refine"):
         return None
+    if sharded(idx):  # the calibration reads the whole gallery in one process
+        return None
     return _calibration(idx, method, metric)
 
 
@@ -122,6 +132,8 @@ def clusters(idx: Index, k: int, seed: int = 0) -> Any:
     the ones the Insights page lists and the Explore page colours by."""
     from imgrec.insights.clusters import clusters as run
 
+    if sharded(idx):
+        return idx.sample_clusters(int(k), int(seed), proj_mod.MAX_POINTS)
     return run(idx, k=int(k), seed=int(seed))
 
 
@@ -178,13 +190,15 @@ def label_counts(idx: Index, top: int = 50) -> list:
     """The ``top`` most frequent top-1 labels (raises QueryError without labels)."""
     from imgrec.insights.labels import label_counts as run
 
-    return run(idx, int(top))
+    return idx.label_counts(int(top)) if sharded(idx) else run(idx, int(top))
 
 
 @per_index(max_entries=4, spinner="Comparing every image with every other…")
 def _near_pairs(idx: Index, t_min: float) -> tuple:
     from imgrec.insights.duplicates import near_pairs
 
+    if sharded(idx):
+        idx.find_duplicates()  # raises: not offered across shards
     return near_pairs(idx.embeddings, idx.embedding_norms, t_min)
 
 
@@ -223,7 +237,7 @@ def graph(idx: Index, k: int, threshold: float, sample: int) -> Any:
 def _label_search(idx: Index, text: str, k: int) -> SearchResult:
     from imgrec.insights.labels import search_by_label
 
-    return search_by_label(idx, text, k)
+    return idx.search_by_label(text, k) if sharded(idx) else search_by_label(idx, text, k)
 
 
 def label_search(idx: Index, text: str, k: int) -> SearchResult:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import streamlit as st
@@ -92,10 +93,29 @@ def _open_index(index_dir: str, version: str) -> Index:
     return idx
 
 
+@register
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _open_sharded(index_dir: str, key: str) -> Any:
+    from imgrec.shard.cli import ray_address
+    from imgrec.shard.sharded import ShardedIndex
+    from imgrec.shard.split import ShardedManifest
+
+    model = ShardedManifest.read(Path(index_dir)).model
+    embedder = warm_embedder(model).embedder if model in BACKBONES else None
+    return ShardedIndex.open(index_dir, ray_address=ray_address(None), embedder=embedder)
+
+
 def load_index(directory: str | Path | None = None) -> tuple[Index | None, str | None]:
-    """The index of this session's folder, or ``(None, reason)``; never raises."""
+    """The index of this session's folder, or ``(None, reason)``; never raises. A sharded
+    index opens as a ShardedIndex on ``$IMGREC_RAY_ADDRESS`` (unset: a local Ray)."""
+    from imgrec.shard.cli import is_sharded
+
     d = Path(directory) if directory is not None else state.index_dir()
     try:
+        if is_sharded(d):
+            from imgrec.shard.split import current_key
+
+            return _open_sharded(str(d), current_key(d)), None
         version = current_version(d)
         if version is None:
             return None, f"There is no index in {d} yet."

@@ -50,7 +50,8 @@ def build_index(gallery: str | os.PathLike, index_dir: str | os.PathLike | None 
                 wait: bool = False, progress: Callable[[Progress], None] | None = None,
                 producer: Producer | None = None, exclude: Sequence[str] = (),
                 ignore_file: str | None = images.IGNORE_FILE,
-                max_megapixels: float = images.MAX_MEGAPIXELS) -> BuildReport:
+                max_megapixels: float = images.MAX_MEGAPIXELS,
+                shards: int | None = None) -> BuildReport:
     """Index (or re-sync) every image under ``gallery`` into ``index_dir``.
 
     On an existing index this is a sync: files whose size and mtime are unchanged are
@@ -79,6 +80,10 @@ def build_index(gallery: str | os.PathLike, index_dir: str | os.PathLike | None 
             to the gallery), applied after the ``ignore_file`` rules.
         ignore_file: the rules file read at the gallery root (None: none is read).
         max_megapixels: larger images are skipped, with a reason naming the option.
+        shards: make a new collection as a sharded index of this many shards in
+            ``index_dir`` (the layout ``imgrec shard split`` writes, for
+            :class:`~imgrec.shard.sharded.ShardedIndex`; a killed build resumes); None
+            (default): an ordinary index.
 
     Returns:
         A :class:`BuildReport`.
@@ -94,11 +99,18 @@ def build_index(gallery: str | os.PathLike, index_dir: str | os.PathLike | None 
         indexed 38 images from .../photos into .../photos-index (efficientnet-lite0) in ... s
         added 0, updated 0, moved 0, removed 0, unchanged 38, skipped 0
     """
-    return Build(gallery, index_dir, model=model, embedder=embedder, weights=weights,
-                 device=device, workers=workers, batch_size=batch_size,
-                 pca_components=pca_components, full=full, wait=wait, progress=progress,
-                 producer=producer, exclude=exclude, ignore_file=ignore_file,
-                 max_megapixels=max_megapixels).run()
+    def run(target: str | os.PathLike | None) -> BuildReport:
+        return Build(gallery, target, model=model, embedder=embedder, weights=weights,
+                     device=device, workers=workers, batch_size=batch_size,
+                     pca_components=pca_components, full=full, wait=wait, progress=progress,
+                     producer=producer, exclude=exclude, ignore_file=ignore_file,
+                     max_megapixels=max_megapixels).run()
+
+    if shards is None:
+        return run(index_dir)
+    from imgrec.build.sharded import build_sharded
+
+    return build_sharded(index_dir, shards, run)
 
 
 def flush_every() -> int:

@@ -63,7 +63,7 @@ def index(args: argparse.Namespace) -> int:
                              full=args.full, wait=args.wait, exclude=args.excludes or (),
                              max_megapixels=args.max_megapixels,
                              progress=None if args.quiet else ProgressBar(),
-                             producer=producer(args))
+                             producer=producer(args), shards=args.shards)
     print(replace(report, skipped=[(printable(p), printable(why))
                                    for p, why in report.skipped]).summary())
     return EXIT_OK
@@ -147,7 +147,9 @@ def serve(args: argparse.Namespace) -> int:
 def _strength(idx: Any, res: Any) -> Any:
     """``score -> (band, percentile)`` for this result's method in this gallery, or None
     for results a gallery calibration does not rate (label search)."""
-    if res.method == "label":
+    from imgrec.index.index import Index
+
+    if res.method == "label" or not isinstance(idx, Index):  # not rated on a sharded index
         return None
     from imgrec.search.calibration import calibrate
 
@@ -201,6 +203,7 @@ def where(args: argparse.Namespace) -> Any:
 def search(args: argparse.Namespace) -> int:
     """Search by query images (files or @stored) or by label text; a table or JSON."""
     from imgrec.index.index import Index
+    from imgrec.shard.cli import open_index
 
     if args.label is not None and (args.images or args.negative):
         raise ImgrecError("give query images or --label TEXT, not both (--has-label TEXT "
@@ -222,10 +225,16 @@ def search(args: argparse.Namespace) -> int:
     elif not args.images:
         from imgrec.insights.labels import search_by_label
 
-        idx = Index.open(index_dir(args.index))
-        res, root = search_by_label(idx, args.label, k=args.k, where=cond), idx.root
+        idx = open_index(index_dir(args.index), args.ray)
+        if isinstance(idx, Index):
+            res = search_by_label(idx, args.label, k=args.k, where=cond)
+        elif cond is not None:
+            raise ImgrecError("search filters are not supported on a sharded index")
+        else:
+            res = idx.search_by_label(args.label, k=args.k)
+        root = idx.root
     else:
-        idx = Index.open(index_dir(args.index))
+        idx = open_index(index_dir(args.index), args.ray)
         root = idx.root
         res = idx.search(_queries(args.images), method=args.method, metric=args.metric,
                          k=args.k, pca_components=args.pca_components,

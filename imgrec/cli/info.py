@@ -38,7 +38,10 @@ def _verify(args: argparse.Namespace) -> int:
 def _info(args: argparse.Namespace) -> int:
     from imgrec.build.lock import holder
     from imgrec.index.index import Index
+    from imgrec.shard.cli import info, is_sharded
 
+    if is_sharded(_index_dir(args.index)):
+        return info(_index_dir(args.index), args.json, args.verify)
     if args.verify:
         return _verify(args)
     idx = Index.open(_index_dir(args.index))

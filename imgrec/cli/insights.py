@@ -17,10 +17,13 @@ EXIT_OK = 0
 def _labels(args: argparse.Namespace) -> int:
     from imgrec.index.index import Index
     from imgrec.insights.labels import label_counts, labels_of
+    from imgrec.shard.cli import open_index
 
-    idx = Index.open(_index_dir(args.index))
+    idx = open_index(_index_dir(args.index), args.ray)
+    sharded = not isinstance(idx, Index)
     if args.image:
-        labels = labels_of(idx, idx.row_of(args.image.removeprefix("@")))
+        path = args.image.removeprefix("@")
+        labels = idx.labels_of(path) if sharded else labels_of(idx, idx.row_of(path))
         if args.json:
             print(json.dumps({"path": args.image, "labels": [
                 {"class_id": lb.class_id, "label": lb.name, "probability": round(lb.probability, 6)}
@@ -34,7 +37,7 @@ def _labels(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.top < 1:
         raise ImgrecError(f"--top must be at least 1, got {args.top}")
-    counts = label_counts(idx, args.top)
+    counts = idx.label_counts(args.top) if sharded else label_counts(idx, args.top)
     if args.json:
         print(json.dumps({"images": len(idx), "labels": [
             {"class_id": c.class_id, "label": c.name, "count": c.count} for c in counts]},

@@ -18,6 +18,17 @@ COMMANDS = {"demo": commands.demo, "index": commands.index, "search": commands.s
             **info.COMMANDS, **insights.COMMANDS}
 
 
+def _sharded_check(args: object) -> None:
+    """Refuse, in one line, a command that cannot work on the sharded index it names."""
+    from pathlib import Path
+
+    given = getattr(args, "index", False)
+    if given is None or isinstance(given, Path):
+        from imgrec.shard.cli import refuse_sharded
+
+        refuse_sharded(args.command, commands.index_dir(given), getattr(args, "shards", None))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 2 bad usage or input, 1 unexpected).
 
@@ -27,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = build_parser().parse_args(argv)
     try:
+        _sharded_check(args)
         return COMMANDS[args.command](args)
     except ImgrecError as exc:
         print(f"imgrec: {exc}", file=sys.stderr)

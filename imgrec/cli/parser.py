@@ -86,6 +86,12 @@ def _index_dir(p: argparse.ArgumentParser) -> None:
                         f"{Settings.from_env().index_dir})")
 
 
+def _ray(p: argparse.ArgumentParser) -> None:
+    from imgrec.shard.cli import add_serve_option
+
+    add_serve_option(p)
+
+
 def _json(p: argparse.ArgumentParser, what: str = "print one JSON object") -> None:
     p.add_argument("--json", action="store_true", help=f"{what} (default: a table)")
 
@@ -135,9 +141,10 @@ def _index(sub: Any) -> None:
     i.add_argument("--max-megapixels", type=float, metavar="N", default=b["max_megapixels"],
                    help="skip images larger than this (default: %(default)s)")
     i.add_argument("--quiet", action="store_true", help="no progress bar (default: off)")
-    from imgrec.shard.cli import add_ray_option
+    from imgrec.shard.cli import add_ray_option, add_shards_option
 
     add_ray_option(i)
+    add_shards_option(i)
 
 
 def _search(sub: Any) -> None:
@@ -177,6 +184,7 @@ def _search(sub: Any) -> None:
                    help="weight of the negative examples (default: %(default)s)")
     s.add_argument("--max-megapixels", type=float, metavar="N", default=d["max_megapixels"],
                    help="refuse query images larger than this (default: %(default)s)")
+    _ray(s)
 
 
 def _watch(sub: Any) -> None:
@@ -244,6 +252,7 @@ def _insights(sub: Any) -> None:
     lb.add_argument("--image", metavar="PATH",
                     help="show the top-5 labels of this indexed image (default: none)")
     _json(lb)
+    _ray(lb)
 
     from imgrec.cli.duplicates import add_arguments as duplicates_arguments
     from imgrec.cli.duplicates import add_check_arguments

@@ -8,11 +8,61 @@ and the ``index`` command passes :func:`producer`'s result to ``Build(producer=.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
+from imgrec.errors import ImgrecError
+
 #: what ``--ray`` holds when given without an address: a local Ray started for the run
 LOCAL = "local"
+#: the Ray cluster a sharded index is served on when no ``--ray`` is given (unset: local)
+RAY_ENV = "IMGREC_RAY_ADDRESS"
+#: the commands that work on a sharded index (the others refuse it, naming themselves)
+SHARDED_COMMANDS = frozenset({"search", "info", "labels", "app", "shard", "demo"})
+
+
+def is_sharded(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a sharded index (it holds the sharded-index manifest)."""
+    from imgrec.shard.split import MANIFEST
+
+    return (Path(path) / MANIFEST).is_file()
+
+
+def ray_address(given: str | None) -> str | None:
+    """The Ray cluster to serve a sharded index on: ``--ray``, else ``$IMGREC_RAY_ADDRESS``,
+    else None (a local Ray started for the run)."""
+    address = given or os.environ.get(RAY_ENV, "").strip() or None
+    return None if address == LOCAL else address
+
+
+def open_index(path: Path, ray: str | None = None) -> Any:
+    """The index at ``path``: an :class:`Index`, or for a sharded index a
+    :class:`~imgrec.shard.sharded.ShardedIndex` on the Ray cluster ``ray`` (see
+    :func:`ray_address`)."""
+    if is_sharded(path):
+        from imgrec.shard.sharded import ShardedIndex
+
+        return ShardedIndex.open(path, ray_address=ray_address(ray))
+    from imgrec.index.index import Index
+
+    return Index.open(path)
+
+
+def refuse_sharded(command: str, index: Any, shards: Any = None) -> None:
+    """Raise a one-line ImgrecError when ``command`` cannot work on the sharded index at
+    ``index`` (every command but :data:`SHARDED_COMMANDS`; ``index`` only with
+    ``--shards`` into a new folder, which says so itself)."""
+    if command in SHARDED_COMMANDS or not isinstance(index, Path) or not is_sharded(index):
+        return
+    if command == "index":
+        if shards is None:
+            raise ImgrecError(f"{index} is a sharded index: re-syncing one is not supported; "
+                              "build into a new folder with --shards N, or sync an unsharded "
+                              "index and split it with `imgrec shard split`")
+        return
+    raise ImgrecError(f"imgrec {command} is not supported on a sharded index ({index}): run "
+                      "it on an unsharded index (sharded: search, info, labels, app)")
 
 
 def add_arguments(sub: Any) -> argparse.ArgumentParser:
@@ -42,6 +92,22 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_serve_option(p: argparse.ArgumentParser) -> None:
+    """Add ``--ray ADDRESS`` to a command that reads an index (used on a sharded one)."""
+    p.add_argument("--ray", metavar="ADDRESS", default=None,
+                   help="for a sharded index: the Ray cluster its shards are served on "
+                        "('auto', ray://host:10001) (default: $IMGREC_RAY_ADDRESS, else a "
+                        "local Ray with this machine's cores)")
+
+
+def add_shards_option(p: argparse.ArgumentParser) -> None:
+    """Add ``--shards N`` to the ``index`` command."""
+    p.add_argument("--shards", type=int, metavar="N", default=None,
+                   help="write a new collection as a sharded index of N shards (searched "
+                        "over Ray; --index must be a new or empty folder) (default: one "
+                        "ordinary index)")
+
+
 def add_ray_option(p: argparse.ArgumentParser) -> None:
     """Add ``--ray [ADDRESS]`` to the ``index`` command."""
     p.add_argument("--ray", nargs="?", const=LOCAL, default=None, metavar="ADDRESS",
@@ -60,3 +126,45 @@ def producer(args: argparse.Namespace) -> Any:
 
     return RayFeatures(None if args.ray == LOCAL else args.ray, model=args.model,
                        weights=args.weights, device=args.device, batch_size=args.batch_size)
+
+
+def info(path: Path, as_json: bool, verify: bool) -> int:
+    """``imgrec info [--verify]`` on a sharded index: the manifest and each shard's facts
+    (each shard opened here, no Ray needed); exit 2 naming each problem of ``--verify``."""
+    import json
+
+    from imgrec.index.index import Index
+    from imgrec.index.verify import verify as check
+    from imgrec.shard.split import ShardedManifest
+
+    m = ShardedManifest.read(path)
+    if verify:
+        problems = [f"{s.name}: {p}" for s in m.shards for p in check(path / s.name)]
+        if as_json:
+            print(json.dumps({"index_dir": str(path), "ok": not problems,
+                              "problems": problems}, indent=2))
+        else:
+            for p in problems:
+                print(f"problem: {p}")
+            print(f"{'failed' if problems else 'ok'}: sharded index {path}, "
+                  f"{len(m.shards)} shards checked ({len(problems)} problems)")
+        return 2 if problems else 0
+    facts = []
+    for s in m.shards:
+        try:
+            facts.append(Index.open(path / s.name).facts())
+        except ImgrecError as exc:
+            raise ImgrecError(f"shard {s.name} of {path} cannot be opened: {exc}") from None
+    if as_json:
+        print(json.dumps({**m.to_json(), "index_dir": str(path), "sharded": True,
+                          "shard_facts": [f.to_json() for f in facts]}, indent=2))
+        return 0
+    print(f"index      {path} (sharded: {len(m.shards)} shards sharing one PCA model)")
+    print(f"gallery    {m.gallery_root}")
+    print(f"model      {m.model} ({m.pca_components} PCA components)")
+    print(f"images     {m.count} indexed, {sum(len(f.skipped) for f in facts)} skipped")
+    for s, f in zip(m.shards, facts, strict=True):
+        print(f"shard      {s.name}: rows {s.offset}-{s.offset + s.count - 1}, version "
+              f"{f.version}, {f.size_bytes / 1e6:.1f} MB")
+    print("search     exact over every shard (imgrec search --index this folder, over Ray)")
+    return 0

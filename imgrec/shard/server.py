@@ -4,6 +4,7 @@ requests in global row numbers (its offset added), with exact values and paths."
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -73,7 +74,9 @@ class ShardServer:
         return {"count": len(self.idx), "model": self.idx.model,
                 "pca_components": self.idx.pca().n_components,
                 "has_labels": self.idx.has_labels, "root": str(self.idx.root),
-                "dim": int(self.idx.embeddings.shape[1])}
+                "dim": int(self.idx.embeddings.shape[1]),
+                "histogram_dim": int(self.idx.histograms.shape[1]),
+                "version": self.idx.version, "facts": self.idx.facts()}
 
     @guarded
     def pca(self) -> Any:
@@ -143,6 +146,46 @@ class ShardServer:
         rows = np.array([h.row for h in res.combined], np.int64)
         return (rows + self.offset, np.array([h.score for h in res.combined]),
                 [h.path for h in res.combined]), res.notes
+
+    @guarded
+    def rows(self, matrix: str, rows: np.ndarray) -> np.ndarray:
+        """Local ``rows`` of one of :data:`imgrec.shard.facade.MATRICES`, in that order."""
+        from imgrec.shard.facade import MATRICES
+
+        if matrix not in MATRICES or getattr(self.idx, matrix) is None:
+            raise ImgrecError(f"this shard holds no {matrix}")
+        m = getattr(self.idx, matrix)
+        if not len(rows):
+            return np.zeros((0, m.shape[1]), m.dtype)
+        order = np.argsort(rows, kind="stable")  # sorted reads of the memory map
+        out = np.empty((len(rows), m.shape[1]), m.dtype)
+        out[order] = np.asarray(m[np.asarray(rows)[order]])
+        return out
+
+    @guarded
+    def entry(self, path: str) -> Any:
+        """The catalog row of ``path`` here (its row made global), or None."""
+        e = self.idx.entry(path)
+        if e is not None and e.row is not None:
+            e = replace(e, row=e.row + self.offset)
+        return e
+
+    @guarded
+    def sha256_of(self, paths: list[str]) -> dict[str, str]:
+        return self.idx.sha256_of(paths)
+
+    @guarded
+    def label_counts(self) -> list[Any]:
+        """Every top-1 class with its count here (the driver sums the shards)."""
+        from imgrec.insights.labels import class_names, label_counts
+
+        return label_counts(self.idx, len(class_names()) + 1)
+
+    @guarded
+    def labels_of(self, rows: list[int]) -> list[list[Any]]:
+        from imgrec.insights.labels import labels_of
+
+        return [labels_of(self.idx, int(r)) for r in rows]
 
     def ping(self) -> str:
         """The folder this actor serves (a cheap call to check it is alive)."""

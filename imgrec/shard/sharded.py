@@ -11,15 +11,17 @@ from typing import Any
 
 import numpy as np
 
-from imgrec import errors
+from imgrec import errors, images
 from imgrec.errors import ImgrecError, QueryError
 from imgrec.features.embedding import Embedder
 from imgrec.search import topk
 from imgrec.search.engine import ALL_METRICS
+from imgrec.search.filters import Where
 from imgrec.search.methods import LARGER_IS_BETTER, MAX_QUERIES, check_request
 from imgrec.search.query import Stored, query_features
 from imgrec.search.refine import check_weight
 from imgrec.search.results import REFINED, Hit, SearchResult, make_hits
+from imgrec.shard.facade import ShardedFacts
 from imgrec.shard.split import ShardedManifest
 
 #: restarts Ray gives a shard's actor that dies (a query that hit it is retried once)
@@ -69,7 +71,7 @@ class _Stored:
         return int(self.found[path][0])
 
 
-class ShardedIndex:
+class ShardedIndex(ShardedFacts):
     """A sharded index (see :func:`imgrec.shard.split.split`) served over Ray actors.
 
     Offers :meth:`search` and :meth:`search_by_label` as :class:`Index` does, with the
@@ -136,32 +138,38 @@ class ShardedIndex:
                     f"shard {s.name} of {self.path} does not match {self.path.name}'s "
                     f"manifest: {f['count']} rows of {f['model']} with {f['pca_components']}"
                     f" PCA components, expected {want[0]} rows of {want[1]} with {want[2]}")
-        self.has_labels = all(f["has_labels"] for f in facts)
+        paths = self._all("paths")
         seen: dict[str, str] = {}
-        for s, paths in zip(self.manifest.shards, self._all("paths"), strict=True):
-            for p in paths:
+        for s, part in zip(self.manifest.shards, paths, strict=True):
+            for p in part:
                 if p in seen:
                     raise ImgrecError(f"{p!r} is in shards {seen[p]} and {s.name} of "
                                       f"{self.path}: an image may be in one shard only")
                 seen[p] = s.name
+        self._read_facts(facts, paths)
 
     # ---- calling the actors ------------------------------------------------------------
 
     def _all(self, method: str, *args: Any) -> list[Any]:
-        """``method(*args)`` on every shard; a call to an actor that died is retried once
-        when Ray has restarted it; an error names the shard."""
+        """``method(*args)`` on every shard (see :meth:`_each`)."""
+        return self._each(method, [args] * len(self.actors))
+
+    def _each(self, method: str, args: Sequence[tuple]) -> list[Any]:
+        """``method(*args[i])`` on shard ``i``, for every shard, all at once; a call to an
+        actor that died is retried once when Ray has restarted it; an error names the
+        shard, and no answer is returned unless every shard answered."""
         import ray
         from ray.exceptions import RayActorError
 
-        refs = [getattr(a, method).remote(*args) for a in self.actors]
+        refs = [getattr(a, method).remote(*x) for a, x in zip(self.actors, args, strict=True)]
         out = []
-        for s, a, ref in zip(self.manifest.shards, self.actors, refs, strict=True):
+        for s, a, x, ref in zip(self.manifest.shards, self.actors, args, refs, strict=True):
             try:
                 got = ray.get(ref)
             except RayActorError:
                 try:
                     self._wait_alive(a)
-                    got = ray.get(getattr(a, method).remote(*args))
+                    got = ray.get(getattr(a, method).remote(*x))
                 except RayActorError as exc:
                     raise ImgrecError(f"shard {s.name} of {self.path} is unreachable: its "
                                       f"actor died and did not come back "
@@ -199,49 +207,17 @@ class ShardedIndex:
             ray.kill(a, no_restart=True)
         self.actors = []
 
-    # ---- facts -------------------------------------------------------------------------
-
-    def __len__(self) -> int:
-        return self.manifest.count
-
-    @property
-    def model(self) -> str:
-        return self.manifest.model
-
-    @property
-    def root(self) -> Path:
-        return Path(self.manifest.gallery_root)
-
-    @property
-    def embedder(self) -> Embedder:
-        if self._embedder is None:
-            from imgrec.features.embedding import CNNEmbedder
-
-            self._embedder = CNNEmbedder(self.model)
-        return self._embedder
-
     def pca(self) -> Any:
         if self._pca is None:
             self._pca = self._all("pca")[0]
         return self._pca
 
-    def all_paths(self) -> list[str]:
-        """Every indexed path, in global row order."""
-        return [p for part in self._all("paths") for p in part]
-
-    def skipped(self) -> list[tuple[str, str]]:
-        return sorted(x for part in self._all("skipped") for x in part)
-
-    def find_duplicates(self, *args: Any, **kwargs: Any) -> Any:
-        """Not offered across shards yet: raises ImgrecError."""
-        raise ImgrecError("duplicate detection across shards is not supported: run it on "
-                          "the unsharded index")
-
     # ---- search ------------------------------------------------------------------------
 
-    def query_features(self, queries: Sequence[Any], need_embedding: bool) -> list[Any]:
+    def query_features(self, queries: Sequence[Any], need_embedding: bool,
+                       max_megapixels: float = images.MAX_MEGAPIXELS) -> list[Any]:
         """Features of each query, computed once here (stored ones fetched from their shard)."""
-        return query_features(self._stored(queries), queries, need_embedding)
+        return query_features(self._stored(queries), queries, need_embedding, max_megapixels)
 
     def _stored(self, queries: Sequence[Any]) -> _Stored:
         paths = [q.path for q in queries if isinstance(q, Stored)]
@@ -253,17 +229,27 @@ class ShardedIndex:
 
     def search(self, queries: Any, method: str = "embedding", metric: str = "cosine",
                k: int = 5, pca_components: int | None = None, *, negatives: Any = None,
-               negative_weight: float = 0.5) -> SearchResult:
-        """The search of :meth:`imgrec.index.index.Index.search`, over every shard."""
+               negative_weight: float = 0.5, max_megapixels: float = images.MAX_MEGAPIXELS,
+               where: Any = None) -> SearchResult:
+        """The search of :meth:`imgrec.index.index.Index.search`, over every shard.
+
+        Raises:
+            QueryError: as :meth:`Index.search`; also for a ``where`` filter (search
+                filters are not supported on a sharded index).
+        """
+        if Where.of(where) is not None:
+            raise QueryError("search filters (folders, dates, size, format, orientation, "
+                             "label) are not supported on a sharded index")
         queries = _as_list(queries)
         entry = check_request(method, metric, k, len(queries), pca_components)
         k = int(k)
         negatives = [] if negatives is None else _as_list(negatives)
         if negatives:
-            return self._refine(queries, negatives, negative_weight, k, method, metric)
+            return self._refine(queries, negatives, negative_weight, k, method, metric,
+                                max_megapixels)
         kernel_metric = entry.metric(metric)
         view = self._stored(queries)
-        feats = query_features(view, queries, entry.feature == "embedding")
+        feats = query_features(view, queries, entry.feature == "embedding", max_megapixels)
         labels, notes = [f.label for f in feats], []
         raw = np.stack([getattr(f, entry.feature) for f in feats])
         if kernel_metric == "all":
@@ -318,14 +304,15 @@ class ShardedIndex:
         return per, union([p[1] for p in parts])
 
     def _refine(self, queries: list[Any], negatives: list[Any], weight: Any, k: int,
-                method: str, metric: str) -> SearchResult:
+                method: str, metric: str, max_megapixels: float) -> SearchResult:
         if method != "embedding" or metric != "cosine":
             raise QueryError("negative examples work with method 'embedding' and metric "
                              f"'cosine' only (got {method!r}, {metric!r})")
         if len(negatives) > MAX_QUERIES:
             raise QueryError(f"at most {MAX_QUERIES} negative examples (got {len(negatives)})")
         w = check_weight(weight)
-        feats = query_features(self._stored(queries + negatives), queries + negatives, True)
+        feats = query_features(self._stored(queries + negatives), queries + negatives, True,
+                               max_megapixels)
         pos, neg = feats[:len(queries)], feats[len(queries):]
         q = np.stack([f.embedding for f in pos]).astype(np.float32)
         nq = np.stack([f.embedding for f in neg]).astype(np.float32)

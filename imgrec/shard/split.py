@@ -84,6 +84,26 @@ class ShardedManifest:
         return out
 
 
+def current_key(folder: Path) -> str:
+    """What names the content of the sharded index at ``folder`` now: its manifest and
+    the current version of each shard (a cache key that changes when any shard does).
+
+    Raises:
+        IndexFormatError: as :meth:`ShardedManifest.read`, or a shard has no version.
+    """
+    from imgrec.index.writer import current_version
+
+    m = ShardedManifest.read(folder)
+    parts = []
+    for s in m.shards:
+        version = current_version(folder / s.name)
+        if version is None:
+            raise IndexFormatError(f"shard {s.name} of {folder} cannot be opened: it holds "
+                                   "no index version")
+        parts.append(f"{s.name}={version.name}")
+    return f"{(folder / MANIFEST).stat().st_mtime_ns}:" + ",".join(parts)
+
+
 def split(index_dir: str | os.PathLike, out: str | os.PathLike, shards: int) -> Path:
     """Write the index at ``index_dir`` as a sharded index of ``shards`` shards in ``out``.
 
@@ -100,14 +120,26 @@ def split(index_dir: str | os.PathLike, out: str | os.PathLike, shards: int) -> 
         >>> split("photos-index", "photos-sharded", shards=4)
         PosixPath('photos-sharded')
     """
-    src = Index.open(index_dir)
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ImgrecError(f"{out} exists and is not an empty folder: choose a new one")
+    return write_shards(Index.open(index_dir), out, shards, source="split")
+
+
+def write_shards(src: Index, out: Path, shards: int, source: str) -> Path:
+    """Write ``src`` as ``shards`` shards and their manifest into the folder ``out``.
+
+    The one implementation behind :func:`split` and ``build_index(..., shards=N)``;
+    ``source`` is recorded in each shard's manifest. The manifest is written last (an
+    interrupted write leaves no sharded index), replacing any earlier one.
+
+    Raises:
+        ImgrecError: ``shards`` is not between 1 and the number of rows.
+    """
     n = len(src)
     if not isinstance(shards, int) or isinstance(shards, bool) or not 1 <= shards <= n:
         raise ImgrecError(f"--shards must be a whole number from 1 to {n} (the rows of the "
                           f"index), got {shards!r}")
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ImgrecError(f"{out} exists and is not an empty folder: choose a new one")
     entries = src.entries()
     skipped = [e for e in entries if e.row is None]
     indexed = sorted((e for e in entries if e.row is not None), key=lambda e: e.row)
@@ -118,7 +150,7 @@ def split(index_dir: str | os.PathLike, out: str | os.PathLike, shards: int) -> 
         a, b = bounds[i], bounds[i + 1]
         name = f"shard-{i:03d}"
         rows = [replace(e, row=e.row - a) for e in indexed[a:b]]
-        _write_shard(src, out / name, a, b, rows + (skipped if i == 0 else []), pca)
+        _write_shard(src, out / name, a, b, rows + (skipped if i == 0 else []), pca, source)
         infos.append(ShardInfo(name, a, b - a))
     manifest = ShardedManifest(src.model, n, pca.n_components, str(src.root), tuple(infos))
     tmp = out / f".{MANIFEST}.tmp"
@@ -127,7 +159,8 @@ def split(index_dir: str | os.PathLike, out: str | os.PathLike, shards: int) -> 
     return out
 
 
-def _write_shard(src: Index, folder: Path, a: int, b: int, entries: list, pca: Any) -> None:
+def _write_shard(src: Index, folder: Path, a: int, b: int, entries: list, pca: Any,
+                 source: str) -> None:
     """One shard: rows ``a:b`` of ``src`` copied as they are, published with ``pca``."""
     writer = VersionWriter(folder, b - a, src.embeddings.shape[1])
     try:
@@ -140,7 +173,7 @@ def _write_shard(src: Index, folder: Path, a: int, b: int, entries: list, pca: A
             top5[:] = src.labels_top5[a:b]
             prob5[:] = src.labels_prob5[a:b]
         writer.publish(entries, {"model": src.model, "gallery_root": str(src.root),
-                                 "source": "split"}, pca)
+                                 "source": source}, pca)
     except BaseException:
         writer.abort()
         raise
