@@ -1,0 +1,164 @@
+"""A sharded index where an index is accepted: built by ``build_index(shards=N)``, searched
+from the command line, served in the dashboard (Search and Explore), refused in one line by
+what does not work on shards."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from support import run_cli
+from test_sharded import assert_same
+
+from imgrec import Index, Stored, build_index
+from imgrec.build.sharded import STAGING
+from imgrec.errors import ImgrecError
+from imgrec.shard.sharded import ShardedIndex
+from imgrec.shard.split import MANIFEST, ShardedManifest, split
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def sharded_demo(demo_cli, tmp_path_factory) -> Path:
+    """The demo index split into two shards."""
+    return split(demo_cli.index, tmp_path_factory.mktemp("sharded-demo") / "s", shards=2)
+
+
+def test_build_with_shards_equals_the_unsharded_build(ray_cluster, demo_cli, real_embedder,
+                                                      tmp_path):
+    gallery = tmp_path / "g"
+    for fam in ("chelsea", "coffee"):
+        shutil.copytree(demo_cli.gallery / fam, gallery / fam)
+    (gallery / "broken.jpg").write_bytes(b"not a JPEG")
+    out = tmp_path / "sharded"
+    # more shards than images: refused once the features exist; they are kept for a rerun
+    with pytest.raises(ImgrecError, match=r"--shards must be a whole number from 1 to 24"):
+        build_index(gallery, out, embedder=real_embedder, workers=0, shards=99)
+    assert not (out / MANIFEST).exists() and Index.open(out / STAGING).__len__() == 24
+    report = build_index(gallery, out, embedder=real_embedder, workers=0, shards=3)
+    assert report.computed == 0 and report.indexed == 24 and report.index_dir == out
+    assert sorted(p.name for p in out.iterdir()) == sorted([MANIFEST, "shard-000",
+                                                             "shard-001", "shard-002"])
+    assert [s.count for s in ShardedManifest.read(out).shards] == [8, 8, 8]
+    build_index(gallery, tmp_path / "plain", embedder=real_embedder, workers=0)
+    full = Index.open(tmp_path / "plain", embedder=real_embedder)
+    sharded = ShardedIndex.open(out, embedder=real_embedder)
+    try:
+        assert sharded.all_paths() == full.all_paths()
+        assert sharded.skipped() == full.skipped() == [("broken.jpg", full.skipped()[0][1])]
+        queries = [Stored(p) for p in full.all_paths()[2:24:5]]
+        for method, metric in (("embedding", "cosine"), ("embedding", "all"),
+                               ("color", "chi2"), ("pca", "cosine")):
+            for q in (queries[:1], queries):
+                assert_same(full.search(q, method, metric, 10), sharded.search(q, method,
+                                                                               metric, 10))
+    finally:
+        sharded.close()
+    # a sharded index is not re-synced, and a folder holding something else is refused
+    for target, match in ((out, "already a sharded index"), (tmp_path / "plain", "not empty")):
+        with pytest.raises(ImgrecError, match=match):
+            build_index(gallery, target, embedder=real_embedder, workers=0, shards=2)
+
+
+def _unrated(out: dict) -> dict:
+    """The ``search --json`` object without the gallery-calibrated match bands (a sharded
+    index does not rate its hits)."""
+    for group in [q["hits"] for q in out["queries"]] + [out["combined"]]:
+        for h in group:
+            h.pop("strength", None)
+            h.pop("percentile", None)
+    return out
+
+
+def test_the_cli_searches_a_sharded_index_as_the_unsharded_one(ray_cluster, demo_cli,
+                                                                sharded_demo, cli_env):
+    env = {**cli_env, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    ray = ["--ray", ray_cluster.address]
+    query = ["@chelsea/chelsea_orig.jpg", str(demo_cli.gallery / "coffee/coffee_color.jpg")]
+    runs = {}
+    for name, index, extra in (("full", demo_cli.index, []), ("sharded", sharded_demo, ray)):
+        s = run_cli("search", *query, "--index", index, "-k", "7", "--json", *extra, env=env)
+        lb = run_cli("labels", "--index", index, "--json", "--top", "5", *extra, env=env)
+        assert s.returncode == 0 and lb.returncode == 0, (s.stderr + lb.stderr)[-2000:]
+        runs[name] = _unrated(json.loads(s.stdout)), json.loads(lb.stdout)
+    assert runs["sharded"] == runs["full"]
+    hits = runs["full"][0]["queries"][0]["hits"]
+    assert hits[0]["path"] == "chelsea/chelsea_orig.jpg" and len(hits) == 7
+    info = run_cli("info", "--index", sharded_demo, env=env)
+    assert info.returncode == 0 and "2 shards" in info.stdout, info.stderr
+    assert "images     170 indexed" in info.stdout
+    verify = run_cli("info", "--verify", "--index", sharded_demo, env=env)
+    assert verify.returncode == 0 and "ok: sharded index" in verify.stdout, verify.stderr
+    for cmd in (["clusters"], ["duplicates"], ["evaluate"], ["graph"]):
+        r = run_cli(*cmd, "--index", sharded_demo, env=env)
+        assert r.returncode == 2, r.stderr
+        assert r.stderr.strip().splitlines() == [
+            f"imgrec: imgrec {cmd[0]} is not supported on a sharded index ({sharded_demo}): "
+            "run it on an unsharded index (sharded: search, info, labels, app)"]
+    r = run_cli("index", demo_cli.gallery, "--index", sharded_demo, env=env)
+    assert r.returncode == 2 and "re-syncing one is not supported" in r.stderr, r.stderr
+    r = run_cli("search", query[0], "--index", sharded_demo, "--in", "chelsea", *ray, env=env)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "filters" in r.stderr and "not supported on a sharded index" in r.stderr
+
+
+CARD = re.compile(r'<div class="imgrec-card imgrec-(\w+)">(?:<b>(.*?)</b>)?(?: · )?(.*?)'
+                  r'(?:<br>)?(?:<span class="imgrec-path">(.*)</span>)?</div>')
+
+
+def _result_paths(at) -> list[list[str]]:
+    """The Search page's result grid: the paths of each row (one per query)."""
+    rows: list[list[str]] = []
+    for m in at.main.markdown:
+        if (c := CARD.fullmatch(m.value)) is None:
+            continue
+        if c[1] in ("query", "combined"):
+            rows.append([])
+        elif c[1] == "hit" and rows:
+            rows[-1].append(html.unescape((c[4] or "").replace("<wbr>", "")))
+    return rows
+
+
+def _clean(at) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not [e.value for e in at.error if "Unexpected" in e.value]
+
+
+def test_the_dashboard_searches_and_explores_a_sharded_index(ray_cluster, demo_cli,
+                                                             sharded_demo, real_embedder,
+                                                             monkeypatch, tmp_path,
+                                                             tmp_path_factory):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("IMGREC_INDEX_DIR", str(sharded_demo))
+    monkeypatch.setenv("IMGREC_DEMO_DIR", str(tmp_path / "demo"))
+    monkeypatch.setenv("IMGREC_ALLOWED_ROOTS", str(tmp_path_factory.getbasetemp()))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at.run()
+    _clean(at)
+    cat = (demo_cli.gallery / "chelsea/chelsea_color.jpg").read_bytes()
+    at.file_uploader[0].set_value([("cat.jpg", cat, "image/jpeg")])
+    at.run()
+    _clean(at)
+    rows = _result_paths(at)
+    full = Index.open(demo_cli.index, embedder=real_embedder)
+    want = [h.path for h in full.search(cat, k=len(rows[0])).per_query[0]]
+    assert len(rows) == 1 and rows[0] == want and want[0] == "chelsea/chelsea_color.jpg"
+    assert "**170** images" in " ".join(m.value for m in at.sidebar.markdown)
+
+    at.switch_page("imgrec/app/pages/explore.py").run()
+    _clean(at)
+    charts = at.get("plotly_chart")
+    assert len(charts) == 1
+    spec = json.loads(charts[0].proto.spec)
+    names = [t["name"] for t in spec["data"]]
+    assert names[-2:] == ["search results", "queries"]
+    clusters = [t for t in spec["data"] if t["name"].startswith("cluster")]
+    assert sorted(r for t in clusters for r in t["customdata"]) == list(range(170))
+    results = next(t for t in spec["data"] if t["name"] == "search results")
+    assert sorted(results["customdata"]) == sorted(full.row_of(p) for p in want)
