@@ -54,6 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="address to listen on (default: %(default)s, this machine "
                              "only; 0.0.0.0 serves every network interface, and the dashboard "
                              "has no login: set IMGREC_ALLOWED_ROOTS too)")
+    from imgrec.shard.cli import add_serve_option
+
+    add_serve_option(parser)  # --ray ADDRESS, for a sharded --index
 
 
 def _flag(value: str | int | bool) -> str:
@@ -82,6 +85,10 @@ def run(args: argparse.Namespace) -> int:
         if index.exists() and not index.is_dir():
             raise ValueError(f"--index {index} is a file, not a folder")
         env["IMGREC_INDEX_DIR"] = str(index)
+    if getattr(args, "ray", None):
+        from imgrec.shard.cli import RAY_ENV
+
+        env[RAY_ENV] = args.ray
     print(f"imgrec dashboard: http://{'localhost' if args.address == DEFAULT_ADDRESS else args.address}"
           f":{args.port}", flush=True)
     cmd = command(args)

@@ -1,8 +1,11 @@
-"""Command-line pieces of the Ray extra: ``imgrec shard split`` and ``imgrec index --ray``.
+"""Command-line pieces of the Ray extra: ``shard split``, ``index --ray/--shards``, sharded ``--index``.
 
-The CLI's parser calls :func:`add_arguments` (the ``shard`` command) and
-:func:`add_ray_option` (on ``index``); its command table maps ``shard`` to :func:`run`,
-and the ``index`` command passes :func:`producer`'s result to ``Build(producer=...)``.
+The CLI's parser calls :func:`add_arguments` (the ``shard`` command),
+:func:`add_ray_option` and :func:`add_shards_option` (on ``index``) and
+:func:`add_serve_option` (``--ray ADDRESS`` where a sharded index is read); its command
+table maps ``shard`` to :func:`run`, and the ``index`` command passes :func:`producer`'s
+result to ``Build(producer=...)``. Commands open ``--index`` with :func:`open_index` (an
+Index or a ShardedIndex); :func:`refuse_sharded` stops the others in one line.
 """
 
 from __future__ import annotations

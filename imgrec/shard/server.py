@@ -1,5 +1,6 @@
 """What one shard's Ray actor does: open its index memory-mapped and answer exact top-k
-requests in global row numbers (its offset added), with exact values and paths."""
+requests in global row numbers (its offset added), with exact values (the driver knows
+every row's path, so none is looked up here)."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ from imgrec.search.methods import TABLE
 from imgrec.search.rank import rank
 from imgrec.search.refine import rank_refined
 
-#: what a shard returns for one ranked list: global rows, their values, their paths
-Ranked = tuple[np.ndarray, np.ndarray, list[str]]
+#: what a shard returns for one ranked list: global rows and their values
+Ranked = tuple[np.ndarray, np.ndarray]
 _EXACT = {"cosine": K.cosine_exact, "euclidean": K.euclidean_exact,
           "manhattan": K.manhattan_exact}
 
@@ -66,7 +67,7 @@ class ShardServer:
 
     def _ranked(self, rows: np.ndarray, values: np.ndarray) -> Ranked:
         rows = np.asarray(rows, np.int64)
-        return rows + self.offset, np.asarray(values), self.idx.paths(rows)
+        return rows + self.offset, np.asarray(values)
 
     @guarded
     def facts(self) -> dict[str, Any]:
@@ -91,19 +92,11 @@ class ShardServer:
         return self.idx.skipped()
 
     @guarded
-    def stored(self, paths: list[str]) -> dict[str, tuple[int, np.ndarray, np.ndarray,
-                                                          np.ndarray]]:
-        """(global row, embedding, histogram, PCA projection) of each path held here."""
-        out = {}
-        for p in paths:
-            try:
-                row = self.idx.row_of(p)
-            except ImgrecError:
-                continue
-            out[p] = (row + self.offset, np.asarray(self.idx.embeddings[row]),
-                      np.asarray(self.idx.histograms[row]),
-                      np.asarray(self.idx.pca_histograms[row]))
-        return out
+    def stored(self, rows: list[int]) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+        """(global row, embedding, histogram, PCA projection) of each local row."""
+        return [(int(r) + self.offset, np.asarray(self.idx.embeddings[r]),
+                 np.asarray(self.idx.histograms[r]), np.asarray(self.idx.pca_histograms[r]))
+                for r in rows]
 
     @guarded
     def rank(self, method: str, metric: str, q: np.ndarray, k: int, c: int | None
@@ -115,7 +108,7 @@ class ShardServer:
 
     @guarded
     def rank_all(self, q: np.ndarray, k: int
-                 ) -> tuple[list[tuple[np.ndarray, dict[str, np.ndarray], list[str]]], ...]:
+                 ) -> tuple[list[tuple[np.ndarray, dict[str, np.ndarray]]], ...]:
         """Per query and combined: the union of this shard's cosine, euclidean and
         manhattan top-k, each row with all three exact values (the driver forms the
         global top-k of each metric from these, then their union)."""
@@ -126,7 +119,7 @@ class ShardServer:
             rows = np.unique(np.concatenate(row_sets)).astype(np.int64)
             sub = scan.data[rows]
             vals = {m: _EXACT[m](sub, qs).mean(0) for m in ALL_METRICS}
-            return rows + self.offset, vals, self.idx.paths(rows)
+            return rows + self.offset, vals
 
         per = [values([runs[m][0][j][0] for m in runs], q[j:j + 1]) for j in range(len(q))]
         return per, values([runs[m][1][0] for m in runs], q)
@@ -144,8 +137,7 @@ class ShardServer:
 
         res = search_by_label(self.idx, text, k)
         rows = np.array([h.row for h in res.combined], np.int64)
-        return (rows + self.offset, np.array([h.score for h in res.combined]),
-                [h.path for h in res.combined]), res.notes
+        return (rows + self.offset, np.array([h.score for h in res.combined])), res.notes
 
     @guarded
     def rows(self, matrix: str, rows: np.ndarray) -> np.ndarray:

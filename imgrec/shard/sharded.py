@@ -33,14 +33,14 @@ def _as_list(x: Any) -> list[Any]:
     return list(x) if isinstance(x, list | tuple) else [x]
 
 
-def merge(parts: Sequence[tuple[np.ndarray, np.ndarray, list[str]]], k: int,
-          larger: bool) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """The global top-k of the shards' exact top-k lists (ties by global row, as Index)."""
+def merge(parts: Sequence[tuple[np.ndarray, np.ndarray]], k: int, larger: bool
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """The global top-k (rows, values) of the shards' exact top-k lists (ties by global
+    row, as Index orders them)."""
     rows = np.concatenate([p[0] for p in parts]).astype(np.int64)
     vals = np.concatenate([np.asarray(p[1], np.float64) for p in parts])
-    paths = [s for p in parts for s in p[2]]
     o = topk.order(vals, rows, larger)[:k] if len(rows) else np.zeros(0, np.int64)
-    return rows[o], vals[o], [paths[i] for i in o]
+    return rows[o], vals[o]
 
 
 def _threads_per_shard(shards: int) -> int:
@@ -154,16 +154,21 @@ class ShardedIndex(ShardedFacts):
         """``method(*args)`` on every shard (see :meth:`_each`)."""
         return self._each(method, [args] * len(self.actors))
 
-    def _each(self, method: str, args: Sequence[tuple]) -> list[Any]:
-        """``method(*args[i])`` on shard ``i``, for every shard, all at once; a call to an
-        actor that died is retried once when Ray has restarted it; an error names the
-        shard, and no answer is returned unless every shard answered."""
+    def _each(self, method: str, args: Sequence[tuple | None]) -> list[Any]:
+        """``method(*args[i])`` on shard ``i`` (None: that shard is not asked, its answer
+        is None), all at once; a call to an actor that died is retried once when Ray has
+        restarted it; an error names the shard, and no answer is returned unless every
+        shard asked answered."""
         import ray
         from ray.exceptions import RayActorError
 
-        refs = [getattr(a, method).remote(*x) for a, x in zip(self.actors, args, strict=True)]
-        out = []
+        refs = [None if x is None else getattr(a, method).remote(*x)
+                for a, x in zip(self.actors, args, strict=True)]
+        out: list[Any] = []
         for s, a, x, ref in zip(self.manifest.shards, self.actors, args, refs, strict=True):
+            if x is None:
+                out.append(None)
+                continue
             try:
                 got = ray.get(ref)
             except RayActorError:
@@ -220,11 +225,20 @@ class ShardedIndex(ShardedFacts):
         return query_features(self._stored(queries), queries, need_embedding, max_megapixels)
 
     def _stored(self, queries: Sequence[Any]) -> _Stored:
-        paths = [q.path for q in queries if isinstance(q, Stored)]
+        """The stored features of the :class:`Stored` queries, each asked of the one
+        shard holding it (the rows are known here: no catalog lookup on the shards)."""
+        rows = sorted({self._rows[q.path] for q in queries
+                       if isinstance(q, Stored) and q.path in self._rows})
         found: dict[str, tuple] = {}
-        if paths:
-            for part in self._all("stored", paths):
-                found.update(part)
+        if rows:
+            shard = np.searchsorted(self._offsets, rows, side="right") - 1
+            asks: list[tuple | None] = [None] * len(self.actors)
+            for i in set(shard.tolist()):
+                asks[i] = ([r - int(self._offsets[i])
+                            for r, s in zip(rows, shard, strict=True) if s == i],)
+            for part in self._each("stored", asks):
+                for r, e, h, p in part or ():
+                    found[self._paths[r]] = (r, e, h, p)
         return _Stored(found, self.embedder, self.model)
 
     def search(self, queries: Any, method: str = "embedding", metric: str = "cosine",
@@ -279,25 +293,24 @@ class ShardedIndex(ShardedFacts):
             return stored
         return int(requested)
 
-    @staticmethod
-    def _hits(metric: str, ranked: tuple[np.ndarray, np.ndarray, list[str]],
+    def _hits(self, metric: str, ranked: tuple[np.ndarray, np.ndarray],
               extra: list[dict[str, float]] | None = None) -> list[Hit]:
-        rows, vals, paths = ranked
-        return make_hits(paths, metric, rows, vals, extra)
+        """Hits of merged (rows, values), their paths from the driver's row -> path list."""
+        rows, vals = ranked
+        return make_hits(self.paths(rows), metric, rows, vals, extra)
 
     def _rank_all(self, q: np.ndarray, k: int) -> tuple[list[list[Hit]], list[Hit]]:
         """Union of the global cosine, euclidean and manhattan top-k, ordered by cosine."""
         parts = self._all("rank_all", q, k)
 
-        def union(slot: list[tuple[np.ndarray, dict[str, np.ndarray], list[str]]]) -> list[Hit]:
+        def union(slot: list[tuple[np.ndarray, dict[str, np.ndarray]]]) -> list[Hit]:
             rows = np.concatenate([s[0] for s in slot]).astype(np.int64)
             vals = {m: np.concatenate([s[1][m] for s in slot]) for m in ALL_METRICS}
-            paths = [p for s in slot for p in s[2]]
             keep = np.unique(np.concatenate(
                 [topk.order(vals[m], rows, LARGER_IS_BETTER[m])[:k] for m in ALL_METRICS]))
             o = keep[topk.order(vals["cosine"][keep], rows[keep], True)]
             extra = [{m: float(vals[m][i]) for m in ALL_METRICS} for i in o]
-            return make_hits([paths[i] for i in o], "cosine", rows[o], vals["cosine"][o],
+            return make_hits(self.paths(rows[o]), "cosine", rows[o], vals["cosine"][o],
                              extra)
 
         per = [union([p[0][j] for p in parts]) for j in range(len(q))]
@@ -332,7 +345,8 @@ class ShardedIndex(ShardedFacts):
         if not isinstance(k, int | np.integer) or isinstance(k, bool) or k < 1:
             raise QueryError(f"k must be a positive integer, got {k!r}")
         parts = self._all("label", text, int(k))
-        rows, vals, paths = merge([p[0] for p in parts], int(k), True)
+        rows, vals = merge([p[0] for p in parts], int(k), True)
+        paths = self.paths(rows)
         hits = [Hit(i + 1, p, float(v), float(1.0 - v), int(r))
                 for i, (r, v, p) in enumerate(zip(rows, vals, paths, strict=True))]
         notes = parts[0][1][:1]

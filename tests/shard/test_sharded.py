@@ -120,7 +120,19 @@ def test_an_actor_killed_between_two_queries_is_restarted_and_the_query_answers(
 
 
 def test_a_shard_that_cannot_be_opened_is_named(ray_cluster, demo_cli, tmp_path):
+    import ray
+
     out = split(demo_cli.index, tmp_path / "s", shards=2)
+    # a shard whose actor dies for good: the query fails naming it, no partial answer
+    idx = ShardedIndex.open(out)
+    q = Stored(idx.all_paths()[0])
+    assert len(idx.search(q, k=100).combined) == 100
+    ray.kill(idx.actors[1], no_restart=True)
+    with pytest.raises(ImgrecError, match=r"^shard shard-001 of .* is unreachable"):
+        idx.search(q, k=100)
+    with pytest.raises(ImgrecError, match=r"^shard shard-001 of .* is unreachable"):
+        idx.search_by_label("cat")
+    idx.close()
     (out / "shard-001" / "CURRENT").unlink()
     with pytest.raises(IndexFormatError, match=r"shard shard-001 .* cannot be opened"):
         ShardedIndex.open(out)
