@@ -131,6 +131,9 @@ def search(like: Path, work: Path, n: int, shards: tuple[int, ...], repeat: int)
             res[f"unsharded_ms_{nq}q"] = _median_ms(lambda q=q: full.search(q, k=10), repeat)
             res[f"sharded_ms_{nq}q"] = _median_ms(lambda q=q, idx=idx: idx.search(q, k=10),
                                                   repeat)
+            # the driver's first round: the stored queries' features from their shards
+            res[f"stored_features_ms_{nq}q"] = _median_ms(
+                lambda q=q, idx=idx: idx.query_features(q, True), repeat)
             feats = idx.query_features(q, True)
             qv = np.stack([f.embedding for f in feats])
             parts = idx._all("rank", "embedding", "cosine", qv, 10, None)

@@ -4,7 +4,6 @@ each shard returns its exact top-k with exact values, and the driver merges them
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,12 +20,12 @@ from imgrec.search.methods import LARGER_IS_BETTER, MAX_QUERIES, check_request
 from imgrec.search.query import Stored, query_features
 from imgrec.search.refine import check_weight
 from imgrec.search.results import REFINED, Hit, SearchResult, make_hits
+from imgrec.shard.calls import each
 from imgrec.shard.facade import ShardedFacts
 from imgrec.shard.split import ShardedManifest
 
 #: restarts Ray gives a shard's actor that dies (a query that hit it is retried once)
 MAX_RESTARTS = 3
-RESTART_WAIT = 120.0  # seconds a query waits for a restarted actor
 
 
 def _as_list(x: Any) -> list[Any]:
@@ -155,54 +154,8 @@ class ShardedIndex(ShardedFacts):
         return self._each(method, [args] * len(self.actors))
 
     def _each(self, method: str, args: Sequence[tuple | None]) -> list[Any]:
-        """``method(*args[i])`` on shard ``i`` (None: that shard is not asked, its answer
-        is None), all at once; a call to an actor that died is retried once when Ray has
-        restarted it; an error names the shard, and no answer is returned unless every
-        shard asked answered."""
-        import ray
-        from ray.exceptions import RayActorError
-
-        refs = [None if x is None else getattr(a, method).remote(*x)
-                for a, x in zip(self.actors, args, strict=True)]
-        out: list[Any] = []
-        for s, a, x, ref in zip(self.manifest.shards, self.actors, args, refs, strict=True):
-            if x is None:
-                out.append(None)
-                continue
-            try:
-                got = ray.get(ref)
-            except RayActorError:
-                try:
-                    self._wait_alive(a)
-                    got = ray.get(getattr(a, method).remote(*x))
-                except RayActorError as exc:
-                    raise ImgrecError(f"shard {s.name} of {self.path} is unreachable: its "
-                                      f"actor died and did not come back "
-                                      f"({type(exc).__name__})") from None
-            if "error" in got:
-                kind, msg = got["error"]
-                cls = getattr(errors, kind, ImgrecError)
-                if kind == "IndexFormatError":
-                    msg = f"shard {s.name} of {self.path} cannot be opened: {msg}"
-                raise cls(msg)
-            out.append(got["ok"])
-        return out
-
-    @staticmethod
-    def _wait_alive(actor: Any) -> None:
-        """Return once ``actor`` answers (Ray restarts a dead one: up to RESTART_WAIT s)."""
-        import ray
-        from ray.exceptions import ActorDiedError, ActorUnavailableError, GetTimeoutError
-
-        deadline = time.monotonic() + RESTART_WAIT
-        while True:
-            try:
-                ray.get(actor.ping.remote(), timeout=max(0.1, deadline - time.monotonic()))
-                return
-            except (ActorUnavailableError, GetTimeoutError):
-                if time.monotonic() >= deadline:
-                    raise ActorDiedError() from None
-                time.sleep(0.2)
+        """``method(*args[i])`` on shard ``i`` (see :func:`imgrec.shard.calls.each`)."""
+        return each(self.path, self.manifest.shards, self.actors, method, args)
 
     def close(self) -> None:
         """End the shard actors."""

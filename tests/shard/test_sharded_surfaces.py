@@ -107,6 +107,23 @@ def test_the_cli_searches_a_sharded_index_as_the_unsharded_one(ray_cluster, demo
     assert "filters" in r.stderr and "not supported on a sharded index" in r.stderr
 
 
+def test_index_with_shards_from_the_command_line(demo_cli, cli_env, tmp_path):
+    gallery, out = tmp_path / "g", tmp_path / "sharded"
+    shutil.copytree(demo_cli.gallery / "chelsea", gallery / "chelsea")
+    made = run_cli("index", gallery, "--index", out, "--shards", "2", "--workers", "0",
+                   "--quiet", env=cli_env)
+    assert made.returncode == 0, made.stderr[-2000:]
+    assert "indexed 12 images" in made.stdout and "sharded index of 2 shards" in made.stdout
+    assert [s.count for s in ShardedManifest.read(out).shards] == [6, 6]
+    held = [p for s in ("shard-000", "shard-001") for p in Index.open(out / s).all_paths()]
+    assert sorted(held) == sorted(f"chelsea/{p.name}" for p in (gallery / "chelsea").iterdir())
+    info = run_cli("info", "--index", out, env=cli_env)
+    assert info.returncode == 0 and "sharded: 2 shards" in info.stdout, info.stderr
+    again = run_cli("index", gallery, "--index", out, "--shards", "2", env=cli_env)
+    assert again.returncode == 2 and "already a sharded index" in again.stderr, again.stderr
+    assert len(again.stderr.strip().splitlines()) == 1
+
+
 CARD = re.compile(r'<div class="imgrec-card imgrec-(\w+)">(?:<b>(.*?)</b>)?(?: · )?(.*?)'
                   r'(?:<br>)?(?:<span class="imgrec-path">(.*)</span>)?</div>')
 
