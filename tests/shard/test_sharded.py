@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -121,13 +122,18 @@ def test_an_actor_killed_between_two_queries_is_restarted_and_the_query_answers(
 
 def test_a_shard_that_cannot_be_opened_is_named(ray_cluster, demo_cli, tmp_path):
     import ray
+    from ray.exceptions import RayActorError
 
     out = split(demo_cli.index, tmp_path / "s", shards=2)
     # a shard whose actor dies for good: the query fails naming it, no partial answer
     idx = ShardedIndex.open(out)
     q = Stored(idx.all_paths()[0])
     assert len(idx.search(q, k=100).combined) == 100
-    ray.kill(idx.actors[1], no_restart=True)
+    ray.kill(idx.actors[1], no_restart=True)  # asynchronous: wait until it is gone
+    with pytest.raises(RayActorError):
+        for _ in range(600):
+            ray.get(idx.actors[1].ping.remote(), timeout=60)
+            time.sleep(0.1)
     with pytest.raises(ImgrecError, match=r"^shard shard-001 of .* is unreachable"):
         idx.search(q, k=100)
     with pytest.raises(ImgrecError, match=r"^shard shard-001 of .* is unreachable"):
