@@ -179,3 +179,12 @@ def test_the_dashboard_searches_and_explores_a_sharded_index(ray_cluster, demo_c
     assert sorted(r for t in clusters for r in t["customdata"]) == list(range(170))
     results = next(t for t in spec["data"] if t["name"] == "search results")
     assert sorted(results["customdata"]) == sorted(full.row_of(p) for p in want)
+
+    at.switch_page("imgrec/app/pages/insights.py").run()  # labels, clusters, graph
+    _clean(at)
+    assert "most frequent top-1 ImageNet classes the CNN gave the 170 images" in " ".join(
+        c.value for c in at.main.caption)
+    for section in ("clusters", "graph"):
+        at.segmented_control(key="insights_section").set_value(section).run()
+        _clean(at)
+        assert not at.error, [e.value for e in at.error]
