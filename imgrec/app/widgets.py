@@ -130,7 +130,9 @@ def _switch_form() -> None:
                 st.error(f"{p} is a file, not a folder.")
             else:
                 state.set_index_dir(p)
-                if current_version(p.resolve()) is None:
+                from imgrec.shard.cli import is_sharded
+
+                if current_version(p.resolve()) is None and not is_sharded(p):
                     state.put(Key.INDEX_NOTE,
                               f"No index in {p.resolve()} yet: build one on the Dataset page.")
                 st.rerun()

@@ -152,12 +152,17 @@ def test_the_dashboard_searches_and_explores_a_sharded_index(ray_cluster, demo_c
                                                              tmp_path_factory):
     from streamlit.testing.v1 import AppTest
 
-    monkeypatch.setenv("IMGREC_INDEX_DIR", str(sharded_demo))
+    monkeypatch.setenv("IMGREC_INDEX_DIR", str(demo_cli.index))
     monkeypatch.setenv("IMGREC_DEMO_DIR", str(tmp_path / "demo"))
     monkeypatch.setenv("IMGREC_ALLOWED_ROOTS", str(tmp_path_factory.getbasetemp()))
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
     at.run()
     _clean(at)
+    at.sidebar.text_input(key="index_dir_text").input(str(sharded_demo))  # the index switch
+    at.sidebar.button[0].click().run()
+    _clean(at)
+    assert not at.sidebar.warning, [w.value for w in at.sidebar.warning]
+    assert f"Open now: `{sharded_demo}`" in " ".join(c.value for c in at.sidebar.caption)
     cat = (demo_cli.gallery / "chelsea/chelsea_color.jpg").read_bytes()
     at.file_uploader[0].set_value([("cat.jpg", cat, "image/jpeg")])
     at.run()
@@ -167,6 +172,8 @@ def test_the_dashboard_searches_and_explores_a_sharded_index(ray_cluster, demo_c
     want = [h.path for h in full.search(cat, k=len(rows[0])).per_query[0]]
     assert len(rows) == 1 and rows[0] == want and want[0] == "chelsea/chelsea_color.jpg"
     assert "**170** images" in " ".join(m.value for m in at.sidebar.markdown)
+    # the unsharded index rates its hits (its own image is "strong"); the sharded one does not
+    assert not [m.value for m in at.main.markdown if "imgrec-strength" in m.value]
 
     at.switch_page("imgrec/app/pages/explore.py").run()
     _clean(at)
