@@ -34,7 +34,9 @@ def _verdict(idx: Index, q: QueryImage, threshold: float) -> Any:
 
 def known_uploads(idx: Index, qs: QuerySet) -> None:
     """Say which uploads the collection already holds (exact or same picture); nothing for
-    new ones."""
+    new ones, nor on a sharded index (duplicate checks are not offered across shards)."""
+    if data.sharded(idx):
+        return
     for q in qs.uploads:
         v = _verdict(idx, q, DEFAULT_THRESHOLD)
         if v.tier in (EXACT, SAME):
