@@ -91,6 +91,11 @@ def describe(d: Decision) -> str:
 def duplicates_view(idx: Index) -> None:
     """Groups by tier with their evidence and keeper's reason; decide, forget, preview moves."""
     st.subheader("Duplicates")
+    if data.sharded(idx):
+        st.info("Duplicates are not looked for across the shards of a sharded index: run "
+                "`imgrec duplicates` on the unsharded index (`imgrec shard split` makes the "
+                "shards from it).", icon=":material/info:")
+        return
     st.info("imgrec never deletes your files. Mark what is **not a duplicate** or **keep** "
             "another image: decisions are remembered beside the index (by content, so they "
             "survive rebuilds and renames) and `imgrec duplicates` applies them too. Moving "

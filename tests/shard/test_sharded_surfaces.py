@@ -195,3 +195,7 @@ def test_the_dashboard_searches_and_explores_a_sharded_index(ray_cluster, demo_c
         at.segmented_control(key="insights_section").set_value(section).run()
         _clean(at)
         assert not at.error, [e.value for e in at.error]
+    at.segmented_control(key="insights_section").set_value("duplicates").run()
+    _clean(at)  # refused with the reason, not an error box
+    assert not at.error, [e.value for e in at.error]
+    assert any("not looked for across the shards" in i.value for i in at.info)
