@@ -182,3 +182,31 @@ def test_pruned_scan_equals_brute_force_on_random_and_structured_data(demo_index
     st = {}
     near_pairs(structured, None, 0.9, max_neighbours=0, rank=32, stats=st)
     assert st["survivors"] < 0.5 * st["pairs"]  # the first pass prunes real-like data
+
+
+
+def test_shared_shading_without_shared_detail_is_not_the_same_picture(photos):
+    """One photo's shading under another photo's fine detail passes the pHash (its
+    low frequencies are the shading) but is not the same picture: the fine detail must
+    agree too; a re-encoded, mirrored copy still is the same picture."""
+    import io
+
+    from PIL import ImageFilter
+
+    from imgrec.insights.duplicates import signals as S
+
+    a, c = photos["coffee"].convert("L"), photos["chelsea"].convert("L").resize(
+        photos["coffee"].size)
+    shade = np.asarray(a.filter(ImageFilter.GaussianBlur(10)), np.float64)
+    fine = np.asarray(c, np.float64) - np.asarray(c.filter(ImageFilter.GaussianBlur(10)),
+                                                  np.float64)
+    mixed = Image.fromarray(np.clip(shade + fine, 0, 255).astype(np.uint8)).convert("RGB")
+    buf = io.BytesIO()
+    a.convert("RGB").transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(buf, "JPEG", quality=30)
+    copy = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+    sa, sm, sc = S.compute(a.convert("RGB")), S.compute(mixed), S.compute(copy)
+    assert S.hash_distance(sa.dct, sm.dct)[0] <= S.HASH_BITS  # the shading alone agrees
+    ok, ev = S.confirm(sa, sm)
+    assert not ok, ev
+    assert S.confirm(sa, sc)[0]
+    assert S.detail_agreement(sa.thumb, sa.thumb) == pytest.approx(1.0)

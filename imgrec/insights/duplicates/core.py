@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 #: cosine similarity a pair of images needs to be a candidate (see the package docstring)
 DEFAULT_THRESHOLD = 0.65
-MAX_NEIGHBOURS = 16
+MAX_NEIGHBOURS = 32
 
 
 def catalog(index: Index) -> list[tuple[int, int, int, str, str]]:

@@ -150,16 +150,19 @@ def _centre(units: dict[str, Unit], u: str, near: list[str], paths: list[str],
             links: Links) -> str:
     """The keeper among ``u`` (the most effective pixels still free) and its free
     candidates within 1.3x of its effective linear resolution: chosen first, then those
-    whose detail per pixel is within 10 % of the best (an upscale's added pixels carry
-    none), the most pixels (uncropped), the earliest EXIF date, the largest file; and
-    never a confirmed crop of another candidate."""
+    that no smaller candidate matches within 5 % in effective linear resolution (an
+    upscale's added pixels carry no detail), the most pixels (uncropped), the earliest
+    EXIF date, the largest file; and never a confirmed crop of another candidate."""
     top = math.sqrt(units[u].effective()) / 1.3
     pool = [u] + [v for v in near if math.sqrt(units[v].effective()) >= top]
-    fmax = max(units[k].detail_factor() for k in pool)
+    lin = {k: math.sqrt(units[k].effective()) for k in pool}
+
+    def upscaled(k: str) -> bool:  # a smaller candidate carries (nearly) as much detail
+        return any(units[o].pixels < units[k].pixels and lin[o] >= 0.95 * lin[k] for o in pool)
 
     def key(k: str) -> tuple:
         x = units[k]
-        return (not x.chosen, x.detail_factor() < 0.9 * fmax, -x.pixels, x.date or "~",
+        return (not x.chosen, upscaled(k), -x.pixels, x.date or "~",
                 -x.size, min(paths[r] for r in x.rows))
 
     ranked = sorted(pool, key=key)

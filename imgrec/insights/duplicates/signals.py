@@ -27,6 +27,8 @@ THUMB = 48
 SCALES = tuple(np.round(np.arange(0.5, 1.0001, 0.05), 2))
 DETAIL_MAX = 1600
 ENERGY = 0.6  # share of the gradient energy below the effective resolution
+DETAIL_SIGMA = 1.0  # blur (thumbnail pixels) whose residue is the fine detail
+DETAIL_MIN = 0.25  # correlation of the fine detail that a confirmation also needs
 
 
 @dataclass(frozen=True)
@@ -111,17 +113,38 @@ def _dihedral(t: np.ndarray, v: int) -> np.ndarray:
     return np.ascontiguousarray(x)
 
 
+def detail_agreement(a: np.ndarray, b: np.ndarray) -> float:
+    """Correlation of the fine detail (the thumbnails minus their blur) of two aligned,
+    equally sized grey thumbnails: near 1 for one picture, low for two smooth pictures
+    that merely share their shading (or for a flat pair, which has no detail: 0)."""
+    from scipy.ndimage import gaussian_filter
+
+    x, y = (np.asarray(t, np.float64) for t in (a, b))
+    x, y = x - gaussian_filter(x, DETAIL_SIGMA), y - gaussian_filter(y, DETAIL_SIGMA)
+    x, y = x[1:-1, 1:-1] - x[1:-1, 1:-1].mean(), y[1:-1, 1:-1] - y[1:-1, 1:-1].mean()
+    den = float(np.sqrt((x * x).sum() * (y * y).sum()))
+    return float((x * y).sum() / den) if den > 1e-6 else 0.0
+
+
+def aligned(b: np.ndarray, v: int, shape: tuple[int, int]) -> np.ndarray:
+    """``b``'s thumbnail under variant ``v``, resized to ``shape`` (h, w)."""
+    im = Image.fromarray(_dihedral(b, v))
+    return np.asarray(im.resize((shape[1], shape[0]), Image.LANCZOS), np.float64)
+
+
 def crop_match(part: np.ndarray, whole: np.ndarray) -> tuple[float, float]:
     """(best normalised cross-correlation, share of ``whole``'s frame) of ``part`` placed
     as a crop of ``whole`` under any variant, scale and position; shares below
-    :data:`CROP_MIN` are not tried. Correlations by FFT, window sums by integral images."""
+    :data:`CROP_MIN` are not tried. Correlations by FFT, window sums by integral images.
+    The best placement's fine detail must agree too (:func:`detail_agreement` at least
+    :data:`DETAIL_MIN`), else the correlation is the shading's alone and counts as 0."""
     from scipy.signal import correlate
 
     wh, ww = whole.shape
     w = whole.astype(np.float64)
     ii = np.pad(w, ((1, 0), (1, 0))).cumsum(0).cumsum(1)
     ii2 = np.pad(w * w, ((1, 0), (1, 0))).cumsum(0).cumsum(1)
-    best, share = -1.0, 0.0
+    best, share, at = -1.0, 0.0, None
     for v in range(8):
         p = Image.fromarray(_dihedral(part, v))
         for sx in SCALES:
@@ -139,9 +162,13 @@ def crop_match(part: np.ndarray, whole: np.ndarray) -> tuple[float, float]:
             s2 = ii2[th:, tw:] - ii2[:-th, tw:] - ii2[th:, :-tw] + ii2[:-th, :-tw]
             var = s2 - s1 * s1 / (th * tw)
             ncc = num / (tn * np.sqrt(np.maximum(var, 1e-9)))
-            got = float(ncc.max())
+            k = int(np.argmax(ncc))
+            got = float(ncc.flat[k])
             if got > best:
-                best, share = got, (tw * th) / (ww * wh)
+                y, x = divmod(k, ncc.shape[1])
+                best, share, at = got, (tw * th) / (ww * wh), (t, whole[y:y + th, x:x + tw])
+    if at is not None and detail_agreement(*at) < DETAIL_MIN:
+        best = 0.0
     return min(best, 1.0), share
 
 
@@ -152,7 +179,9 @@ def confirm(a: Signal, b: Signal) -> tuple[bool, str]:
     names = ("as is", "mirrored", "flipped", "rotated 180", "transposed", "rotated 90",
              "rotated 270", "transverse")
     if dist <= HASH_BITS:
-        return True, f"pHash {dist}/64 ({names[v]})"
+        agree = detail_agreement(a.thumb, aligned(b.thumb, v, a.thumb.shape))
+        if agree >= DETAIL_MIN:
+            return True, f"pHash {dist}/64 ({names[v]}), detail agrees {agree:.2f}"
     (ncc, share), part = max((crop_match(b.thumb, a.thumb), "b"),
                              (crop_match(a.thumb, b.thumb), "a"))
     if ncc >= NCC_MIN:
