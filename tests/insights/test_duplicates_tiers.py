@@ -253,3 +253,28 @@ def test_keeper_is_the_original_orientation(photos, real_embedder, tmp_path):
     assert len(same) == 1 and len(same[0].members) == 3, rep.to_dict()
     assert same[0].keeper.path == "z_original.jpg"
     assert "original orientation (1 rotated/mirrored copy)" in same[0].reason
+
+
+def test_a_crop_cannot_carry_more_detail_than_its_region(photos):
+    """A real half-frame crop is confirmed (its detail is that of its region); the same
+    thumbnails with the part claiming the whole's full detail in half its frame are not,
+    and neither is checked when the whole is a reduced copy (less detail than the part)."""
+    from dataclasses import replace
+
+    from imgrec.insights.duplicates import signals as S
+
+    a = photos["coffee"].convert("RGB")
+    w, h = a.size
+    crop = a.crop((0, 0, round(w * 0.71), round(h * 0.71)))
+    sa, sb = S.compute(a), S.compute(crop)
+    longs = (max(a.size), max(crop.size))
+    ok, ev = S.confirm(sa, sb, longs)
+    assert ok and "b is a crop" in ev, ev
+    ratio = S.crop_detail_ratio(sb.detail, longs[1], sa.detail, longs[0], 0.5)
+    assert ratio is not None and ratio <= S.CROP_DETAIL_MAX
+    dense = replace(sb, detail=sa.detail)  # full detail in half the frame: no crop of a
+    ok, ev = S.confirm(sa, dense, longs)
+    assert not ok and "the detail of its region" in ev, ev
+    assert S.confirm(sa, dense)[0]  # without the long sides nothing is asked
+    reduced = replace(sa, detail=0.5 * dense.detail)
+    assert S.crop_detail_ratio(dense.detail, longs[1], reduced.detail, longs[0], 0.5) is None

@@ -209,7 +209,7 @@ def _links(index: Index, units: dict[str, Unit], cand: dict[tuple[str, str], flo
         sa, sb = units[a].signal, units[b].signal
         if sa is None or sb is None:
             return False, "no second signal"
-        return S.confirm(sa, sb)
+        return S.confirm(sa, sb, (units[a].long, units[b].long))
 
     return Links(cand, check)
 
