@@ -4,7 +4,9 @@ Speed: ``n`` synthetic 1,280-d embeddings drawn from a Gaussian with the mean an
 covariance of a real gallery's embeddings (``--stats-index``; its spectrum is what the
 first pass's bound depends on), 1 % of them with a planted copy (cosine ~0.9-0.99); each
 size runs in its own process (peak RSS is that process's), timing ``near_pairs`` at the
-default threshold with its exactness bound, and the first pass's pruning rate.
+default threshold with its exactness bound, and the first pass's pruning rate; and the
+dihedral hash lookup (:mod:`imgrec.insights.duplicates.hashlookup`) over as many DCTs drawn
+from the stats index's cached ones.
 
 Accuracy (``--corpus``, built by ``python -m bench.copy_corpus`` and indexed with
 ``imgrec index``): per transformation, the share of copies found with their original
@@ -91,6 +93,50 @@ def run_speed(args) -> list[dict]:
         code = ("import json,sys; from pathlib import Path; from bench.duplicates import "
                 f"speed_one; print(json.dumps(speed_one(Path({str(path)!r}), "
                 f"{args.threshold}, {args.rank})))")
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             check=True)
+        out.append(json.loads(res.stdout.strip().splitlines()[-1]))
+    return out
+
+
+def hash_speed_one(n: int, stats_index: Path, seed: int = 0) -> dict:
+    """Time the dihedral hash lookup over ``n`` DCTs drawn from a Gaussian with the mean
+    and covariance of the cached DCTs of ``stats_index`` (real pHash bits are correlated,
+    which fills the lookup's buckets unevenly), 1 % of them turned, noisy copies."""
+    from imgrec import Index
+    from imgrec.insights.duplicates import hashlookup as H
+    from imgrec.insights.duplicates import signals as S
+    from imgrec.insights.duplicates.core import catalog
+    from imgrec.insights.duplicates.store import Store
+
+    idx = Index.open(stats_index)
+    real = np.stack([s.dct for s in Store(idx.index_dir).signals(
+        [m[3] for m in catalog(idx)]).values()]).reshape(-1, 64).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    cov = np.cov(real, rowvar=False)
+    dcts = rng.multivariate_normal(real.mean(0), cov, n, method="cholesky").astype(np.float32)
+    dcts = dcts.reshape(n, 8, 8)
+    k = n // 100
+    turned = S.variants(dcts[:k])[np.arange(k), rng.integers(1, 8, k)]
+    dcts[-k:] = turned + rng.standard_normal(turned.shape).astype(np.float32) * 0.05 * np.sqrt(
+        np.diag(cov)).reshape(8, 8).astype(np.float32)
+    t = time.perf_counter()
+    h = H.packed(dcts)
+    t_pack = time.perf_counter() - t
+    t = time.perf_counter()
+    i, _, _ = H.dihedral_pairs(h, H.RADIUS)
+    return {"n": n, "radius": H.RADIUS, "band_radii": H.band_radii(H.RADIUS),
+            "pack_seconds": round(t_pack, 1), "lookup_seconds": round(time.perf_counter() - t, 1),
+            "pairs_found": len(i), "planted": k,
+            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+
+
+def run_hash_speed(args) -> list[dict]:
+    out = []
+    for n in args.n:
+        code = ("import json; from pathlib import Path; from bench.duplicates import "
+                f"hash_speed_one; print(json.dumps(hash_speed_one({n}, "
+                f"Path({str(args.stats_index)!r}))))")
         res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                              check=True)
         out.append(json.loads(res.stdout.strip().splitlines()[-1]))
@@ -266,4 +312,5 @@ def run(args) -> dict:
         out["accuracy"] = run_accuracy(args)
     if args.n:
         out["speed"] = run_speed(args)
+        out["hash_lookup_speed"] = run_hash_speed(args)
     return out
