@@ -73,7 +73,8 @@ def find_duplicates(index: Index, threshold: float = DEFAULT_THRESHOLD, *, near:
     Example:
         >>> rep = find_duplicates(idx)
         >>> [(g.tier, g.keeper.path, g.reason) for g in rep.groups][:1]
-        [('same picture', 'astronaut/astronaut_grey.png', 'most detail (~0.08 MP effective)')]
+        [('same picture', 'astronaut/astronaut_grey.png', 'most detail (~0.08 MP effective),
+          original orientation (1 rotated/mirrored copy)')]
     """
     t = _check_threshold(threshold)
     t0 = time.perf_counter()

@@ -1,6 +1,7 @@
-"""A rotation-invariant candidate source: every pair of images whose DCT hashes lie within
-a hamming radius under one of the eight rotations/mirrorings, found without comparing
-all pairs.
+"""A rotation-invariant candidate source: DCT hash pairs within a radius under any rotation or mirroring.
+
+Every pair of images whose DCT hashes lie within a hamming radius under one of the eight
+rotations/mirrorings is found without comparing all pairs.
 
 The hashes of the eight variants of every image (:func:`signals.variants`, each
 thresholded at its own median exactly as :func:`signals.hash_distance` does) go into a
