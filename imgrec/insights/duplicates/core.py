@@ -51,9 +51,9 @@ def find_duplicates(index: Index, threshold: float = DEFAULT_THRESHOLD, *, near:
         max_neighbours: candidate partners kept per image.
         pairs: ``near_pairs(index.embeddings, index.embedding_norms, t0, max_neighbours)``
             for some ``t0 <= threshold``, to reuse (a slider computes it once).
-        confirm: check candidates with the second signal (reads candidate files once; the
-            signals are cached in ``duplicates.sqlite`` beside the index). False: every
-            candidate is a similar shot.
+        confirm: check candidates with the second signal (reads each file once, every
+            file with ``hashes``; the signals are cached in ``duplicates.sqlite`` beside
+            the index). False: every candidate is a similar shot.
         decisions: apply the remembered decisions (distinct pairs, chosen keepers).
         hashes: also take as same-picture candidates the pairs whose DCT hashes lie within
             :data:`hashlookup.RADIUS` bits under some rotation/mirroring (found exactly by
