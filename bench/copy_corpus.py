@@ -6,7 +6,11 @@ holds the unpacked Debian wallpaper packages that shared/corpus/make_photo_corpu
 into a 6 x 4 grid of non-overlapping tiles (distinct pictures, often alike: the hard
 negatives); the first tile of ``--originals`` wallpapers is an original, every other tile a
 distractor. Each original gets copies by every transformation at a mild and a strong
-setting (``copies/<transform>/``); ``truth.json`` maps every copy to its original.
+setting (``copies/<transform>/``); ``truth.json`` maps every copy to its original, and
+``sources.json`` every original and distractor stem to its wallpaper file (the packages ship
+some artworks at several resolutions or in colour variants: the benchmark reads this to
+tell one artwork's tiles from different pictures). ``--sources-only`` writes
+``sources.json`` for an existing OUT_DIR without rebuilding it.
 """
 
 from __future__ import annotations
@@ -61,14 +65,24 @@ def transforms() -> dict[str, object]:
     }
 
 
+def _stem(f: str) -> str:
+    """The corpus name of a wallpaper file (its stem, cut, and a checksum of its path)."""
+    return Path(f).stem.replace(" ", "_")[:40] + f"_{zlib.crc32(f.encode()) % 10000:04d}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("src", type=Path)
     ap.add_argument("out", type=Path)
     ap.add_argument("--originals", type=int, default=60)
+    ap.add_argument("--sources-only", action="store_true")
     a = ap.parse_args()
     files = sorted({os.path.realpath(f) for f in glob.glob(str(a.src) + "/**/*", recursive=True)
                     if f.lower().endswith((".jpg", ".jpeg", ".png")) and os.path.isfile(f)})
+    sources = {_stem(f): os.path.relpath(f, a.src) for f in files}
+    if a.sources_only:
+        (a.out / "sources.json").write_text(json.dumps(sources, indent=1))
+        return
     truth: dict[str, str] = {}
     n_orig = 0
     for f in files:
@@ -79,7 +93,7 @@ def main() -> None:
         tw, th = im.width // 6, im.height // 4
         tiles = [im.crop((c * tw, r * th, (c + 1) * tw, (r + 1) * th)).resize(TILE, Image.LANCZOS)
                  for r in range(4) for c in range(6)]
-        stem = Path(f).stem.replace(" ", "_")[:40] + f"_{zlib.crc32(f.encode()) % 10000:04d}"
+        stem = _stem(f)
         for t, tile in enumerate(tiles):
             if max(h - lo2 for lo2, h in tile.resize((64, 48)).getextrema()) < 40:
                 continue  # a flat patch is no photo
@@ -97,6 +111,7 @@ def main() -> None:
                 (a.out / "distractors").mkdir(parents=True, exist_ok=True)
                 tile.save(a.out / f"distractors/{stem}_t{t:02d}.jpg", quality=92)
     (a.out / "truth.json").write_text(json.dumps(truth, indent=1))
+    (a.out / "sources.json").write_text(json.dumps(sources, indent=1))
     print(f"{n_orig} originals, {len(truth)} copies, "
           f"{len(list((a.out / 'distractors').glob('*')))} distractors in {a.out}")
 

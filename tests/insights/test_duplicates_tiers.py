@@ -182,3 +182,99 @@ def test_pruned_scan_equals_brute_force_on_random_and_structured_data(demo_index
     st = {}
     near_pairs(structured, None, 0.9, max_neighbours=0, rank=32, stats=st)
     assert st["survivors"] < 0.5 * st["pairs"]  # the first pass prunes real-like data
+
+
+
+def test_shared_shading_without_shared_detail_is_not_the_same_picture(photos):
+    """One photo's shading under another photo's fine detail passes the pHash (its
+    low frequencies are the shading) but is not the same picture: the fine detail must
+    agree too; a re-encoded, mirrored copy still is the same picture."""
+    import io
+
+    from PIL import ImageFilter
+
+    from imgrec.insights.duplicates import signals as S
+
+    a, c = photos["coffee"].convert("L"), photos["chelsea"].convert("L").resize(
+        photos["coffee"].size)
+    shade = np.asarray(a.filter(ImageFilter.GaussianBlur(10)), np.float64)
+    fine = np.asarray(c, np.float64) - np.asarray(c.filter(ImageFilter.GaussianBlur(10)),
+                                                  np.float64)
+    mixed = Image.fromarray(np.clip(shade + fine, 0, 255).astype(np.uint8)).convert("RGB")
+    buf = io.BytesIO()
+    a.convert("RGB").transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(buf, "JPEG", quality=30)
+    copy = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+    sa, sm, sc = S.compute(a.convert("RGB")), S.compute(mixed), S.compute(copy)
+    assert S.hash_distance(sa.dct, sm.dct)[0] <= S.HASH_BITS  # the shading alone agrees
+    ok, ev = S.confirm(sa, sm)
+    assert not ok, ev
+    assert S.confirm(sa, sc)[0]
+    assert S.detail_agreement(sa.thumb, sa.thumb) == pytest.approx(1.0)
+
+
+def test_hash_source_finds_a_turned_copy_below_the_cosine_threshold(copies_index):
+    """At a threshold above the rotated copy's cosine the embedding scan misses it; the
+    dihedral hash lookup still makes it a candidate and the crop/pHash check confirms it,
+    and a hash-only pair never becomes a similar shot."""
+    _, _, idx = copies_index
+    rows = {p: r for r, p in enumerate(idx.all_paths())}
+    emb = np.asarray(idx.embeddings, np.float64)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    cos = float(emb[rows["a.jpg"]] @ emb[rows["a_rot90.jpg"]])
+    t = min(1.0, cos + 0.01)
+    assert cos < 0.99  # the embedding alone does not see the turned copy at t
+    with_hash = {m.path: (g.tier, m.evidence) for g in find_duplicates(idx, t).groups
+                 for m in g.members[1:] if g.keeper.path == "a.jpg"}
+    assert with_hash["a_rot90.jpg"][0] == SAME and "rotated" in with_hash["a_rot90.jpg"][1]
+    without = find_duplicates(idx, t, hashes=False)
+    assert "a_rot90.jpg" not in {m.path for g in without.groups for m in g.members}
+
+
+def test_a_hash_only_pair_that_fails_the_check_is_no_similar_shot():
+    units = {k: Unit(k, [r], 100, 10, 10, "") for r, k in enumerate("ab")}
+    links = Links({("a", "b"): 0.3}, lambda x, y: (False, "pHash 7/64"))
+    assert [g.tier for g in star_groups(units, links, ["A", "B"])] == [SIMILAR]
+    links.same_only = {("a", "b")}  # found by the hash lookup alone, cosine below threshold
+    assert star_groups(units, links, ["A", "B"]) == []
+
+
+def test_keeper_is_the_original_orientation(photos, real_embedder, tmp_path):
+    """Two copies with equal detail and pixels, one turned: the keeper is the orientation
+    the other copies share, and its reason says so; without the turned copy it is not."""
+    g = tmp_path / "g"
+    g.mkdir()
+    a = photos["rocket"].convert("RGB")
+    a.save(g / "z_original.jpg", quality=90)
+    a.transpose(Image.Transpose.ROTATE_90).save(g / "a_turned.jpg", quality=90)
+    a.resize((a.width // 2, a.height // 2)).save(g / "m_small.jpg", quality=90)
+    build_index(g, tmp_path / "ix", embedder=real_embedder, workers=0)
+    rep = find_duplicates(Index.open(tmp_path / "ix", embedder=real_embedder))
+    same = rep.tier(SAME)
+    assert len(same) == 1 and len(same[0].members) == 3, rep.to_dict()
+    assert same[0].keeper.path == "z_original.jpg"
+    assert "original orientation (1 rotated/mirrored copy)" in same[0].reason
+
+
+def test_a_crop_cannot_carry_more_detail_than_its_region(photos):
+    """A real half-frame crop is confirmed (its detail is that of its region); the same
+    thumbnails with the part claiming the whole's full detail in half its frame are not,
+    and neither is checked when the whole is a reduced copy (less detail than the part)."""
+    from dataclasses import replace
+
+    from imgrec.insights.duplicates import signals as S
+
+    a = photos["coffee"].convert("RGB")
+    w, h = a.size
+    crop = a.crop((0, 0, round(w * 0.71), round(h * 0.71)))
+    sa, sb = S.compute(a), S.compute(crop)
+    longs = (max(a.size), max(crop.size))
+    ok, ev = S.confirm(sa, sb, longs)
+    assert ok and "b is a crop" in ev, ev
+    ratio = S.crop_detail_ratio(sb.detail, longs[1], sa.detail, longs[0], 0.5)
+    assert ratio is not None and ratio <= S.CROP_DETAIL_MAX
+    dense = replace(sb, detail=sa.detail)  # full detail in half the frame: no crop of a
+    ok, ev = S.confirm(sa, dense, longs)
+    assert not ok and "the detail of its region" in ev, ev
+    assert S.confirm(sa, dense)[0]  # without the long sides nothing is asked
+    reduced = replace(sa, detail=0.5 * dense.detail)
+    assert S.crop_detail_ratio(dense.detail, longs[1], reduced.detail, longs[0], 0.5) is None

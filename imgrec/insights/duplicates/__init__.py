@@ -21,7 +21,7 @@ keeps every variant but the small rotations within the threshold of its original
 Example:
     >>> rep = find_duplicates(idx)
     >>> [(g.tier, g.keeper.path, len(g.members)) for g in rep.groups][:2]
-    [('same picture', 'astronaut/astronaut_grey.png', 11), ('same picture', 'chelsea/chelsea_orig.jpg', 10)]
+    [('same picture', 'astronaut/astronaut_grey.png', 12), ('same picture', 'chelsea/chelsea_orig.jpg', 10)]
     >>> write_csv(rep, "duplicates.csv")
     PosixPath('duplicates.csv')
 """

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from imgrec.errors import ImgrecError, QueryError
+from imgrec.insights.duplicates import hashlookup as H
 from imgrec.insights.duplicates import signals as S
 from imgrec.insights.duplicates.group import Links, Unit, exif_date, star_groups
 from imgrec.insights.duplicates.report import TIERS, DuplicateGroup, DuplicateReport
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 
 #: cosine similarity a pair of images needs to be a candidate (see the package docstring)
 DEFAULT_THRESHOLD = 0.65
-MAX_NEIGHBOURS = 16
+MAX_NEIGHBOURS = 32
 
 
 def catalog(index: Index) -> list[tuple[int, int, int, str, str]]:
@@ -39,7 +40,7 @@ def catalog(index: Index) -> list[tuple[int, int, int, str, str]]:
 def find_duplicates(index: Index, threshold: float = DEFAULT_THRESHOLD, *, near: bool = True,
                     max_neighbours: int = MAX_NEIGHBOURS,
                     pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
-                    confirm: bool = True, decisions: bool = True,
+                    confirm: bool = True, decisions: bool = True, hashes: bool = True,
                     progress: Progress | None = None) -> DuplicateReport:
     """Group the duplicate images of an index in three tiers, without chaining.
 
@@ -50,10 +51,16 @@ def find_duplicates(index: Index, threshold: float = DEFAULT_THRESHOLD, *, near:
         max_neighbours: candidate partners kept per image.
         pairs: ``near_pairs(index.embeddings, index.embedding_norms, t0, max_neighbours)``
             for some ``t0 <= threshold``, to reuse (a slider computes it once).
-        confirm: check candidates with the second signal (reads candidate files once; the
-            signals are cached in ``duplicates.sqlite`` beside the index). False: every
-            candidate is a similar shot.
+        confirm: check candidates with the second signal (reads each file once, every
+            file with ``hashes``; the signals are cached in ``duplicates.sqlite`` beside
+            the index). False: every candidate is a similar shot.
         decisions: apply the remembered decisions (distinct pairs, chosen keepers).
+        hashes: also take as same-picture candidates the pairs whose DCT hashes lie within
+            :data:`hashlookup.RADIUS` bits under some rotation/mirroring (found exactly by
+            :mod:`.hashlookup`, whatever their cosine: rotated and heavily compressed
+            copies often fall below the threshold). Needs the signal of every image
+            (cached; the first run reads every file). Such a pair below the threshold is
+            never a similar shot. Only with ``near`` and ``confirm``.
         progress: ``progress(rows_done, rows)`` during the scan.
 
     Returns:
@@ -66,7 +73,8 @@ def find_duplicates(index: Index, threshold: float = DEFAULT_THRESHOLD, *, near:
     Example:
         >>> rep = find_duplicates(idx)
         >>> [(g.tier, g.keeper.path, g.reason) for g in rep.groups][:1]
-        [('same picture', 'astronaut/astronaut_grey.png', 'most detail (~0.08 MP effective)')]
+        [('same picture', 'astronaut/astronaut_grey.png', 'most detail (~0.08 MP effective),
+          original orientation (1 rotated/mirrored copy)')]
     """
     t = _check_threshold(threshold)
     t0 = time.perf_counter()
@@ -106,7 +114,14 @@ def find_duplicates(index: Index, threshold: float = DEFAULT_THRESHOLD, *, near:
             if k in units:
                 units[k].chosen = True
                 applied += 1
-    links = _links(index, units, cand, paths, store, notes) if confirm else Links(cand, None)
+    same_only: set[tuple[str, str]] = set()
+    if near and confirm and hashes and n > 1:
+        distinct = store.decisions()[0] if decisions else set()
+        same_only = _hash_candidates(index, units, cand, t, max_neighbours, paths, store,
+                                     notes, distinct)
+    links = (_links(index, units, cand, paths, store, notes) if confirm
+             else Links(cand, None))
+    links.same_only = same_only
     groups = star_groups(units, links, paths)
     groups = _finish(groups, meta)
     return DuplicateReport(t if near else 1.0, groups, n, time.perf_counter() - t0, notes,
@@ -159,6 +174,33 @@ def signal_of_file(index: Index, path: str) -> S.Signal | None:
     return S.compute(rgb)
 
 
+def _hash_candidates(index: Index, units: dict[str, Unit], cand: dict[tuple[str, str], float],
+                     threshold: float, cap: int, paths: list[str], store: Store,
+                     notes: list[str], distinct: set[tuple[str, str]]
+                     ) -> set[tuple[str, str]]:
+    """Add to ``cand`` the unit pairs within :data:`hashlookup.RADIUS` hash bits under some
+    variant (with their cosine); returns those below ``threshold`` (same picture only)."""
+    signals_for(index, units, set(units), paths, store, notes)
+    keys = [k for k, u in units.items() if u.signal is not None]
+    if len(keys) < 2:
+        return set()
+    found = [(a, b) for a, b, _ in H.unit_pairs(keys, np.stack([units[k].signal.dct
+                                                                 for k in keys]),
+                                                  max_per_row=cap)
+             if (a, b) not in cand and (a, b) not in distinct]
+    if not found:
+        return set()
+    ri = np.array([units[a].rows[0] for a, _ in found])
+    rj = np.array([units[b].rows[0] for _, b in found])
+    cos = H.cosines(index.embeddings, index.embedding_norms, ri, rj)
+    low: set[tuple[str, str]] = set()
+    for pair, c in zip(found, cos.tolist(), strict=True):
+        cand[pair] = c
+        if c < threshold:
+            low.add(pair)
+    return low
+
+
 def _links(index: Index, units: dict[str, Unit], cand: dict[tuple[str, str], float],
            paths: list[str], store: Store, notes: list[str]) -> Links:
     """Candidate links whose confirmation reads the signals (cached, else from files)."""
@@ -168,7 +210,7 @@ def _links(index: Index, units: dict[str, Unit], cand: dict[tuple[str, str], flo
         sa, sb = units[a].signal, units[b].signal
         if sa is None or sb is None:
             return False, "no second signal"
-        return S.confirm(sa, sb)
+        return S.confirm(sa, sb, (units[a].long, units[b].long))
 
     return Links(cand, check)
 

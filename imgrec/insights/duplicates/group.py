@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from imgrec.insights.duplicates.report import EXACT, SAME, SIMILAR, DuplicateGroup, Member
-from imgrec.insights.duplicates.signals import DETAIL_MAX, Signal
+from imgrec.insights.duplicates.signals import DETAIL_MAX, HASH_BITS, Signal, hash_distance
 
 
 @dataclass
@@ -33,6 +33,7 @@ class Unit:
     date: str  # earliest EXIF date ("" when none)
     signal: Signal | None = None
     chosen: bool = False
+    turned: int = -1  # candidates rotated/mirrored against this one (-1: not asked)
 
     def effective(self) -> float:
         """Effective pixels: the stored ones times the square of the detail factor."""
@@ -56,6 +57,9 @@ class Unit:
             bits.append(f"most detail (~{self.effective() / 1e6:.2f} MP effective)")
         else:
             bits.append("most pixels")
+        if self.turned > 0:
+            bits.append(f"original orientation ({self.turned} rotated/mirrored "
+                        f"cop{'y' if self.turned == 1 else 'ies'})")
         if self.date:
             bits.append(f"EXIF date {self.date}")
         return ", ".join(bits)
@@ -82,6 +86,8 @@ class Links:
             self.adj[a][b] = self.adj[b][a] = s
         self.check = check
         self.known: dict[tuple[str, str], tuple[bool, str]] = {}
+        #: candidate pairs (smaller key first) that may only be same-picture links
+        self.same_only: set[tuple[str, str]] = set()
 
     def __call__(self, a: str, b: str) -> tuple[bool, float, str]:
         """(confirmed, cosine, evidence) of a candidate link."""
@@ -137,7 +143,8 @@ def star_groups(units: dict[str, Unit], links: Links, paths: list[str]
         if u not in free or u in done:
             continue
         mates = {v: links(u, v) for v in adj[u] if v in free and v not in done}
-        mates = {v: x for v, x in mates.items() if not (u in keepers and v in keepers and x[0])}
+        mates = {v: x for v, x in mates.items() if not (u in keepers and v in keepers and x[0])
+                 and ((u, v) if u < v else (v, u)) not in links.same_only}
         if not mates:
             continue
         done |= {u, *mates}
@@ -150,20 +157,28 @@ def _centre(units: dict[str, Unit], u: str, near: list[str], paths: list[str],
             links: Links) -> str:
     """The keeper among ``u`` (the most effective pixels still free) and its free
     candidates within 1.3x of its effective linear resolution: chosen first, then those
-    whose detail per pixel is within 10 % of the best (an upscale's added pixels carry
-    none), the most pixels (uncropped), the earliest EXIF date, the largest file; and
-    never a confirmed crop of another candidate."""
+    that no smaller candidate matches within 5 % in effective linear resolution (an
+    upscale's added pixels carry no detail), the most pixels (uncropped), the original
+    orientation (:func:`_turned`), the earliest EXIF date, the largest file; and never a
+    confirmed crop of another candidate."""
     top = math.sqrt(units[u].effective()) / 1.3
     pool = [u] + [v for v in near if math.sqrt(units[v].effective()) >= top]
-    fmax = max(units[k].detail_factor() for k in pool)
+    lin = {k: math.sqrt(units[k].effective()) for k in pool}
+
+    def upscaled(k: str) -> bool:  # a smaller candidate carries (nearly) as much detail
+        return any(units[o].pixels < units[k].pixels and lin[o] >= 0.95 * lin[k] for o in pool)
+
+    turned = _turned(units, pool, [u, *near])
 
     def key(k: str) -> tuple:
         x = units[k]
-        return (not x.chosen, x.detail_factor() < 0.9 * fmax, -x.pixels, x.date or "~",
+        return (not x.chosen, upscaled(k), -x.pixels, turned[k], x.date or "~",
                 -x.size, min(paths[r] for r in x.rows))
 
     ranked = sorted(pool, key=key)
     c = ranked[0]
+    if any(key(k)[:3] == key(c)[:3] and turned[k] > turned[c] for k in pool):
+        units[c].turned = turned[c]  # the orientation decided: say so
     if units[c].chosen:
         return c
     for v in ranked[1:]:
@@ -172,6 +187,26 @@ def _centre(units: dict[str, Unit], u: str, near: list[str], paths: list[str],
             if ok and ev.startswith("a is a crop") and not ev.startswith("a is a crop of 9"):
                 return v
     return c
+
+
+def _turned(units: dict[str, Unit], pool: list[str], near: list[str]) -> dict[str, int]:
+    """For each keeper candidate in ``pool``: how many of ``near`` (the candidates and
+    their neighbours, upright as decoded, so EXIF orientation is already applied) match
+    it by pHash only rotated or mirrored. The original orientation is the one most of the
+    copies share: the fewest turned copies."""
+    out = dict.fromkeys(pool, 0)
+    if len(pool) < 2:
+        return out
+    for k in pool:
+        sk = units[k].signal
+        n = 0
+        for v in near:
+            sv = units[v].signal
+            if v != k and sk is not None and sv is not None:
+                dist, var = hash_distance(sk.dct, sv.dct)
+                n += dist <= HASH_BITS and var != 0
+        out[k] = n
+    return out
 
 
 def _group(units: dict[str, Unit], keeper: str, mates: dict[str, tuple[bool, float, str]],
