@@ -1,35 +1,46 @@
-"""Exact all-pairs cosine scan: a low-dimensional first pass with a proven bound, then exact checks.
+"""Exact all-pairs cosine scan: a cascade of proven bounds on rotated rows, then exact checks.
 
-Every row ``x`` (unit-normalised in float64) splits into its projection ``p = V^T x`` on an
-orthonormal basis ``V`` of ``r`` directions (the top singular vectors of a sample of rows)
-and a residual of norm ``e = |x - V p|``. For two rows, Cauchy-Schwarz on the residuals
-gives ``x.y = p_x.p_y + res_x.res_y <= p_x.p_y + e_x e_y``: the dot product of the
-*augmented* ``(r + 1)``-vectors ``[p, e]``. The first pass multiplies those (one float32
-BLAS product per block, ``r + 1`` columns instead of ``d``); a pair whose bound, less the
-proven float32 rounding error, stays below the threshold cannot pass and is dropped. The
-survivors of a block are checked on the full float32 rows (a BLAS product of the
-surviving rows by the surviving columns) and every pair within that pass's rounding bound
-of the threshold is recomputed in float64, so the result equals a float64 brute force.
+Every row ``x`` (unit-normalised in float64) is rotated onto the top ``r3`` eigenvectors
+``V`` of the rows' second moment (fitted on a sample): ``p = V^T x``. For any prefix of
+``r`` coordinates with tail norm ``e_r = |x - V_r p_r|``, Cauchy-Schwarz on the tails gives
+``x.y <= p_r(x).p_r(y) + e_r(x) e_r(y)``. The first pass multiplies the augmented rows
+``[p_r1, e_r1]`` of a block of rows by those of a block of columns (one float32 BLAS
+product, ``r1 + 1`` columns instead of ``d``); each pair whose bound can reach the
+threshold then gains the coordinates up to ``r2`` and ``r3`` (tighter bounds: the energy
+of the tail shrinks), and the survivors of all three are computed exactly in float64 from
+the stored rows (:mod:`.cascade`). Every bound is taken less its proven float32 rounding
+error (:func:`slack`), so no pair at or above the threshold is ever dropped.
 
-Memory: the augmented rows (``n x (r + 1)`` float32: 170 MB at 1,000,000 rows and
-``r = 43``), one ``row_block x col_block`` float32 block, and the pairs found (capped at
-``max_neighbours`` per row); time grows as ``n^2 (r + 1)`` plus the survivors' checks.
+With a cap of ``m`` partners per row, a pair is also dropped when its bound is below the
+m-th best exact similarity already found for both of its rows: it is then in neither
+row's top m, which the cap would drop anyway, so the result equals the capped brute force.
+
+Memory: the rotated rows (``n x r3`` float32: 1 GB at 1,000,000 rows and ``r3 = 256``),
+one ``row_block x col_block`` float32 block per thread, and the top-m lists (``n x m``);
+no N x N anything. Time: the first pass grows as ``n^2 (r1 + 1)`` (BLAS), the later
+stages with their survivors (measured in bench/duplicates.py).
 """
 
 from __future__ import annotations
 
+import itertools
+import os
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from imgrec.insights.duplicates import cascade as C
 from imgrec.search import kernels as K
 
-#: default dimension of the first pass (measured in bench/duplicates.py: at 400,000 rows
-#: drawn from real embedding statistics it prunes all but ~1e-5 of the pairs)
-RANK = 48
-ROW_BLOCK = 4096
-COL_BLOCK = 8192
+#: default dimension of the first pass; the later stages use STAGES' other two dimensions
+RANK = 64
+STAGES = (128, 256, 512)
+ROW_BLOCK = 256
+COL_BLOCK = 2048
 SAMPLE = 20000  # rows the basis is fitted on
+CHUNK = 16384  # rows rotated at a time
 Progress = Callable[[int, int], None]
 
 
@@ -56,29 +67,68 @@ def basis(data: np.ndarray, inv: np.ndarray, rank: int) -> np.ndarray:
     return np.ascontiguousarray(vecs[:, ::-1][:, :r])
 
 
-def augmented(data: np.ndarray, inv: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """(n, r + 1) float32 ``[p, e]`` rows, ``e`` rounded up (see the module docstring)."""
-    n = len(data)
-    out = np.empty((n, v.shape[1] + 1), np.float32)
-    for s in range(0, n, 32768):
-        x = np.asarray(data[s:s + 32768], np.float64) * inv[s:s + 32768, None]
-        p = x @ v
-        e = np.linalg.norm(x - p @ v.T, axis=1) * (1 + 1e-9) + 1e-12
-        e32 = e.astype(np.float32)
-        e32 = np.where(e32 < e, np.nextafter(e32, np.float32(np.inf)), e32)
-        out[s:s + 32768, :-1] = p
-        out[s:s + 32768, -1] = e32
-    return out
+def stages(rank: int, d: int) -> tuple[int, ...]:
+    """The cascade's dimensions for ``d``-dimensional rows: the first pass's, then each
+    later stage's (``STAGES`` clipped to ``d``); ``(d, d, ...)`` (no rotation, the exact
+    first pass on the full rows) where a first pass would not pay."""
+    if not 0 < rank < d // 2:
+        return (d,) * (len(STAGES) + 1)
+    out = [min(rank, d)]
+    for r in STAGES:
+        out.append(max(out[-1], min(r, d)))
+    return tuple(out)
 
 
-def first_pass_slack(r: int) -> float:
-    """Proven bound on (computed augmented dot) - (true bound ``p_x.p_y + e_x e_y``) below.
+def rotated(data: np.ndarray, v: np.ndarray | None, dims: tuple[int, ...]
+            ) -> tuple[np.ndarray, tuple[np.ndarray, ...], np.ndarray, np.ndarray]:
+    """``(aug, ps, es, inv)`` of the unit rows, rotated: ``aug`` the float32 first-pass
+    rows ``[p[:r1], e1]``; ``ps`` the float32 coordinate ranges of the later stages;
+    ``es`` the float32 tail norms after each later stage; every tail norm rounded up;
+    ``inv`` the float64 inverse row norms.
 
-    The float32 product of two augmented rows of norm <= 1 + 1e-6 errs by at most
-    ``gamma_{r+1}`` (Higham); rounding ``p`` to float32 moves each dot by <= 2u; the float64
-    computation of ``p`` and ``e`` is covered by 1e-9 (its errors are ~1e-15).
+    ``v`` None: the unit rows themselves (no rotation, tails 0 but for a margin).
     """
-    return 1.01 * K.gamma(r + 2) + 4 * K.EPS32 + 1e-9
+    n = len(data)
+    cuts = list(dims)
+    aug = np.empty((n, cuts[0] + 1), np.float32)
+    ps = tuple(np.empty((n, hi - lo), np.float32) for lo, hi in itertools.pairwise(cuts))
+    es = np.empty((n, len(ps)), np.float32)
+    inv = np.empty(n)
+    for s in range(0, n, CHUNK):
+        x = np.asarray(data[s:s + CHUNK], np.float64)
+        nrm = np.linalg.norm(x, axis=1)
+        iv = np.divide(1.0, nrm, out=np.zeros(len(x)), where=nrm > 0)
+        x = x * iv[:, None]
+        q = x if v is None else x @ v
+        sq = q * q
+        # |tail|^2 = |x|^2 - |p|^2, up to float64 rounding (< 1e-12 for d < 10^3 u^-1)
+        tail = [np.maximum((x * x).sum(1) - sq[:, :cuts[-1]].sum(1), 0.0) + 1e-12]
+        for lo, hi in zip(cuts[-2::-1], cuts[:0:-1], strict=True):
+            tail.append(tail[-1] + sq[:, lo:hi].sum(1))
+        tails = np.sqrt(np.stack(tail[::-1], 1)) * (1 + 1e-9)
+        t32 = tails.astype(np.float32)
+        t32 = np.where(t32 < tails, np.nextafter(t32, np.float32(np.inf)), t32)
+        aug[s:s + CHUNK, :-1] = q[:, :cuts[0]]
+        aug[s:s + CHUNK, -1] = t32[:, 0]
+        es[s:s + CHUNK] = t32[:, 1:]
+        for k, (lo, hi) in enumerate(itertools.pairwise(cuts)):
+            ps[k][s:s + CHUNK] = q[:, lo:hi]
+        inv[s:s + CHUNK] = iv
+    return aug, ps, es, inv
+
+
+def slack(dims: tuple[int, ...]) -> float:
+    """Proven bound on (true bound) - (computed bound) at every stage of the cascade.
+
+    Rounding ``p`` to float32 moves a dot product of rows of norm <= 1 by <= 2.0001u; the
+    float32 first pass over ``r1 + 1`` terms (|terms| summing to <= 1 + 1e-5) errs by <=
+    ``gamma_{r1+1}`` (Higham; any summation order, FMA or not), each later range of
+    ``k`` coordinates by ``gamma_k``; the tail norms are rounded up, and 1e-9 covers the
+    float64 work (rotation, tails, the sums of the stages; ~1e-13).
+    """
+    g = K.gamma(dims[0] + 1) + sum(K.gamma(max(hi - lo, 1))
+                                   for lo, hi in itertools.pairwise(dims))
+    return 1.01 * g + 4 * K.EPS32 + 1e-9
 
 
 def near_pairs(data: np.ndarray, norms: np.ndarray | None, threshold: float,
@@ -89,22 +139,25 @@ def near_pairs(data: np.ndarray, norms: np.ndarray | None, threshold: float,
     """Pairs of rows with cosine similarity >= ``threshold``, exactly, in bounded memory.
 
     A pair is kept when it is among the ``max_neighbours`` most similar partners of
-    either of its rows (0 keeps every pair). Only blocks on or above the diagonal are
-    computed; no N x N matrix exists.
+    either of its rows (ties: the lower partner row; 0 keeps every pair). Only blocks on
+    or above the diagonal are computed, on every core; no N x N matrix exists.
 
     Args:
         data: (n, d) float32 rows (a memory map is fine).
-        norms: (n,) row norms (computed when None).
+        norms: (n,) row norms; accepted for the callers' convenience, the scan recomputes
+            them in float64 while it rotates the rows.
         threshold: cosine similarity a pair needs.
         max_neighbours: partners kept per row.
         row_block: rows per block; col_block: columns per block.
         rank: dimension of the first pass (0: no first pass, full rows only).
-        progress: called as ``progress(rows_done, n)`` after each row block.
-        stats: filled with ``pairs``, ``survivors`` (first pass) and ``found`` counts.
+        progress: called as ``progress(rows_done, n)`` after each row block (from the
+            calling thread).
+        stats: filled with ``pairs``, ``survivors`` (first pass), ``stages`` (pairs past
+            each stage: first pass, top-m test, ``r2``, ``r3``), ``found`` and ``dims``.
 
     Returns:
         ``(i, j, similarity)`` with ``i < j``, sorted by ``(i, j)``; similarities are
-        float64, recomputed exactly.
+        float64, computed exactly.
 
     Example:
         >>> x = np.array([[1, 0], [1, 0.01], [0, 1]], np.float32)
@@ -112,67 +165,116 @@ def near_pairs(data: np.ndarray, norms: np.ndarray | None, threshold: float,
         (array([0]), array([1]))
     """
     n = len(data)
-    m = int(max_neighbours)
+    m = max(0, int(max_neighbours))
     d = data.shape[1] if data.ndim == 2 else 0
-    norms = unit_norms(data) if norms is None else np.asarray(norms, np.float64)
-    inv = np.divide(1.0, norms, out=np.zeros(n), where=norms > 0)
-    use_first = 0 < rank < d // 2 and n > 2
-    if use_first:
-        aug = augmented(data, inv, basis(data, inv, rank))
-        lo1 = threshold - first_pass_slack(aug.shape[1])
-    lo = threshold - (4 * K.gamma(d + 2) + 8 * K.EPS32)  # full float32 pass: proven bound
-    inv32 = inv.astype(np.float32)
-    found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    held, survivors = 0, 0
-    for rs in range(0, n, row_block):
-        re = min(n, rs + row_block)
-        a = aug[rs:re] if use_first else None
-        for cs in range(rs, n, col_block):
-            ce = min(n, cs + col_block)
-            if use_first:
-                mask = (a @ aug[cs:ce].T) >= lo1
-                if cs == rs:
-                    mask[np.tril_indices(re - rs, 0, ce - cs)] = False
-                ri = np.flatnonzero(mask.any(1))
-                if len(ri) == 0:
-                    continue
-                ci = np.flatnonzero(mask[ri].any(0))
-                survivors += int(np.count_nonzero(mask))
-            else:
-                ri, ci = np.arange(re - rs), np.arange(ce - cs)
-            got = _verify(data, inv32, rs + ri, cs + ci, lo, threshold, m)
-            if len(got[0]):
-                found.append(got)
-                held += len(got[0])
-        if progress is not None:
-            progress(re, n)
-        if m and held > 8 * m * re + 1_000_000:
-            found, held = [_cap(*_cat(found), m)], 0
-            held = len(found[0][0])
-    i, j, s = _cat(found)
-    if m and len(i):
-        i, j, s = _cap(i, j, s, m)
-    if stats is not None:
-        stats.update(pairs=n * (n - 1) // 2, survivors=survivors if use_first else None,
-                     found=len(i), rank=aug.shape[1] - 1 if use_first else d)
-    o = np.lexsort((j, i))
-    return i[o], j[o], s[o]
-
-
-def _verify(data: np.ndarray, inv32: np.ndarray, rows: np.ndarray, cols: np.ndarray,
-            lo: float, threshold: float, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pairs ``(rows[a], cols[b])`` with ``rows[a] < cols[b]`` and exact cosine >= threshold."""
-    a = np.asarray(data[rows], np.float32) * inv32[rows, None]
-    b = np.asarray(data[cols], np.float32) * inv32[cols, None]
-    sims = a @ b.T
-    sims[rows[:, None] >= cols[None, :]] = -np.inf
-    ii, jj = _block_hits(sims, lo, m)
-    if len(ii) == 0:
+    t = float(threshold)
+    dims = stages(rank, d)
+    if n < 2 or d == 0:
+        if stats is not None:
+            stats.update(pairs=n * (n - 1) // 2, survivors=0, stages=[0] * (len(dims) + 1),
+                         found=0, rank=d, dims=dims)
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
-    ii, jj = rows[ii], cols[jj]
-    ss = _exact(data, ii, jj)
-    keep = ss >= threshold
-    return ii[keep], jj[keep], ss[keep]
+    v = None
+    if dims[0] < d:
+        v = basis(data, 1.0 / np.maximum(unit_norms(data), 1e-300), dims[-1])
+    aug, ps, es, inv = rotated(data, v, dims)
+    run = _Run(aug, ps, es, np.asarray(data), inv, t, slack(dims), m, int(row_block),
+               max(int(col_block), int(row_block)))
+    i, j, s = run.scan(progress)
+    if stats is not None:
+        c = run.counts.sum(0)
+        stats.update(pairs=n * (n - 1) // 2, survivors=int(c[0]), stages=c[:-1].tolist(),
+                     found=len(i), rank=dims[0], dims=dims)
+    return i, j, s
+
+
+class _Run:
+    """One scan: the shared arrays, the top-m lists and the per-thread work."""
+
+    def __init__(self, aug, ps, es, data, inv, t, sl, m, row_block, col_block):
+        self.aug, self.ps, self.es, self.data, self.inv = aug, ps, es, data, inv
+        self.e1 = np.ascontiguousarray(aug[:, -1])
+        self.t, self.slack, self.m = t, sl, m
+        self.rb, self.cb = row_block, col_block
+        n = len(aug)
+        self.tau = np.full(n, -np.inf)
+        self.top_s = np.full((n, max(m, 1)), -np.inf)
+        self.top_j = np.full((n, max(m, 1)), -1, np.int64)
+        self.fill = np.zeros(n, np.int64)
+        self.lock = threading.Lock()
+        self.found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.local = threading.local()
+        self.counts = np.zeros((0, len(ps) + 3), np.int64)
+        self.all_counts: list[np.ndarray] = []
+
+    def scan(self, progress: Progress | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every row block on the pool's threads (BLAS single-threaded meanwhile)."""
+        from threadpoolctl import threadpool_limits
+
+        n = len(self.aug)
+        starts = list(range(0, n, self.rb))
+        order = [starts[k // 2] if k % 2 == 0 else starts[-1 - k // 2]
+                 for k in range(len(starts))]  # big and small blocks alternate
+        workers = max(1, min(len(os.sched_getaffinity(0)), 8))
+        done = 0
+        with threadpool_limits(1, "blas"), ThreadPoolExecutor(workers) as pool:
+            for fut in [pool.submit(self.block, rs) for rs in order]:
+                done += fut.result()
+                if progress is not None:
+                    progress(done, n)
+        self.counts = np.array(self.all_counts or np.zeros((1, len(self.ps) + 3), np.int64))
+        return self.result()
+
+    def _buffers(self):
+        loc = self.local
+        if not hasattr(loc, "s"):
+            loc.s = np.empty((self.rb, self.cb), np.float32)
+            cap = 4 * self.cb + 65536
+            loc.out = (np.empty(cap, np.int64), np.empty(cap, np.int64), np.empty(cap))
+            loc.counts = np.zeros(len(self.ps) + 3, np.int64)
+            with self.lock:
+                self.all_counts.append(loc.counts)
+        return loc
+
+    def block(self, rs: int) -> int:
+        """All pairs of rows ``rs:rs + row_block`` with columns from ``rs`` on."""
+        loc = self._buffers()
+        n = len(self.aug)
+        re = min(n, rs + self.rb)
+        a = self.aug[rs:re]
+        for cs in range(rs, n, self.cb):
+            ce = min(n, cs + self.cb)
+            s = loc.s[:re - rs, :ce - cs]
+            np.matmul(a, self.aug[cs:ce].T, out=s)
+            row = 0
+            while row < re - rs:
+                row, k = C.cascade(s, rs, cs, row, self.e1, self.ps, self.es, self.tau,
+                                   self.t, self.slack, self.data, self.inv, *loc.out,
+                                   loc.counts)
+                if k:
+                    self._keep(loc.out, k)
+        return re - rs
+
+    def _keep(self, out, k: int) -> None:
+        oi, oj, os_ = out
+        with self.lock:
+            if self.m:
+                C.merge(self.top_s, self.top_j, self.fill, self.tau, oi, oj, os_, k)
+            else:
+                self.found.append((oi[:k].copy(), oj[:k].copy(), os_[:k].copy()))
+
+    def result(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The kept pairs, ``i < j``, sorted by ``(i, j)``."""
+        if self.m:
+            held = np.arange(self.top_s.shape[1])[None, :] < self.fill[:, None]
+            rows = np.nonzero(held)[0]
+            cols, sims = self.top_j[held], self.top_s[held]
+            i, j = np.minimum(rows, cols), np.maximum(rows, cols)
+            _key, first = np.unique(i * len(self.fill) + j, return_index=True)
+            return i[first], j[first], sims[first]
+        i, j, s = _cat(self.found)
+        o = np.lexsort((j, i))
+        return i[o], j[o], s[o]
 
 
 def _cat(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
@@ -182,56 +284,6 @@ def _cat(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
     return (np.concatenate([p[0] for p in parts]).astype(np.int64),
             np.concatenate([p[1] for p in parts]).astype(np.int64),
             np.concatenate([p[2] for p in parts]))
-
-
-def _block_hits(sims: np.ndarray, lo: float, m: int) -> tuple[np.ndarray, np.ndarray]:
-    """(row, col) of the entries >= ``lo``; where there are very many, only those among
-    the ``m`` largest of their row or of their column (so a block of near-identical images
-    cannot flood memory)."""
-    mask = sims >= lo
-    count = int(np.count_nonzero(mask))
-    if count == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    r, c = sims.shape
-    if not m or count <= 4 * m * (r + c):
-        return np.nonzero(mask)
-    keep = np.zeros_like(mask)
-    if c > m:
-        top = np.argpartition(-sims, m - 1, axis=1)[:, :m]
-        keep[np.arange(r)[:, None], top] = True
-    else:
-        keep[:] = True
-    if r > m:
-        top = np.argpartition(-sims, m - 1, axis=0)[:m, :]
-        keep[top, np.arange(c)[None, :]] = True
-    else:
-        keep[:] = True
-    return np.nonzero(mask & keep)
-
-
-def _exact(data: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
-    """float64 cosine similarity of rows ``i`` and ``j`` pairwise (rows read once each)."""
-    if len(i) == 0:
-        return np.zeros(0)
-    rows, inv_idx = np.unique(np.concatenate([i, j]), return_inverse=True)
-    if len(rows) < 2 * len(i):  # many pairs share rows: gather each row once
-        x = np.asarray(data[rows], np.float64)
-        nrm = np.linalg.norm(x, axis=1)
-        a, b = inv_idx[:len(i)], inv_idx[len(i):]
-        out = np.empty(len(i))
-        for t in range(0, len(i), 8192):
-            aa, bb = a[t:t + 8192], b[t:t + 8192]
-            den = nrm[aa] * nrm[bb]
-            out[t:t + 8192] = np.divide((x[aa] * x[bb]).sum(1), den, out=np.zeros(len(aa)),
-                                        where=den > 0)
-        return out
-    out = np.empty(len(i))
-    for t in range(0, len(i), 8192):
-        ai = np.asarray(data[i[t:t + 8192]], dtype=np.float64)
-        bj = np.asarray(data[j[t:t + 8192]], dtype=np.float64)
-        den = np.linalg.norm(ai, axis=1) * np.linalg.norm(bj, axis=1)
-        out[t:t + 8192] = np.divide((ai * bj).sum(1), den, out=np.zeros(len(ai)), where=den > 0)
-    return out
 
 
 def _cap(i: np.ndarray, j: np.ndarray, s: np.ndarray, m: int
