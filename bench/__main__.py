@@ -67,7 +67,7 @@ def main() -> int:
     du = sub.add_parser("duplicates", help="duplicate scan speed and copy-detection accuracy")
     du.add_argument("--n", type=int, nargs="*", default=[100_000, 400_000])
     du.add_argument("--threshold", type=float, default=0.65)
-    du.add_argument("--rank", type=int, default=48, help="first-pass dimension")
+    du.add_argument("--rank", type=int, default=64, help="first-pass dimension")
     du.add_argument("--stats-index", type=Path, help="index whose embedding statistics the "
                     "synthetic data copies (default: the --corpus-index)")
     du.add_argument("--corpus", type=Path, help="copy-detection corpus (bench.copy_corpus)")

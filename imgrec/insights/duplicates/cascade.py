@@ -38,7 +38,7 @@ def _dot64(a, b):  # pragma: no cover - compiled
 
 
 @njit(cache=CACHE, nogil=True)
-def cascade(s, rs, cs, a0, e1, ps, es, tau, t, slack, data, inv,
+def cascade(s, rs, cs, a0, e1, ps, es, tau, t, slack, data, nrm,
             oi, oj, os_, counts):  # pragma: no cover - compiled
     """Pairs ``(rs + a, cs + b)`` of block ``s`` with ``cs + b > rs + a`` and exact cosine
     >= ``t``, from row ``a0`` on, into ``oi, oj, os_``.
@@ -102,7 +102,8 @@ def cascade(s, rs, cs, a0, e1, ps, es, tau, t, slack, data, inv,
                 counts[2 + k] += 1
             if not alive:
                 continue
-            sim = _dot64(row, data[j]) * inv[i] * inv[j]
+            den = nrm[i] * nrm[j]  # symmetric, so copies of one row tie exactly
+            sim = _dot64(row, data[j]) / den if den > 0 else 0.0
             if sim >= t:
                 oi[n_out] = i
                 oj[n_out] = j

@@ -26,6 +26,7 @@ from __future__ import annotations
 import itertools
 import os
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -44,14 +45,7 @@ CHUNK = 16384  # rows rotated at a time
 Progress = Callable[[int, int], None]
 
 
-def unit_norms(data: np.ndarray) -> np.ndarray:
-    """float64 L2 norm of every row, read in chunks (a memory map is fine)."""
-    n = len(data)
-    return np.concatenate([np.linalg.norm(np.asarray(data[s:s + 65536], np.float64), axis=1)
-                           for s in range(0, n, 65536)] or [np.zeros(0)])
-
-
-def basis(data: np.ndarray, inv: np.ndarray, rank: int) -> np.ndarray:
+def basis(data: np.ndarray, rank: int) -> np.ndarray:
     """(d, r) orthonormal float64 basis: top eigenvectors of the second moment of evenly
     spaced unit rows (the top right singular vectors, without an SVD of the sample)."""
     n, d = data.shape
@@ -61,10 +55,14 @@ def basis(data: np.ndarray, inv: np.ndarray, rank: int) -> np.ndarray:
     take = np.unique(np.linspace(0, n - 1, min(n, SAMPLE)).astype(np.int64))
     gram = np.zeros((d, d))
     for s in range(0, len(take), 4096):
-        x = np.asarray(data[take[s:s + 4096]], np.float64) * inv[take[s:s + 4096], None]
+        x = np.asarray(data[take[s:s + 4096]], np.float64)
+        nx = np.linalg.norm(x, axis=1, keepdims=True)
+        x = np.divide(x, nx, out=np.zeros_like(x), where=nx > 0)
         gram += x.T @ x
-    _, vecs = np.linalg.eigh(gram)
-    return np.ascontiguousarray(vecs[:, ::-1][:, :r])
+    from scipy.linalg import eigh
+
+    _, vecs = eigh(gram, subset_by_index=[d - r, d - 1])  # only the top r
+    return np.ascontiguousarray(vecs[:, ::-1])
 
 
 def stages(rank: int, d: int) -> tuple[int, ...]:
@@ -81,10 +79,10 @@ def stages(rank: int, d: int) -> tuple[int, ...]:
 
 def rotated(data: np.ndarray, v: np.ndarray | None, dims: tuple[int, ...]
             ) -> tuple[np.ndarray, tuple[np.ndarray, ...], np.ndarray, np.ndarray]:
-    """``(aug, ps, es, inv)`` of the unit rows, rotated: ``aug`` the float32 first-pass
+    """``(aug, ps, es, nrm)`` of the unit rows, rotated: ``aug`` the float32 first-pass
     rows ``[p[:r1], e1]``; ``ps`` the float32 coordinate ranges of the later stages;
     ``es`` the float32 tail norms after each later stage; every tail norm rounded up;
-    ``inv`` the float64 inverse row norms.
+    ``nrm`` the float64 row norms.
 
     ``v`` None: the unit rows themselves (no rotation, tails 0 but for a margin).
     """
@@ -93,7 +91,7 @@ def rotated(data: np.ndarray, v: np.ndarray | None, dims: tuple[int, ...]
     aug = np.empty((n, cuts[0] + 1), np.float32)
     ps = tuple(np.empty((n, hi - lo), np.float32) for lo, hi in itertools.pairwise(cuts))
     es = np.empty((n, len(ps)), np.float32)
-    inv = np.empty(n)
+    nrms = np.empty(n)
     for s in range(0, n, CHUNK):
         x = np.asarray(data[s:s + CHUNK], np.float64)
         nrm = np.linalg.norm(x, axis=1)
@@ -113,8 +111,8 @@ def rotated(data: np.ndarray, v: np.ndarray | None, dims: tuple[int, ...]
         es[s:s + CHUNK] = t32[:, 1:]
         for k, (lo, hi) in enumerate(itertools.pairwise(cuts)):
             ps[k][s:s + CHUNK] = q[:, lo:hi]
-        inv[s:s + CHUNK] = iv
-    return aug, ps, es, inv
+        nrms[s:s + CHUNK] = nrm
+    return aug, ps, es, nrms
 
 
 def slack(dims: tuple[int, ...]) -> float:
@@ -153,7 +151,8 @@ def near_pairs(data: np.ndarray, norms: np.ndarray | None, threshold: float,
         progress: called as ``progress(rows_done, n)`` after each row block (from the
             calling thread).
         stats: filled with ``pairs``, ``survivors`` (first pass), ``stages`` (pairs past
-            each stage: first pass, top-m test, ``r2``, ``r3``), ``found`` and ``dims``.
+            each stage: first pass, top-m test, each later range), ``found``, ``dims`` and
+            ``cpu_seconds`` (the process's CPU time: rotation, then the scan).
 
     Returns:
         ``(i, j, similarity)`` with ``i < j``, sorted by ``(i, j)``; similarities are
@@ -174,25 +173,29 @@ def near_pairs(data: np.ndarray, norms: np.ndarray | None, threshold: float,
             stats.update(pairs=n * (n - 1) // 2, survivors=0, stages=[0] * (len(dims) + 1),
                          found=0, rank=d, dims=dims)
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    clock = time.process_time()
     v = None
     if dims[0] < d:
-        v = basis(data, 1.0 / np.maximum(unit_norms(data), 1e-300), dims[-1])
-    aug, ps, es, inv = rotated(data, v, dims)
-    run = _Run(aug, ps, es, np.asarray(data), inv, t, slack(dims), m, int(row_block),
+        v = basis(data, dims[-1])
+    aug, ps, es, nrm = rotated(data, v, dims)
+    run = _Run(aug, ps, es, np.asarray(data), nrm, t, slack(dims), m, int(row_block),
                max(int(col_block), int(row_block)))
+    prepared = time.process_time()
     i, j, s = run.scan(progress)
     if stats is not None:
         c = run.counts.sum(0)
         stats.update(pairs=n * (n - 1) // 2, survivors=int(c[0]), stages=c[:-1].tolist(),
-                     found=len(i), rank=dims[0], dims=dims)
+                     found=len(i), rank=dims[0], dims=dims,
+                     cpu_seconds={"rotate": round(prepared - clock, 2),
+                                  "scan": round(time.process_time() - prepared, 2)})
     return i, j, s
 
 
 class _Run:
     """One scan: the shared arrays, the top-m lists and the per-thread work."""
 
-    def __init__(self, aug, ps, es, data, inv, t, sl, m, row_block, col_block):
-        self.aug, self.ps, self.es, self.data, self.inv = aug, ps, es, data, inv
+    def __init__(self, aug, ps, es, data, nrm, t, sl, m, row_block, col_block):
+        self.aug, self.ps, self.es, self.data, self.nrm = aug, ps, es, data, nrm
         self.e1 = np.ascontiguousarray(aug[:, -1])
         self.t, self.slack, self.m = t, sl, m
         self.rb, self.cb = row_block, col_block
@@ -249,7 +252,7 @@ class _Run:
             row = 0
             while row < re - rs:
                 row, k = C.cascade(s, rs, cs, row, self.e1, self.ps, self.es, self.tau,
-                                   self.t, self.slack, self.data, self.inv, *loc.out,
+                                   self.t, self.slack, self.data, self.nrm, *loc.out,
                                    loc.counts)
                 if k:
                     self._keep(loc.out, k)
