@@ -218,7 +218,9 @@ class _Run:
         starts = list(range(0, n, self.rb))
         order = [starts[k // 2] if k % 2 == 0 else starts[-1 - k // 2]
                  for k in range(len(starts))]  # big and small blocks alternate
-        workers = max(1, min(len(os.sched_getaffinity(0)), 8))
+        cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                 else os.cpu_count() or 1)
+        workers = max(1, min(cores, 8))
         done = 0
         with threadpool_limits(1, "blas"), ThreadPoolExecutor(workers) as pool:
             for fut in [pool.submit(self.block, rs) for rs in order]:
