@@ -122,3 +122,10 @@ def test_memory_mapped_rows_and_progress_from_the_calling_thread(gallery_like, t
     done = [s[0] for s in seen]
     assert done == sorted(done) and done[-1] == len(x) and len(seen) == -(-len(x) // 100)
     assert {s[2] for s in seen} == {threading.current_thread().name}
+
+
+def test_fewer_rows_than_the_later_stages_dimensions(gallery_like):
+    x = gallery_like[::10]  # 148 rows of 1,280 dimensions: a basis has at most 148 directions
+    assert stages(64, x.shape[1], len(x)) == (64, 128, 148, 148)
+    for m in (0, 16):
+        _same(near_pairs(x, None, 0.65, max_neighbours=m), _brute(x, 0.65, m))

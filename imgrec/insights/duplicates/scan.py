@@ -65,15 +65,17 @@ def basis(data: np.ndarray, rank: int) -> np.ndarray:
     return np.ascontiguousarray(vecs[:, ::-1])
 
 
-def stages(rank: int, d: int) -> tuple[int, ...]:
-    """The cascade's dimensions for ``d``-dimensional rows: the first pass's, then each
-    later stage's (``STAGES`` clipped to ``d``); ``(d, d, ...)`` (no rotation, the exact
-    first pass on the full rows) where a first pass would not pay."""
+def stages(rank: int, d: int, n: int | None = None) -> tuple[int, ...]:
+    """The cascade's dimensions for ``n`` rows of ``d`` dimensions: the first pass's, then
+    each later stage's (``STAGES`` clipped to ``d`` and to ``n``, the most directions a
+    basis of the rows has); ``(d, d, ...)`` (no rotation, the exact first pass on the full
+    rows) where a first pass would not pay."""
     if not 0 < rank < d // 2:
         return (d,) * (len(STAGES) + 1)
-    out = [min(rank, d)]
+    top = min(d, n) if n else d
+    out = [min(rank, top)]
     for r in STAGES:
-        out.append(max(out[-1], min(r, d)))
+        out.append(max(out[-1], min(r, top)))
     return tuple(out)
 
 
@@ -167,7 +169,7 @@ def near_pairs(data: np.ndarray, norms: np.ndarray | None, threshold: float,
     m = max(0, int(max_neighbours))
     d = data.shape[1] if data.ndim == 2 else 0
     t = float(threshold)
-    dims = stages(rank, d)
+    dims = stages(rank, d, n)
     if n < 2 or d == 0:
         if stats is not None:
             stats.update(pairs=n * (n - 1) // 2, survivors=0, stages=[0] * (len(dims) + 1),
