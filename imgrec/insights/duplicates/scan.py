@@ -1,21 +1,22 @@
 """Exact all-pairs cosine scan: a cascade of proven bounds on rotated rows, then exact checks.
 
-Every row ``x`` (unit-normalised in float64) is rotated onto the top ``r3`` eigenvectors
+Every row ``x`` (unit-normalised in float64) is rotated onto the top ``R`` eigenvectors
 ``V`` of the rows' second moment (fitted on a sample): ``p = V^T x``. For any prefix of
 ``r`` coordinates with tail norm ``e_r = |x - V_r p_r|``, Cauchy-Schwarz on the tails gives
 ``x.y <= p_r(x).p_r(y) + e_r(x) e_r(y)``. The first pass multiplies the augmented rows
 ``[p_r1, e_r1]`` of a block of rows by those of a block of columns (one float32 BLAS
 product, ``r1 + 1`` columns instead of ``d``); each pair whose bound can reach the
-threshold then gains the coordinates up to ``r2`` and ``r3`` (tighter bounds: the energy
-of the tail shrinks), and the survivors of all three are computed exactly in float64 from
-the stored rows (:mod:`.cascade`). Every bound is taken less its proven float32 rounding
-error (:func:`slack`), so no pair at or above the threshold is ever dropped.
+threshold then gains the next ranges of coordinates (``STAGES``: up to 128, 256, 512;
+tighter bounds as the energy of the tail shrinks), and the survivors of all of them are
+computed exactly in float64 from the stored rows (:mod:`.cascade`). Every bound is taken
+less its proven float32 rounding error (:func:`slack`), so no pair at or above the
+threshold is ever dropped.
 
 With a cap of ``m`` partners per row, a pair is also dropped when its bound is below the
 m-th best exact similarity already found for both of its rows: it is then in neither
 row's top m, which the cap would drop anyway, so the result equals the capped brute force.
 
-Memory: the rotated rows (``n x r3`` float32: 1 GB at 1,000,000 rows and ``r3 = 256``),
+Memory: the rotated rows (``n x (R + 4)`` float32: 2.1 GB at 1,000,000 rows, ``R = 512``),
 one ``row_block x col_block`` float32 block per thread, and the top-m lists (``n x m``);
 no N x N anything. Time: the first pass grows as ``n^2 (r1 + 1)`` (BLAS), the later
 stages with their survivors (measured in bench/duplicates.py).
