@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import signal
 import sys
 import threading
@@ -144,128 +143,92 @@ def serve(args: argparse.Namespace) -> int:
     return run(args)
 
 
-def _strength(idx: Any, res: Any) -> Any:
-    """``score -> (band, percentile)`` for this result's method in this gallery, or None
-    for results a gallery calibration does not rate (label search)."""
-    from imgrec.index.index import Index
-
-    if res.method == "label" or not isinstance(idx, Index):  # not rated on a sharded index
-        return None
-    from imgrec.search.calibration import calibrate
-
-    return calibrate(idx, res.method, res.metric).strength
-
-
-def _add_strength(out: dict, strength: Any) -> None:
-    """Each hit gets ``strength`` (strong / related / weak) and ``percentile``: where its
-    score falls among the gallery's own nearest-neighbour scores. The combined ranking (a
-    mean over queries, or a refined score) is on another scale and stays unrated, except
-    for one plain query, where it is that query's list."""
-    lists = [q["hits"] for q in out["queries"]]
-    if "negatives" not in out and len(lists) == 1:
-        lists.append(out["combined"])
-    for hits in lists:
-        for h in hits:
-            h["strength"], h["percentile"] = strength(h["score"])
-
-
-_MIN_SIZE = re.compile(r"\s*(\d{1,9})\s*[xX×]\s*(\d{1,9})\s*")
+def _filter_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The filter flags as :func:`imgrec.search.filters.from_options` takes them."""
+    return {"folders": args.folders, "after": args.after, "before": args.before,
+            "min_size": args.min_size, "formats": args.formats,
+            "orientation": args.orientation, "label": args.has_label}
 
 
 def where(args: argparse.Namespace) -> Any:
     """The search filter of the command line (a :class:`Where`), or None without filters.
 
     Raises:
-        ImgrecError: a value is not valid (one line, naming the option).
+        QueryError: a value is not valid (one line, naming the option).
     """
-    from imgrec.search.filters import Where
+    from imgrec.search.filters import from_options
 
-    w = h = 0
-    if args.min_size is not None:
-        m = _MIN_SIZE.fullmatch(args.min_size)
-        if m is None:
-            raise ImgrecError(f"--min-size must be WIDTHxHEIGHT in pixels, e.g. 1920x1080, "
-                              f"not {printable(args.min_size)!r}")
-        w, h = int(m.group(1)), int(m.group(2))
-    fields = {"folders": args.folders or (), "after": args.after, "before": args.before,
-              "min_width": w, "min_height": h, "formats": args.formats or (),
-              "orientation": args.orientation, "label": args.has_label}
-    if not any(fields.values()):
-        return None
-    for flag, key in (("--after", "after"), ("--before", "before")):
-        try:
-            Where(**{key: fields[key]})
-        except ImgrecError as exc:
-            raise ImgrecError(f"{flag}: {exc}") from None
-    return Where(**fields)
+    return from_options(**_filter_options(args))
 
 
-def search(args: argparse.Namespace) -> int:
-    """Search by query images (files or @stored) or by label text; a table or JSON."""
+def _run_search(args: argparse.Namespace) -> tuple[Any, Path, dict[str, Any]]:
+    """``(result, gallery root, its --json form with each hit's strength)``: searched here,
+    or by the server of ``--server`` (which answers the same form, filters passed on)."""
     from imgrec.index.index import Index
     from imgrec.shard.cli import open_index
 
-    if args.label is not None and (args.images or args.negative):
-        raise ImgrecError("give query images or --label TEXT, not both (--has-label TEXT "
-                          "keeps the images with that label)")
-    if args.label is None and not args.images:
-        raise ImgrecError("give 1-5 query images (files or @path), or --label TEXT")
-    cond = where(args)
+    cond = where(args)  # bad values fail here, before any request
     if args.server:
         from imgrec.server import result_from_dict, search_via_server, server_info
 
-        if cond is not None:
-            raise ImgrecError("search filters (--in, --after, --before, --min-size, --format, "
-                              "--orientation, --has-label) work on a local index, not with "
-                              "--server")
         out = search_via_server(args.server, args.images, args.method, args.metric, args.k,
                                 pca_components=args.pca_components, negatives=args.negative,
-                                negative_weight=args.negative_weight, label=args.label)
-        res, root = result_from_dict(out), Path(server_info(args.server)["gallery_root"])
-    elif not args.images:
+                                negative_weight=args.negative_weight, label=args.label,
+                                filters=_filter_options(args) if cond is not None else None)
+        return result_from_dict(out), Path(server_info(args.server)["gallery_root"]), out
+    from imgrec.search.calibration import add_strength
+
+    idx = open_index(index_dir(args.index), args.ray)
+    if not args.images:
         from imgrec.insights.labels import search_by_label
 
-        idx = open_index(index_dir(args.index), args.ray)
         if isinstance(idx, Index):
             res = search_by_label(idx, args.label, k=args.k, where=cond)
         elif cond is not None:
             raise ImgrecError("search filters are not supported on a sharded index")
         else:
             res = idx.search_by_label(args.label, k=args.k)
-        root = idx.root
     else:
-        idx = open_index(index_dir(args.index), args.ray)
-        root = idx.root
         res = idx.search(_queries(args.images), method=args.method, metric=args.metric,
                          k=args.k, pca_components=args.pca_components,
                          negatives=_queries(args.negative) or None,
                          negative_weight=args.negative_weight,
                          max_megapixels=args.max_megapixels, where=cond)
-    strength = _strength(idx, res) if not args.server else None
+    out = res.to_dict()  # rated against the gallery's calibration (not on a sharded index)
+    return res, idx.root, add_strength(out, idx) if isinstance(idx, Index) else out
+
+
+def search(args: argparse.Namespace) -> int:
+    """Search by query images (files or @stored) or by label text; a table or JSON."""
+    if args.label is not None and (args.images or args.negative):
+        raise ImgrecError("give query images or --label TEXT, not both (--has-label TEXT "
+                          "keeps the images with that label)")
+    if args.label is None and not args.images:
+        raise ImgrecError("give 1-5 query images (files or @path), or --label TEXT")
+    res, root, out = _run_search(args)
     if args.json:
-        out = res.to_dict()
-        if strength:
-            _add_strength(out, strength)
         print(json.dumps(_absolute(out, root) if args.absolute else out, indent=2))
         return EXIT_OK
-    # (title, hits, rated): a combined ranking is a mean over queries or a refined score,
-    # on another scale than one query's scores, so it is not rated
-    groups = [(q, hs, strength is not None)
-              for q, hs in zip(res.queries, res.per_query, strict=True)]
+    # each query's hits carry their strength; a combined ranking is a mean over queries or
+    # a refined score, on another scale than one query's scores, so it is not rated
+    bands = [{h["rank"]: h.get("strength") for h in q["hits"]} for q in out["queries"]]
+    groups = [(q, hs, band) for q, hs, band in zip(res.queries, res.per_query, bands,
+                                                   strict=True)]
     if res.negatives:
         groups.append((f"combined, refined: less like {', '.join(res.negatives)} "
-                       f"(weight {res.negative_weight:g})", res.combined, False))
+                       f"(weight {res.negative_weight:g})", res.combined, {}))
     elif len(groups) > 1:
-        groups.append(("combined (mean over queries)", res.combined, False))
+        groups.append(("combined (mean over queries)", res.combined, {}))
     print(f"method {res.method}, metric {res.metric}, k {res.k}, gallery {printable(str(root))}")
-    for label, hits, rated in groups:
+    for label, hits, band in groups:
+        rated = any(band.values())
         print(f"\n{printable(label)}")
         print(f"  {'rank':>4}  {'score':>8}  {'distance':>9}  {'match':<8}  path" if rated else
               f"  {'rank':>4}  {'score':>8}  {'distance':>9}  path")
         for h in hits:
             path = str(root / h.path) if args.absolute else h.path
-            band = f"{strength(h.score)[0]:<8}  " if rated else ""
-            print(f"  {h.rank:>4}  {h.score:8.4f}  {h.distance:9.4f}  {band}{printable(path)}")
+            match = f"{band.get(h.rank) or '':<8}  " if rated else ""
+            print(f"  {h.rank:>4}  {h.score:8.4f}  {h.distance:9.4f}  {match}{printable(path)}")
     for note in res.notes:
         print(f"note: {printable(note)}", file=sys.stderr)
     return EXIT_OK

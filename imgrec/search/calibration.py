@@ -165,3 +165,22 @@ def calibrate(index: Index, method: str = "embedding", metric: str = "cosine",
                     "sample_wanted": int(sample), "seed": SEED}
     _write(index, {"version": index.version, "count": len(index), "methods": methods})
     return Calibration(method, metric, quantiles, len(best))
+
+
+def add_strength(out: dict[str, Any], index: Index) -> dict[str, Any]:
+    """Rate the hits of a search's JSON form (``SearchResult.to_dict()``) in place: each
+    gets ``strength`` (strong / related / weak) and ``percentile``, where its score falls
+    among the gallery's own nearest-neighbour scores. The combined ranking (a mean over
+    queries, or a refined score) is on another scale and stays unrated, except for one
+    plain query, where it is that query's list; a label search is not rated at all.
+    ``imgrec search --json`` and the HTTP API both answer this."""
+    if out.get("method") == "label":
+        return out
+    rate = calibrate(index, out["method"], out["metric"]).strength
+    lists = [q["hits"] for q in out["queries"]]
+    if "negatives" not in out and len(lists) == 1:
+        lists.append(out["combined"])
+    for hits in lists:
+        for h in hits:
+            h["strength"], h["percentile"] = rate(h["score"])
+    return out

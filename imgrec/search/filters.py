@@ -159,6 +159,54 @@ class Where:
         return rows
 
 
+#: each filter's name on the command line (error messages name the option a value came from)
+CLI_OPTIONS = {"folders": "--in", "after": "--after", "before": "--before",
+               "min_size": "--min-size", "formats": "--format", "orientation": "--orientation",
+               "label": "--has-label"}
+#: each filter's parameter in the HTTP API (``in`` and ``format`` repeat)
+API_OPTIONS = {"folders": "in", "after": "after", "before": "before", "min_size": "min_size",
+               "formats": "format", "orientation": "orientation", "label": "has_label"}
+_MIN_SIZE = re.compile(r"\s*(\d{1,9})\s*[xX×]\s*(\d{1,9})\s*")
+
+
+def from_options(folders: Any = (), after: str | None = None, before: str | None = None,
+                 min_size: str | None = None, formats: Any = (), orientation: str | None = None,
+                 label: str | None = None, names: Mapping[str, str] = CLI_OPTIONS
+                 ) -> Where | None:
+    """The filter of a search's options as a user types them (the command line's flags, the
+    HTTP API's parameters), or None when none is given. ``min_size`` is ``WIDTHxHEIGHT``.
+
+    Raises:
+        QueryError: a value is not valid; the one-line message starts with its option's
+            name in ``names``.
+
+    Example:
+        >>> from_options(folders=["2019"], min_size="1920x1080").min_width
+        1920
+        >>> from_options(min_size="big")
+        Traceback (most recent call last):
+        imgrec.errors.QueryError: --min-size must be WIDTHxHEIGHT in pixels, e.g. 1920x1080, not 'big'
+    """
+    w = h = 0
+    if min_size is not None and str(min_size).strip():
+        m = _MIN_SIZE.fullmatch(str(min_size))
+        if m is None:
+            raise QueryError(f"{names['min_size']} must be WIDTHxHEIGHT in pixels, e.g. "
+                             f"1920x1080, not {str(min_size)[:40]!r}")
+        w, h = int(m.group(1)), int(m.group(2))
+    given = {"folders": tuple(folders or ()), "after": after or None,
+             "before": before or None, "formats": tuple(formats or ()),
+             "orientation": orientation or None, "label": label or None}
+    if not any(given.values()) and not (w or h):
+        return None
+    for key, value in given.items():
+        try:
+            Where(**{key: value})
+        except QueryError as exc:
+            raise QueryError(f"{names[key]}: {exc}") from None
+    return Where(min_width=w, min_height=h, **given)
+
+
 def label_rows(index: Index, text: str) -> np.ndarray:
     """Rows with an ImageNet class matching ``text`` among their top-5 labels."""
     from imgrec.insights.labels import label_scores, match_classes

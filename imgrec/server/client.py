@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,19 @@ def _parts(queries: Sequence[str | os.PathLike], file_key: str, path_key: str) -
             raise ImgrecError(f"query image not found: {q}")
         parts.append((file_key, (path.name, path.read_bytes(), "application/octet-stream")))
     return parts
+
+
+def _filter_params(filters: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+    """``(parameter, value)`` pairs of the API's filter parameters (lists repeat)."""
+    from imgrec.search.filters import API_OPTIONS
+
+    out: list[tuple[str, str]] = []
+    for name, value in (filters or {}).items():
+        if name not in API_OPTIONS:
+            raise QueryError(f"unknown filter {name!r}; use {', '.join(API_OPTIONS)}")
+        values = [value] if isinstance(value, str) else list(value or [])
+        out += [(API_OPTIONS[name], str(v)) for v in values if v is not None and str(v)]
+    return out
 
 
 def _detail(response: Any) -> str:
@@ -54,7 +67,8 @@ def _call(url: str, method: str, path: str, timeout: float, **kw: Any) -> dict[s
 def search_via_server(url: str, queries: Sequence[str | os.PathLike], method: str = "embedding",
                       metric: str = "cosine", k: int = 5, *, pca_components: int | None = None,
                       negatives: Sequence[str | os.PathLike] = (), negative_weight: float = 0.5,
-                      label: str | None = None, timeout: float = 120.0) -> dict[str, Any]:
+                      label: str | None = None, filters: Mapping[str, Any] | None = None,
+                      timeout: float = 120.0) -> dict[str, Any]:
     """Search through a running ``imgrec serve``; returns what ``imgrec search --json`` prints.
 
     Args:
@@ -63,6 +77,10 @@ def search_via_server(url: str, queries: Sequence[str | os.PathLike], method: st
         method, metric, k, pca_components, negatives, negative_weight: as for
             :meth:`imgrec.Index.search` (negatives: files or ``@path``).
         label: instead of queries, rank by the ImageNet labels matching this text.
+        filters: the search filters as :func:`imgrec.search.filters.from_options` takes
+            them (``folders``, ``after``, ``before``, ``min_size``, ``formats``,
+            ``orientation``, ``label``); the server checks them and answers the exact
+            top-k among the images that pass.
         timeout: seconds to wait for the answer.
 
     Raises:
@@ -77,15 +95,17 @@ def search_via_server(url: str, queries: Sequence[str | os.PathLike], method: st
     """
     if label is not None and (queries or negatives):
         raise QueryError("give query images or a label, not both")
+    where = _filter_params(filters)
     if label is not None:
-        return _call(url, "GET", "/labels/search", timeout, params={"q": label, "k": k})
-    fields = {"method": method, "metric": metric, "k": str(k),
-              "negative_weight": str(negative_weight)}
+        return _call(url, "GET", "/labels/search", timeout,
+                     params=[("q", label), ("k", str(k)), *where])
+    fields = [("method", method), ("metric", metric), ("k", str(k)),
+              ("negative_weight", str(negative_weight))]
     if pca_components is not None:
-        fields["pca_components"] = str(pca_components)
+        fields.append(("pca_components", str(pca_components)))
     parts = (_parts(queries, "images", "paths")
              + _parts(negatives, "negative_images", "negative_paths")
-             + [(key, (None, value.encode())) for key, value in fields.items()])
+             + [(key, (None, value.encode())) for key, value in fields + where])
     return _call(url, "POST", "/search", timeout, files=parts)
 
 

@@ -19,6 +19,13 @@ class HitOut(BaseModel):
     path: str = Field(description="the image's path relative to the gallery root")
     score: float = Field(description="higher is better: cosine, or 1 / (1 + distance)")
     distance: float = Field(description="the metric's raw value (for cosine: 1 - cosine)")
+    strength: Literal["strong", "related", "weak", "unrated"] | None = Field(
+        None, description="what the score means in this gallery: strong (at least as close "
+                          "as its median nearest neighbour), related (down to the 10th "
+                          "percentile) or weak; absent on a combined or label ranking")
+    percentile: float | None = Field(
+        None, description="percent of gallery images whose own best match is at most as "
+                          "close as this score")
     metrics: dict[str, float] | None = Field(
         None, description="with metric 'all': the mean cosine, euclidean and manhattan values")
 

@@ -4,7 +4,7 @@ thumbnails and health. Read-only: nothing here writes to the index or the galler
 from __future__ import annotations
 
 import io
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, Response, UploadFile
 from starlette.concurrency import run_in_threadpool
@@ -12,6 +12,9 @@ from starlette.datastructures import FormData
 from starlette.datastructures import UploadFile as StarletteUpload
 
 from imgrec.errors import ImgrecError, QueryError
+from imgrec.index.columns import ORIENTATIONS
+from imgrec.search.calibration import add_strength
+from imgrec.search.filters import API_OPTIONS, Where, from_options
 from imgrec.search.methods import MAX_QUERIES
 from imgrec.search.query import Stored
 from imgrec.server.models import ErrorOut, HealthOut, InfoOut, Method, Metric, SearchOut
@@ -46,6 +49,57 @@ def _max_upload(request: Request) -> int:
 
 State = Annotated[ServerState, Depends(get_state)]
 K = Annotated[int, Query(ge=1, le=MAX_K, description="hits per list")]
+Orientation = Literal[ORIENTATIONS]  # type: ignore[valid-type]
+_FILTERS = {  # parameter -> description; the same filters as ``imgrec search``'s flags
+    "in": "only images under this gallery folder (repeat: any of them)",
+    "after": "only images taken on or after this date: 2019, 2019-07 or 2019-07-14 (EXIF "
+             "DateTimeOriginal, else the file time)",
+    "before": "only images taken before this date",
+    "min_size": "only images at least W pixels wide and H high: WxH, e.g. 1920x1080",
+    "format": "only images of this format: jpeg, png, heic, avif, dng, ... (repeat: any)",
+    "orientation": "only landscape, portrait or square images",
+    "has_label": "only images with an ImageNet label matching this text among their top 5"}
+
+
+def _where(folders: list[str] | None, after: str | None, before: str | None,
+           min_size: str | None, formats: list[str] | None, orientation: str | None,
+           has_label: str | None) -> Where | None:
+    """The filter of a request: :func:`imgrec.search.filters.from_options`, the one the
+    command line uses (a bad value is a 400 naming the parameter)."""
+    return from_options(folders, after, before, min_size, formats, orientation, has_label,
+                        names=API_OPTIONS)
+
+
+def query_filters(
+        folders: Annotated[list[str] | None, Query(alias="in", description=_FILTERS["in"])] = None,
+        after: Annotated[str | None, Query(description=_FILTERS["after"])] = None,
+        before: Annotated[str | None, Query(description=_FILTERS["before"])] = None,
+        min_size: Annotated[str | None, Query(description=_FILTERS["min_size"])] = None,
+        formats: Annotated[list[str] | None, Query(alias="format",
+                                                   description=_FILTERS["format"])] = None,
+        orientation: Annotated[Orientation | None,
+                               Query(description=_FILTERS["orientation"])] = None,
+        has_label: Annotated[str | None, Query(max_length=200,
+                                               description=_FILTERS["has_label"])] = None,
+) -> Where | None:
+    """The filters of a GET request, as query parameters."""
+    return _where(folders, after, before, min_size, formats, orientation, has_label)
+
+
+def form_filters(
+        folders: Annotated[list[str] | None, Form(alias="in", description=_FILTERS["in"])] = None,
+        after: Annotated[str | None, Form(description=_FILTERS["after"])] = None,
+        before: Annotated[str | None, Form(description=_FILTERS["before"])] = None,
+        min_size: Annotated[str | None, Form(description=_FILTERS["min_size"])] = None,
+        formats: Annotated[list[str] | None, Form(alias="format",
+                                                  description=_FILTERS["format"])] = None,
+        orientation: Annotated[Orientation | None,
+                               Form(description=_FILTERS["orientation"])] = None,
+        has_label: Annotated[str | None, Form(max_length=200,
+                                              description=_FILTERS["has_label"])] = None,
+) -> Where | None:
+    """The filters of ``POST /search``, as form fields."""
+    return _where(folders, after, before, min_size, formats, orientation, has_label)
 
 
 async def _queries(form: FormData, file_key: str, path_key: str, limit: int) -> list[Any]:
@@ -72,11 +126,12 @@ async def _queries(form: FormData, file_key: str, path_key: str, limit: int) -> 
 
 
 def _search(state: ServerState, queries: list[Any], negatives: list[Any], **kw: Any) -> dict:
+    """The ``--json`` form of a search, each hit with its calibrated strength."""
     idx = state.index()
     for q in queries + negatives:
         if isinstance(q, Stored):
             state.checked(idx, q.path)
-    return idx.search(queries, negatives=negatives or None, **kw).to_dict()
+    return add_strength(idx.search(queries, negatives=negatives or None, **kw).to_dict(), idx)
 
 
 @router.post("/search", response_model=SearchOut, response_model_exclude_none=True,
@@ -96,6 +151,7 @@ async def search(
         negative_paths: Annotated[list[str] | None, Form(
             description="'less like this' gallery paths")] = None,
         negative_weight: Annotated[float, Form(ge=0, allow_inf_nan=False)] = 0.5,
+        where: Annotated[Where | None, Depends(form_filters)] = None,
 ) -> dict:
     """Queries are taken in the order their fields appear in the request body; the
     response is what ``imgrec search --json`` prints for the same queries."""
@@ -108,28 +164,31 @@ async def search(
                          "gallery paths in 'paths'")
     return await run_in_threadpool(
         _search, state, queries, negatives, method=method, metric=metric, k=k,
-        pca_components=pca_components, negative_weight=negative_weight)
+        pca_components=pca_components, negative_weight=negative_weight, where=where)
 
 
 @router.get("/similar/{path:path}", response_model=SearchOut, response_model_exclude_none=True,
             responses=ERRORS, summary="The gallery images most similar to an indexed one")
 def similar(state: State, path: Annotated[str, Path(description="gallery-relative path")],
             k: K = 5, method: Method = "embedding", metric: Metric = "cosine",
-            pca_components: Annotated[int | None, Query(ge=1)] = None) -> dict:
-    """The same as ``imgrec search @PATH``: the image itself comes first."""
+            pca_components: Annotated[int | None, Query(ge=1)] = None,
+            where: Annotated[Where | None, Depends(query_filters)] = None) -> dict:
+    """The same as ``imgrec search @PATH``: the image itself comes first (unless a filter
+    leaves it out)."""
     return _search(state, [Stored(path)], [], method=method, metric=metric, k=k,
-                   pca_components=pca_components)
+                   pca_components=pca_components, where=where)
 
 
 @router.get("/labels/search", response_model=SearchOut, response_model_exclude_none=True,
             responses=ERRORS, summary="Rank the gallery by ImageNet labels matching a word")
 def label_search(state: State,
                  q: Annotated[str, Query(max_length=200, description="e.g. dog, lakeside")],
-                 k: Annotated[int, Query(ge=1, le=MAX_K)] = 20) -> dict:
+                 k: Annotated[int, Query(ge=1, le=MAX_K)] = 20,
+                 where: Annotated[Where | None, Depends(query_filters)] = None) -> dict:
     """The same as ``imgrec search --label Q --json``."""
     from imgrec.insights.labels import search_by_label
 
-    return search_by_label(state.index(), q, k=k).to_dict()
+    return search_by_label(state.index(), q, k=k, where=where).to_dict()
 
 
 @router.get("/info", response_model=InfoOut, responses=ERRORS, summary="The open index")

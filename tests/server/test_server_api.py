@@ -12,6 +12,7 @@ from server_support import FAMILIES, PER_FAMILY
 
 from imgrec import Stored
 from imgrec.insights.labels import search_by_label
+from imgrec.search.calibration import add_strength
 
 pytestmark = pytest.mark.slow
 
@@ -86,7 +87,7 @@ def test_upload_and_paths_answer_what_a_local_search_answers(server, local_index
                               k=int(form["k"]),
                               pca_components=int(form["pca_components"]) if "pca_components" in form
                               else None)
-    same_result(r.json(), want.to_dict())
+    same_result(r.json(), add_strength(want.to_dict(), local_index))
 
 
 def test_negatives_refine_the_combined_ranking_as_locally(server, local_index,
@@ -98,7 +99,7 @@ def test_negatives_refine_the_combined_ranking_as_locally(server, local_index,
     assert r.status_code == 200, r.text
     want = local_index.search([gallery_file(q)], k=5, negatives=[Stored(neg)],
                               negative_weight=0.8).to_dict()
-    same_result(r.json(), want)
+    same_result(r.json(), add_strength(want, local_index))
     assert r.json()["negatives"] == [neg] and r.json()["negative_weight"] == 0.8
     assert r.json()["combined_metric"] == "refined"
 
@@ -108,7 +109,8 @@ def test_similar_is_a_search_of_the_stored_image(server, local_index) -> None:
     with server.client() as c:
         r = c.get(f"/similar/{path}", params={"k": 3, "method": "color"})
     assert r.status_code == 200, r.text
-    same_result(r.json(), local_index.search([Stored(path)], method="color", k=3).to_dict())
+    same_result(r.json(), add_strength(
+        local_index.search([Stored(path)], method="color", k=3).to_dict(), local_index))
     assert r.json()["combined"][0]["path"] == path
 
 
