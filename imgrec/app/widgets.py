@@ -160,13 +160,21 @@ def sidebar() -> None:
 
 
 def sidebar_progress(directory: str | Path) -> None:
-    """A running build's line in the sidebar. It gives no count: the sidebar is drawn once
-    per run while the page's bar refreshes itself each second, so a count here would lag
-    behind the page's (it said "0 / 9" beside "9 / 9")."""
+    """A running build's progress in the sidebar: the same bar and line as the page's
+    (images whose features are written, rate, ETA), from the same snapshot, refreshed each
+    second as the page's is; reruns the page once when the build ends."""
     job = get_runner().job(directory)
-    if job is not None and job.running:
-        st.caption(":material/hourglass_top: A build of this index is running; its progress "
-                   "(images whose features are written, rate, ETA) is on the Dataset page.")
+    if job is None or not job.running:
+        return
+
+    @st.fragment(run_every=1.0)
+    def _live() -> None:
+        j = get_runner().job(directory)
+        if j is None or not j.running:
+            st.rerun()  # the index facts above and the page change with the new index
+        st.progress(j.fraction, text=j.progress_text())  # type: ignore[union-attr]
+
+    _live()
 
 
 def model_status(model: str) -> None:

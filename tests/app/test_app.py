@@ -551,41 +551,61 @@ def test_a_running_build_blocks_a_second_one(make_app, own_index) -> None:
     assert not at.button(key="rebuild").disabled
 
 
-def test_the_page_shows_the_builds_progress_and_the_sidebar_agrees(make_app, tiny_index: Path,
-                                                        monkeypatch) -> None:
-    """The page shows the build's own count of finished images, rate and ETA; the sidebar
-    (drawn once per run) says a build runs without a count that would lag (14.9)."""
+def test_the_page_and_the_sidebar_show_the_same_live_progress(make_app, tmp_path: Path,
+                                                               gallery_maker) -> None:
+    """A real build of a new folder, held at its first progress report: the Dataset page and
+    the sidebar both show the build's own count of finished images (features written), its
+    rate and ETA, the same bar; when it ends the sidebar's bar is gone (14.9)."""
     import threading
 
-    from imgrec import ImgrecError, Progress
+    from imgrec import build_index
     from imgrec.app import builds, resources
 
     release, reported = threading.Event(), threading.Event()
+    seen: list = []
 
-    def build(gallery, index_dir, *, embedder=None, workers=None, progress=None):
-        progress(Progress("features", 6, 10, 3.0, start=2))
-        reported.set()
-        assert release.wait(60)
-        raise ImgrecError("stopped by the test")
+    def held(gallery, index_dir, *, progress, **kw):
+        def report(p) -> None:
+            progress(p)
+            if p.stage == "features" and 0 < p.done < p.total and not reported.is_set():
+                seen.append(p)
+                reported.set()
+                assert release.wait(120)
+        # batches of 4 images: the 13 files finish in several steps, not one
+        return build_index(gallery, index_dir, progress=report, batch_size=4, **kw)
 
+    index_dir = tmp_path / "new-index"
+    gallery = gallery_maker(tmp_path / "photos", per_family=4)
     resources.get_runner.clear()
-    monkeypatch.setattr(resources, "BuildRunner", lambda: builds.BuildRunner(build=build))
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setattr(resources, "BuildRunner", lambda: builds.BuildRunner(build=held))
     try:
-        at = make_app(tiny_index)
+        at = make_app(index_dir)
         at.run()
         at.switch_page("imgrec/app/pages/dataset.py").run()
-        at.button(key="rebuild").click().run()
-        assert reported.wait(30)
+        at.text_input(key="gallery_text").input(str(gallery)).run()
+        at.button(key="index_folder").click().run()
+        assert reported.wait(120)
         at.run()
         assert_clean(at)
-        bars = at.main.get("progress")
-        text = "Indexing images: 6 / 10 · 1.3 images/s · about 3 s left"
-        assert len(bars) == 1 and bars[0].proto.text == text
-        side = " ".join(c.value for c in at.sidebar.caption)
-        assert "A build of this index is running" in side and "/ 10" not in side  # no stale count
+        p = seen[0]
+        page, side = at.main.get("progress"), at.sidebar.get("progress")
+        assert len(page) == 1 and len(side) == 1
+        assert side[0].proto.text == page[0].proto.text, (side[0].proto.text, page[0].proto.text)
+        assert side[0].proto.value == page[0].proto.value == int(100 * p.done / p.total)
+        text = page[0].proto.text
+        assert text.startswith(f"Indexing images: {p.done} / {p.total} · {p.rate:.1f} images/s")
+        assert "left" in text and p.done < p.total == 13  # 12 photos and the broken file
     finally:
         release.set()
-        resources.get_runner().wait(tiny_index, 30)
+        resources.get_runner().wait(index_dir, 120)
+        monkeypatch.undo()
+    try:
+        wait_for_build(at, index_dir)
+        assert_clean(at)
+        assert not at.sidebar.get("progress") and not at.main.get("progress")
+        assert "**12** images" in " ".join(m.value for m in at.sidebar.markdown)
+    finally:
         resources.get_runner.clear()
 
 
