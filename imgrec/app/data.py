@@ -35,7 +35,7 @@ def matrix(idx: Index, source: str) -> np.ndarray:
     return idx.embeddings if source == "embedding" else idx.histograms
 
 
-@per_index(max_entries=2000)
+@per_index(max_entries=2000, spinner="Making a thumbnail…")  # the first view decodes
 def thumbnail(idx: Index, path: str, size: int = 256) -> bytes | None:
     return thumbnail_bytes(idx, path, size)
 
@@ -47,7 +47,8 @@ def small_thumbnail(idx: Index, path: str, size: int = 64) -> bytes | None:
 # A size + mtime scan of the gallery (no decoding): seconds for 400,000 files, so it is kept
 # a few seconds per index version (files change without a new version) rather than redone
 # on every rerun; registered so clear_index_caches frees it too.
-@st.cache_data(ttl=10, max_entries=8, show_spinner=False)
+@st.cache_data(ttl=10, max_entries=8,
+               show_spinner="Checking the gallery for new, changed and removed files…")
 def changes_since_build(index_dir: str, version: str, _idx: Index) -> tuple[int, int, int]:
     from imgrec.build.changes import changes as scan
 
@@ -137,7 +138,8 @@ def clusters(idx: Index, k: int, seed: int = 0) -> Any:
     return run(idx, k=int(k), seed=int(seed))
 
 
-@per_index(max_entries=32, key=lambda source, q: (source, q.name, q.key))
+@per_index(max_entries=32, key=lambda source, q: (source, q.name, q.key),
+           spinner="Placing the uploaded images in the projection…")
 def _upload_features(idx: Index, source: str, q: QueryImage) -> np.ndarray:
     f = idx.query_features([q.as_file()], need_embedding=source == "embedding")[0]
     return np.asarray(f.embedding if source == "embedding" else f.histogram, np.float32)
@@ -177,7 +179,7 @@ def highlights(idx: Index, source: str, proj: Projection) -> list[Highlight]:
     return out
 
 
-@per_index(max_entries=4, resource=True)
+@per_index(max_entries=4, resource=True, spinner="Reading every image's labels…")
 def top_label_names(idx: Index) -> list[str]:
     """Every image's top-1 label name in row order (empty without labels; do not modify)."""
     from imgrec.insights.labels import top_labels
@@ -185,7 +187,7 @@ def top_label_names(idx: Index) -> list[str]:
     return top_labels(idx)[0] if idx.has_labels else []
 
 
-@per_index(max_entries=8)
+@per_index(max_entries=8, spinner="Counting the gallery's labels…")
 def label_counts(idx: Index, top: int = 50) -> list:
     """The ``top`` most frequent top-1 labels (raises QueryError without labels)."""
     from imgrec.insights.labels import label_counts as run
@@ -258,7 +260,7 @@ def refine(idx: Index, qs: QuerySet, fb: Feedback, weight: float, k: int) -> Sea
     return _refine(idx, qs, fb, round(float(weight), 4), int(k))
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
+@st.cache_data(show_spinner="Making the query's thumbnail…", max_entries=64)
 def upload_thumbnail(data: bytes) -> bytes | None:
     """A square thumbnail of an uploaded query (not tied to an index)."""
     return upload_thumbnail_bytes(data)

@@ -85,7 +85,7 @@ def get_runner() -> BuildRunner:
 
 
 @register
-@st.cache_resource(show_spinner=False, max_entries=4)
+@st.cache_resource(show_spinner="Opening the index…", max_entries=4)
 def _open_index(index_dir: str, version: str) -> Index:
     idx = Index.open(index_dir)
     if idx.model in BACKBONES:

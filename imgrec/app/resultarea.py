@@ -20,8 +20,10 @@ from imgrec.app.formatting import (
     strength_html,
 )
 from imgrec.app.queries import QuerySet, filter_hits_by_label
+from imgrec.app.resources import wait_for_model
 from imgrec.app.state import Key
 from imgrec.errors import ImgrecError
+from imgrec.features.embedding import BACKBONES
 from imgrec.index.index import Index
 from imgrec.search.calibration import Calibration
 from imgrec.search.rank import MAX_QUERIES, METHOD_METRIC, Hit, SearchResult
@@ -131,8 +133,15 @@ def result_row(idx: Index, title: str, query: tuple[bytes | None, str] | None, h
                        else "No result.")
 
 
+def _model_ready(v: View) -> None:
+    """Uploads are embedded by the CNN: wait (with its status) while its weights load."""
+    if v.qs.uploads and v.idx.model in BACKBONES:
+        wait_for_model(v.idx.model)
+
+
 def compare_view(v: View) -> None:
     """The top-k of every method side by side, with how many images they share."""
+    _model_ready(v)
     runs = {}
     for m in COMPARE_METHODS:
         try:
@@ -231,6 +240,7 @@ def refined_dialog(v: View, weight: float) -> None:
     if not fb:
         state.pop(Key.REFINE_OPEN)
         st.rerun()
+    _model_ready(v)
     try:
         refined = data.refine(v.idx, v.qs, fb, weight, v.k)
     except ImgrecError as exc:

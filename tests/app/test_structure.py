@@ -100,3 +100,30 @@ def test_the_dashboard_listens_on_localhost_only() -> None:
     make = (ROOT / "Makefile").read_text()
     assert "ADDRESS ?= 127.0.0.1" in make
     assert "streamlit run app.py --server.port $(PORT) --server.address $(ADDRESS)" in make
+
+
+#: cached steps of the dashboard that stay well under a second, so they show no status
+QUICK_STEPS = {"_embedder",  # the CNN object only: its weights load in Warmup (with a status)
+               "_warmup", "get_runner", "favicon",  # start a thread, make an object, draw 64 px
+               "folders", "facts", "all_paths"}  # one catalog statement each
+
+
+def test_every_cached_step_that_can_take_a_second_says_what_it_does() -> None:
+    """A cached computation of the dashboard (loading, searching, clustering, scanning, ...)
+    shows a spinner with words while it runs, unless it is one of QUICK_STEPS."""
+    found = {}
+    for f in sorted((ROOT / "imgrec" / "app").rglob("*.py")):
+        for node in ast.walk(ast.parse(f.read_text())):
+            if not isinstance(node, ast.FunctionDef):
+                continue
+            for d in node.decorator_list:
+                if isinstance(d, ast.Call) and ast.unparse(d.func) in (
+                        "per_index", "st.cache_data", "st.cache_resource"):
+                    kw = {k.arg: k.value for k in d.keywords}
+                    text = kw.get("spinner", kw.get("show_spinner"))
+                    found[node.name] = text.value if isinstance(text, ast.Constant) else None
+    assert {"search", "_open_index", "changes_since_build", "clusters", "_graph",
+            "_near_pairs", "_projection", "_label_search", "_zoomed"} <= set(found)
+    silent = {name for name, text in found.items()
+              if not (isinstance(text, str) and len(text.split()) >= 1 and text.endswith("…"))}
+    assert silent == QUICK_STEPS & set(found), silent - QUICK_STEPS
