@@ -18,7 +18,8 @@ import streamlit as st
 from PIL import Image, ImageDraw
 
 PAGES_DIR = Path(__file__).resolve().parent / "pages"
-#: name -> (title, icon); the first is the default page, the name is the URL path.
+#: name -> (title, icon); the name is the URL path, except for the first, the default
+#: page, which Streamlit serves at ``/`` (see :data:`ALIASES` for its own name).
 PAGES = {"search": ("Search", ":material/image_search:"),
          "explore": ("Explore", ":material/scatter_plot:"),
          "insights": ("Insights", ":material/insights:"),
@@ -53,11 +54,34 @@ def favicon() -> Image.Image:
     return im
 
 
+#: URL paths that open a page served elsewhere: the default page lives at ``/``, and a
+#: bookmark of ``/search?...`` must still open it (with the view in its parameters).
+ALIASES = {"search": "search"}
+
+
 def page(name: str) -> st.Page:
     """The page ``name`` (a key of :data:`PAGES`), for ``st.switch_page`` and ``st.page_link``."""
     title, icon = PAGES[name]
-    return st.Page(PAGES_DIR / f"{name}.py", title=title, icon=icon, url_path=name,
-                   default=name == next(iter(PAGES)))
+    default = name == next(iter(PAGES))
+    return st.Page(PAGES_DIR / f"{name}.py", title=title, icon=icon,
+                   url_path="" if default else name, default=default)
+
+
+def alias(url_path: str) -> st.Page:
+    """A hidden page at ``/url_path`` that runs the script of the page it names."""
+    name = ALIASES[url_path]
+    title, icon = PAGES[name]
+    return st.Page(PAGES_DIR / f"{name}.py", title=title, icon=icon, url_path=url_path,
+                   visibility="hidden")
+
+
+def follow_alias(current: st.Page) -> None:
+    """On an alias, switch to its page with the same URL parameters (ends this run), so a
+    bookmark opens the page under its one address, marked in the navigation."""
+    name = ALIASES.get(current.url_path)
+    if name is not None:
+        params = [(key, st.query_params.get_all(key)) for key in st.query_params]
+        st.switch_page(page(name), query_params=params)
 
 
 def go(name: str) -> None:
@@ -73,7 +97,8 @@ def main() -> None:
 
     st.set_page_config(page_title="imgrec — image recommender",
                        page_icon=favicon(), layout="wide")
-    current = st.navigation([page(name) for name in PAGES])
+    current = st.navigation([page(name) for name in PAGES] + [alias(p) for p in ALIASES])
+    follow_alias(current)
     warm_embedder()  # the first search should not wait for the weights
     st.html(CSS)
     urlview.restore()

@@ -209,6 +209,34 @@ def test_deep_link_on_a_fresh_server_gets_the_router(page, server: str) -> None:
     shoot(page, "explore-deep-link")
 
 
+def test_a_bookmarked_search_url_restores_the_view_on_a_fresh_load(page, server: str) -> None:
+    """``/search?...`` (the Search page is served at ``/``) opens the Search page with the
+    view the link names, in a browser session of its own; the URL keeps the view."""
+    query = "coffee/coffee_color.jpg"
+    fresh = page.context.browser.new_page(viewport={"width": 1440, "height": 1000})
+    try:
+        fresh.set_default_timeout(90_000)
+        fresh.goto(f"{server}/search?method=color&k=3&q={query}")
+        fresh.wait_for_selector('h1:has-text("Search")')
+        fresh.wait_for_selector("text=Searching with gallery image")
+        fresh.wait_for_selector("text=#3")
+        settle(fresh)
+        body = fresh.inner_text("body")
+        assert "not found" not in body.lower() and "Page not found" not in body
+        no_exception(fresh)
+        row = fresh.locator(".st-key-results-q0")
+        text = row.inner_text()
+        assert re.findall(r"#(\d+) · ", text)[:3] == ["1", "2", "3"] and "#4" not in text
+        assert query in text and "cosine" not in text  # the colour method, as the link asks
+        current = fresh.locator('[data-testid="stSidebarNav"] a[aria-current="page"]')
+        assert current.inner_text().strip().endswith("Search")
+        fresh.wait_for_function("() => location.search.includes('k=3')")
+        url = fresh.url
+        assert "method=color" in url and "k=3" in url and "q=coffee" in url, url
+    finally:
+        fresh.close()
+
+
 def listening_addresses(port: int) -> set[str]:
     """The local addresses (hex, as in /proc/net/tcp*) of the sockets listening on ``port``."""
     out = set()
@@ -266,6 +294,66 @@ def test_search_upload_shows_k_results_with_scores(page, server: str, tiny_galle
         "e.getBoundingClientRect().height / parseFloat(getComputedStyle(e).fontSize))")
     assert one_line and max(one_line) < 2, one_line  # file names never wrap mid-word
     shoot(page, "search")
+
+
+def test_a_result_opens_its_detail_and_zooms_into_the_original(page, tiny_gallery: Path
+                                                                ) -> None:
+    """The first card of the search above: its detail dialog (facts, labels, the strip of
+    nearest images, "Search with this image"), then a zoom cut from the original."""
+    from PIL import Image
+
+    from imgrec.app.formatting import format_bytes
+
+    first = "coffee/coffee_color.jpg"
+    page.locator(".st-key-detail-q0-1 button").first.click()
+    dialog = page.locator('[role="dialog"]')
+    dialog.wait_for()
+    expect(dialog.locator("text=Nearest images")).to_be_visible()
+    settle(page)
+    text = dialog.inner_text()
+    with Image.open(tiny_gallery / first) as im:
+        width, height = im.size
+    size = format_bytes((tiny_gallery / first).stat().st_size)
+    for want in (f"Path: {first}", f"File size: {size}", "Format: JPEG (decoded by pillow)",
+                 f"Dimensions: {width:,} × {height:,} px (landscape)", "Date taken:",
+                 "Labels:", "espresso"):
+        assert want in text, (want, text)
+    images = dialog.locator('[data-testid="stImage"] img')
+    expect(images).to_have_count(1 + 10)  # the image and its 10 nearest (12 in the gallery)
+    for i in range(images.count()):
+        assert images.nth(i).evaluate("img => img.complete && img.naturalWidth > 0")
+    fit = images.first.evaluate("img => [img.src, img.naturalWidth, img.naturalHeight]")
+    assert fit[1:] == [width, height]  # the whole image, fit to the dialog
+    expect(dialog.get_by_role("button", name=re.compile("Search with this image"))).to_have_count(1)
+    no_exception(page)
+
+    zoom = dialog.get_by_role("slider", name="Zoom")
+    zoom.focus()
+    for _ in range(4):  # fit, 1.5x, 2x, 3x, 4x
+        page.keyboard.press("ArrowRight")
+    caption = dialog.locator("text=/^Zoom 4× · pixels/")
+    caption.wait_for()
+    settle(page)
+    left, right = (round(width / 2 - width / 8), round(width / 2 - width / 8) + round(width / 4))
+    assert caption.inner_text().startswith(f"Zoom 4× · pixels {left:,}–{right:,} × "), \
+        caption.inner_text()
+    zoomed = images.first.evaluate("img => [img.src, img.naturalWidth, img.naturalHeight]")
+    assert zoomed[0] != fit[0] and zoomed[1] == 1200  # the window, enlarged on the server
+    assert zoomed[2] == round(round(height / 4) * 1200 / round(width / 4))
+    shoot(page, "detail-zoom")
+    across = dialog.get_by_role("slider", name="Across")
+    across.focus()
+    page.keyboard.press("Home")  # the window moves to the left edge
+    dialog.locator("text=/^Zoom 4× · pixels 0–/").wait_for()
+    settle(page)
+    no_exception(page)
+
+    dialog.get_by_role("button", name=re.compile("Search with this image")).click()
+    page.wait_for_selector(f"text=Searching with gallery image {first}")
+    expect(page.locator('[role="dialog"]')).to_have_count(0)
+    page.wait_for_selector(f"text=#{K}")
+    settle(page)
+    no_exception(page)
 
 
 def test_explore_scatter_renders_and_selection_shows_images(page, server: str) -> None:
