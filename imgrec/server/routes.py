@@ -1,5 +1,6 @@
 """The endpoints: search (uploads and gallery paths), similar, label search, info,
-thumbnails and health. Read-only: nothing here writes to the index or the gallery."""
+thumbnails and health. Read-only: nothing here writes to an index version or the gallery
+(the score calibration and the thumbnails are cached beside the index, as everywhere)."""
 
 from __future__ import annotations
 
