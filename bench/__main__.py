@@ -88,6 +88,8 @@ def main() -> int:
     t = sub.add_parser("thumbs", help="a 20-image result grid: first view and cached views")
     t.add_argument("--grid", type=int, default=20)
     t.add_argument("--repeat", type=int, default=5)
+    t.add_argument("--browser", action="store_true",
+                   help="time the grid in Chromium: the dashboard as `make run` starts it")
     t.add_argument("--work", type=Path, default=Path("bench/out"))
     t.add_argument("--save", type=Path)
     args = p.parse_args()
@@ -110,6 +112,8 @@ def main() -> int:
         args.stats_index = args.stats_index or args.corpus_index
     elif args.what == "scale":
         from .scale import run
+    elif args.what == "thumbs" and args.browser:
+        from .thumbs_browser import run
     elif args.what == "thumbs":
         from .thumbs import run
     else:

@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw
 
 PAGES_DIR = Path(__file__).resolve().parent / "pages"
 #: name -> (title, icon); the name is the URL path, except for the first, the default
-#: page, which Streamlit serves at ``/`` (see :data:`ALIASES` for its own name).
+#: page, which Streamlit serves at ``/`` (:data:`ALIASES` makes ``/search`` open it too).
 PAGES = {"search": ("Search", ":material/image_search:"),
          "explore": ("Explore", ":material/scatter_plot:"),
          "insights": ("Insights", ":material/insights:"),

@@ -161,8 +161,8 @@ def sidebar() -> None:
 
 def sidebar_progress(directory: str | Path) -> None:
     """A running build's progress in the sidebar: the same bar and line as the page's
-    (images whose features are written, rate, ETA), from the same snapshot, refreshed each
-    second as the page's is; reruns the page once when the build ends."""
+    (images whose features are written, rate, ETA), read from the same build runner and
+    refreshed each second as the page's is; reruns the page once when the build ends."""
     job = get_runner().job(directory)
     if job is None or not job.running:
         return
