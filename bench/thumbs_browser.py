@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -59,14 +58,17 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
-def _grid_seconds(browser, url: str, images: int) -> float:
-    """A fresh session opens ``url``; seconds until all ``images`` of the grid are shown."""
+def _grid_seconds(browser, url: str, images: int) -> tuple[float, float]:
+    """A fresh session opens ``url``: seconds until the page's title is shown, and until
+    all ``images`` of the grid are."""
     page = browser.new_page(viewport={"width": 1440, "height": 1000})
     try:
         t = time.perf_counter()
         page.goto(url)
+        page.wait_for_selector('h1:has-text("Search")', timeout=600_000)
+        title = time.perf_counter() - t
         page.wait_for_function(ALL_SHOWN, arg=images, timeout=600_000, polling=50)
-        return time.perf_counter() - t
+        return title, time.perf_counter() - t
     finally:
         page.close()
 
@@ -98,8 +100,13 @@ def run(args) -> dict:
         finally:
             browser.close()
             _stop(proc)
+    def times(ts: tuple[float, float]) -> dict:
+        return {"page_s": round(ts[1], 2), "grid_after_title_s": round(ts[1] - ts[0], 2)}
+
+    mid = sorted(later, key=lambda ts: ts[1])[len(later) // 2]
     return {"benchmark": "thumbs-browser", "machine": machine(), "grid": args.grid,
             "source": "4032x3024, half HEIC, half JPEG", "browser": "Chromium (playwright)",
-            "measured": "page load until every image of the grid is shown",
-            "first_view_s": round(first, 2), "later_view_s": round(statistics.median(later), 2),
-            "after_restart_s": round(restart, 2), "target": "later view <= 1 s"}
+            "measured": "a fresh session's page load until every image of the grid is shown "
+                        "(page_s), and from the page's title on (grid_after_title_s)",
+            "first_view": times(first), "later_view": times(mid),
+            "after_restart": times(restart), "target": "later view <= 1 s"}
