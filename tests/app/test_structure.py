@@ -105,7 +105,7 @@ def test_the_dashboard_listens_on_localhost_only() -> None:
 #: cached steps of the dashboard that stay well under a second, so they show no status
 QUICK_STEPS = {"_embedder",  # the CNN object only: its weights load in Warmup (with a status)
                "_warmup", "get_runner", "favicon",  # start a thread, make an object, draw 64 px
-               "folders", "facts", "all_paths"}  # one catalog statement each
+               "folders", "facts", "all_paths", "_hashes"}  # one catalog statement each
 
 
 def test_every_cached_step_that_can_take_a_second_says_what_it_does() -> None:
