@@ -28,34 +28,33 @@ from . import levers
 from .machine import machine
 
 EMB = ("embedding:cosine", "embedding:euclidean", "embedding:manhattan")
-#: name -> (backbone, framing, pooling, post-processing keywords or None)
+#: name -> (backbone, framing, pooling, post-processing keywords or None); a backbone
+#: "a+b" concatenates the unit features of both (same framing and pooling).
+P = {"power": 0.5}
+PC = {"power": 0.5, "center": True}
+PW = {"power": 0.5, "whiten": True, "shrink": 0.8}
+L0, L1, L2 = "efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"
 RECIPES = {
-    "today (lite0, crop)": ("efficientnet-lite0", "crop", "gap", None),
-    "crop + centre": ("efficientnet-lite0", "crop", "gap", {"center": True}),
-    "crop + power + centre": ("efficientnet-lite0", "crop", "gap", {"power": 0.5, "center": True}),
-    "crop + whiten 0.5": ("efficientnet-lite0", "crop", "gap", {"whiten": True, "shrink": 0.5}),
-    "crop + power + whiten 0.8": ("efficientnet-lite0", "crop", "gap",
-                                  {"power": 0.5, "whiten": True, "shrink": 0.8}),
-    "crop + GeM": ("efficientnet-lite0", "crop", "gem", None),
-    "letterbox white": ("efficientnet-lite0", "lbw", "gap", None),
-    "letterbox grey": ("efficientnet-lite0", "lbg", "gap", None),
-    "letterbox white + GeM": ("efficientnet-lite0", "lbw", "gem", None),
-    "letterbox white + centre": ("efficientnet-lite0", "lbw", "gap", {"center": True}),
-    "letterbox white + power + centre": ("efficientnet-lite0", "lbw", "gap",
-                                         {"power": 0.5, "center": True}),
-    "letterbox white + whiten 0.5": ("efficientnet-lite0", "lbw", "gap",
-                                     {"whiten": True, "shrink": 0.5}),
-    "letterbox white + power + whiten 0.8": ("efficientnet-lite0", "lbw", "gap",
-                                             {"power": 0.5, "whiten": True, "shrink": 0.8}),
-    "lite1 letterbox white": ("efficientnet-lite1", "lbw", "gap", None),
-    "lite1 letterbox white + power + centre": ("efficientnet-lite1", "lbw", "gap",
-                                               {"power": 0.5, "center": True}),
-    "lite2 letterbox white": ("efficientnet-lite2", "lbw", "gap", None),
+    "v1: lite0 crop (old default)": (L0, "crop", "gap", None),
+    "lite0 crop + power + centre": (L0, "crop", "gap", PC),
+    "lite0 crop + GeM": (L0, "crop", "gem", None),
+    "lite0 letterbox": (L0, "lbw", "gap", None),
+    "lite0 letterbox + GeM": (L0, "lbw", "gem", None),
+    "v2: lite0 letterbox + power (default)": (L0, "lbw", "gap", P),
+    "lite0 letterbox + power + centre": (L0, "lbw", "gap", PC),
+    "lite0 letterbox + power + whiten 0.8": (L0, "lbw", "gap", PW),
+    "lite1 letterbox": (L1, "lbw", "gap", None),
+    "lite1 letterbox + power": (L1, "lbw", "gap", P),
+    "lite2 letterbox": (L2, "lbw", "gap", None),
+    "v2: lite2 letterbox + power (best)": (L2, "lbw", "gap", P),
+    "lite2 letterbox + power + centre": (L2, "lbw", "gap", PC),
+    "lite2 letterbox + power + whiten 0.8": (L2, "lbw", "gap", PW),
+    "lite0+lite2 letterbox + power": (f"{L0}+{L2}", "lbw", "gap", P),
 }
 
 
-def _features(corpus: Path, spec: tuple, extract: bool) -> tuple[np.ndarray, list[str], float] | None:
-    backbone, framing, pool, _ = spec
+def _one(corpus: Path, backbone: str, framing: str, pool: str, extract: bool
+         ) -> tuple[np.ndarray, float] | None:
     d = levers.CACHE / corpus.name
     f = d / f"{backbone}-{framing}-{pool}.npy"
     if not f.is_file():
@@ -63,7 +62,17 @@ def _features(corpus: Path, spec: tuple, extract: bool) -> tuple[np.ndarray, lis
             return None
         levers.extract(corpus, backbone, framing)
     info = json.loads((d / f"{backbone}-{framing}-time.json").read_text())
-    return np.load(f), (d / "paths.txt").read_text().split(), info["seconds_per_image"]
+    return np.load(f), info["seconds_per_image"]
+
+
+def _features(corpus: Path, spec: tuple, extract: bool) -> tuple[np.ndarray, list[str], float] | None:
+    backbone, framing, pool, _ = spec
+    parts = [_one(corpus, b, framing, pool, extract) for b in backbone.split("+")]
+    if any(p is None for p in parts):
+        return None
+    x = np.hstack([l2_normalise(p[0]) for p in parts if p is not None])
+    paths = (levers.CACHE / corpus.name / "paths.txt").read_text().split()
+    return x, paths, sum(p[1] for p in parts if p is not None)
 
 
 def _post(spec: tuple, x: np.ndarray, fit_rows: np.ndarray | None = None) -> np.ndarray:

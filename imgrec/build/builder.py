@@ -30,6 +30,7 @@ from imgrec.build.workstore import FLUSH_EVERY, FeatureBatch, WorkStore
 from imgrec.errors import ImgrecError
 from imgrec.features.embedding import DEFAULT_MODEL, CNNEmbedder, Embedder
 from imgrec.features.pca import DEFAULT_COMPONENTS
+from imgrec.features.recipe import Recipe, recipe_for, recipe_named
 from imgrec.folders import resolve_path
 from imgrec.index.writer import remove_stale_temporaries
 from imgrec.settings import Settings
@@ -51,7 +52,8 @@ def build_index(gallery: str | os.PathLike, index_dir: str | os.PathLike | None 
                 producer: Producer | None = None, exclude: Sequence[str] = (),
                 ignore_file: str | None = images.IGNORE_FILE,
                 max_megapixels: float = images.MAX_MEGAPIXELS,
-                shards: int | None = None) -> BuildReport:
+                shards: int | None = None,
+                recipe: str | None = None) -> BuildReport:
     """Index (or re-sync) every image under ``gallery`` into ``index_dir``.
 
     On an existing index this is a sync: files whose size and mtime are unchanged are
@@ -84,6 +86,9 @@ def build_index(gallery: str | os.PathLike, index_dir: str | os.PathLike | None 
             ``index_dir`` (the layout ``imgrec shard split`` writes, for
             :class:`~imgrec.shard.sharded.ShardedIndex`; a killed build resumes); None
             (default): an ordinary index.
+        recipe: the embedding recipe (:data:`imgrec.features.recipe.RECIPES`; default: the
+            backbone's, ``v2`` for EfficientNet-Lite, ``v1`` for ResNet50). An index built
+            with another recipe is recomputed, and the report's notes say so.
 
     Returns:
         A :class:`BuildReport`.
@@ -104,7 +109,7 @@ def build_index(gallery: str | os.PathLike, index_dir: str | os.PathLike | None 
                      device=device, workers=workers, batch_size=batch_size,
                      pca_components=pca_components, full=full, wait=wait, progress=progress,
                      producer=producer, exclude=exclude, ignore_file=ignore_file,
-                     max_megapixels=max_megapixels).run()
+                     max_megapixels=max_megapixels, recipe=recipe).run()
 
     if shards is None:
         return run(index_dir)
@@ -148,7 +153,8 @@ class Build:
                  wait: bool = False, progress: Callable[[Progress], None] | None = None,
                  producer: Producer | None = None, exclude: Sequence[str] = (),
                  ignore_file: str | None = images.IGNORE_FILE,
-                 max_megapixels: float = images.MAX_MEGAPIXELS) -> None:
+                 max_megapixels: float = images.MAX_MEGAPIXELS,
+                 recipe: str | None = None) -> None:
         self.gallery = gallery
         self.index_dir = index_dir
         self.model = model
@@ -165,6 +171,7 @@ class Build:
         self.exclude = exclude
         self.ignore_file = ignore_file
         self.max_megapixels = max_megapixels
+        self.recipe = recipe
 
     def run(self) -> BuildReport:
         """Scan, compute what is missing, publish; returns the :class:`BuildReport`."""
@@ -183,32 +190,36 @@ class Build:
             raise ImgrecError(f"max_megapixels must be a positive number, not {mp!r}")
         emb = self.embedder or CNNEmbedder(self.model, weights=self.weights, device=self.device,
                                            batch_size=self.batch_size)
+        recipe = recipe_for(emb.name) if self.recipe is None else recipe_named(self.recipe)
         report = BuildReport(gallery=root, index_dir=index_dir, model=emb.name)
         with BuildLock(index_dir, wait=self.wait):
             remove_stale_temporaries(index_dir)
-            work = index_dir / "work" / f"{_safe(emb.name)}-p{PIPELINE_VERSION}"
+            work = (index_dir / "work"
+                    / f"{_safe(emb.name)}-{recipe.name}-p{PIPELINE_VERSION}")
             if self.full:
                 report.notes.append("full rebuild: every image is recomputed")
                 shutil.rmtree(work, ignore_errors=True)
                 prev = None
             else:
-                prev = sync.previous(index_dir, root, emb, report.notes)
+                prev = sync.previous(index_dir, root, emb, report.notes, recipe.name)
             ws = WorkStore(work, emb.dim, every)
             plan = sync.plan(root, prev, emb.input_size, exclude=exclude,
-                             ignore_file=self.ignore_file, max_megapixels=self.max_megapixels)
-            self._features(plan, prev, ws, emb, report)
+                             ignore_file=self.ignore_file, max_megapixels=self.max_megapixels,
+                             framing=recipe.framing)
+            self._features(plan, prev, ws, emb, recipe, report)
             ws.flush()
             counts = plan.counts(prev)
             for k, v in counts.items():
                 setattr(report, k, v)
-            self._publish(root, index_dir, plan, prev, ws, emb, report, t0)
+            self._publish(root, index_dir, plan, prev, ws, emb, recipe, report, t0)
             ws.discard()
         report.seconds = time.perf_counter() - t0
         return report
 
     def _features(self, plan: sync.Plan, prev: sync.Previous | None, ws: WorkStore,
-                  emb: Embedder, report: BuildReport) -> None:
-        """Read every file of ``plan.todo``; store the features of new content in ``ws``."""
+                  emb: Embedder, recipe: Recipe, report: BuildReport) -> None:
+        """Read every file of ``plan.todo``; store the features of new content in ``ws``
+        (the producer's backbone vectors, finished by ``recipe``)."""
         known = frozenset(prev.by_sha if prev else ()) | ws.resumable
         waiting: Counter[str] = Counter()  # files per content hash waiting for features
         tracker = Tracker(self.progress, plan.total, plan.total - len(plan.todo))
@@ -217,7 +228,7 @@ class Build:
         tracker.tick()
         for item in producer(plan.todo, known):
             if isinstance(item, FeatureBatch):
-                tracker.finish(self._store(item, plan, ws, waiting, report))
+                tracker.finish(self._store(item, plan, ws, waiting, recipe, report))
                 continue
             where = plan.record(item, prev, ws.meta)
             if where == "resumed":
@@ -229,9 +240,9 @@ class Build:
         tracker.finish(sum(waiting.values()), final=True)  # a producer that left some out
 
     def _store(self, batch: FeatureBatch, plan: sync.Plan, ws: WorkStore,
-               waiting: Counter[str], report: BuildReport) -> int:
-        """Keep a batch's finite rows; skip the files whose embedding failed. Returns the
-        number of files this batch finished."""
+               waiting: Counter[str], recipe: Recipe, report: BuildReport) -> int:
+        """Keep a batch's finite rows, finished by ``recipe``; skip the files whose
+        embedding failed. Returns the number of files this batch finished."""
         report.computed += len(batch)
         ok = np.isfinite(batch.embeddings).all(1)
         if not ok.all():  # every file with that content is skipped
@@ -239,13 +250,13 @@ class Build:
                       "embedding failed: the model returned NaN or inf")
         keep = np.flatnonzero(ok)
         ws.add(FeatureBatch([batch.shas[i] for i in keep], [batch.meta[i] for i in keep],
-                            batch.embeddings[keep], batch.histograms[keep],
+                            recipe.finish(batch.embeddings[keep]), batch.histograms[keep],
                             None if batch.top5 is None else batch.top5[keep],
                             None if batch.prob5 is None else batch.prob5[keep]))
         return sum(waiting.pop(s, 0) for s in batch.shas)
 
     def _publish(self, root: Path, index_dir: Path, plan: sync.Plan,
-                 prev: sync.Previous | None, ws: WorkStore, emb: Embedder,
+                 prev: sync.Previous | None, ws: WorkStore, emb: Embedder, recipe: Recipe,
                  report: BuildReport, t0: float) -> None:
         entries = plan.numbered()
         report.indexed = sum(1 for e in entries if e.row is not None)
@@ -257,7 +268,7 @@ class Build:
         if self.progress:
             self.progress(Progress("write", 0, report.indexed, 0.0))
         manifest = {"model": emb.name, "gallery_root": str(root), "pipeline": PIPELINE_VERSION,
-                    "build_seconds": round(time.perf_counter() - t0, 3)}
+                    "recipe": recipe.name, "build_seconds": round(time.perf_counter() - t0, 3)}
         report.version, notes = publish(index_dir, entries, plan, prev, ws, emb.dim, manifest,
                                         self.pca_components)
         report.notes += notes

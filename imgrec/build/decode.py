@@ -15,16 +15,18 @@ import numpy as np
 from imgrec import images
 from imgrec.errors import ImageError
 from imgrec.features.color import histogram
+from imgrec.features.recipe import frame
 from imgrec.folders import read_regular
 
 #: Bumped whenever decoding or feature definitions change (invalidates resumable work).
-PIPELINE_VERSION = 2  # 2: JPEG drafts to >= 448 px (was 512)
+PIPELINE_VERSION = 2  # 2: JPEG drafts to >= 448 px (was 512); the recipe is versioned apart
 TASK_FILES = 8  # files per worker task
 
 
 class Task(NamedTuple):
-    """One gallery file to read: its path, gallery-relative name, size, mtime, crop side,
-    and the pixel limit (``--max-megapixels``)."""
+    """One gallery file to read: its path, gallery-relative name, size, mtime, the side of
+    the network input, the pixel limit (``--max-megapixels``) and the recipe's framing
+    (:data:`imgrec.features.recipe.FRAMINGS`)."""
 
     path: str
     rel: str
@@ -32,6 +34,7 @@ class Task(NamedTuple):
     mtime_ns: int
     crop_size: int
     max_megapixels: float = images.MAX_MEGAPIXELS
+    framing: str = "crop"
 
 
 @dataclass
@@ -48,20 +51,21 @@ class FileResult:
     height: int = 0
     exif: str = "{}"
     decoder: str = ""  # pillow | heif | raw-preview | raw-demosaic (see images.ImageInfo)
-    crop: np.ndarray | None = None  # (s, s, 3) uint8, for the CNN
+    crop: np.ndarray | None = None  # (s, s, 3) uint8 network input, framed by the recipe
     hist: np.ndarray | None = None  # (768,) float32
     error: str | None = None
     known: bool = False  # content already has features: nothing was decoded
 
 
 def process(path: str, rel: str, size: int, mtime_ns: int, crop_size: int,
-            max_megapixels: float = images.MAX_MEGAPIXELS,
+            max_megapixels: float = images.MAX_MEGAPIXELS, framing: str = "crop",
             known: frozenset[str] | set[str] = frozenset()) -> FileResult:
     """Read one gallery file; decode it once into both features unless its hash is known.
 
     Only a regular file is read (a FIFO or device named like an image is recorded as
     skipped, never opened for a blocking read); its name picks the decoder (camera RAW).
     Images over ``max_megapixels`` are skipped with a reason naming ``--max-megapixels``.
+    ``framing`` cuts the network input (the centre crop, or the whole image letterboxed).
     """
     res = FileResult(rel, size, mtime_ns)
     try:
@@ -78,7 +82,7 @@ def process(path: str, rel: str, size: int, mtime_ns: int, crop_size: int,
         rgb, info = images.load_image(data, name=path, max_megapixels=max_megapixels)
         work = images.prepare(rgb)
         res.hist = histogram(work)
-        res.crop = images.center_crop(work, crop_size)
+        res.crop = frame(work, crop_size, framing)
     except ImageError as exc:
         res.error = str(exc)
         return res

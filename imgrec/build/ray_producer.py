@@ -50,7 +50,8 @@ def decode_batch(batch: dict[str, np.ndarray], known: frozenset[str]) -> dict[st
     for i in range(n):
         res = process_safe(Task(str(batch["path"][i]), str(batch["rel"][i]),
                                 int(batch["size"][i]), int(batch["mtime_ns"][i]), side,
-                                float(batch["max_megapixels"][i])), known)
+                                float(batch["max_megapixels"][i]), str(batch["framing"][i])),
+                         known)
         for k in (*_TEXT, *_INTS, "known"):
             v = getattr(res, k)
             out[k].append("" if v is None else v)

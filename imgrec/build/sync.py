@@ -42,8 +42,10 @@ class Previous:
         return i.labels_top5, i.labels_prob5
 
 
-def previous(index_dir: Path, root: Path, emb: Embedder, notes: list[str]) -> Previous | None:
-    """The published version to sync against, if it is usable for this gallery and model.
+def previous(index_dir: Path, root: Path, emb: Embedder, notes: list[str],
+             recipe: str = "v1") -> Previous | None:
+    """The published version to sync against, if it is usable for this gallery, model and
+    embedding recipe (``recipe``: the new build's; an index without one used ``v1``).
 
     Skipped entries and rows whose stored features are not finite or not unit-length are
     marked so the sync retries them; why a version is not reused goes into ``notes``.
@@ -62,6 +64,10 @@ def previous(index_dir: Path, root: Path, emb: Embedder, notes: list[str]) -> Pr
         return None
     if m.pipeline != PIPELINE_VERSION:
         notes.append("feature pipeline changed: all features are recomputed")
+        return None
+    if (m.recipe or "v1") != recipe:
+        notes.append(f"embedding recipe changed from {m.recipe or 'v1'} to {recipe}: "
+                     "all features are recomputed")
         return None
     try:
         entries = {e.path: e for e in idx.entries()}
@@ -187,9 +193,9 @@ class Plan:
 
 def plan(root: Path, prev: Previous | None, crop_size: int, *,
          exclude: Iterable[str] = (), ignore_file: str | None = images.IGNORE_FILE,
-         max_megapixels: float = images.MAX_MEGAPIXELS) -> Plan:
+         max_megapixels: float = images.MAX_MEGAPIXELS, framing: str = "crop") -> Plan:
     """Scan ``root``; files unchanged since ``prev`` (size + mtime) keep their row, the
-    others go into :attr:`Plan.todo`.
+    others go into :attr:`Plan.todo` (cut to ``crop_size`` inputs by ``framing``).
 
     Excluded files (``exclude`` patterns and the ``ignore_file`` rules) are left out, as
     if they were not there; entries that cannot be read (a link loop, a FIFO, a folder
@@ -231,7 +237,8 @@ def plan(root: Path, prev: Previous | None, crop_size: int, *,
             out.from_prev[rel] = old.row
             out.status[rel] = "unchanged"
         else:  # new, changed, or skipped last time (retried: it may have been fixed)
-            out.todo.append(Task(str(path), rel, size, mtime, crop_size, max_megapixels))
+            out.todo.append(Task(str(path), rel, size, mtime, crop_size, max_megapixels,
+                                 framing))
     if not out.total:
         raise ImgrecError(f"no images found in {root} (looked for "
                           f"{', '.join(sorted(images.SUFFIXES))}){unlisted}")

@@ -37,6 +37,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _info(args: argparse.Namespace) -> int:
     from imgrec.build.lock import holder
+    from imgrec.features.recipe import describe
     from imgrec.index.index import Index
     from imgrec.shard.cli import info, is_sharded
 
@@ -47,8 +48,10 @@ def _info(args: argparse.Namespace) -> int:
     idx = Index.open(_index_dir(args.index))
     f = idx.facts()
     running = holder(idx.index_dir)
+    recipe, hint = describe(idx.model, idx.manifest.recipe)
     if args.json:
-        print(json.dumps({**idx.manifest.to_json(), **f.to_json(), "build_running": running},
+        print(json.dumps({**idx.manifest.to_json(), **f.to_json(), "build_running": running,
+                          "recipe": idx.manifest.recipe or "v1", "rebuild_hint": hint},
                          indent=2))
         return EXIT_OK
     print(f"index      {f.index_dir} (version {f.version}, format {f.format_version}, "
@@ -58,6 +61,9 @@ def _info(args: argparse.Namespace) -> int:
           f"{f.histogram_dim}-bin histograms, {f.pca_components} PCA components)")
     print(f"images     {f.count} indexed, {len(f.skipped)} skipped; formats: "
           + ", ".join(f"{k} {v}" for k, v in sorted(f.formats.items())))
+    print(f"recipe     {recipe}")
+    if hint:
+        print(f"rebuild    {hint}")
     if f.decoders:
         print("decoded    " + ", ".join(f"{k} {v}" for k, v in sorted(f.decoders.items())))
     print(f"built      {f.built_at}" + (f" in {f.build_seconds:.1f} s"

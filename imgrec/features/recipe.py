@@ -1,23 +1,28 @@
 """Embedding recipes: how an image becomes its stored vector (framing, backbone, post-processing).
 
-A recipe names the input framing (``crop``: today's centre crop; ``letterbox``: the whole
-image scaled to fit the square input and padded with a neutral fill) and the gallery-learned
-post-processing (:class:`PostProcess`: power normalisation, mean-centring, PCA-whitening
-with shrinkage), fitted on the gallery's embeddings at build time, saved beside the index
-with ``np.savez`` (no pickles) and applied to every query, so a gallery image used as a
-query gets exactly its stored vector.
+A recipe names the input framing (``crop``: the centre square, the ``v1`` recipe every index
+built before recipes used; ``letterbox``: the whole image scaled to fit the square input and
+padded with white) and a stateless finish (signed power normalisation, then L2). The
+default for the EfficientNet-Lite backbones is ``v2`` (letterbox + signed square root);
+ResNet50 keeps ``v1``. The manifest records the recipe; queries use the one the index
+names, through :func:`with_recipe`, so a gallery image used as a query gets exactly its
+stored vector. Gallery-learned post-processing (:class:`PostProcess`: mean-centring,
+PCA-whitening with shrinkage) is measured by ``python -m bench quality`` but is part of no
+product recipe.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from imgrec import images
-from imgrec.features.embedding import Embedder, l2_normalise
+from imgrec.errors import ImgrecError
+from imgrec.features.embedding import DEFAULT_MODEL, Embedder, l2_normalise
 
 FRAMINGS = ("crop", "letterbox")
 
@@ -33,19 +38,120 @@ class Recipe:
     center: bool = False
     whiten: bool = False
     shrink: float = 0.5  # whitening eigenvalues: (1 - shrink) * l + shrink * mean(l)
+    about: str = ""
 
     def post(self) -> PostProcess | None:
-        """An unfitted post-processing stage, or None when the recipe has none."""
-        if self.power is None and not self.center and not self.whiten:
+        """An unfitted gallery-learned stage (centring/whitening), or None without one."""
+        if not self.center and not self.whiten:
             return None
-        return PostProcess(self.power, self.center, self.whiten, self.shrink)
+        return PostProcess(None, self.center, self.whiten, self.shrink)
+
+    def frame(self, work: Image.Image, size: int) -> np.ndarray:
+        """The (size, size, 3) uint8 network input of a prepared image (:func:`frame`)."""
+        return frame(work, size, self.framing, self.fill)
+
+    def finish(self, vecs: np.ndarray) -> np.ndarray:
+        """The stateless finish of the backbone's unit rows: signed power, then L2 (rows
+        are returned unchanged when the recipe has no power step)."""
+        if self.power is None:
+            return vecs
+        x = np.asarray(vecs, np.float64)
+        return l2_normalise(np.sign(x) * np.abs(x) ** self.power)
 
 
-#: ``v1`` is what every index built before recipes existed used.
+#: ``v1`` is what every index built before recipes existed used (no ``recipe`` in its
+#: manifest); ``v2`` measured better on every benchmark (README "Quality").
 RECIPES = {
-    "v1": Recipe("v1"),
-    "v2": Recipe("v2", framing="letterbox", power=0.5, center=True),
+    "v1": Recipe("v1", about="centre crop"),
+    "v2": Recipe("v2", framing="letterbox", power=0.5,
+                 about="whole image letterboxed on white, signed square root"),
 }
+DEFAULT_RECIPE = "v2"
+#: ``imgrec index --preset``: the backbone each preset builds with (its recipe follows it).
+PRESETS = {"default": DEFAULT_MODEL, "best": "efficientnet-lite2"}
+
+
+def recipe_for(model: str) -> Recipe:
+    """The recipe a new build with backbone ``model`` uses (ResNet50 keeps ``v1``)."""
+    return RECIPES["v1" if model == "resnet50" else DEFAULT_RECIPE]
+
+
+def recipe_named(name: str | None) -> Recipe:
+    """The recipe an index's manifest names (None: built before recipes, ``v1``).
+
+    Raises:
+        ImgrecError: a recipe this imgrec does not know (built by a newer one).
+    """
+    try:
+        return RECIPES[name or "v1"]
+    except KeyError:
+        raise ImgrecError(f"the index was built with embedding recipe {name!r}, which this "
+                          f"imgrec does not know ({', '.join(RECIPES)}): upgrade imgrec or "
+                          "rebuild the index") from None
+
+
+def rebuild_hint(model: str, recipe: str | None) -> str | None:
+    """What to tell the owner of an index whose recipe is older than a new build's, or None."""
+    have, new = recipe_named(recipe), recipe_for(model)
+    if have.name == new.name or model not in _KNOWN_MODELS:
+        return None
+    return (f"built with embedding recipe {have.name} ({have.about}); a rebuild uses "
+            f"{new.name} ({new.about}), which finds better matches (README \"Quality\"): "
+            "run `imgrec index` on the gallery again")
+
+
+def describe(model: str, recipe: str | None) -> tuple[str, str | None]:
+    """An index's recipe in words (``v2 (whole image ...)``) and its :func:`rebuild_hint`
+    (for a recipe this imgrec does not know: the error saying so)."""
+    try:
+        r = recipe_named(recipe)
+    except ImgrecError as exc:
+        return f"{recipe} (unknown to this imgrec)", str(exc)
+    return f"{r.name} ({r.about})", rebuild_hint(model, r.name)
+
+
+_KNOWN_MODELS = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2", "resnet50")
+
+
+class RecipeEmbedder:
+    """A backbone fed and finished by one recipe: what builds and queries embed with.
+
+    ``framing`` tells the decoders how to cut the network input; :meth:`embed` and
+    :meth:`forward` apply the recipe's finish. Name, size and dimension are the backbone's.
+    """
+
+    def __init__(self, base: Embedder, recipe: Recipe) -> None:
+        self.base = base
+        self.recipe = recipe
+        self.name = base.name
+        self.dim = base.dim
+        self.input_size = base.input_size
+        self.framing = recipe.framing
+
+    def load(self) -> RecipeEmbedder:
+        """Load the backbone's weights now, where it can."""
+        load = getattr(self.base, "load", None)
+        if callable(load):
+            load()
+        return self
+
+    def embed(self, crops: np.ndarray) -> np.ndarray:
+        """The recipe's vectors of network inputs (n, s, s, 3) uint8."""
+        return self.recipe.finish(self.base.embed(crops))
+
+    def forward(self, crops: np.ndarray) -> tuple[np.ndarray, Any]:
+        """The recipe's vectors and the backbone's class probabilities (None without)."""
+        forward = getattr(self.base, "forward", None)
+        if not callable(forward):
+            return self.embed(crops), None
+        vecs, probs = forward(crops)
+        return self.recipe.finish(vecs), probs
+
+
+def with_recipe(embedder: Embedder, recipe: Recipe) -> RecipeEmbedder:
+    """``embedder`` (or the backbone inside a :class:`RecipeEmbedder`) under ``recipe``."""
+    base = embedder.base if isinstance(embedder, RecipeEmbedder) else embedder
+    return RecipeEmbedder(base, recipe)
 
 
 def frame(work: Image.Image, size: int, framing: str = "crop",
@@ -67,7 +173,7 @@ def frame(work: Image.Image, size: int, framing: str = "crop",
     im = work.resize((max(1, round(w * s)), max(1, round(h * s))), Image.BILINEAR)
     canvas = Image.new("RGB", (size, size), fill)
     canvas.paste(im, ((size - im.width) // 2, (size - im.height) // 2))
-    return np.asarray(canvas, dtype=np.uint8)
+    return np.array(canvas, dtype=np.uint8)  # writable, as torch.from_numpy wants
 
 
 class PostProcess:
@@ -143,12 +249,12 @@ def embed_images(rgbs: list[Image.Image], embedder: Embedder, recipe: Recipe,
     Args:
         rgbs: decoded RGB images (:func:`imgrec.images.load_image`).
         embedder: the backbone (``embed`` takes square uint8 inputs of ``input_size``).
-        recipe: framing and post-processing.
+        recipe: framing, finish and gallery-learned post-processing.
         post: the fitted post-processing of the gallery (required when the recipe has one).
     """
     if recipe.post() is not None and post is None:
         raise ValueError(f"recipe {recipe.name} needs the gallery's fitted post-processing")
-    crops = np.stack([frame(images.prepare(im), embedder.input_size, recipe.framing,
-                            recipe.fill) for im in rgbs])
-    vecs = embedder.embed(crops)
+    emb = with_recipe(embedder, recipe)
+    crops = np.stack([recipe.frame(images.prepare(im), emb.input_size) for im in rgbs])
+    vecs = emb.embed(crops)
     return vecs if post is None else post.transform(vecs)

@@ -84,6 +84,7 @@ class Manifest:
     pipeline: int | None = None
     build_seconds: float | None = None
     source: str | None = None
+    recipe: str | None = None  # the embedding recipe (imgrec.features.recipe); None: v1
     checksums: dict[str, Any] = field(default_factory=dict)
     #: fields this imgrec does not know (kept on a round trip)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -171,7 +172,7 @@ _REQUIRED: dict[str, type | tuple[type, ...]] = {
 }
 _OPTIONAL: dict[str, type | tuple[type, ...]] = {
     "built_at": str, "pipeline": int, "build_seconds": (int, float), "source": str,
-    "checksums": dict,
+    "recipe": str, "checksums": dict,
 }
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")

@@ -15,6 +15,7 @@ from imgrec import images
 from imgrec.errors import IndexFormatError, IndexNotFoundError, QueryError
 from imgrec.features.embedding import Embedder
 from imgrec.features.pca import DEFAULT_COMPONENTS, PCAModel
+from imgrec.features.recipe import Recipe, recipe_named
 from imgrec.index import catalog
 from imgrec.index import format as F
 from imgrec.index.arrays import write_arrays
@@ -153,6 +154,15 @@ class Index:
     @property
     def model(self) -> str:
         return self.manifest.model
+
+    @property
+    def recipe(self) -> Recipe:
+        """The embedding recipe the index was built with (queries are embedded by it).
+
+        Raises:
+            ImgrecError: the manifest names a recipe this imgrec does not know.
+        """
+        return recipe_named(self.manifest.recipe)
 
     @property
     def has_labels(self) -> bool:

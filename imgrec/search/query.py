@@ -17,6 +17,7 @@ from PIL import Image
 from imgrec import images
 from imgrec.errors import ImageError, QueryError
 from imgrec.features.color import histogram
+from imgrec.features.recipe import with_recipe
 
 if TYPE_CHECKING:
     from imgrec.index.index import Index
@@ -207,12 +208,13 @@ def query_features(index: Index, queries: Sequence[Any], need_embedding: bool,
         work = images.prepare(rgb)
         out.append(QueryFeatures(label, None, histogram(work)))
         if need_embedding:
-            crops.append(images.center_crop(work, index.embedder.input_size))
+            crops.append(index.recipe.frame(work, index.embedder.input_size))
             todo.append(i)
     if todo:
         emb = index.embedder
         if emb.name != index.model:
             raise QueryError(f"the index was built with {index.model}, not {emb.name}")
-        for i, v in zip(todo, emb.embed(np.stack(crops)), strict=True):
+        vecs = with_recipe(emb, index.recipe).embed(np.stack(crops))  # as the build stored
+        for i, v in zip(todo, vecs, strict=True):
             out[i] = QueryFeatures(out[i].label, v, out[i].histogram)
     return out

@@ -11,6 +11,7 @@ from imgrec.app.formatting import format_built_at, format_bytes, format_duration
 from imgrec.app.resources import get_runner, load_index
 from imgrec.app.state import Key
 from imgrec.errors import ImgrecError
+from imgrec.features.recipe import describe
 from imgrec.index.index import Index
 
 
@@ -23,13 +24,16 @@ def facts_view(idx: Index) -> None:
     c[2].metric("Formats", f"{len(f.formats):,}")
     c[3].metric("Index size on disk", format_bytes(f.size_bytes))
     took = f" (took {format_duration(f.build_seconds)})" if f.build_seconds else ""
+    recipe, hint = describe(idx.model, idx.manifest.recipe)
     st.markdown(
         f"- **Gallery folder:** `{f.gallery}`\n"
-        f"- **Backbone:** `{f.model}`\n"
+        f"- **Backbone:** `{f.model}` · embedding recipe {recipe}\n"
         f"- **Dimensions:** embedding {f.embedding_dim:,} · colour histogram {f.histogram_dim:,} "
         f"· PCA colour {f.pca_components}\n"
         f"- **Last build:** {format_built_at(f.built_at)}{took}\n"
         f"- **Index folder:** `{f.index_dir}` (version `{f.version}`)")
+    if hint:
+        st.info(f"This index was {hint}.", icon=":material/upgrade:")
     c1, c2 = st.columns([1, 2])
     with c1:
         st.markdown("**Images per format**")
