@@ -120,12 +120,60 @@ def extract(corpus: Path, backbone: str, framing: str, batch: int = 16) -> dict:
     return info
 
 
+def timing(corpus: Path, backbones: list[str], n: int = 64, rounds: int = 3,
+             batch: int = 16) -> dict:
+    """Indexing seconds per image of each backbone (letterboxed), measured in one run.
+
+    ``n`` images are decoded, prepared and histogrammed once (timed: the part every
+    backbone shares), then each backbone frames and embeds them, the backbones taking
+    turns for ``rounds`` rounds so that a shared machine's load falls on all alike; the
+    median round counts. ``crop`` is timed for the first backbone too.
+    """
+    import torch
+
+    torch.set_num_threads(2)
+    every = sorted(images.scan(corpus))
+    files = every[:: max(1, len(every) // n)][:n]
+    t = time.perf_counter()
+    works = []
+    for p in files:
+        rgb, _ = images.load_image(p)
+        work = images.prepare(rgb)
+        histogram(work)
+        works.append(work)
+    decode = (time.perf_counter() - t) / len(works)
+    nets = {b: network(b) for b in backbones}
+    runs = [(backbones[0], "crop")] + [(b, "lbw") for b in backbones]
+    got: dict[str, list[float]] = {f"{b}-{f}": [] for b, f in runs}
+    for _ in range(rounds):
+        for b, f in runs:
+            net, size = nets[b]
+            t = time.perf_counter()
+            for s in range(0, len(works), batch):
+                pooled(net, np.stack([frame(w, size, f) for w in works[s:s + batch]]))
+            got[f"{b}-{f}"].append((time.perf_counter() - t) / len(works))
+    cnn = {k: float(np.median(v)) for k, v in got.items()}
+    base = cnn[f"{backbones[0]}-crop"] + decode
+    return {"images": len(works), "rounds": rounds, "decode_seconds_per_image": round(decode, 4),
+            "cnn_seconds_per_image": {k: round(v, 4) for k, v in cnn.items()},
+            "index_seconds_per_image": {k: round(v + decode, 4) for k, v in cnn.items()},
+            "vs_crop": {k: round((v + decode) / base, 2) for k, v in cnn.items()}}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.levers", description=__doc__)
     p.add_argument("corpus", type=Path)
     p.add_argument("--backbone", choices=sorted(SIZES), default="efficientnet-lite0")
     p.add_argument("--framing", choices=("crop", "lbw", "lbg"), default="crop")
+    p.add_argument("--time", type=int, metavar="N",
+                   help="instead: time N images under every backbone in one run (JSON)")
     a = p.parse_args(argv)
+    if a.time:
+        out = timing(a.corpus, sorted(SIZES), a.time)
+        (CACHE / a.corpus.name).mkdir(parents=True, exist_ok=True)
+        (CACHE / a.corpus.name / "timing.json").write_text(json.dumps(out))
+        print(json.dumps(out))
+        return 0
     print(json.dumps(extract(a.corpus, a.backbone, a.framing)))
     return 0
 

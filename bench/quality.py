@@ -181,7 +181,10 @@ def run(args: argparse.Namespace) -> dict:
                     "copies": str(args.photos), "demo": str(args.demo)}, "recipes": {}}
     for i, name in enumerate(wanted):
         spec = RECIPES[name]
-        methods = (*EMB, "color", "pca") if i == 0 else EMB  # colour and PCA: recipe-independent
+        # colour and PCA are recipe-independent; the three metrics for the old and new
+        # defaults, cosine (the search's default) for the other levers
+        methods = ((*EMB, "color", "pca") if i == 0 else EMB if "(default)" in name
+                   else ("embedding:cosine",))
         r: dict = {"spec": {"backbone": spec[0], "framing": spec[1], "pooling": spec[2],
                             "post": spec[3]}, "methods": list(methods)}
         for key, fn, corpus in (("categories", categories, args.clipart),
@@ -189,6 +192,9 @@ def run(args: argparse.Namespace) -> dict:
             r[key] = fn(corpus, args.work / "quality-index", spec, methods, args.extract)
         result["recipes"][name] = r
         print(f"[{time.perf_counter() - t0:.0f} s] {name}", file=sys.stderr)
+    timed = levers.CACHE / args.clipart.name / "timing.json"
+    if timed.is_file():  # python -m bench.levers CORPUS --time N: every backbone, one run
+        result["timing"] = json.loads(timed.read_text())
     result["seconds"] = round(time.perf_counter() - t0, 1)
     print(table(result), file=sys.stderr)
     return result

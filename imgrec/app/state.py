@@ -67,6 +67,14 @@ class Key:
     GRAPH_SAMPLE = "graph_sample"
     GRAPH_CHART = "graph_chart"
     GRAPH_PAGE = "graph_page"
+    # widgets and state: Dataset's Evaluate section
+    EVAL_LABELS = "eval_labels"
+    EVAL_DEPTH = "eval_depth"
+    EVAL_K = "eval_k"
+    EVAL_METHODS = "eval_methods"
+    EVAL_RUN = "eval_run"
+    EVAL_RESULT = "eval_result"  # (what was evaluated, the report or the error message)
+    EVAL_CHART = "eval_chart"
 
 
 #: The keys that define a view (what a bookmark of it would hold).

@@ -1,4 +1,4 @@
-"""Dataset page: what the index holds, rebuild it, index another folder, build the demo."""
+"""Dataset page: what the index holds, rebuild it, evaluate it, index another folder, the demo."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from imgrec.app import data, state, widgets
+from imgrec.app.evaluation import evaluate_view
 from imgrec.app.folders import check_gallery_folder
 from imgrec.app.formatting import format_built_at, format_bytes, format_duration
 from imgrec.app.resources import get_runner, load_index
@@ -122,6 +123,7 @@ def render() -> None:
     if idx is not None:
         facts_view(idx)
         rebuild_view(idx, str(target), busy)
+        evaluate_view(idx)
     else:
         st.info(why or "No index yet.", icon=":material/info:")
     other_folder_view(str(target), busy, idx is not None)
