@@ -17,13 +17,18 @@ from imgrec.build import builder as build_mod
 from imgrec.build.lock import BuildLock
 from imgrec.errors import BuildLockedError, ImgrecError
 from imgrec.features.color import histogram
-from imgrec.images import center_crop, load_image, prepare
+from imgrec.features.recipe import frame
+from imgrec.images import load_image, prepare
 from imgrec.index.writer import FORMAT_VERSION, current_version
 
 
 def _expected_features(path: Path, embedder) -> tuple[np.ndarray, np.ndarray]:
+    """What a default build stores: recipe v2, the whole image letterboxed on white, then
+    the signed square root of the backbone's unit vector, L2-normalised."""
     work = prepare(load_image(path)[0])
-    return (embedder.embed(center_crop(work, embedder.input_size)[None])[0], histogram(work))
+    raw = embedder.embed(frame(work, embedder.input_size, "letterbox")[None])[0]
+    root = np.sign(raw) * np.sqrt(np.abs(raw.astype(np.float64)))
+    return (root / np.linalg.norm(root)).astype(np.float32), histogram(work)
 
 
 def test_build_counts_skips_and_features(write_gallery, broken_files, tiny_embedder, tmp_path):

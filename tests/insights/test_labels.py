@@ -261,11 +261,12 @@ def test_cli_labels_and_label_search(demo_cli, cli_env):
 
 
 def test_stored_label_rows_match_a_fresh_forward_pass(demo_index, real_embedder):
-    """The stored labels are the backbone's own: recompute one image's probabilities."""
-    from imgrec.images import center_crop, load_image, prepare
+    """The stored labels are the backbone's own: recompute one image's probabilities (of
+    the index recipe's input: the whole image, letterboxed)."""
+    from imgrec.images import load_image, prepare
 
     path = "chelsea/chelsea_orig.jpg"
-    crop = center_crop(prepare(load_image(demo_index.resolve(path))[0]), 224)
+    crop = demo_index.recipe.frame(prepare(load_image(demo_index.resolve(path))[0]), 224)
     _, probs = real_embedder.forward(np.array(crop)[None])
     ids, p = top_classes(probs)
     row = demo_index.row_of(path)
