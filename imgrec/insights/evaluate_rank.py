@@ -1,8 +1,10 @@
 """Exact top-k lists for many queries at once, scored exactly as :func:`imgrec.search.rank.rank`.
 
 A block of queries is scored against every stored row in one pass (a float32 matrix product
-for cosine and euclidean, the search's numba kernels five queries at a time for manhattan
-and chi-square); each score carries the same proven rounding bound the search uses, so
+for cosine and euclidean; for manhattan and chi-square, numba kernels that keep each row in
+cache while it meets 128 queries, so the data is read once per 128 queries instead of once
+per five as in a search: the same float32 terms summed in another order, inside the same
+bound); each score carries the same proven rounding bound the search uses, so
 :func:`imgrec.search.topk.candidates` keeps every row that can belong to the exact top-k,
 and those rows are rescored in float64 by the search's own reference functions and ordered
 by :func:`imgrec.search.topk.order` (ties by row number). The lists are therefore those
@@ -12,6 +14,7 @@ by :func:`imgrec.search.topk.order` (ties by row number). The lists are therefor
 from __future__ import annotations
 
 import numpy as np
+from numba import njit, prange
 
 from imgrec.search import kernels as K
 from imgrec.search import topk
@@ -20,8 +23,46 @@ from imgrec.search.rank import LARGER_IS_BETTER
 #: queries scored per block (bounds the (block, n) score matrices)
 BLOCK = 256
 
+#: queries meeting each row while it is in cache (manhattan and chi-square)
+TILE = 128
+
 _EXACT = {"cosine": K.cosine_exact, "euclidean": K.euclidean_exact,
           "manhattan": K.manhattan_exact, "chi2": K.chi2_exact}
+
+
+@njit(parallel=True, fastmath=K.FAST, cache=K.CACHE)
+def _manhattan_tile(data, q, out):  # pragma: no cover - compiled
+    n, d = data.shape
+    for i in prange(n):
+        for j in range(q.shape[0]):
+            acc = np.float32(0.0)
+            for t in range(d):
+                acc += abs(data[i, t] - q[j, t])
+            out[j, i] = acc
+
+
+@njit(parallel=True, fastmath=K.FAST, cache=K.CACHE)
+def _chi2_tile(data, q, out):  # pragma: no cover - compiled
+    n, d = data.shape
+    tiny = np.float32(K.TINY)
+    for i in prange(n):
+        for j in range(q.shape[0]):
+            acc = np.float32(0.0)
+            for t in range(d):
+                acc += K._chi_term(data[i, t], q[j, t], tiny)
+            out[j, i] = np.float32(0.5) * acc
+
+
+def tiled_scores(metric: str, data: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """(m, n) float32 manhattan or chi-square scores, :data:`TILE` queries per data pass."""
+    data = np.ascontiguousarray(data, np.float32)
+    q = np.ascontiguousarray(q, np.float32)
+    kernel = _manhattan_tile if metric == "manhattan" else _chi2_tile
+    out = np.empty((len(q), len(data)), np.float32)
+    with K._PARALLEL:
+        for s in range(0, len(q), TILE):
+            kernel(data, q[s:s + TILE], out[s:s + TILE])
+    return out
 
 
 def _fast(metric: str, data: np.ndarray, q: np.ndarray, norms: np.ndarray | None) -> dict:
@@ -42,10 +83,7 @@ def _fast(metric: str, data: np.ndarray, q: np.ndarray, norms: np.ndarray | None
         with K._PARALLEL:
             K.euclidean_from_dots(dots, esq, qsq, g, np.zeros(1), dist, err)
         return {"fast": dist, "err": err}
-    kernel = K.manhattan_fast if metric == "manhattan" else K.chi2_fast
-    fast = np.empty((len(q), len(data)), np.float32)
-    for s in range(0, len(q), K.QBLOCK):
-        fast[s:s + K.QBLOCK] = kernel(data, q[s:s + K.QBLOCK])
+    fast = tiled_scores(metric, data, q)
     if metric == "manhattan":
         g = K.gamma(d + 2)
         return {"fast": fast, "rel": g / (1 - g), "const": 1e-30}
