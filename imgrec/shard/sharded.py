@@ -13,6 +13,7 @@ import numpy as np
 from imgrec import errors, images
 from imgrec.errors import ImgrecError, QueryError
 from imgrec.features.embedding import Embedder
+from imgrec.features.recipe import Recipe, recipe_named
 from imgrec.search import topk
 from imgrec.search.engine import ALL_METRICS
 from imgrec.search.filters import Where
@@ -57,12 +58,13 @@ class _Stored:
     """The stored features of a request's :class:`Stored` queries, fetched from their
     shards, in the shape :func:`imgrec.search.query.query_features` reads."""
 
-    def __init__(self, found: dict[str, tuple], embedder: Embedder, model: str) -> None:
+    def __init__(self, found: dict[str, tuple], embedder: Embedder, model: str,
+                 recipe: Recipe) -> None:
         self.found = found
         self.embeddings = {v[0]: v[1] for v in found.values()}
         self.histograms = {v[0]: v[2] for v in found.values()}
         self.projections = {v[0]: v[3] for v in found.values()}
-        self.embedder, self.model = embedder, model
+        self.embedder, self.model, self.recipe = embedder, model, recipe
 
     def row_of(self, path: str) -> int:
         if path not in self.found:
@@ -192,7 +194,7 @@ class ShardedIndex(ShardedFacts):
             for part in self._each("stored", asks):
                 for r, e, h, p in part or ():
                     found[self._paths[r]] = (r, e, h, p)
-        return _Stored(found, self.embedder, self.model)
+        return _Stored(found, self.embedder, self.model, recipe_named(self.manifest.recipe))
 
     def search(self, queries: Any, method: str = "embedding", metric: str = "cosine",
                k: int = 5, pca_components: int | None = None, *, negatives: Any = None,

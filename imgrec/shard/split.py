@@ -37,11 +37,12 @@ class ShardedManifest:
     pca_components: int
     gallery_root: str
     shards: tuple[ShardInfo, ...]
+    recipe: str | None = None  # the source's embedding recipe (None: v1)
 
     def to_json(self) -> dict[str, Any]:
         return {"format": FORMAT, "format_version": FORMAT_VERSION, "model": self.model,
                 "count": self.count, "pca_components": self.pca_components,
-                "gallery_root": self.gallery_root,
+                "gallery_root": self.gallery_root, "recipe": self.recipe,
                 "shards": [{"name": s.name, "offset": s.offset, "count": s.count}
                            for s in self.shards]}
 
@@ -69,7 +70,7 @@ class ShardedManifest:
             shards = tuple(ShardInfo(str(s["name"]), int(s["offset"]), int(s["count"]))
                            for s in data["shards"])
             out = cls(str(data["model"]), int(data["count"]), int(data["pca_components"]),
-                      str(data["gallery_root"]), shards)
+                      str(data["gallery_root"]), shards, data.get("recipe") or None)
         except (KeyError, TypeError, ValueError) as exc:
             raise IndexFormatError(f"{path} is damaged ({exc!r} missing or invalid)") from None
         at = 0
@@ -152,7 +153,8 @@ def write_shards(src: Index, out: Path, shards: int, source: str) -> Path:
         rows = [replace(e, row=e.row - a) for e in indexed[a:b]]
         _write_shard(src, out / name, a, b, rows + (skipped if i == 0 else []), pca, source)
         infos.append(ShardInfo(name, a, b - a))
-    manifest = ShardedManifest(src.model, n, pca.n_components, str(src.root), tuple(infos))
+    manifest = ShardedManifest(src.model, n, pca.n_components, str(src.root), tuple(infos),
+                               src.manifest.recipe)
     tmp = out / f".{MANIFEST}.tmp"
     tmp.write_text(json.dumps(manifest.to_json(), indent=1), encoding="utf-8")
     os.replace(tmp, out / MANIFEST)
@@ -173,7 +175,7 @@ def _write_shard(src: Index, folder: Path, a: int, b: int, entries: list, pca: A
             top5[:] = src.labels_top5[a:b]
             prob5[:] = src.labels_prob5[a:b]
         writer.publish(entries, {"model": src.model, "gallery_root": str(src.root),
-                                 "source": source}, pca)
+                                 "recipe": src.manifest.recipe, "source": source}, pca)
     except BaseException:
         writer.abort()
         raise
