@@ -46,7 +46,7 @@ RECIPES = {
     "lite1 letterbox": (L1, "lbw", "gap", None),
     "lite1 letterbox + power": (L1, "lbw", "gap", P),
     "lite2 letterbox": (L2, "lbw", "gap", None),
-    "v2: lite2 letterbox + power (best)": (L2, "lbw", "gap", P),
+    "lite2 letterbox + power": (L2, "lbw", "gap", P),
     "lite2 letterbox + power + centre": (L2, "lbw", "gap", PC),
     "lite2 letterbox + power + whiten 0.8": (L2, "lbw", "gap", PW),
     "lite0+lite2 letterbox + power": (f"{L0}+{L2}", "lbw", "gap", P),

@@ -52,7 +52,6 @@ def index(args: argparse.Namespace) -> int:
     if not 0 < args.max_megapixels < float("inf"):
         raise ImgrecError(f"--max-megapixels must be a positive number, not "
                           f"{args.max_megapixels:g}")
-    args.model = preset_model(args.model, getattr(args, "preset", None))
     emb = CNNEmbedder(args.model, weights=args.weights, device=args.device,
                       batch_size=args.batch_size)
     emb.load()  # fail early, with one clear sentence, if weights are missing
@@ -67,24 +66,6 @@ def index(args: argparse.Namespace) -> int:
     print(replace(report, skipped=[(printable(p), printable(why))
                                    for p, why in report.skipped]).summary())
     return EXIT_OK
-
-
-def preset_model(model: str, preset: str | None) -> str:
-    """The backbone of ``imgrec index``: the preset's, or ``--model`` without a preset.
-
-    Raises:
-        ImgrecError: ``--model`` names another backbone than the preset's.
-    """
-    from imgrec.features.embedding import DEFAULT_MODEL
-    from imgrec.features.recipe import PRESETS
-
-    if preset is None:
-        return model
-    want = PRESETS[preset]
-    if model not in (want, DEFAULT_MODEL):
-        raise ImgrecError(f"--preset {preset} builds with {want}, not --model {model}: "
-                          "give one of the two")
-    return want
 
 
 def watch(args: argparse.Namespace) -> int:

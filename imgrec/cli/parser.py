@@ -109,7 +109,6 @@ def _demo(sub: Any) -> None:
 def _index(sub: Any) -> None:
     from imgrec.build.builder import build_index
     from imgrec.features.embedding import BACKBONES
-    from imgrec.features.recipe import PRESETS
     from imgrec.images import IGNORE_FILE
 
     b = defaults(build_index)
@@ -118,10 +117,6 @@ def _index(sub: Any) -> None:
     _index_dir(i)
     i.add_argument("--model", choices=sorted(BACKBONES), default=b["model"],
                    help="backbone computing the embeddings (default: %(default)s)")
-    i.add_argument("--preset", choices=sorted(PRESETS),
-                   help="; ".join(f"{k}: {v}" for k, v in sorted(PRESETS.items()))
-                        + " (best is slower and finds better matches; it replaces the "
-                          "default --model) (default: none, --model decides)")
     i.add_argument("--weights", type=Path, metavar="FILE",
                    help="backbone state-dict file (.pth) (default: the packaged weights, or "
                         "the torch hub cache for resnet50)")

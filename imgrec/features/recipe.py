@@ -22,7 +22,7 @@ from PIL import Image
 
 from imgrec import images
 from imgrec.errors import ImgrecError
-from imgrec.features.embedding import DEFAULT_MODEL, Embedder, l2_normalise
+from imgrec.features.embedding import Embedder, l2_normalise
 
 FRAMINGS = ("crop", "letterbox")
 
@@ -67,8 +67,6 @@ RECIPES = {
                  about="whole image letterboxed on white, signed square root"),
 }
 DEFAULT_RECIPE = "v2"
-#: ``imgrec index --preset``: the backbone each preset builds with (its recipe follows it).
-PRESETS = {"default": DEFAULT_MODEL, "best": "efficientnet-lite2"}
 
 
 def recipe_for(model: str) -> Recipe:

@@ -1,4 +1,4 @@
-"""Builds under every embedding recipe and preset: the query path agrees with the index path,
+"""Builds under every embedding recipe: the query path agrees with the index path,
 an index of the old recipe keeps working, and the next build says why it recomputes."""
 
 from __future__ import annotations
@@ -8,9 +8,8 @@ import pytest
 
 from imgrec import Index, images
 from imgrec.build.builder import build_index
-from imgrec.cli.commands import preset_model
 from imgrec.errors import ImgrecError
-from imgrec.features.recipe import PRESETS, RECIPES, describe, frame
+from imgrec.features.recipe import RECIPES, describe, frame
 
 
 def _finds_itself_first(idx: Index, files: list[str]) -> None:
@@ -37,17 +36,17 @@ def _same(idx: Index, a: str, b: str) -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("preset", sorted(PRESETS))
-def test_a_gallery_image_used_as_a_query_finds_itself_first_with_every_preset(
-        tmp_path, demo_cli, preset):
-    if preset == "default":  # the session's demo index, built by `imgrec index` as it ships
-        idx = Index.open(demo_cli.index)
+@pytest.mark.parametrize("recipe", sorted(RECIPES))
+def test_a_gallery_image_used_as_a_query_finds_itself_first_with_every_recipe(
+        tmp_path, demo_cli, real_embedder, recipe):
+    if recipe == "v2":  # the session's demo index, built by `imgrec index` as it ships
+        idx = Index.open(demo_cli.index, embedder=real_embedder)
     else:
-        build_index(demo_cli.gallery, tmp_path / "index", model=PRESETS[preset], workers=0)
-        idx = Index.open(tmp_path / "index")
-    assert idx.model == PRESETS[preset] and idx.manifest.recipe == "v2"
-    assert idx.recipe is RECIPES["v2"]
-    _finds_itself_first(idx, _names(idx)[::4])
+        build_index(demo_cli.gallery, tmp_path / "index", embedder=real_embedder, workers=0,
+                    recipe=recipe)
+        idx = Index.open(tmp_path / "index", embedder=real_embedder)
+    assert idx.manifest.recipe == recipe and idx.recipe is RECIPES[recipe]
+    _finds_itself_first(idx, _names(idx)[::3])
 
 
 def test_an_old_recipe_index_keeps_working_and_a_rebuild_says_why(tmp_path, write_gallery,
@@ -86,12 +85,3 @@ def test_a_tiny_backbone_builds_with_the_default_recipe(tmp_path, write_gallery,
     _finds_itself_first(idx, _names(idx))
     with pytest.raises(ImgrecError, match="recipe 'v7'"):
         build_index(root, tmp_path / "i", embedder=tiny_embedder, workers=0, recipe="v7")
-
-
-def test_preset_picks_the_backbone_and_refuses_a_conflicting_model():
-    assert preset_model("efficientnet-lite0", None) == "efficientnet-lite0"
-    assert preset_model("resnet50", None) == "resnet50"
-    assert preset_model("efficientnet-lite0", "best") == PRESETS["best"] != "efficientnet-lite0"
-    assert preset_model("efficientnet-lite0", "default") == "efficientnet-lite0"
-    with pytest.raises(ImgrecError, match="--preset best builds with"):
-        preset_model("resnet50", "best")
