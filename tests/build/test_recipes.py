@@ -8,6 +8,7 @@ import pytest
 
 from imgrec import Index, images
 from imgrec.build.builder import build_index
+from imgrec.cli.main import main as cli_main
 from imgrec.errors import ImgrecError
 from imgrec.features.recipe import RECIPES, describe, frame
 
@@ -50,7 +51,7 @@ def test_a_gallery_image_used_as_a_query_finds_itself_first_with_every_recipe(
 
 
 def test_an_old_recipe_index_keeps_working_and_a_rebuild_says_why(tmp_path, write_gallery,
-                                                                  real_embedder):
+                                                                  real_embedder, capsys):
     root = write_gallery(tmp_path / "g", variants=2)
     old = build_index(root, tmp_path / "i", embedder=real_embedder, workers=0, recipe="v1")
     idx = Index.open(tmp_path / "i", embedder=real_embedder)
@@ -61,12 +62,18 @@ def test_an_old_recipe_index_keeps_working_and_a_rebuild_says_why(tmp_path, writ
     _finds_itself_first(idx, _names(idx))  # queries of a v1 index are cut as it was built
     words, hint = describe(idx.model, idx.manifest.recipe)
     assert words.startswith("v1 (centre crop)") and "rebuild uses v2" in hint
+    assert cli_main(["info", "--index", str(tmp_path / "i")]) == 0
+    out = capsys.readouterr().out
+    assert "recipe     v1 (centre crop)" in out and "rebuild    built with embedding recipe v1" in out
 
     new = build_index(root, tmp_path / "i", embedder=real_embedder, workers=0)
     assert "embedding recipe changed from v1 to v2: all features are recomputed" in new.notes
     assert new.computed == old.computed == len(idx)
     idx = Index.open(tmp_path / "i", embedder=real_embedder)
     assert idx.manifest.recipe == "v2" and describe(idx.model, "v2")[1] is None
+    assert cli_main(["info", "--index", str(tmp_path / "i")]) == 0
+    out = capsys.readouterr().out
+    assert "recipe     v2 (whole image letterboxed on white" in out and "rebuild " not in out
     box = frame(images.prepare(images.load_image(root / f)[0]), 224, "letterbox")
     raw = real_embedder.embed(box[None])[0].astype(np.float64)
     want = np.sign(raw) * np.sqrt(np.abs(raw))
