@@ -430,6 +430,8 @@ def test_explore_point_opens_the_detail_view_and_searches_from_it(page, server: 
     point = plot.evaluate(POINT)
     page.mouse.click(point["x"], point["y"])
     dialog = page.get_by_role("dialog")
+    # the dialog looks for the image's duplicate group first (the first scan reads files)
+    dialog.locator("text=Nearest images").wait_for(timeout=120_000)
     expect(dialog).to_contain_text(f"Path: {point['path']}")
     settle(page)
     assert dialog.locator('[data-testid="stImage"] img').first.evaluate(
