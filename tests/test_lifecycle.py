@@ -24,10 +24,12 @@ from imgrec import BuildLockedError, ImgrecError, Index, QueryError, Stored, bui
 from imgrec.build.decode import PIPELINE_VERSION
 from imgrec.build.lock import LOCK_NAME, BuildLock, holder
 from imgrec.cli.main import main as cli_main
+from imgrec.features.recipe import recipe_for
 from imgrec.index.verify import verify
 from imgrec.index.writer import current_version
 
-WORK = f"work/tiny-test-p{PIPELINE_VERSION}"  # work folder of the tiny embedder
+# work folder of the tiny embedder (its recipe is the default one)
+WORK = f"work/tiny-test-{recipe_for('tiny-test').name}-p{PIPELINE_VERSION}"
 
 
 class TinyEmbedder:

@@ -94,7 +94,7 @@ def _open_index(index_dir: str, version: str) -> Index:
 
 
 @register
-@st.cache_resource(show_spinner=False, max_entries=2)
+@st.cache_resource(show_spinner="Opening the shards (a Ray worker per shard)…", max_entries=2)
 def _open_sharded(index_dir: str, key: str) -> Any:
     from imgrec.shard.cli import ray_address
     from imgrec.shard.sharded import ShardedIndex

@@ -10,7 +10,7 @@ same index, ``k`` and ``seed`` give the same clusters.
 Example:
     >>> res = clusters(idx, k=30)
     >>> res.sizes[:3], idx.paths(res.representatives[:3])
-    (array([4, 3, 3]), ['chelsea/chelsea_orig.jpg', 'astronaut/astronaut_exif6.jpg', 'coffee/...'])
+    (array([5, 3, 2]), ['astronaut/astronaut_orig.jpg', 'coffee/coffee_scale50.jpg', 'chelsea/...'])
 """
 
 from __future__ import annotations

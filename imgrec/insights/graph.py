@@ -12,7 +12,7 @@ The result is plain arrays, ready for a plotly ``Scattergl`` (nodes) and one lin
 Example:
     >>> g = neighbour_graph(idx, sample=3000)
     >>> g.x.shape, int(g.community.max()) + 1, len(g.edges)
-    ((38,), 3, 135)
+    ((38,), 3, 137)
 """
 
 from __future__ import annotations
