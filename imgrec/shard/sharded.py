@@ -240,13 +240,9 @@ class ShardedIndex(ShardedFacts):
         return SearchResult(method, kernel_metric, k, labels, per, comb, notes)
 
     def _components(self, requested: int | None, notes: list[str]) -> int:
-        stored = self.manifest.pca_components
-        if requested is None:
-            return stored
-        if requested > stored:
-            notes.append(f"pca_components clipped to {stored}, the most this index holds")
-            return stored
-        return int(requested)
+        from imgrec.search.methods import components
+
+        return components(self, requested, notes)  # type: ignore[arg-type]
 
     def _hits(self, metric: str, ranked: tuple[np.ndarray, np.ndarray],
               extra: list[dict[str, float]] | None = None) -> list[Hit]:
