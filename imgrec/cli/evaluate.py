@@ -50,6 +50,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="seed of the bootstrap resamples (default: %(default)s)")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object (default: a table)")
+    from imgrec.shard.cli import add_serve_option
+
+    add_serve_option(p)
 
 
 def render(report: EvaluationReport) -> str:
@@ -71,11 +74,12 @@ def render(report: EvaluationReport) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``imgrec evaluate`` (errors are ImgrecErrors: one line, exit 2, from the CLI's main)."""
-    from imgrec.index.index import Index
+    from imgrec.cli.commands import index_dir
+    from imgrec.shard.cli import open_index
 
     if args.bootstrap < 0:
         raise ImgrecError(f"--bootstrap must be >= 0, got {args.bootstrap}")
-    idx = Index.open(args.index)
+    idx = open_index(index_dir(args.index), args.ray)  # a sharded index: each query over every shard
     report = evaluate(idx, labels=args.labels, ks=args.ks, methods=args.methods,
                       bootstrap=args.bootstrap, seed=args.seed)
     print(json.dumps(report.to_dict(), indent=2) if args.json else render(report))

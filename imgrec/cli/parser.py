@@ -271,6 +271,7 @@ def _insights(sub: Any) -> None:
     cl.add_argument("--seed", type=int, default=c["seed"],
                     help="random seed of K-means (default: %(default)s)")
     _json(cl)
+    _ray(cl)
 
     g = defaults(neighbour_graph)
     gr = _add(sub, "graph", "nearest-neighbour graph of a sample, with communities")
@@ -284,6 +285,7 @@ def _insights(sub: Any) -> None:
     gr.add_argument("--seed", type=int, default=g["seed"],
                     help="random seed of the sample and layout (default: %(default)s)")
     _json(gr, "nodes, edges and communities as JSON")
+    _ray(gr)
 
 
 def _export(sub: Any) -> None:
@@ -302,6 +304,7 @@ def _export(sub: Any) -> None:
                     help="K-means clusters (default: %(default)s)")
     ep.add_argument("--seed", type=int, default=p["seed"],
                     help="random seed of the sample and clusters (default: %(default)s)")
+    _ray(ep)
     c = defaults(export_csv)
     ec = _add(exs, "csv", "one row per gallery file, with label and cluster")
     ec.add_argument("out_csv", type=Path, metavar="OUT.csv", help="CSV file to write")
@@ -310,3 +313,4 @@ def _export(sub: Any) -> None:
                     help="K-means clusters (default: %(default)s)")
     ec.add_argument("--seed", type=int, default=c["seed"],
                     help="random seed of the clusters (default: %(default)s)")
+    _ray(ec)

@@ -100,7 +100,7 @@ def clusters(index: Index | np.ndarray, k: int = DEFAULT_K, seed: int = 0) -> Cl
                              max_iter=20, max_no_improvement=5, init_size=min(n, 30 * k + 3000))
         km.fit(data)
         centroids = km.cluster_centers_.astype(np.float32)
-    labels, dist = _assign(data, centroids)
+    labels, dist = assign(data, centroids)
     return _finish(data, labels, dist, centroids)
 
 
@@ -150,8 +150,9 @@ def auto_k(index: Index | np.ndarray, sample: int = AUTO_SAMPLE, seed: int = 0,
     return AutoK(best, scores, len(x))
 
 
-def _assign(data: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest centroid of each row and the squared distance to it (chunked)."""
+def assign(data: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest centroid of each row and the squared distance to it (chunked; a shard
+    assigns its rows to a sample's centroids with it)."""
     c64 = centroids.astype(np.float64)
     csq = (c64 ** 2).sum(1)
     labels = np.empty(len(data), np.int32)
@@ -176,7 +177,7 @@ def _finish(data: np.ndarray, labels: np.ndarray, dist: np.ndarray,
     rep[has] = o[first[has]]
     taken = set(rep[has].tolist())
     for c in np.flatnonzero(~has):  # empty cluster: nearest image not yet representing one
-        _, d = _assign(data, centroids[c:c + 1])
+        _, d = assign(data, centroids[c:c + 1])
         for r in np.lexsort((np.arange(len(d)), d)):
             if int(r) not in taken:
                 rep[c] = int(r)

@@ -120,8 +120,9 @@ def parse_method(spec: str) -> tuple[str, str, int | None]:
                      "embedding:manhattan, color, pca or pca:N")
 
 
-def _method_arrays(index: Index, spec: str) -> tuple[str, np.ndarray, np.ndarray | None, str]:
-    """(kernel metric, stored rows, their norms, the method's canonical name)."""
+def method_arrays(index: Index, spec: str) -> tuple[str, np.ndarray, np.ndarray | None, str]:
+    """(kernel metric, stored rows, their norms, the method's canonical name) of ``spec``
+    (a shard of a sharded index reads its own rows with it)."""
     method, metric, comps = parse_method(spec)
     if method == "embedding":
         return metric, index.embeddings, index.embedding_norms, f"embedding:{metric}"
@@ -132,6 +133,17 @@ def _method_arrays(index: Index, spec: str) -> tuple[str, np.ndarray, np.ndarray
     data = np.ascontiguousarray(index.pca_histograms[:, :c])
     norms = np.linalg.norm(data.astype(np.float64), axis=1).astype(np.float32)
     return "cosine", data, norms, "pca" if comps is None else f"pca:{c}"
+
+
+def leave_one_out(index: Index, spec: str, qrows: np.ndarray, k: int
+                  ) -> tuple[np.ndarray, str]:
+    """The exact top-k rows (m, k) of each row of ``qrows`` queried with its own stored
+    features, itself left out, and the method's canonical name. A sharded index offers
+    the same as its ``leave_one_out`` method (the shards' exact lists merged)."""
+    metric, data, norms, name = method_arrays(index, spec)
+    queries = np.asarray(data[qrows], np.float32)
+    rows, _ = exact_topk(metric, data, queries, k, norms, self_rows=qrows)
+    return rows, name
 
 
 def _incidence(per_image: list[tuple[str, ...]]) -> sparse.csr_matrix:
@@ -202,7 +214,9 @@ def evaluate(index: Index, labels: str | os.PathLike | Labels = "folder",
     """Measure each method's retrieval quality on the index's own labelled images.
 
     Args:
-        index: an opened :class:`imgrec.Index`.
+        index: an opened :class:`imgrec.Index`, or a sharded index
+            (:class:`~imgrec.shard.sharded.ShardedIndex`: the same report, each query
+            ranked over every shard).
         labels: ``"folder"``, ``"depth:N"``, a CSV ``path,label[,label...]`` (see
             :mod:`imgrec.insights.evaluate_labels`), or a :class:`Labels` object.
         ks: cut-offs (clipped to the gallery size minus one).
@@ -245,9 +259,10 @@ def evaluate(index: Index, labels: str | os.PathLike | Labels = "folder",
     per_method, seconds, names = [], {}, []
     for spec in methods:
         t = time.perf_counter()
-        metric, data, norms, name = _method_arrays(index, spec)
-        queries = np.asarray(data[qrows], np.float32)
-        rows, _ = exact_topk(metric, data, queries, max(kk), norms, self_rows=qrows)
+        if hasattr(index, "leave_one_out"):  # a sharded index: through its shards
+            rows, name = index.leave_one_out(spec, qrows, max(kk))
+        else:
+            rows, name = leave_one_out(index, spec, qrows, max(kk))
         qa = np.repeat(qrows, rows.shape[1])
         rel = (np.asarray(inc[qa].multiply(inc[rows.ravel()]).sum(1)).ravel() > 0)
         vals = per_query_metrics(rel.reshape(rows.shape), n_rel[qrows], kk)

@@ -22,7 +22,8 @@ LOCAL = "local"
 #: the Ray cluster a sharded index is served on when no ``--ray`` is given (unset: local)
 RAY_ENV = "IMGREC_RAY_ADDRESS"
 #: the commands that work on a sharded index (the others refuse it, naming themselves)
-SHARDED_COMMANDS = frozenset({"search", "info", "labels", "app", "shard", "demo"})
+SHARDED_COMMANDS = frozenset({"search", "info", "labels", "app", "shard", "demo",
+                              "clusters", "graph", "export", "evaluate"})
 
 
 def is_sharded(path: str | os.PathLike) -> bool:
@@ -65,7 +66,8 @@ def refuse_sharded(command: str, index: Any, shards: Any = None) -> None:
                               "index and split it with `imgrec shard split`")
         return
     raise ImgrecError(f"imgrec {command} is not supported on a sharded index ({index}): run "
-                      "it on an unsharded index (sharded: search, info, labels, app)")
+                      "it on an unsharded index (sharded: search, info, labels, clusters, graph, "
+                      "export, evaluate, app)")
 
 
 def add_arguments(sub: Any) -> argparse.ArgumentParser:

@@ -219,22 +219,6 @@ class ShardedFacts:
                 for i in range(len(self._offsets))]
         return self._each("labels_of", asks)[shard][0]
 
-    def sample_clusters(self, k: int, seed: int, sample: int) -> Any:
-        """:func:`imgrec.insights.clusters.clusters` of the embeddings of ``sample`` rows
-        drawn across the shards (every row when there are no more): global rows, label
-        -1 and distance NaN for the rows outside the sample."""
-        from imgrec.insights.clusters import clusters
-        from imgrec.insights.graph import sample_rows
-
-        rows = sample_rows(len(self), sample)
-        res = clusters(self.embeddings[rows], k, seed=seed)
-        labels = np.full(len(self), -1, res.labels.dtype)
-        labels[rows] = res.labels
-        dist = np.full(len(self), np.nan)
-        dist[rows] = res.distances
-        return replace(res, labels=labels, distances=dist,
-                       representatives=rows[res.representatives])
-
     def find_duplicates(self, *args: Any, **kwargs: Any) -> Any:
         """Not offered across shards yet: raises ImgrecError."""
         raise ImgrecError("duplicate detection across shards is not supported: run it on "

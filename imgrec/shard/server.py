@@ -179,6 +179,39 @@ class ShardServer:
 
         return [labels_of(self.idx, int(r)) for r in rows]
 
+    @guarded
+    def entries(self) -> list[Any]:
+        """Every catalog row here (indexed and skipped), by path, rows made global."""
+        return [e if e.row is None else replace(e, row=e.row + self.offset)
+                for e in self.idx.entries()]
+
+    @guarded
+    def assign(self, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's nearest centroid and squared distance to it (a sample's K-means)."""
+        from imgrec.insights.clusters import assign
+
+        return assign(self.idx.embeddings, centroids)
+
+    @guarded
+    def method_rows(self, spec: str, rows: list[int]) -> np.ndarray:
+        """Local ``rows`` of an evaluation method's stored features, as float32."""
+        from imgrec.insights.evaluate import method_arrays
+
+        data = method_arrays(self.idx, spec)[1]
+        return np.asarray(data[np.asarray(rows, np.int64)], np.float32)
+
+    @guarded
+    def exact_topk(self, spec: str, q: np.ndarray, k: int
+                   ) -> tuple[np.ndarray, np.ndarray, str]:
+        """This shard's exact top-k (global rows, values) of each query for an evaluation
+        method (:func:`imgrec.insights.evaluate_rank.exact_topk`), and the method's name."""
+        from imgrec.insights.evaluate import method_arrays
+        from imgrec.insights.evaluate_rank import exact_topk
+
+        metric, data, norms, name = method_arrays(self.idx, spec)
+        rows, vals = exact_topk(metric, data, q, k, norms)
+        return rows + self.offset, vals, name
+
     def ping(self) -> str:
         """The folder this actor serves (a cheap call to check it is alive)."""
         return self.folder

@@ -23,6 +23,7 @@ from imgrec.search.refine import check_weight
 from imgrec.search.results import REFINED, Hit, SearchResult, make_hits
 from imgrec.shard.calls import each
 from imgrec.shard.facade import ShardedFacts
+from imgrec.shard.insights import ShardedInsights
 from imgrec.shard.split import ShardedManifest
 
 #: restarts Ray gives a shard's actor that dies (a query that hit it is retried once)
@@ -72,7 +73,7 @@ class _Stored:
         return int(self.found[path][0])
 
 
-class ShardedIndex(ShardedFacts):
+class ShardedIndex(ShardedFacts, ShardedInsights):
     """A sharded index (see :func:`imgrec.shard.split.split`) served over Ray actors.
 
     Offers :meth:`search` and :meth:`search_by_label` as :class:`Index` does, with the
