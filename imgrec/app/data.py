@@ -225,14 +225,35 @@ def duplicates(idx: Index, threshold: float, decisions: bool = True) -> Any:
 
 @per_index(max_entries=8, spinner="Building the neighbour graph…")
 def _graph(idx: Index, k: int, threshold: float, sample: int) -> Any:
+    from dataclasses import replace
+
     from imgrec.insights.graph import neighbour_graph
 
+    if sharded(idx):  # the sample's rows are those the unsharded index draws: the same graph
+        view = idx.sample(sample)
+        g = neighbour_graph(view, k=k, threshold=threshold, sample=sample)
+        return replace(g, rows=view.rows[g.rows])
     return neighbour_graph(idx, k=k, threshold=threshold, sample=sample)
 
 
 def graph(idx: Index, k: int, threshold: float, sample: int) -> Any:
-    """:func:`imgrec.insights.graph.neighbour_graph` of a sample of the gallery."""
+    """:func:`imgrec.insights.graph.neighbour_graph` of a sample of the gallery (of a
+    sharded index: of the sample drawn across its shards; rows global)."""
     return _graph(idx, int(k), round(float(threshold), 4), int(sample))
+
+
+def label_names_of(idx: Index, rows: Any) -> list[str] | None:
+    """The top-1 label name of each of ``rows`` (None without labels); a sharded index
+    fetches just those rows' labels from their shards."""
+    if not idx.has_labels:
+        return None
+    if sharded(idx):
+        from imgrec.insights.labels import name_of
+
+        top = idx.labels_top5[np.asarray(rows, np.int64)][:, 0]
+        return [name_of(int(c)) for c in top]
+    names = top_label_names(idx)
+    return [names[int(r)] for r in rows]
 
 
 @per_index(max_entries=64, spinner="Searching labels…")

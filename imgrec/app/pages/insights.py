@@ -15,7 +15,7 @@ from imgrec.app.figures import (
 )
 from imgrec.app.formatting import card_label, chunks, page_of
 from imgrec.app.insights import CLUSTER_PAGE, cluster_name
-from imgrec.app.projection import selected_rows
+from imgrec.app.projection import MAX_POINTS, selected_rows
 from imgrec.app.resources import load_index
 from imgrec.app.state import Key
 from imgrec.app.thumbs import PLOT_THUMB, plot_thumb_uri
@@ -77,7 +77,12 @@ def clusters_view(idx: Index) -> None:
     st.subheader("Clusters")
     k, chose = cluster_slider(idx, Key.INSIGHTS_K)
     res = data.clusters(idx, k)
-    st.caption(f"K-means on the CNN embeddings of {len(idx):,} images, {res.k} clusters "
+    of = f"{len(idx):,} images"
+    if data.sharded(idx):
+        from imgrec.shard.sample import describe
+
+        of = f"{describe(idx, MAX_POINTS)} (every image counted in its nearest cluster)"
+    st.caption(f"K-means on the CNN embeddings of {of}, {res.k} clusters "
                f"({chose}), numbered as `imgrec clusters` numbers them: cluster 0 is the "
                "largest. Each shows the image nearest its centre; browse one to see its members. "
                "The Explore page colours by the same clusters.")
@@ -130,13 +135,13 @@ def graph_view(idx: Index) -> None:
     except (ImgrecError, ValueError) as exc:
         st.error(f"Graph failed: {exc}", icon=":material/error:")
         return
-    st.caption(f"{len(g.rows):,} images{' (a fixed random sample)' if len(g.rows) < n else ''}, "
+    drawn = " drawn across the shards" if data.sharded(idx) else ""
+    st.caption(f"{len(g.rows):,} images{f' (a fixed random sample{drawn})' if len(g.rows) < n else ''}, "
                f"{len(g.edges):,} links, {g.n_communities:,} Louvain communities (modularity "
                f"{g.modularity:.2f}), built in {g.seconds:.1f} s. Draw a lasso or box to see "
                "images.")
     paths = data.all_paths(idx)
-    names = data.top_label_names(idx)
-    labels = [names[int(r)] for r in g.rows] if names else None
+    labels = data.label_names_of(idx, g.rows)
     captions = community_captions(g, labels)
     st.plotly_chart(graph_figure(g, [paths[int(r)] for r in g.rows], labels,
                                  community_thumbs(g, _rep_uris(idx, g, captions), captions)),
