@@ -1,0 +1,145 @@
+"""Insights of a sharded index: the sample drawn across the shards, and ``clusters``,
+``graph``, ``export`` and ``evaluate`` on it equal to the unsharded index's answers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from imgrec import Index
+from imgrec.cli.main import main
+from imgrec.insights.clusters import assign, clusters
+from imgrec.insights.graph import sample_rows
+from imgrec.shard.sample import SampleIndex
+from imgrec.shard.sharded import ShardedIndex
+from imgrec.shard.split import split
+
+
+@pytest.fixture(scope="module")
+def halves(ray_cluster, demo_cli, tmp_path_factory):
+    """(the demo index, its folder split in two shards, those shards served over Ray)."""
+    out = split(demo_cli.index, tmp_path_factory.mktemp("halves") / "s", shards=2)
+    sharded = ShardedIndex.open(out)
+    yield Index.open(demo_cli.index), out, sharded
+    sharded.close()
+
+
+def _cli(capsys, *argv: str | Path) -> str:
+    capsys.readouterr()
+    code = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    return out.out
+
+
+def test_the_sample_holds_the_rows_the_unsharded_index_draws(halves):
+    full, _, sharded = halves
+    s = SampleIndex.draw(sharded, 60, seed=3)
+    rows = sample_rows(len(full), 60, 3)
+    assert s.rows.tolist() == rows.tolist() and len(s) == 60 and not s.whole
+    assert np.array_equal(s.embeddings, np.asarray(full.embeddings[rows], np.float32))
+    assert np.array_equal(s.labels_top5, full.labels_top5[rows])
+    assert np.array_equal(s.labels_prob5, full.labels_prob5[rows])
+    assert s.all_paths() == full.paths(rows) and s.paths([5, 0]) == full.paths(rows[[5, 0]])
+    offset = sharded.manifest.shards[1].offset
+    assert 20 <= int((s.rows < offset).sum()) <= 40  # both shards give rows
+    assert s.describe() == "a sample of 60 of 170 images drawn across 2 shards"
+    whole = sharded.sample()
+    assert whole.whole and np.array_equal(whole.embeddings, np.asarray(full.embeddings))
+
+
+def test_clusters_of_a_sample_count_every_image(halves):
+    full, _, sharded = halves
+    res = sharded.sample_clusters(5, seed=1, sample=60)
+    rows = sample_rows(len(full), 60, 1)
+    want = clusters(np.asarray(full.embeddings[rows]), 5, seed=1)
+    near, _ = assign(np.asarray(full.embeddings), want.centroids)
+    assert np.array_equal(res.centroids, want.centroids)
+    assert np.array_equal(res.labels[rows], want.labels)
+    rest = np.setdiff1d(np.arange(len(full)), rows)
+    assert np.array_equal(res.labels[rest], near[rest])
+    assert res.sizes.tolist() == np.bincount(res.labels, minlength=5).tolist()
+    assert int(res.sizes.sum()) == 170
+    assert res.representatives.tolist() == rows[want.representatives].tolist()
+    whole = sharded.sample_clusters(6)  # the whole index fits the default sample
+    same = clusters(full, 6)
+    for a, b in ((whole.labels, same.labels), (whole.representatives, same.representatives),
+                 (whole.sizes, same.sizes), (whole.distances, same.distances)):
+        assert np.array_equal(a, b)
+
+
+def test_clusters_and_graph_commands_equal_the_unsharded_ones(halves, capsys, monkeypatch):
+    monkeypatch.delenv("IMGREC_RAY_ADDRESS", raising=False)
+    full, out, _ = halves
+    answers = {}
+    for name, index in (("full", full.index_dir), ("sharded", out)):
+        cl = json.loads(_cli(capsys, "clusters", "--index", index, "--json"))
+        g = [json.loads(_cli(capsys, "graph", "--index", index, "--json", "--sample", n))
+             for n in ("3000", "40")]
+        for x in g:
+            x.pop("seconds")
+        answers[name] = cl, g
+    cl, (g, g40) = answers["sharded"]
+    assert cl.pop("sample") == {"images": 170, "of": 170, "note":
+                                "a sample of 170 of 170 images drawn across 2 shards"}
+    assert g.pop("sample")["images"] == 170 and g40.pop("sample")["images"] == 40
+    assert (cl, [g, g40]) == answers["full"]
+    assert len(g["nodes"]) == 170 and len(g40["nodes"]) == 40 and cl["k"] >= 2
+    text = _cli(capsys, "clusters", "--index", out, "-k", "4")
+    assert text.splitlines()[:2] == [
+        "4 K-means clusters of 170 images (seed 0), largest first",
+        "  K-means ran on a sample of 170 of 170 images drawn across 2 shards; every image "
+        "is counted in its nearest cluster"]
+    text = _cli(capsys, "graph", "--index", out, "--sample", "40")
+    assert "  ran on a sample of 40 of 170 images drawn across 2 shards" in text.splitlines()
+
+
+def test_exports_equal_the_unsharded_ones_byte_for_byte(halves, capsys, tmp_path):
+    full, out, _ = halves
+    for name, index in (("full", full.index_dir), ("sharded", out)):
+        _cli(capsys, "export", "csv", tmp_path / f"{name}.csv", "--index", index,
+             "--clusters", "7")
+        for n in ("0", "50"):
+            text = _cli(capsys, "export", "projector", tmp_path / f"{name}-{n}", "--index",
+                        index, "--sample", n, "--clusters", "7")
+            assert f"wrote {n if n != '0' else 170} of 170 images" in text
+    csv = (tmp_path / "sharded.csv").read_bytes()
+    assert csv == (tmp_path / "full.csv").read_bytes()
+    assert csv.count(b"\n") == 1 + len(full.entries()) == 171  # header, every file
+    for n in ("0", "50"):
+        for f in ("tensors.tsv", "metadata.tsv", "sprite.png", "projector_config.json"):
+            got = (tmp_path / f"sharded-{n}" / f).read_bytes()
+            assert got == (tmp_path / f"full-{n}" / f).read_bytes(), (n, f)
+    assert (tmp_path / "sharded-50" / "tensors.tsv").read_text().count("\n") == 50
+
+
+def test_evaluate_through_the_shards_equals_the_unsharded_evaluation(halves, capsys):
+    full, out, sharded = halves
+    reports = []
+    for index in (full.index_dir, out):
+        r = json.loads(_cli(capsys, "evaluate", "--index", index, "--labels", "depth:1",
+                            "-k", "5,100", "--bootstrap", "200", "--json"))
+        r.pop("seconds")
+        reports.append(r)
+    assert reports[0] == reports[1]
+    assert reports[0]["ks"] == [5, 100] and reports[0]["n_queries"] == 170
+    assert reports[0]["best"] == "embedding:cosine"
+    # k larger than a shard: each shard's list is cut at its size, the merge is not
+    qrows = np.arange(len(full))
+    rows, name = sharded.leave_one_out("pca:8", qrows, 120)
+    from imgrec.insights.evaluate import leave_one_out
+
+    want, want_name = leave_one_out(full, "pca:8", qrows, 120)
+    assert name == want_name == "pca:8" and np.array_equal(rows, want)
+    assert not (rows == qrows[:, None]).any()  # never itself
+
+
+def test_a_bad_sample_is_one_line(halves, capsys):
+    _, out, _ = halves
+    assert main(["export", "projector", "x", "--index", str(out), "--sample", "-1"]) == 2
+    assert capsys.readouterr().err.strip() == "imgrec: --sample must be 0 (all) or more, got -1"
+    assert main(["graph", "--index", str(out), "--sample", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "imgrec: sample must lie in 1..10000, got 0"
