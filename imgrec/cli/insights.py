@@ -162,9 +162,8 @@ def _export_sharded(args: argparse.Namespace, idx: Any) -> int:
     from imgrec.insights.export import export_csv, export_projector
     from imgrec.shard.sample import SAMPLE, describe
 
-    res = idx.sample_clusters(args.clusters, args.seed)
     if args.format == "csv":
-        catalog = idx.catalog()
+        res, catalog = idx.sample_clusters(args.clusters, args.seed), idx.catalog()
         with writing(args.out_csv):
             path = export_csv(catalog, args.out_csv, cluster_result=res)
         print(f"wrote {path}: {len(catalog.entries())} catalog rows of every shard with label "
@@ -178,6 +177,7 @@ def _export_sharded(args: argparse.Namespace, idx: Any) -> int:
         raise ImgrecError(f"--sample {args.sample}: at most {SAMPLE:,} images are exported "
                           f"from a sharded index ({len(idx):,} images); give --sample N")
     t = time.perf_counter()
+    res = idx.sample_clusters(args.clusters, args.seed)
     view = idx.sample(size, args.seed)
     with writing(args.out_dir):
         ex = export_projector(view, args.out_dir, sample=None, seed=args.seed,

@@ -6,11 +6,6 @@ The rows are those :func:`imgrec.insights.graph.sample_rows` draws over the glob
 unsharded index's own sample holds, so a graph or a projector export of a sample equals the
 unsharded one, and when the whole index fits the sample it *is* the whole index. The
 features and labels of those rows are fetched once from the shards that hold them.
-
-Example:
-    >>> s = SampleIndex.draw(sharded, 20_000)
-    >>> s.describe()
-    'a sample of 170 of 170 images drawn across 2 shards'
 """
 
 from __future__ import annotations
@@ -111,7 +106,14 @@ def describe(source: Any, size: int = SAMPLE) -> str:
 
 def sample_of(idx: Any, size: int = SAMPLE, seed: int = 0) -> tuple[Any, str | None]:
     """What an insight runs on: an :class:`~imgrec.index.index.Index` itself (note None),
-    or for a sharded index a :class:`SampleIndex` of ``size`` images and its description."""
+    or for a sharded index a :class:`SampleIndex` of ``size`` images and its description
+    (such as ``a sample of 170 of 170 images drawn across 2 shards``).
+
+    Example:
+        >>> view, note = sample_of(idx)
+        >>> view is idx, note
+        (True, None)
+    """
     from imgrec.index.index import Index
 
     if isinstance(idx, Index):

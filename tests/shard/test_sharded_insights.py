@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from imgrec.insights.graph import sample_rows
 from imgrec.shard.sample import SampleIndex
 from imgrec.shard.sharded import ShardedIndex
 from imgrec.shard.split import split
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -71,13 +74,15 @@ def test_clusters_of_a_sample_count_every_image(halves):
         assert np.array_equal(a, b)
 
 
-def test_clusters_and_graph_commands_equal_the_unsharded_ones(halves, capsys, monkeypatch):
+def test_clusters_and_graph_commands_equal_the_unsharded_ones(halves, ray_cluster, capsys,
+                                                             monkeypatch):
     monkeypatch.delenv("IMGREC_RAY_ADDRESS", raising=False)
     full, out, _ = halves
     answers = {}
-    for name, index in (("full", full.index_dir), ("sharded", out)):
-        cl = json.loads(_cli(capsys, "clusters", "--index", index, "--json"))
-        g = [json.loads(_cli(capsys, "graph", "--index", index, "--json", "--sample", n))
+    for name, index, ray in (("full", full.index_dir, []),
+                             ("sharded", out, ["--ray", ray_cluster.address])):
+        cl = json.loads(_cli(capsys, "clusters", "--index", index, "--json", *ray))
+        g = [json.loads(_cli(capsys, "graph", "--index", index, "--json", "--sample", n, *ray))
              for n in ("3000", "40")]
         for x in g:
             x.pop("seconds")
@@ -97,14 +102,15 @@ def test_clusters_and_graph_commands_equal_the_unsharded_ones(halves, capsys, mo
     assert "  ran on a sample of 40 of 170 images drawn across 2 shards" in text.splitlines()
 
 
-def test_exports_equal_the_unsharded_ones_byte_for_byte(halves, capsys, tmp_path):
+def test_exports_equal_the_unsharded_ones_byte_for_byte(halves, ray_cluster, capsys, tmp_path):
     full, out, _ = halves
-    for name, index in (("full", full.index_dir), ("sharded", out)):
+    for name, index, ray in (("full", full.index_dir, []),
+                             ("sharded", out, ["--ray", ray_cluster.address])):
         _cli(capsys, "export", "csv", tmp_path / f"{name}.csv", "--index", index,
-             "--clusters", "7")
+             "--clusters", "7", *ray)
         for n in ("0", "50"):
             text = _cli(capsys, "export", "projector", tmp_path / f"{name}-{n}", "--index",
-                        index, "--sample", n, "--clusters", "7")
+                        index, "--sample", n, "--clusters", "7", *ray)
             assert f"wrote {n if n != '0' else 170} of 170 images" in text
     csv = (tmp_path / "sharded.csv").read_bytes()
     assert csv == (tmp_path / "full.csv").read_bytes()
@@ -116,12 +122,13 @@ def test_exports_equal_the_unsharded_ones_byte_for_byte(halves, capsys, tmp_path
     assert (tmp_path / "sharded-50" / "tensors.tsv").read_text().count("\n") == 50
 
 
-def test_evaluate_through_the_shards_equals_the_unsharded_evaluation(halves, capsys):
+def test_evaluate_through_the_shards_equals_the_unsharded_evaluation(halves, ray_cluster,
+                                                                    capsys):
     full, out, sharded = halves
     reports = []
-    for index in (full.index_dir, out):
+    for index, ray in ((full.index_dir, []), (out, ["--ray", ray_cluster.address])):
         r = json.loads(_cli(capsys, "evaluate", "--index", index, "--labels", "depth:1",
-                            "-k", "5,100", "--bootstrap", "200", "--json"))
+                            "-k", "5,100", "--bootstrap", "200", "--json", *ray))
         r.pop("seconds")
         reports.append(r)
     assert reports[0] == reports[1]
@@ -137,9 +144,80 @@ def test_evaluate_through_the_shards_equals_the_unsharded_evaluation(halves, cap
     assert not (rows == qrows[:, None]).any()  # never itself
 
 
-def test_a_bad_sample_is_one_line(halves, capsys):
+def test_a_bad_sample_is_one_line(halves, capsys, monkeypatch):
     _, out, _ = halves
+    monkeypatch.setattr("imgrec.shard.sample.SAMPLE", 100)  # a sharded index larger than it
+    assert main(["export", "projector", "x", "--index", str(out), "--sample", "0"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "imgrec: --sample 0: at most 100 images are exported from a sharded index (170 "
+        "images); give --sample N")
     assert main(["export", "projector", "x", "--index", str(out), "--sample", "-1"]) == 2
     assert capsys.readouterr().err.strip() == "imgrec: --sample must be 0 (all) or more, got -1"
     assert main(["graph", "--index", str(out), "--sample", "0"]) == 2
     assert capsys.readouterr().err.strip() == "imgrec: sample must lie in 1..10000, got 0"
+
+
+def _insights() -> dict:
+    """What the dashboard shows for $IMGREC_INDEX_DIR: the Insights page's cluster cards,
+    the members of cluster 0, the neighbour graph's traces and images, the duplicates
+    notes; the Dataset page's evaluation."""
+    from streamlit.testing.v1 import AppTest
+    from test_sharded_surfaces import CARD, _clean
+
+    def cards(root) -> list[tuple[str, ...]]:
+        return [(c[1], c[2] or "", c[3] or "", html.unescape((c[4] or "").replace("<wbr>", "")))
+                for m in root.markdown if (c := CARD.fullmatch(m.value)) is not None]
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at.run()
+    at.switch_page("imgrec/app/pages/insights.py").run()
+    _clean(at)
+    seen: dict = {}
+    at.segmented_control(key="insights_section").set_value("clusters").run()
+    _clean(at)
+    seen["k"] = at.slider(key="insights_k").value
+    seen["clusters"] = [c for c in cards(at.main) if c[0] == "cluster"]
+    seen["caption"] = " ".join(c.value for c in at.main.caption)
+    at.button(key="cluster-0").click().run()
+    _clean(at)
+    seen["members"] = [c[3] for c in cards(at) if c[0] == "pick"]
+    at.segmented_control(key="insights_section").set_value("graph").run()
+    _clean(at)
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    seen["graph"] = spec["data"], spec["layout"].get("images")
+    at.segmented_control(key="insights_section").set_value("duplicates").run()
+    _clean(at)
+    assert not at.error, [e.value for e in at.error]
+    seen["info"] = [i.value for i in at.info]
+    at.switch_page("imgrec/app/pages/dataset.py").run()  # its Evaluate section
+    _clean(at)
+    at.button(key="eval_run").click().run()
+    _clean(at)
+    seen["evaluate"] = [m.value for m in at.main.markdown if m.value.startswith("**Best here")]
+    seen["evaluate_table"] = at.dataframe[0].value.to_dict()
+    return seen
+
+
+def test_the_dashboard_insights_of_a_sharded_index_equal_the_unsharded_ones(
+        halves, monkeypatch, tmp_path, tmp_path_factory):
+    full, out, _ = halves
+    monkeypatch.setenv("IMGREC_DEMO_DIR", str(tmp_path / "demo"))
+    monkeypatch.setenv("IMGREC_ALLOWED_ROOTS", str(tmp_path_factory.getbasetemp()))
+    monkeypatch.delenv("IMGREC_RAY_ADDRESS", raising=False)
+    seen = {}
+    for name, index in (("full", full.index_dir), ("sharded", out)):
+        monkeypatch.setenv("IMGREC_INDEX_DIR", str(index))
+        seen[name] = _insights()
+    a, b = seen["full"], seen["sharded"]
+    res = clusters(full, a["k"])
+    assert b["k"] == a["k"] and len(b["clusters"]) == a["k"] >= 2
+    assert b["clusters"] == a["clusters"]
+    assert [c[3] for c in b["clusters"]] == full.paths(res.representatives)
+    assert b["members"] == a["members"] == full.paths(res.members(0))
+    assert "a sample of 170 of 170 images drawn across 2 shards" in b["caption"]
+    traces = b["graph"][0]
+    assert sorted(r for t in traces[1:] for r in t["customdata"]) == list(range(170))
+    assert b["graph"] == a["graph"]  # the same nodes, links, layout and community images
+    assert any("not looked for across the shards" in i for i in b["info"])
+    assert len(b["evaluate"]) == 1 and "170 queries" in b["evaluate"][0]
+    assert (b["evaluate"], b["evaluate_table"]) == (a["evaluate"], a["evaluate_table"])
