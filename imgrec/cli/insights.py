@@ -77,7 +77,7 @@ def _clusters(args: argparse.Namespace) -> int:
         return EXIT_OK
     print(f"{res.k} K-means clusters of {len(idx)} images (seed {args.seed}), largest first")
     if note:
-        print(f"  K-means ran on {note}; every image is counted in its nearest cluster")
+        print(f"  K-means of {note}; the sizes count every image")
     print(f"  {'cluster':>7}  {'size':>6}  representative (nearest its centroid)")
     for c in range(res.k):
         print(f"  {c:>7}  {int(res.sizes[c]):>6}  {printable(reps[c])}")
@@ -182,16 +182,17 @@ def _export_sharded(args: argparse.Namespace, idx: Any) -> int:
     with writing(args.out_dir):
         ex = export_projector(view, args.out_dir, sample=None, seed=args.seed,
                               cluster_result=replace(res, labels=res.labels[view.rows]))
-    _wrote_projector(ex, len(idx), time.perf_counter() - t)
-    print(f"  ran on {view.describe()}")
+    _wrote_projector(ex, len(idx), time.perf_counter() - t, view.describe())
     return EXIT_OK
 
 
-def _wrote_projector(ex: Any, total: int, seconds: float) -> None:
+def _wrote_projector(ex: Any, total: int, seconds: float, note: str | None = None) -> None:
     print(f"wrote {len(ex.rows)} of {total} images ({ex.dim}-d) to {ex.out_dir} in "
           f"{seconds:.1f} s: tensors.tsv, metadata.tsv, sprite.png "
           f"({ex.sprite_size[0]}x{ex.sprite_size[1]}, {ex.thumb} px cells), "
           "projector_config.pbtxt, projector_config.json")
+    if note:
+        print(f"  ran on {note}")
     if ex.unreadable:
         print(f"note: {ex.unreadable} thumbnails left grey (file unreadable now)", file=sys.stderr)
     print(f"view: tensorboard --logdir {ex.out_dir}  (Projector tab), or load the files at "

@@ -96,8 +96,8 @@ def test_clusters_and_graph_commands_equal_the_unsharded_ones(halves, ray_cluste
     text = _cli(capsys, "clusters", "--index", out, "-k", "4")
     assert text.splitlines()[:2] == [
         "4 K-means clusters of 170 images (seed 0), largest first",
-        "  K-means ran on a sample of 170 of 170 images drawn across 2 shards; every image "
-        "is counted in its nearest cluster"]
+        "  K-means of a sample of 170 of 170 images drawn across 2 shards; the sizes count "
+        "every image"]
     text = _cli(capsys, "graph", "--index", out, "--sample", "40")
     assert "  ran on a sample of 40 of 170 images drawn across 2 shards" in text.splitlines()
 
@@ -111,7 +111,11 @@ def test_exports_equal_the_unsharded_ones_byte_for_byte(halves, ray_cluster, cap
         for n in ("0", "50"):
             text = _cli(capsys, "export", "projector", tmp_path / f"{name}-{n}", "--index",
                         index, "--sample", n, "--clusters", "7", *ray)
-            assert f"wrote {n if n != '0' else 170} of 170 images" in text
+            m = n if n != "0" else "170"
+            assert f"wrote {m} of 170 images" in text
+            if name == "sharded":
+                assert text.splitlines()[1] == (f"  ran on a sample of {m} of 170 images "
+                                                "drawn across 2 shards")
     csv = (tmp_path / "sharded.csv").read_bytes()
     assert csv == (tmp_path / "full.csv").read_bytes()
     assert csv.count(b"\n") == 1 + len(full.entries()) == 171  # header, every file
