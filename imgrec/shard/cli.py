@@ -65,9 +65,9 @@ def refuse_sharded(command: str, index: Any, shards: Any = None) -> None:
                               "build into a new folder with --shards N, or sync an unsharded "
                               "index and split it with `imgrec shard split`")
         return
+    works = ", ".join(sorted(SHARDED_COMMANDS - {"shard", "demo"}))
     raise ImgrecError(f"imgrec {command} is not supported on a sharded index ({index}): run "
-                      "it on an unsharded index (sharded: search, info, labels, clusters, graph, "
-                      "export, evaluate, app)")
+                      f"it on an unsharded index (sharded: {works})")
 
 
 def add_arguments(sub: Any) -> argparse.ArgumentParser:

@@ -99,8 +99,8 @@ def test_the_cli_searches_a_sharded_index_as_the_unsharded_one(ray_cluster, demo
         assert r.returncode == 2, r.stderr
         assert r.stderr.strip().splitlines() == [
             f"imgrec: imgrec {cmd[0]} is not supported on a sharded index ({sharded_demo}): "
-            "run it on an unsharded index (sharded: search, info, labels, clusters, graph, "
-            "export, evaluate, app)"]
+            "run it on an unsharded index (sharded: app, clusters, evaluate, export, graph, "
+            "info, labels, search)"]
     r = run_cli("index", demo_cli.gallery, "--index", sharded_demo, env=env)
     assert r.returncode == 2 and "re-syncing one is not supported" in r.stderr, r.stderr
     r = run_cli("search", query[0], "--index", sharded_demo, "--in", "chelsea", *ray, env=env)
