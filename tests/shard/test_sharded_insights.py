@@ -225,3 +225,25 @@ def test_the_dashboard_insights_of_a_sharded_index_equal_the_unsharded_ones(
     assert any("not looked for across the shards" in i for i in b["info"])
     assert len(b["evaluate"]) == 1 and "170 queries" in b["evaluate"][0]
     assert (b["evaluate"], b["evaluate_table"]) == (a["evaluate"], a["evaluate_table"])
+
+
+def test_the_csv_of_a_sharded_index_keeps_the_skipped_files(ray_cluster, demo_cli, real_embedder,
+                                                            capsys, tmp_path):
+    import shutil
+
+    from imgrec import build_index
+
+    gallery = tmp_path / "g"
+    shutil.copytree(demo_cli.gallery / "chelsea", gallery / "chelsea")
+    (gallery / "a-broken.jpg").write_bytes(b"not a JPEG")
+    (gallery / "zz-broken.png").write_bytes(b"not a PNG either")
+    build_index(gallery, tmp_path / "plain", embedder=real_embedder, workers=0)
+    split(tmp_path / "plain", tmp_path / "sharded", shards=2)
+    for name in ("plain", "sharded"):
+        _cli(capsys, "export", "csv", tmp_path / f"{name}.csv", "--index", tmp_path / name,
+             "--clusters", "3", "--ray", ray_cluster.address)
+    csv = (tmp_path / "sharded.csv").read_text()
+    assert csv == (tmp_path / "plain.csv").read_text()
+    lines = csv.splitlines()
+    assert len(lines) == 15 and lines[1].startswith("a-broken.jpg,,")
+    assert lines[-1].startswith("zz-broken.png,,")  # skipped files in path order
