@@ -247,3 +247,30 @@ def test_the_csv_of_a_sharded_index_keeps_the_skipped_files(ray_cluster, demo_cl
     lines = csv.splitlines()
     assert len(lines) == 15 and lines[1].startswith("a-broken.jpg,,")
     assert lines[-1].startswith("zz-broken.png,,")  # skipped files in path order
+
+
+def test_the_insights_clusters_of_a_sharded_index_larger_than_the_sample(
+        halves, monkeypatch, tmp_path, tmp_path_factory):
+    from streamlit.testing.v1 import AppTest
+    from test_sharded_surfaces import CARD, _clean
+
+    _, out, sharded = halves
+    for var, value in (("IMGREC_DEMO_DIR", tmp_path / "demo"), ("IMGREC_INDEX_DIR", out),
+                       ("IMGREC_ALLOWED_ROOTS", tmp_path_factory.getbasetemp())):
+        monkeypatch.setenv(var, str(value))
+    monkeypatch.setattr("imgrec.app.projection.MAX_POINTS", 100)  # 170 images: a sample
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at.run()
+    at.switch_page("imgrec/app/pages/insights.py").run()
+    at.segmented_control(key="insights_section").set_value("clusters").run()
+    _clean(at)
+    assert "a sample of 100 of 170 images drawn across 2 shards (every image counted in its " \
+           "nearest cluster)" in " ".join(c.value for c in at.main.caption)
+    k = at.slider(key="insights_k").value
+    res = sharded.sample_clusters(k, 0, 100)
+    shown = [(c[3], c[4]) for m in at.main.markdown if (c := CARD.fullmatch(m.value))
+             and c[1] == "cluster"]
+    assert [html.unescape(p.replace("<wbr>", "")) for _, p in shown] == sharded.paths(
+        res.representatives)
+    assert [d for d, _ in shown] == [f"{int(n)} image{'s' if n != 1 else ''}" for n in res.sizes]
+    assert int(res.sizes.sum()) == 170  # every image counted, not only the sample's 100
