@@ -128,14 +128,19 @@ def auto_k(idx: Index) -> Any:
 
 
 @per_index(max_entries=16, spinner="Clustering the gallery…")
-def clusters(idx: Index, k: int, seed: int = 0) -> Any:
-    """The gallery's clusters (:func:`imgrec.insights.clusters.clusters` of the embeddings):
-    the ones the Insights page lists and the Explore page colours by."""
+def _clusters(idx: Index, k: int, seed: int, sample: int) -> Any:
     from imgrec.insights.clusters import clusters as run
 
     if sharded(idx):
-        return idx.sample_clusters(int(k), int(seed), proj_mod.MAX_POINTS)
-    return run(idx, k=int(k), seed=int(seed))
+        return idx.sample_clusters(k, seed, sample)
+    return run(idx, k=k, seed=seed)
+
+
+def clusters(idx: Index, k: int, seed: int = 0) -> Any:
+    """The gallery's clusters (:func:`imgrec.insights.clusters.clusters` of the embeddings):
+    the ones the Insights page lists and the Explore page colours by (of a sharded index:
+    of the sample of as many images as Explore plots, every image assigned)."""
+    return _clusters(idx, int(k), int(seed), proj_mod.MAX_POINTS if sharded(idx) else 0)
 
 
 @per_index(max_entries=32, key=lambda source, q: (source, q.name, q.key),
