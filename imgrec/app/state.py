@@ -57,6 +57,11 @@ class Key:
     EXPLORE_K = "explore_k"
     EXPLORE_3D = "explore_3d"
     EXPLORE_SCATTER = "explore_scatter"
+    EXPLORE_3D_SCATTER = "explore_scatter_3d"
+    # the hover component of each plot's container (imgrec.app.hover): its widget key, and
+    # the rows it asked thumbnails for
+    HOVER = "{container}-hover"
+    HOVER_WANTED = "{container}-hover-wanted"
     # widgets: Insights
     INSIGHTS_SECTION = "insights_section"
     CLUSTER_K = "cluster_k"  # one k for Insights' clusters and Explore's colours
@@ -188,6 +193,16 @@ def cluster_k(chosen: int, lo: int, hi: int) -> None:
     k = _ss.get(Key.CLUSTER_K)
     if not isinstance(k, int) or not lo <= k <= hi:
         _ss[Key.CLUSTER_K] = min(max(int(chosen), lo), hi)
+
+
+def hover_key(container: str) -> str:
+    """The widget key of the hover component of the plot in ``container``."""
+    return Key.HOVER.format(container=container)
+
+
+def hover_wanted_key(container: str) -> str:
+    """Where the hover component of ``container`` keeps the rows it asked thumbnails for."""
+    return Key.HOVER_WANTED.format(container=container)
 
 
 def selected(key: str) -> list[str]:

@@ -10,6 +10,7 @@ from imgrec.app import data, router, state, widgets
 from imgrec.app.detail import open_detail, show_if_open
 from imgrec.app.figures import Thumb, group_colours, scatter_figure
 from imgrec.app.formatting import card_label, chunks
+from imgrec.app.hover import plot_hover
 from imgrec.app.insights import cluster_name
 from imgrec.app.projection import (
     MAX_REP_THUMBS,
@@ -116,6 +117,10 @@ def plot(idx: Index, source: str, colour: str, k: int, three: bool) -> None:
         state.put(Key.EXPLORE_3D_SEEN, True)
         figs[3] = scatter_figure(proj, paths, groups, marks, dims=3)
     _draw(figs, three)
+    # hovering a point shows its thumbnail; a click on a 3-D point opens it (in 2-D the
+    # chart's own selection does)
+    plot_hover(idx, "explore", {"explore-plot-2": False, "explore-plot-3": True}, proj.rows,
+               first=[r for h in marks for r in h.rows], on_click=open_detail)
 
 
 def _draw(figs: dict[int, Any], three: bool) -> None:
@@ -128,10 +133,10 @@ def _draw(figs: dict[int, Any], three: bool) -> None:
                         selection_mode=("box", "lasso", "points"), config=config)
     if 3 in figs:
         with st.container(key="explore-plot-3"):
-            st.plotly_chart(figs[3], key="explore_scatter_3d", config=config)
+            st.plotly_chart(figs[3], key=Key.EXPLORE_3D_SCATTER, config=config)
     if three:
-        st.caption("Rotate with the mouse. Opening and selecting points works in 2-D: "
-                   "switch 3-D off.")
+        st.caption("Rotate with the mouse; click a point to open its image. Selecting a group "
+                   "of points works in 2-D: switch 3-D off.")
 
 
 def selection(idx: Index, three: bool) -> None:
@@ -139,8 +144,9 @@ def selection(idx: Index, three: bool) -> None:
     selected = state.selected(Key.EXPLORE_SELECTED)
     if not selected:
         if not three:  # in 3-D the plot's own caption says how to select
-            st.caption("Click a point to open its image. Draw a lasso or a box around points "
-                       "(pick either in the toolbar above the plot) to see their images here.")
+            st.caption("Hover a point to see its image; click it to open it. Draw a lasso or "
+                       "a box around points (pick either in the toolbar above the plot) to see "
+                       "their images here.")
         return
     c1, c2, c3 = st.columns([3, 2, 1], vertical_alignment="center")
     c1.subheader(f"{len(selected):,} selected image{'s' if len(selected) != 1 else ''}")

@@ -1,0 +1,182 @@
+"""Thumbnails on hover and clicks on a plotly chart: a small component beside it.
+
+``st.plotly_chart`` shows text on hover only and reports no click on a 3-D point. The
+component mounted by :func:`plot_hover` finds the chart of the keyed container it is given
+(plotly's public ``plotly_hover`` / ``plotly_click`` events on the chart's element) and
+
+- shows the hovered point's thumbnail beside the cursor, from data URIs the page sends
+  (the first :data:`EAGER` points at once; any other is asked for when hovered and sent by
+  a rerun of this component alone), so nothing is fetched from outside the dashboard;
+- reports a click on a point (its gallery row) where the chart itself cannot.
+
+Points are named by their ``customdata``: the gallery row, as every figure of
+:mod:`imgrec.app.figures` sets it (``-1`` for uploads, which have no thumbnail).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import streamlit as st
+
+from imgrec.app import data, state
+from imgrec.app.cache import per_index
+from imgrec.app.thumbs import data_uri
+from imgrec.index.index import Index
+
+#: Side in pixels of a hover thumbnail.
+HOVER_THUMB = 128
+#: Points whose thumbnails travel with the page; any other is sent when first hovered.
+EAGER = 400
+#: Thumbnails asked for by hovering that a plot keeps (the most recent ones).
+WANTED = 64
+
+JS = r"""
+export default function (component) {
+  const { data, setTriggerValue, setStateValue } = component;
+  const all = (window.__imgrecHover = window.__imgrecHover || {});
+  if (!all.tip) {
+    const tip = document.createElement("div");
+    tip.className = "imgrec-hover-tip";
+    tip.setAttribute("data-testid", "imgrec-hover-tip");
+    tip.style.cssText = "position:fixed;z-index:999990;pointer-events:none;display:none;" +
+      "padding:3px;background:#fff;border:1px solid #c9ced6;border-radius:6px;" +
+      "box-shadow:0 4px 14px rgba(31,35,48,.25)";
+    const img = document.createElement("img");
+    img.alt = "";
+    img.style.cssText = "display:block;width:" + data.size + "px;height:" + data.size + "px";
+    tip.appendChild(img);
+    document.body.appendChild(tip);
+    all.tip = tip;
+    all.x = 0; all.y = 0;
+    document.addEventListener("mousemove", (e) => { all.x = e.clientX; all.y = e.clientY; },
+                              { passive: true, capture: true });
+  }
+  const plot = (all[data.key] = all[data.key] || { hovered: null });
+  Object.assign(plot, { thumbs: data.thumbs, lazy: data.lazy, setTriggerValue, setStateValue });
+  const tip = all.tip, img = tip.firstChild;
+  const rowOf = (ev) => {
+    const p = ev && ev.points && ev.points[0];
+    const cd = p ? (Array.isArray(p.customdata) ? p.customdata[0] : p.customdata) : null;
+    return cd === null || cd === undefined || Number(cd) < 0 ? null : String(Number(cd));
+  };
+  const place = () => {
+    const w = data.size + 8, gap = 28;
+    let left = Math.min(Math.max(4, all.x - w / 2), window.innerWidth - w - 4);
+    let top = all.y - gap - w;  // above the cursor: plotly's own label sits beside it
+    if (top < 4) top = all.y + gap;
+    tip.style.left = left + "px";
+    tip.style.top = top + "px";
+  };
+  const show = () => {
+    const uri = plot.hovered && plot.thumbs[plot.hovered];
+    if (!uri) { tip.style.display = "none"; return; }
+    if (img.getAttribute("src") !== uri) img.src = uri;
+    tip.setAttribute("data-row", plot.hovered);
+    place();
+    tip.style.display = "block";
+  };
+  const hide = () => { plot.hovered = null; tip.style.display = "none"; };
+  const attach = () => {
+    for (const [container, click] of Object.entries(data.plots)) {
+      const gd = document.querySelector(".st-key-" + container + " .js-plotly-plot");
+      if (!gd || typeof gd.on !== "function" || gd.__imgrecHover) continue;
+      gd.__imgrecHover = true;
+      gd.on("plotly_hover", (ev) => {
+        plot.hovered = rowOf(ev);
+        if (plot.hovered && !plot.thumbs[plot.hovered] && plot.lazy) {
+          plot.setStateValue("want", Number(plot.hovered));
+        }
+        show();
+      });
+      gd.on("plotly_unhover", hide);
+      gd.on("plotly_click", (ev) => {
+        const row = rowOf(ev);
+        if (click && row !== null) { hide(); plot.setTriggerValue("click", Number(row)); }
+      });
+    }
+  };
+  attach();
+  if (plot.hovered) show();  // a thumbnail asked for has arrived
+  const timer = setInterval(attach, 300);  // the chart mounts after this, and may be redrawn
+  return () => clearInterval(timer);
+}
+"""
+
+_component = st.components.v2.component("imgrec_plot_hover", js=JS, isolate_styles=False)
+
+
+def _rows_key(rows: Sequence[int]) -> tuple:
+    return (tuple(int(r) for r in rows),)
+
+
+@per_index(max_entries=16, spinner="Making the thumbnails shown on hover…",
+           key=lambda rows: _rows_key(rows))
+def hover_thumbs(idx: Index, rows: Sequence[int]) -> dict[str, str]:
+    """Data URIs of the :data:`HOVER_THUMB` thumbnails of gallery ``rows``, keyed by row
+    (as text: the component's data is JSON); unreadable images are left out."""
+    paths = data.all_paths(idx)
+    out: dict[str, str] = {}
+    for r in rows:
+        jpeg = data.small_thumbnail(idx, paths[int(r)], HOVER_THUMB)
+        if jpeg is not None:
+            out[str(int(r))] = data_uri(jpeg)
+    return out
+
+
+def eager_rows(rows: Sequence[int], first: Sequence[int] = ()) -> list[int]:
+    """The gallery rows whose thumbnails travel with the page: ``first`` (queries and
+    results), then the drawn ``rows`` in order, at most :data:`EAGER` in all.
+
+    Example:
+        >>> eager_rows(range(1000), first=[999, -1])[:3], len(eager_rows(range(1000)))
+        ([999, 0, 1], 400)
+    """
+    keep = dict.fromkeys(int(r) for r in [*first, *rows] if int(r) >= 0)
+    return list(keep)[:EAGER]
+
+
+def plot_hover(idx: Index, name: str, plots: dict[str, bool], rows: Sequence[int], *,
+               first: Sequence[int] = (), on_click: Callable[[str], None] | None = None) -> None:
+    """Mount the hover component of the charts inside the containers keyed in ``plots``.
+
+    Args:
+        idx: the opened index the charts draw.
+        name: names this component (its widget key derives from it).
+        plots: container key -> whether a click on that chart's points calls ``on_click``
+            (False where the chart's own selection handles clicks).
+        rows: the gallery rows the charts draw.
+        first: rows whose thumbnails matter most (queries, results: sent before the others).
+        on_click: called with the clicked point's gallery path.
+    """
+    _mount(idx, name, dict(plots), tuple(int(r) for r in rows), tuple(int(r) for r in first),
+           on_click)
+
+
+@st.fragment
+def _mount(idx: Index, name: str, plots: dict[str, bool], rows: tuple[int, ...],
+           first: tuple[int, ...], on_click: Callable[[str], None] | None) -> None:
+    """The component itself, in a fragment: a thumbnail asked for by hovering reruns this
+    alone, not the page and its chart; a click reruns the whole page (its dialog opens)."""
+    key, wanted_key = state.hover_key(name), state.hover_wanted_key(name)
+    thumbs = dict(hover_thumbs(idx, eager_rows(rows, first)))
+    drawn = set(rows) | set(first)
+    wanted = [r for r in state.get(wanted_key) or [] if r in drawn and str(r) not in thumbs]
+    if wanted:
+        thumbs.update(hover_thumbs(idx, wanted))
+
+    def _want() -> None:
+        got = (state.get(key) or {}).get("want")
+        if isinstance(got, int) and got in drawn:
+            kept = [r for r in state.get(wanted_key) or [] if r != got]
+            state.put(wanted_key, [*kept, got][-WANTED:])
+
+    payload: dict[str, Any] = {"key": key, "plots": plots, "thumbs": thumbs,
+                               "size": HOVER_THUMB, "lazy": len(drawn) > len(thumbs)}
+    got = _component(key=key, data=payload, height=0, on_want_change=_want,
+                     on_click_change=lambda: None)
+    row = getattr(got, "click", None)
+    if on_click is not None and isinstance(row, int) and row in drawn:
+        on_click(data.all_paths(idx)[row])
+        st.rerun(scope="app")
