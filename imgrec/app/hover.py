@@ -2,12 +2,13 @@
 
 ``st.plotly_chart`` shows text on hover only and reports no click on a 3-D point. The
 component mounted by :func:`plot_hover` finds the chart of the keyed container it is given
-(plotly's public ``plotly_hover`` / ``plotly_click`` events on the chart's element) and
+(plotly's public ``plotly_hover`` / ``plotly_unhover`` events on the chart's element) and
 
 - shows the hovered point's thumbnail beside the cursor, from data URIs the page sends
   (the first :data:`EAGER` points at once; any other is asked for when hovered and sent by
-  a rerun of this component alone), so nothing is fetched from outside the dashboard;
-- reports a click on a point (its gallery row) where the chart itself cannot.
+  the rerun that follows), so nothing is fetched from outside the dashboard;
+- reports a click on a point (its gallery row: a press and release in place while it is
+  hovered) where the chart itself cannot.
 
 Points are named by their ``customdata``: the gallery row, as every figure of
 :mod:`imgrec.app.figures` sets it (``-1`` for uploads, which have no thumbnail).
@@ -71,13 +72,14 @@ export default function (component) {
   };
   const show = () => {
     const uri = plot.hovered && plot.thumbs[plot.hovered];
-    if (!uri) { tip.style.display = "none"; return; }
+    plot.waiting = Boolean(plot.hovered && !uri);
+    if (!uri || document.querySelector('[role="dialog"]')) { tip.style.display = "none"; return; }
     if (img.getAttribute("src") !== uri) img.src = uri;
     tip.setAttribute("data-row", plot.hovered);
     place();
     tip.style.display = "block";
   };
-  const hide = () => { plot.hovered = null; tip.style.display = "none"; };
+  const hide = () => { plot.hovered = null; plot.waiting = false; tip.style.display = "none"; };
   const attach = () => {
     for (const [container, click] of Object.entries(data.plots)) {
       const gd = document.querySelector(".st-key-" + container + " .js-plotly-plot");
@@ -91,14 +93,23 @@ export default function (component) {
         show();
       });
       gd.on("plotly_unhover", hide);
-      gd.on("plotly_click", (ev) => {
-        const row = rowOf(ev);
-        if (click && row !== null) { hide(); plot.setTriggerValue("click", Number(row)); }
-      });
+      if (!click) continue;
+      // a click is a press and release in place over a hovered point: plotly reports none
+      // for a 3-D point unless the scene redraws while the button is down
+      let down = null;
+      gd.addEventListener("pointerdown", (e) => { down = [e.clientX, e.clientY, plot.hovered]; },
+                          true);
+      gd.addEventListener("pointerup", (e) => {
+        const d = down; down = null;
+        const row = plot.hovered || (d && d[2]);
+        if (!d || !row || Math.hypot(e.clientX - d[0], e.clientY - d[1]) > 4) return;
+        hide();
+        plot.setTriggerValue("click", Number(row));
+      }, true);
     }
   };
   attach();
-  if (plot.hovered) show();  // a thumbnail asked for has arrived
+  if (plot.waiting) show();  // the thumbnail asked for has arrived
   const timer = setInterval(attach, 300);  // the chart mounts after this, and may be redrawn
   return () => clearInterval(timer);
 }
@@ -154,11 +165,10 @@ def plot_hover(idx: Index, name: str, plots: dict[str, bool], rows: Sequence[int
            on_click)
 
 
-@st.fragment
 def _mount(idx: Index, name: str, plots: dict[str, bool], rows: tuple[int, ...],
            first: tuple[int, ...], on_click: Callable[[str], None] | None) -> None:
-    """The component itself, in a fragment: a thumbnail asked for by hovering reruns this
-    alone, not the page and its chart; a click reruns the whole page (its dialog opens)."""
+    """The component itself; its callbacks run before the rerun that follows a hover (a
+    thumbnail asked for) or a click (``on_click``: the page's dialog then opens)."""
     key, wanted_key = state.hover_key(name), state.hover_wanted_key(name)
     thumbs = dict(hover_thumbs(idx, eager_rows(rows, first)))
     drawn = set(rows) | set(first)
@@ -172,11 +182,11 @@ def _mount(idx: Index, name: str, plots: dict[str, bool], rows: tuple[int, ...],
             kept = [r for r in state.get(wanted_key) or [] if r != got]
             state.put(wanted_key, [*kept, got][-WANTED:])
 
+    def _click() -> None:
+        row = (state.get(key) or {}).get("click")
+        if on_click is not None and isinstance(row, int) and row in drawn:
+            on_click(data.all_paths(idx)[row])
+
     payload: dict[str, Any] = {"key": key, "plots": plots, "thumbs": thumbs,
                                "size": HOVER_THUMB, "lazy": len(drawn) > len(thumbs)}
-    got = _component(key=key, data=payload, height=0, on_want_change=_want,
-                     on_click_change=lambda: None)
-    row = getattr(got, "click", None)
-    if on_click is not None and isinstance(row, int) and row in drawn:
-        on_click(data.all_paths(idx)[row])
-        st.rerun(scope="app")
+    _component(key=key, data=payload, height=0, on_want_change=_want, on_click_change=_click)

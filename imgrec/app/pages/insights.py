@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from imgrec.app import data, state, widgets
+from imgrec.app.detail import open_detail, show_if_open
 from imgrec.app.duplicates import duplicates_view
 from imgrec.app.figures import (
     community_captions,
@@ -14,6 +15,7 @@ from imgrec.app.figures import (
     label_chart,
 )
 from imgrec.app.formatting import card_label, chunks, page_of
+from imgrec.app.hover import plot_hover
 from imgrec.app.insights import CLUSTER_PAGE, cluster_name
 from imgrec.app.projection import MAX_POINTS, selected_rows
 from imgrec.app.resources import load_index
@@ -27,6 +29,7 @@ from imgrec.insights.graph import DEFAULT_THRESHOLD as GRAPH_THRESHOLD
 
 COLS = 6
 GRAPH_SHOWN = 30  # thumbnails for a graph selection
+GRAPH_PLOT = "graph-plot"  # the key of the graph's container
 SECTIONS = {"labels": "Labels", "clusters": "Clusters", "duplicates": "Duplicates",
             "graph": "Neighbour graph"}
 
@@ -138,16 +141,20 @@ def graph_view(idx: Index) -> None:
     drawn = " drawn across the shards" if data.sharded(idx) else ""
     st.caption(f"{len(g.rows):,} images{f' (a fixed random sample{drawn})' if len(g.rows) < n else ''}, "
                f"{len(g.edges):,} links, {g.n_communities:,} Louvain communities (modularity "
-               f"{g.modularity:.2f}), built in {g.seconds:.1f} s. Draw a lasso or box to see "
-               "images.")
+               f"{g.modularity:.2f}), built in {g.seconds:.1f} s. Hover a node to see its "
+               "image, click it to open it; draw a lasso or box to see a group's images.")
     paths = data.all_paths(idx)
     labels = data.label_names_of(idx, g.rows)
     captions = community_captions(g, labels)
-    st.plotly_chart(graph_figure(g, [paths[int(r)] for r in g.rows], labels,
-                                 community_thumbs(g, _rep_uris(idx, g, captions), captions)),
-                    key=Key.GRAPH_CHART,
-                    on_select=_on_graph_select, selection_mode=("box", "lasso", "points"),
-                    config={"displaylogo": False, "scrollZoom": True})
+    with st.container(key=GRAPH_PLOT):
+        st.plotly_chart(graph_figure(g, [paths[int(r)] for r in g.rows], labels,
+                                     community_thumbs(g, _rep_uris(idx, g, captions), captions)),
+                        key=Key.GRAPH_CHART,
+                        on_select=_on_graph_select, selection_mode=("box", "lasso", "points"),
+                        config={"displaylogo": False, "scrollZoom": True})
+    # hovering a node shows its thumbnail, a click opens it in the detail dialog
+    plot_hover(idx, "graph", {GRAPH_PLOT: True}, g.rows, on_click=open_detail)
+    show_if_open(idx)
     selected = state.selected(Key.GRAPH_SELECTED)
     if selected:
         st.subheader(f"{len(selected):,} selected")
