@@ -8,7 +8,8 @@ component mounted by :func:`plot_hover` finds the chart of the keyed container i
   (the first :data:`EAGER` points at once; any other is asked for when hovered and sent by
   the rerun that follows), so nothing is fetched from outside the dashboard;
 - reports a click on a point (its gallery row: a press and release in place while it is
-  hovered) where the chart itself cannot.
+  hovered) where the chart itself cannot;
+- tells the page once when the browser has drawn it and gone idle (work worth doing ahead).
 
 Points are named by their ``customdata``: the gallery row, as every figure of
 :mod:`imgrec.app.figures` sets it (``-1`` for uploads, which have no thumbnail).
@@ -109,6 +110,11 @@ export default function (component) {
     }
   };
   attach();
+  if (data.idle && !plot.idleSent) {  // once the page is drawn and the browser is idle
+    plot.idleSent = true;
+    const later = window.requestIdleCallback || ((f) => setTimeout(f, 200));
+    setTimeout(() => later(() => plot.setTriggerValue("idle", true), { timeout: 3000 }), 1500);
+  }
   if (plot.waiting) show();  // the thumbnail asked for has arrived
   const timer = setInterval(attach, 300);  // the chart mounts after this, and may be redrawn
   return () => clearInterval(timer);
@@ -149,7 +155,8 @@ def eager_rows(rows: Sequence[int], first: Sequence[int] = ()) -> list[int]:
 
 
 def plot_hover(idx: Index, name: str, plots: dict[str, bool], rows: Sequence[int], *,
-               first: Sequence[int] = (), on_click: Callable[[str], None] | None = None) -> None:
+               first: Sequence[int] = (), on_click: Callable[[str], None] | None = None,
+               on_idle: Callable[[], None] | None = None) -> None:
     """Mount the hover component of the charts inside the containers keyed in ``plots``.
 
     Args:
@@ -160,13 +167,15 @@ def plot_hover(idx: Index, name: str, plots: dict[str, bool], rows: Sequence[int
         rows: the gallery rows the charts draw.
         first: rows whose thumbnails matter most (queries, results: sent before the others).
         on_click: called with the clicked point's gallery path.
+        on_idle: called (in a rerun) once the browser has drawn the page and gone idle.
     """
     _mount(idx, name, dict(plots), tuple(int(r) for r in rows), tuple(int(r) for r in first),
-           on_click)
+           on_click, on_idle)
 
 
 def _mount(idx: Index, name: str, plots: dict[str, bool], rows: tuple[int, ...],
-           first: tuple[int, ...], on_click: Callable[[str], None] | None) -> None:
+           first: tuple[int, ...], on_click: Callable[[str], None] | None,
+           on_idle: Callable[[], None] | None) -> None:
     """The component itself; its callbacks run before the rerun that follows a hover (a
     thumbnail asked for) or a click (``on_click``: the page's dialog then opens)."""
     key, wanted_key = state.hover_key(name), state.hover_wanted_key(name)
@@ -187,6 +196,12 @@ def _mount(idx: Index, name: str, plots: dict[str, bool], rows: tuple[int, ...],
         if on_click is not None and isinstance(row, int) and row in drawn:
             on_click(data.all_paths(idx)[row])
 
+    def _idle() -> None:
+        if on_idle is not None and (state.get(key) or {}).get("idle"):
+            on_idle()
+
     payload: dict[str, Any] = {"key": key, "plots": plots, "thumbs": thumbs,
-                               "size": HOVER_THUMB, "lazy": len(drawn) > len(thumbs)}
-    _component(key=key, data=payload, height=0, on_want_change=_want, on_click_change=_click)
+                               "size": HOVER_THUMB, "lazy": len(drawn) > len(thumbs),
+                               "idle": on_idle is not None}
+    _component(key=key, data=payload, height=0, on_want_change=_want, on_click_change=_click,
+               on_idle_change=_idle)

@@ -32,7 +32,7 @@ class Key:
     WATCHING_BUILD = "watching_build"
     INDEX_NOTE = "index_note"
     EXPLORE_SELECTED = "explore_selected"
-    EXPLORE_3D_SEEN = "explore_3d_seen"  # the 3-D scatter was shown: keep it (hidden) in 2-D
+    EXPLORE_3D_SEEN = "explore_3d_seen"  # the 3-D scatter was built: keep it (hidden) in 2-D
     GRAPH_SELECTED = "graph_selected"
     INSIGHTS_CLUSTER = "insights_cluster"
     CLUSTER_PAGE = "cluster_page"

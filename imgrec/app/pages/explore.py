@@ -120,14 +120,25 @@ def plot(idx: Index, source: str, colour: str, k: int, three: bool) -> None:
     # hovering a point shows its thumbnail; a click on a 3-D point opens it (in 2-D the
     # chart's own selection does)
     plot_hover(idx, "explore", {"explore-plot-2": False, "explore-plot-3": True}, proj.rows,
-               first=[r for h in marks for r in h.rows], on_click=open_detail)
+               first=[r for h in marks for r in h.rows], on_click=open_detail,
+               on_idle=None if 3 in figs else _build_3d_ahead)
+
+
+def _build_3d_ahead() -> None:
+    """Once the 2-D page is drawn and the browser idle, draw the 3-D scatter hidden: its
+    WebGL scene takes the browser a second or more to build (seconds without a GPU), so
+    switching to 3-D later only shows it."""
+    state.put(Key.EXPLORE_3D_SEEN, True)
 
 
 def _draw(figs: dict[int, Any], three: bool) -> None:
-    """Both figures once 3-D has been shown, the other one hidden: the browser keeps the 3-D
-    scene it built (seconds of WebGL set-up) instead of building it anew at every toggle."""
+    """Both figures once 3-D has been built, the other one hidden: the browser keeps the 3-D
+    scene it built (seconds of WebGL set-up) instead of building it anew at every toggle.
+    The hidden 3-D one keeps its width (no ``display: none``), so it is built at its size."""
     config: dict[str, Any] = {"displaylogo": False, "scrollZoom": True}
-    st.html(f"<style>.st-key-explore-plot-{2 if three else 3} {{ display: none; }}</style>")
+    st.html("<style>.st-key-explore-plot-2 { display: none; }</style>" if three else
+            "<style>.st-key-explore-plot-3 { height: 0; overflow: hidden; visibility: hidden; "
+            "margin-top: -1rem; }</style>")
     with st.container(key="explore-plot-2"):
         st.plotly_chart(figs[2], key=Key.EXPLORE_SCATTER, on_select=_on_select,
                         selection_mode=("box", "lasso", "points"), config=config)
