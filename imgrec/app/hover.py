@@ -180,7 +180,7 @@ def _mount(idx: Index, name: str, plots: dict[str, bool], rows: tuple[int, ...],
     thumbnail asked for) or a click (``on_click``: the page's dialog then opens)."""
     key, wanted_key = state.hover_key(name), state.hover_wanted_key(name)
     thumbs = dict(hover_thumbs(idx, eager_rows(rows, first)))
-    drawn = set(rows) | set(first)
+    drawn = {r for r in (*rows, *first) if r >= 0}  # uploads (-1) have no thumbnail
     wanted = [r for r in state.get(wanted_key) or [] if r in drawn and str(r) not in thumbs]
     if wanted:
         thumbs.update(hover_thumbs(idx, wanted))

@@ -445,7 +445,9 @@ def test_explore_options_and_highlights(make_app, tiny_index: Path, gallery_byte
         assert {k: {t["type"] for t in c["data"]} for k, c in charts.items()} == {
             "explore_scatter": {"scattergl"}, "explore_scatter_3d": {"scatter3d"}}
         css = " ".join(h.proto.body for h in at.get("html"))
-        assert f".st-key-explore-plot-{hidden} {{ display: none; }}" in css
+        # the hidden 3-D one keeps its width (its scene stays built at its size)
+        rule = {2: "{ display: none; }", 3: "{ height: 0; overflow: hidden; visibility: hidden;"}
+        assert f".st-key-explore-plot-{hidden} {rule[hidden]}" in css
         assert f".st-key-explore-plot-{5 - hidden} {{" not in css
 
 

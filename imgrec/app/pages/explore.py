@@ -155,7 +155,7 @@ def selection(idx: Index, three: bool) -> None:
     selected = state.selected(Key.EXPLORE_SELECTED)
     if not selected:
         if not three:  # in 3-D the plot's own caption says how to select
-            st.caption("Hover a point to see its image; click it to open it. Draw a lasso or "
+            st.caption("Click a point to open its image (hovering shows it). Draw a lasso or "
                        "a box around points (pick either in the toolbar above the plot) to see "
                        "their images here.")
         return
