@@ -70,7 +70,7 @@ def scatter_figure(proj: Projection, paths: Sequence[str], groups: Sequence[str]
         mask = np.fromiter((lab == g for lab in labels), bool, len(labels))
         sel = np.flatnonzero(mask)
         c = proj.coords[sel]
-        marker: dict[str, Any] = {"size": 3 if three else 7, "opacity": 0.8,
+        marker: dict[str, Any] = {"size": 4 if three else 7, "opacity": 0.8,
                                   "color": GREY if groups is None else colours[g]}
         common = {"mode": "markers", "name": g, "customdata": proj.rows[sel].tolist(),
                   "hovertext": [paths[i] for i in sel], "hovertemplate": HOVER,

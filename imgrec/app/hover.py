@@ -71,10 +71,13 @@ export default function (component) {
     tip.style.left = left + "px";
     tip.style.top = top + "px";
   };
+  // a dialog opened (or a click about to open one) hides the thumbnail
+  const covered = () => Date.now() < (plot.quietUntil || 0) ||
+    Boolean(document.querySelector('[role="dialog"]'));
   const show = () => {
     const uri = plot.hovered && plot.thumbs[plot.hovered];
     plot.waiting = Boolean(plot.hovered && !uri);
-    if (!uri || document.querySelector('[role="dialog"]')) { tip.style.display = "none"; return; }
+    if (!uri || covered()) { tip.style.display = "none"; return; }
     if (img.getAttribute("src") !== uri) img.src = uri;
     tip.setAttribute("data-row", plot.hovered);
     place();
@@ -100,11 +103,13 @@ export default function (component) {
       let down = null;
       gd.addEventListener("pointerdown", (e) => { down = [e.clientX, e.clientY, plot.hovered]; },
                           true);
-      gd.addEventListener("pointerup", (e) => {
+      // on the window: a drag mode's cover (lasso, box) takes the release from the chart
+      window.addEventListener("pointerup", (e) => {
         const d = down; down = null;
-        const row = plot.hovered || (d && d[2]);
+        const row = d && (d[2] || plot.hovered);
         if (!d || !row || Math.hypot(e.clientX - d[0], e.clientY - d[1]) > 4) return;
         hide();
+        plot.quietUntil = Date.now() + 1500;
         plot.setTriggerValue("click", Number(row));
       }, true);
     }
@@ -116,7 +121,10 @@ export default function (component) {
     setTimeout(() => later(() => plot.setTriggerValue("idle", true), { timeout: 3000 }), 1500);
   }
   if (plot.waiting) show();  // the thumbnail asked for has arrived
-  const timer = setInterval(attach, 300);  // the chart mounts after this, and may be redrawn
+  const timer = setInterval(() => {  // the chart mounts after this, and may be redrawn
+    attach();
+    if (tip.style.display !== "none" && covered()) tip.style.display = "none";
+  }, 300);
   return () => clearInterval(timer);
 }
 """

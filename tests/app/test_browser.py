@@ -358,11 +358,32 @@ def test_a_result_opens_its_detail_and_zooms_into_the_original(page, tiny_galler
     no_exception(page)
 
 
+POINT = """gd => { const t = gd._fullData.find(t => t.name.startsWith('cluster')), i = t.x.length - 1;
+  const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, r = gd.getBoundingClientRect();
+  return {x: r.left + xa._offset + xa.l2p(t.x[i]), y: r.top + ya._offset + ya.l2p(t.y[i]),
+          path: t.hovertext[i], row: t.customdata[i]}; }"""
+
+
+PLOT_2D = ".st-key-explore-plot-2 .js-plotly-plot"  # the 3-D one is built ahead, hidden
+TIP = '[data-testid="imgrec-hover-tip"]'
+
+
+def hover_point(pg, plot) -> dict:
+    """Move the mouse onto the last point of the first cluster of the 2-D ``plot`` and wait
+    for the thumbnail beside the cursor: that point's screen position, path and row."""
+    plot.scroll_into_view_if_needed()
+    point = plot.evaluate(POINT)
+    pg.mouse.move(point["x"] + 40, point["y"] + 40)
+    pg.mouse.move(point["x"], point["y"], steps=4)
+    pg.locator(TIP).wait_for(state="visible")
+    return point
+
+
 def test_explore_scatter_renders_and_selection_shows_images(page, server: str) -> None:
     nav(page, "Explore")
-    plot = page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot')
+    plot = page.locator(PLOT_2D)
     plot.wait_for()
-    page.wait_for_function("() => document.querySelector('.js-plotly-plot')?._fullLayout")
+    page.wait_for_function(f"() => document.querySelector('{PLOT_2D}')?._fullLayout")
     info = plot.evaluate("""gd => ({types: gd._fullData.map(t => t.type),
                                     names: gd._fullData.map(t => t.name),
                                     points: gd._fullData.filter(t => t.name.startsWith('cluster'))
@@ -375,8 +396,25 @@ def test_explore_scatter_renders_and_selection_shows_images(page, server: str) -
     no_exception(page)
     shoot(page, "explore")
 
+    # hovering a point shows its own thumbnail beside the cursor, above plotly's label
+    page.wait_for_function(f"() => document.querySelector('{PLOT_2D}').__imgrecHover")
+    point = hover_point(page, plot)
+    tip = page.locator(TIP)
+    shown = tip.evaluate("t => ({row: t.dataset.row, box: t.getBoundingClientRect().toJSON(),"
+                         " img: [t.firstChild.complete, t.firstChild.naturalWidth,"
+                         " t.firstChild.src.slice(0, 22)]})")
+    assert shown["row"] == str(point["row"]) and shown["img"] == [True, 128, "data:image/jpeg;base64"]
+    box = shown["box"]
+    assert box["width"] >= 128 and box["x"] <= point["x"] <= box["x"] + box["width"]
+    assert box["y"] + box["height"] <= point["y"]  # above the cursor, clear of the point
+    label = plot.locator(".hoverlayer .hovertext").first
+    expect(label).to_contain_text(point["path"])  # plotly's label still names the file
+    page.screenshot(path=str(SHOTS / "explore-hover.png"))
+    page.mouse.move(5, 5)  # off the plot: the thumbnail goes
+    expect(tip).to_be_hidden()
+
     # lasso around the whole plot area: every point is selected, thumbnails appear below
-    lasso_all(page, page.locator(".js-plotly-plot"))
+    lasso_all(page, plot)
     page.wait_for_selector("text=12 selected images")
     settle(page)
     expect(page.get_by_role("button", name=re.compile("Use as query"))).to_have_count(12)
@@ -406,10 +444,6 @@ def apart_and_inside(pg, plot) -> list[dict]:
     return boxes
 
 
-POINT = """gd => { const t = gd._fullData.find(t => t.name.startsWith('cluster')), i = t.x.length - 1;
-  const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, r = gd.getBoundingClientRect();
-  return {x: r.left + xa._offset + xa.l2p(t.x[i]), y: r.top + ya._offset + ya.l2p(t.y[i]),
-          path: t.hovertext[i]}; }"""
 
 
 def test_explore_point_opens_the_detail_view_and_searches_from_it(page, server: str) -> None:
@@ -417,11 +451,11 @@ def test_explore_point_opens_the_detail_view_and_searches_from_it(page, server: 
     search on the Search page. With representatives, their thumbnails are readable and
     neither overlap nor leave the plot."""
     nav(page, "Explore")
-    plot = page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot')
-    page.wait_for_function("() => document.querySelector('.js-plotly-plot')?._fullLayout")
+    plot = page.locator(PLOT_2D)
+    page.wait_for_function(f"() => document.querySelector('{PLOT_2D}')?._fullLayout")
     page.locator('[data-testid="stSelectbox"]').first.click()
     page.get_by_role("option", name="Clusters with representatives").click()
-    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .imagelayer image')"
+    page.wait_for_function(f"() => document.querySelectorAll('{PLOT_2D} .imagelayer image')"
                            ".length > 0")
     settle(page)
     k = plot.evaluate("gd => gd._fullData.filter(t => t.name.startsWith('cluster')).length")
@@ -445,31 +479,90 @@ def test_explore_point_opens_the_detail_view_and_searches_from_it(page, server: 
     no_exception(page)
 
 
-SHOWN_3D = ("() => [...document.querySelectorAll('.js-plotly-plot')].find(g =>"
-            " g._fullLayout?.scene?._scene?.glplot && g.getBoundingClientRect().width > 100)")
+#: a plot is on screen: laid out, and neither it nor its container hidden
+VISIBLE = ("g => g.checkVisibility({visibilityProperty: true})"
+           " && g.getBoundingClientRect().width > 100"
+           " && g.closest('[class*=\"st-key-explore-plot\"], [data-testid=\"stMain\"]')"
+           ".getBoundingClientRect().height > 100")
+SCENE = "g => g._fullLayout?.scene?._scene?.glplot"
+SHOWN_3D = (f"() => [...document.querySelectorAll('.js-plotly-plot')].find(g => ({SCENE})(g)"
+            f" && ({VISIBLE})(g))")
+BUILT_3D = f"() => [...document.querySelectorAll('.js-plotly-plot')].find({SCENE})"
+
+
+def coloured_spots(png: bytes, limit: int = 40) -> list[tuple[int, int]]:
+    """Pixel positions of strongly coloured spots in a screenshot (the markers of a scene:
+    its axes, grid and background are grey), the most saturated first."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(io.BytesIO(png)) as im:
+        hsv = np.asarray(im.convert("RGB").convert("HSV"), np.int32)
+    score = hsv[..., 1] * (hsv[..., 2] > 60)
+    ys, xs = np.nonzero(score > 120)
+    order = np.argsort(-score[ys, xs])[:limit]
+    return [(int(xs[i]), int(ys[i])) for i in order]
+
+
+def click_a_3d_point(pg) -> dict:
+    """Hover the coloured spots of the shown 3-D scene until a point's thumbnail appears,
+    then click there: that point's row and path."""
+    scene = pg.locator(".st-key-explore-plot-3 .js-plotly-plot")
+    box = scene.bounding_box()
+    area = scene.evaluate("gd => gd._fullLayout._size")  # the scene, without the legend
+    shot = pg.screenshot(clip={"x": box["x"] + area["l"], "y": box["y"] + area["t"],
+                               "width": area["w"], "height": area["h"]})
+    for sx, sy in coloured_spots(shot):
+        x, y = box["x"] + area["l"] + sx, box["y"] + area["t"] + sy
+        pg.mouse.move(x + 3, y + 3)
+        pg.mouse.move(x, y, steps=2)
+        time.sleep(0.2)
+        if pg.locator(TIP).is_visible():
+            row = pg.locator(TIP).get_attribute("data-row")
+            path = scene.evaluate("(gd, row) => { for (const t of gd._fullData) {"
+                                  " const i = (t.customdata || []).indexOf(row);"
+                                  " if (i >= 0) return t.hovertext[i]; } }", int(row))
+            pg.screenshot(path=str(SHOTS / "explore-3d-hover.png"))
+            pg.mouse.click(x, y)
+            return {"row": int(row), "path": path}
+    raise AssertionError("no 3-D point showed its thumbnail")
 
 
 def test_explore_3d_toggle_keeps_its_scene(page, server: str) -> None:
-    """Switching 3-D off and on again shows the same WebGL scene, not a new one (building
-    one took seconds at every toggle)."""
+    """The 3-D scene is built ahead, hidden, once the 2-D page is drawn; switching 3-D on
+    and off shows that same WebGL scene, not a new one (building one took seconds at every
+    toggle); hovering a 3-D point shows its thumbnail, and a click opens it."""
     nav(page, "Explore")
+    page.wait_for_function(f"() => ({BUILT_3D})() && !({SHOWN_3D})()")  # built, hidden
+    page.evaluate(f"() => {{ ({BUILT_3D})().__kept = true; }}")  # mark this scene's element
     page.get_by_text("3-D", exact=True).click()
     page.wait_for_function(f"({SHOWN_3D})()")
     settle(page)
-    page.evaluate(f"() => {{ ({SHOWN_3D})().__kept = true; }}")  # mark this scene's element
+    assert page.evaluate(f"() => ({SHOWN_3D})().__kept === true")  # the one built ahead
     no_exception(page)
     shoot(page, "explore-3d")
     page.get_by_text("3-D", exact=True).click()
     page.wait_for_function(f"() => !({SHOWN_3D})()")
     settle(page)
-    shown = page.evaluate("() => [...document.querySelectorAll('.js-plotly-plot')]"
-                          ".filter(g => g.getBoundingClientRect().width > 100)"
-                          ".map(g => g._fullData[0].type)")
+    shown = page.evaluate(f"() => [...document.querySelectorAll('.js-plotly-plot')]"
+                          f".filter({VISIBLE}).map(g => g._fullData[0].type)")
     assert shown == ["scattergl"]  # only the 2-D plot is visible
     page.get_by_text("3-D", exact=True).click()
     page.wait_for_function(f"({SHOWN_3D})()")
     settle(page)
     assert page.evaluate(f"() => ({SHOWN_3D})().__kept === true")  # the same scene again
+
+    point = click_a_3d_point(page)
+    dialog = page.get_by_role("dialog")
+    dialog.locator("text=Nearest images").wait_for(timeout=120_000)
+    expect(dialog).to_contain_text(f"Path: {point['path']}")
+    expect(page.locator(TIP)).to_be_hidden()  # the thumbnail does not cover the dialog
+    settle(page)
+    no_exception(page)
+    page.keyboard.press("Escape")
+    expect(dialog).to_have_count(0)
     page.get_by_text("3-D", exact=True).click()  # leave the page in 2-D
     settle(page)
     no_exception(page)
@@ -516,6 +609,25 @@ def test_insights_sections_and_the_neighbour_graph_in_webgl(page, server: str) -
     bar = plot.locator(".modebar").bounding_box()
     first = plot.locator(".legend .traces").first.bounding_box()
     assert bar["y"] + bar["height"] <= first["y"], (bar, first)
+    # hovering a node shows its thumbnail; a click on it opens its detail dialog (before
+    # the lasso below: plotly's selection outline then takes the pointer)
+    plot.scroll_into_view_if_needed()
+    node = plot.evaluate(POINT.replace("t.name.startsWith('cluster')", "t.mode === 'markers'"))
+    page.mouse.move(node["x"] + 40, node["y"] + 40)
+    page.mouse.move(node["x"], node["y"], steps=4)
+    tip = page.locator(TIP)
+    tip.wait_for(state="visible")
+    assert tip.get_attribute("data-row") == str(node["row"])
+    assert tip.locator("img").evaluate("i => i.complete && i.naturalWidth === 128")
+    page.mouse.click(node["x"], node["y"])
+    dialog = page.get_by_role("dialog")
+    dialog.locator("text=Nearest images").wait_for(timeout=120_000)
+    expect(dialog).to_contain_text(f"Path: {node['path']}")
+    settle(page)
+    no_exception(page)
+    page.keyboard.press("Escape")
+    expect(dialog).to_have_count(0)
+
     lasso_all(page, plot)
     page.wait_for_selector("text=12 selected")
     settle(page)
