@@ -1,8 +1,8 @@
 """`python -m bench search --n 400000` / `python -m bench index --corpus DIR` /
 `python -m bench beyond --n 100000` / `python -m bench server --index DIR` /
 `python -m bench quality` / `python -m bench evaluate` / `python -m bench duplicates` /
-`python -m bench scale --corpus DIR --like INDEX` / `python -m bench thumbs`:
-print JSON."""
+`python -m bench scale --corpus DIR --like INDEX` / `python -m bench thumbs` /
+`python -m bench explore --index DIR`: print JSON."""
 
 from __future__ import annotations
 
@@ -92,6 +92,11 @@ def main() -> int:
                    help="time the grid in Chromium: the dashboard as `make run` starts it")
     t.add_argument("--work", type=Path, default=Path("bench/out"))
     t.add_argument("--save", type=Path)
+    e = sub.add_parser("explore", help="the Explore page in Chromium: first render, hover, 3-D")
+    e.add_argument("--index", type=Path, default=Path("data/index"))
+    e.add_argument("--repeat", type=int, default=3)
+    e.add_argument("--work", type=Path, default=Path("bench/out"))
+    e.add_argument("--save", type=Path)
     args = p.parse_args()
     if args.what == "quality":
         from imgrec.demo import build_demo_gallery
@@ -116,6 +121,8 @@ def main() -> int:
         from .thumbs_browser import run
     elif args.what == "thumbs":
         from .thumbs import run
+    elif args.what == "explore":
+        from .explore_browser import run
     else:
         from .indexing import run
     result = run(args)
