@@ -9,7 +9,8 @@ component mounted by :func:`plot_hover` finds the chart of the keyed container i
   the rerun that follows), so nothing is fetched from outside the dashboard;
 - reports a click on a point (its gallery row: a press and release in place while it is
   hovered) where the chart itself cannot;
-- tells the page once when the browser has drawn it and gone idle (work worth doing ahead).
+- tells the page once when the browser has drawn it and gone idle, the mouse still for a
+  moment (work worth doing ahead).
 
 Points are named by their ``customdata``: the gallery row, as every figure of
 :mod:`imgrec.app.figures` sets it (``-1`` for uploads, which have no thumbnail).
@@ -51,9 +52,10 @@ export default function (component) {
     tip.appendChild(img);
     document.body.appendChild(tip);
     all.tip = tip;
-    all.x = 0; all.y = 0;
-    document.addEventListener("mousemove", (e) => { all.x = e.clientX; all.y = e.clientY; },
-                              { passive: true, capture: true });
+    all.x = 0; all.y = 0; all.moved = 0;
+    document.addEventListener("mousemove", (e) => {
+      all.x = e.clientX; all.y = e.clientY; all.moved = Date.now();
+    }, { passive: true, capture: true });
   }
   const plot = (all[data.key] = all[data.key] || { hovered: null });
   Object.assign(plot, { thumbs: data.thumbs, lazy: data.lazy, setTriggerValue, setStateValue });
@@ -115,10 +117,14 @@ export default function (component) {
     }
   };
   attach();
-  if (data.idle && !plot.idleSent) {  // once the page is drawn and the browser is idle
-    plot.idleSent = true;
+  if (data.idle && !plot.idleSent) {  // once the page is drawn, the browser idle and the
+    plot.idleSent = true;             // mouse still for a while (not in the middle of hovers)
     const later = window.requestIdleCallback || ((f) => setTimeout(f, 200));
-    setTimeout(() => later(() => plot.setTriggerValue("idle", true), { timeout: 3000 }), 1500);
+    const when = () => {
+      if (Date.now() - all.moved < 1500) { setTimeout(when, 500); return; }
+      later(() => plot.setTriggerValue("idle", true), { timeout: 3000 });
+    };
+    setTimeout(when, 1500);
   }
   if (plot.waiting) show();  // the thumbnail asked for has arrived
   const timer = setInterval(() => {  // the chart mounts after this, and may be redrawn
