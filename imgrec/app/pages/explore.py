@@ -149,6 +149,17 @@ def _draw(figs: dict[int, Any], three: bool) -> None:
         st.caption("Rotate with the mouse; click a point to open its image. Selecting a group "
                    "of points works in 2-D: switch 3-D off.")
 
+def _search_label(n: int) -> str:
+    """The selection's search button: what it searches with.
+
+    Examples:
+        >>> [_search_label(n) for n in (1, 3, 9)]
+        ['Search with this image', 'Search with these 3', 'Search with the first 5']
+    """
+    if n == 1:
+        return "Search with this image"
+    return f"Search with these {n}" if n <= MAX_QUERIES else f"Search with the first {MAX_QUERIES}"
+
 
 def selection(idx: Index, three: bool) -> None:
     """The images of a lasso or box selection, each usable as a query."""
@@ -161,7 +172,7 @@ def selection(idx: Index, three: bool) -> None:
         return
     c1, c2, c3 = st.columns([3, 2, 1], vertical_alignment="center")
     c1.subheader(f"{len(selected):,} selected image{'s' if len(selected) != 1 else ''}")
-    if c2.button(f"Search with the first {min(MAX_QUERIES, len(selected))}", type="primary",
+    if c2.button(_search_label(len(selected)), type="primary",
                  icon=":material/image_search:", key="search_selected"):
         state.set_stored_queries(selected[:MAX_QUERIES])
         router.go("search")
