@@ -71,7 +71,8 @@ def main() -> int:
     du.add_argument("--stats-index", type=Path, help="index whose embedding statistics the "
                     "synthetic data copies (default: the --corpus-index)")
     du.add_argument("--corpus", type=Path, help="copy-detection corpus (bench.copy_corpus)")
-    du.add_argument("--corpus-index", type=Path, help="its index")
+    du.add_argument("--corpus-index", type=Path, nargs="+", default=[],
+                    help="its index, or one per embedding recipe (each measured in turn)")
     du.add_argument("--work", type=Path, default=Path("bench/out"))
     du.add_argument("--save", type=Path)
     sc = sub.add_parser("scale", help="Ray indexing vs local; sharded search vs unsharded")
@@ -114,7 +115,7 @@ def main() -> int:
         from .server import run
     elif args.what == "duplicates":
         from .duplicates import run
-        args.stats_index = args.stats_index or args.corpus_index
+        args.stats_index = args.stats_index or (args.corpus_index or [None])[0]
     elif args.what == "scale":
         from .scale import run
     elif args.what == "thumbs" and args.browser:

@@ -8,18 +8,19 @@ default threshold with its exactness bound, and the first pass's pruning rate; a
 dihedral hash lookup (:mod:`imgrec.insights.duplicates.hashlookup`) over as many DCTs drawn
 from the stats index's cached ones.
 
-Accuracy (``--corpus``, built by ``python -m bench.copy_corpus`` and indexed with
-``imgrec index``): per transformation, the share of copies found with their original
-(any tier) and in the ``same picture`` tier, the tier they landed in, and the precision
-of ``same picture`` pairs; beside it, imagehash's pHash at hamming <= 10 and plain CNN
-cosine >= 0.65 on the same pairs. A pair is correct when both images show one tile of one
-artwork: the wallpaper packages ship some artworks at several resolutions (Elephants three
-times, Patak light and dark), so with the corpus's ``sources.json`` the artwork is the
+Accuracy (``--corpus``, built by ``python -m bench.copy_corpus`` and indexed with ``imgrec
+index``): per transformation, the share of copies found with their original (any tier) and
+in the ``same picture`` tier, the tier they landed in, and the precision of ``same picture``
+pairs; beside it, imagehash's pHash at hamming <= 10 and plain CNN cosine at the default
+threshold of the index's recipe on the same pairs. ``--corpus-index`` takes one index per
+recipe (each measured in turn, in one run). A pair is correct when both images show one tile
+of one artwork: the wallpaper packages ship some artworks at several resolutions (Elephants
+three times, Patak light and dark), so with the corpus's ``sources.json`` the artwork is the
 wallpaper's folder or its file name without the resolution; and two pictures whose fine
-detail correlates >= 0.5 under a rotation/mirroring are one picture too (:class:`PixelTruth`:
-colourings of one photograph, mirror-image tiles of a symmetric artwork; the pairs it
-relabels are listed in ``same_by_pixels``). ``by_artwork_only`` leaves out that second
-rule, ``by_file`` both (the original file alone is the family).
+detail correlates >= 0.5 under a rotation/mirroring are one picture too
+(:class:`PixelTruth`: colourings of one photograph, mirror-image tiles of a symmetric
+artwork; the pairs it relabels are listed in ``same_by_pixels``). ``by_artwork_only`` leaves
+out that second rule, ``by_file`` both (the original file alone is the family).
 """
 
 from __future__ import annotations
@@ -215,15 +216,17 @@ def _transform(path: str) -> str:
     return path.split("/")[1]
 
 
-def run_accuracy(args) -> dict:
-    """Per-transformation recall and same-picture precision, with the two peers."""
+def run_accuracy(args, index_dir: Path) -> dict:
+    """Per-transformation recall and same-picture precision, with the two peers, on the
+    corpus index ``index_dir`` at its recipe's default threshold."""
     import imagehash
     from PIL import Image
 
     from imgrec import Index
-    from imgrec.insights.duplicates import DEFAULT_THRESHOLD, SAME, find_duplicates
+    from imgrec.insights.duplicates import SAME, default_threshold, find_duplicates
 
-    idx = Index.open(args.corpus_index)
+    idx = Index.open(index_dir)
+    cnn_t = default_threshold(idx)
     truth = json.loads((args.corpus / "truth.json").read_text())
     paths = idx.all_paths()
     t = time.perf_counter()
@@ -256,7 +259,7 @@ def run_accuracy(args) -> dict:
         r["found"] += tier != "missed"
         r["same_picture"] += tier == SAME
         r["phash"] += bin(int(hashes[row[cp]] ^ hashes[row[orig]])).count("1") <= 10
-        r["cnn"] += float(emb[row[cp]] @ emb[row[orig]]) >= DEFAULT_THRESHOLD
+        r["cnn"] += float(emb[row[cp]] @ emb[row[orig]]) >= cnn_t
     table = {k: {"copies": v["copies"], "recall_any_tier": round(v["found"] / v["copies"], 3),
                  "recall_same_picture": round(v["same_picture"] / v["copies"], 3),
                  "tiers": dict(v["tiers"]), "phash_recall": round(v["phash"] / v["copies"], 3),
@@ -273,7 +276,8 @@ def run_accuracy(args) -> dict:
     same = [(g.keeper, m) for g in rep.groups if g.tier == SAME for m in g.members[1:]]
     ours = [correct(k.row, m.row) for k, m in same]
     wrong = [f"{k.path} ~ {m.path}: {m.evidence}" for k, m in same if not correct(k.row, m.row)]
-    return {"images": len(paths), "originals": len(set(truth.values())),
+    return {"recipe": idx.recipe.name, "threshold": cnn_t,
+            "images": len(paths), "originals": len(set(truth.values())),
             "copies": len(truth), "distractors": len(paths) - len(truth) - len(set(truth.values())),
             "seconds": round(secs, 1), "per_transformation": table,
             "same_picture_wrong": wrong[:60],
@@ -282,7 +286,7 @@ def run_accuracy(args) -> dict:
                 "ours_by_artwork_only": _ratio([fam[k.row] == fam[m.row] for k, m in same]),
                 "ours_by_file": _ratio([by_file[k.row] == by_file[m.row] for k, m in same]),
                 "phash_hamming_10": _pair_precision(hashes, fam, "phash", correct),
-                "cnn_cosine_0.65": _pair_precision(emb, fam, "cnn", correct)},
+                "cnn_cosine_default": _pair_precision(emb, fam, "cnn", correct, cnn_t)},
             "same_by_pixels": sorted(pix.relabelled), "missed": missed}
 
 
@@ -291,9 +295,10 @@ def _ratio(flags: list[bool]) -> dict:
             "precision": round(sum(flags) / len(flags), 4) if flags else None}
 
 
-def _pair_precision(x: np.ndarray, fam: list[str], kind: str, correct) -> dict:
+def _pair_precision(x: np.ndarray, fam: list[str], kind: str, correct,
+                    cnn_t: float = 0.65) -> dict:
     """Precision over every pair a peer calls a duplicate (``correct(row, row)`` decides
-    the pairs of different artworks)."""
+    the pairs of different artworks; ``cnn_t``: the cosine the CNN peer needs)."""
     f = np.array(fam)
     flags: list[bool] = []
     for s in range(0, len(x), 512):
@@ -302,7 +307,7 @@ def _pair_precision(x: np.ndarray, fam: list[str], kind: str, correct) -> dict:
             dist = np.unpackbits(xor.view(np.uint8).reshape(*xor.shape, 8), axis=-1).sum(-1)
             hit = dist <= 10
         else:
-            hit = (x[s:s + 512] @ x.T) >= 0.65
+            hit = (x[s:s + 512] @ x.T) >= cnn_t
         i, j = np.nonzero(hit)
         i += s
         keep = i < j
@@ -315,7 +320,7 @@ def _pair_precision(x: np.ndarray, fam: list[str], kind: str, correct) -> dict:
 def run(args) -> dict:
     out: dict = {"machine": machine()}
     if args.corpus:
-        out["accuracy"] = run_accuracy(args)
+        out["accuracy"] = [run_accuracy(args, i) for i in args.corpus_index]
     if args.n:
         out["speed"] = run_speed(args)
         out["hash_lookup_speed"] = run_hash_speed(args)

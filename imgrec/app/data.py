@@ -11,7 +11,7 @@ from imgrec.app import projection as proj_mod
 from imgrec.app import state
 from imgrec.app.cache import per_index, register
 from imgrec.app.facts import IndexFacts, index_facts
-from imgrec.app.insights import DUPLICATE_MIN_THRESHOLD
+from imgrec.app.insights import duplicate_slider
 from imgrec.app.projection import Highlight, Projection
 from imgrec.app.queries import Feedback, QueryImage, QuerySet, refine_queries
 from imgrec.app.thumbs import thumbnail_bytes
@@ -223,7 +223,7 @@ def duplicates(idx: Index, threshold: float, decisions: bool = True) -> Any:
     remembered ones (the cache key holds them, so a decision shows at once)."""
     from imgrec.insights.duplicates.decide import Decisions
 
-    t_min = min(DUPLICATE_MIN_THRESHOLD, float(threshold))
+    t_min = min(duplicate_slider(idx)[0], float(threshold))
     stamp = Decisions(idx).stamp() if decisions else ()
     return _duplicates(idx, round(float(threshold), 4), t_min, bool(decisions), stamp)
 

@@ -15,12 +15,12 @@ from imgrec.app import data, state, widgets
 from imgrec.app.cache import per_index
 from imgrec.app.detail import open_detail, show_if_open
 from imgrec.app.formatting import card_label, chunks, duplicates_csv, member_detail
-from imgrec.app.insights import DUPLICATE_MIN_THRESHOLD
+from imgrec.app.insights import duplicate_slider
 from imgrec.app.quarantine import quarantine_view
 from imgrec.app.state import Key
 from imgrec.errors import ImgrecError
 from imgrec.index.index import Index
-from imgrec.insights.duplicates import DEFAULT_THRESHOLD, EXACT, SAME, SIMILAR, TIERS
+from imgrec.insights.duplicates import EXACT, SAME, SIMILAR, TIERS
 from imgrec.insights.duplicates.decide import KEEPER, Decision, Decisions
 
 GROUPS_SHOWN = 20  # duplicate groups per page (all are in the CSV)
@@ -102,9 +102,14 @@ def duplicates_view(idx: Index) -> None:
             "the non-keepers to a quarantine folder is shown as a dry run first and can be "
             "undone.", icon=":material/shield:")
     c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
-    threshold = c1.slider("Near-duplicate threshold (cosine similarity)",
-                          DUPLICATE_MIN_THRESHOLD, 1.0, DEFAULT_THRESHOLD, 0.01,
-                          key=Key.DUP_THRESHOLD, persist_state="session")
+    lo, default = duplicate_slider(idx)
+    held = state.get(Key.DUP_THRESHOLD)
+    if isinstance(held, int | float) and held < lo:  # kept from an index of another recipe
+        state.put(Key.DUP_THRESHOLD, lo)
+    threshold = c1.slider("Near-duplicate threshold (cosine similarity)", lo, 1.0, default,
+                          0.01, key=Key.DUP_THRESHOLD, persist_state="session",
+                          help="Default: the threshold calibrated for this index's embedding "
+                               "recipe.")
     raw = c2.toggle("Raw result", key=RAW, persist_state="session",
                     help="Ignore the decisions (they stay remembered): the groups as found.")
     message = state.pop(MESSAGE)

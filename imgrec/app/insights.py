@@ -2,14 +2,39 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from imgrec.features.recipe import Recipe, recipe_of
+
 #: Clusters the Insights page offers at most (the default is imgrec.clusters.DEFAULT_K).
 MAX_CLUSTERS = 100
 #: Members of a cluster shown per page of its grid.
 CLUSTER_PAGE = 24
 
 
-#: Lowest threshold the duplicates slider offers (near pairs are computed once at it).
-DUPLICATE_MIN_THRESHOLD = 0.5
+def duplicate_slider(index: Any) -> tuple[float, float]:
+    """(lowest, default) cosine of the duplicates slider for an index: its embedding
+    recipe's floor (near pairs are computed once at it) and candidate threshold.
+
+    Example:
+        >>> from imgrec.features.recipe import RECIPES
+        >>> duplicate_slider(RECIPES["v1"]), duplicate_slider(RECIPES["v2"])
+        ((0.5, 0.65), (0.62, 0.75))
+    """
+    r = index if isinstance(index, Recipe) else recipe_of(index)
+    return r.duplicate_floor, r.duplicate_threshold
+
+
+def graph_threshold(index: Any) -> float:
+    """The neighbour graph's link threshold slider default for an index (its recipe's).
+
+    Example:
+        >>> from imgrec.features.recipe import RECIPES
+        >>> graph_threshold(RECIPES["v1"]), graph_threshold(RECIPES["v2"])
+        (0.5, 0.62)
+    """
+    r = index if isinstance(index, Recipe) else recipe_of(index)
+    return r.graph_threshold
 
 
 def cluster_name(c: int) -> str:

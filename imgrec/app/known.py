@@ -15,7 +15,7 @@ from imgrec.app.cache import per_index
 from imgrec.app.queries import QueryImage, QuerySet
 from imgrec.app.state import Key
 from imgrec.index.index import Index
-from imgrec.insights.duplicates import DEFAULT_THRESHOLD, EXACT, SAME
+from imgrec.insights.duplicates import EXACT, SAME, default_threshold
 
 #: Galleries up to this size get their duplicate groups in the detail dialog at once (the
 #: all-pairs scan, cached per index); larger ones on a click.
@@ -38,17 +38,17 @@ def known_uploads(idx: Index, qs: QuerySet) -> None:
     if data.sharded(idx):
         return
     for q in qs.uploads:
-        v = _verdict(idx, q, DEFAULT_THRESHOLD)
+        v = _verdict(idx, q, default_threshold(idx))
         if v.tier in (EXACT, SAME):
             st.info(f"`{q.name}` is already in the collection as `{v.match}` "
                     f"({v.tier}, score {v.score:.3f}; {v.evidence}).",
                     icon=":material/content_copy:")
 
 
-def threshold() -> float:
-    """The threshold the Insights page's slider has, else the default."""
+def threshold(idx: Index) -> float:
+    """The threshold the Insights page's slider has, else the index recipe's default."""
     t = state.get(Key.DUP_THRESHOLD)
-    return float(t) if isinstance(t, int | float) else DEFAULT_THRESHOLD
+    return float(t) if isinstance(t, int | float) else default_threshold(idx)
 
 
 def report_for_detail(idx: Index) -> Any | None:
@@ -56,7 +56,7 @@ def report_for_detail(idx: Index) -> Any | None:
     large gallery)."""
     if len(idx) > AUTO_GROUPS and state.get(ASKED) != (str(idx.index_dir), idx.version):
         return None
-    return data.duplicates(idx, threshold())
+    return data.duplicates(idx, threshold(idx))
 
 
 def duplicate_section(idx: Index, d: Any, report: Any | None, open_detail: Any) -> None:

@@ -13,19 +13,22 @@ from pathlib import Path
 
 from imgrec.cli.output import printable, writing
 from imgrec.errors import ImgrecError
+from imgrec.features.recipe import RECIPES
 from imgrec.insights.duplicates import actions
-from imgrec.insights.duplicates.core import DEFAULT_THRESHOLD, find_duplicates
+from imgrec.insights.duplicates.core import find_duplicates
 from imgrec.insights.duplicates.report import EXACT, SAME, TIERS, write_csv
 
 EXIT_OK, EXIT_KNOWN = 0, 3
 TIER_FLAGS = {"exact": EXACT, "same": SAME, "similar": "similar shots"}
+RECIPE_DEFAULTS = ", ".join(f"{r.duplicate_threshold:g} for {n}" for n, r in RECIPES.items())
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The flags of ``imgrec duplicates``."""
     _index(p)
-    p.add_argument("--threshold", type=float, metavar="T", default=DEFAULT_THRESHOLD,
-                   help="embedding cosine a candidate pair needs (default: %(default)s)")
+    p.add_argument("--threshold", type=float, metavar="T", default=None,
+                   help="embedding cosine a candidate pair needs (default: the one calibrated "
+                        f"for the index's embedding recipe: {RECIPE_DEFAULTS})")
     p.add_argument("--exact-only", action="store_true",
                    help="same file content only (default: off)")
     p.add_argument("--tiers", default="exact,same",
@@ -60,8 +63,9 @@ def add_check_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("targets", nargs="+", metavar="FILE|DIR",
                    help="images, or folders of images, to check against the collection")
     _index(p)
-    p.add_argument("--threshold", type=float, metavar="T", default=DEFAULT_THRESHOLD,
-                   help="embedding cosine a candidate match needs (default: %(default)s)")
+    p.add_argument("--threshold", type=float, metavar="T", default=None,
+                   help="embedding cosine a candidate match needs (default: the one calibrated "
+                        f"for the index's embedding recipe: {RECIPE_DEFAULTS})")
     p.add_argument("--json", action="store_true", help="print one JSON list (default: off)")
 
 

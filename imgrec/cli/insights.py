@@ -116,7 +116,7 @@ def _graph(args: argparse.Namespace) -> int:
                           "seconds": round(g.seconds, 3),
                           **_sample_json(note, len(g.rows), len(idx))}))
         return EXIT_OK
-    print(f"{len(g.rows)} images, {len(g.edges)} links (k {args.k}, cosine >= {args.threshold:g}), "
+    print(f"{len(g.rows)} images, {len(g.edges)} links (k {args.k}, cosine >= {g.threshold:g}), "
           f"{len(sizes)} communities, modularity {g.modularity:.3f}; {g.seconds:.2f} s")
     if note:
         print(f"  ran on {note}")

@@ -241,6 +241,7 @@ def _info(sub: Any) -> None:
 
 
 def _insights(sub: Any) -> None:
+    from imgrec.features.recipe import RECIPES
     from imgrec.insights.clusters import clusters
     from imgrec.insights.graph import neighbour_graph
     from imgrec.insights.labels import label_counts
@@ -279,7 +280,9 @@ def _insights(sub: Any) -> None:
     gr.add_argument("-k", type=int, metavar="N", default=g["k"],
                     help="neighbours per image (default: %(default)s)")
     gr.add_argument("--threshold", type=float, metavar="T", default=g["threshold"],
-                    help="cosine a link needs (default: %(default)s)")
+                    help="cosine a link needs (default: the one calibrated for the index's "
+                         "embedding recipe: " + ", ".join(f"{r.graph_threshold:g} for {n}"
+                                                          for n, r in RECIPES.items()) + ")")
     gr.add_argument("--sample", type=int, metavar="N", default=g["sample"],
                     help="images in the graph (default: %(default)s)")
     gr.add_argument("--seed", type=int, default=g["seed"],

@@ -39,6 +39,12 @@ class Recipe:
     whiten: bool = False
     shrink: float = 0.5  # whitening eigenvalues: (1 - shrink) * l + shrink * mean(l)
     about: str = ""
+    #: cosine a pair needs to be a duplicate candidate (``imgrec duplicates``, ``check``)
+    duplicate_threshold: float = 0.65
+    #: lowest candidate threshold the dashboard's duplicates slider offers
+    duplicate_floor: float = 0.5
+    #: cosine a link of the neighbour graph needs (``imgrec graph``)
+    graph_threshold: float = 0.5
 
     def post(self) -> PostProcess | None:
         """An unfitted gallery-learned stage (centring/whitening), or None without one."""
@@ -60,11 +66,17 @@ class Recipe:
 
 
 #: ``v1`` is what every index built before recipes existed used (no ``recipe`` in its
-#: manifest); ``v2`` measured better on every benchmark (README "Quality").
+#: manifest); ``v2`` measured better on every benchmark (README "Quality"). The signed
+#: square root raises the cosine of unrelated pairs (median clip-art pair 0.30 -> 0.45), so
+#: each recipe carries its own thresholds; v2's admit as many pairs of the 1,130-image
+#: clip-art subsample as v1's (cosine >= 0.75: 1,969 pairs, v1 >= 0.65: 2,040; >= 0.62:
+#: 23,152, v1 >= 0.5: 22,995) and keep every demo variant with its original (README
+#: "Duplicates").
 RECIPES = {
     "v1": Recipe("v1", about="centre crop"),
     "v2": Recipe("v2", framing="letterbox", power=0.5,
-                 about="whole image letterboxed on white, signed square root"),
+                 about="whole image letterboxed on white, signed square root",
+                 duplicate_threshold=0.75, duplicate_floor=0.62, graph_threshold=0.62),
 }
 DEFAULT_RECIPE = "v2"
 
@@ -86,6 +98,19 @@ def recipe_named(name: str | None) -> Recipe:
         raise ImgrecError(f"the index was built with embedding recipe {name!r}, which this "
                           f"imgrec does not know ({', '.join(RECIPES)}): upgrade imgrec or "
                           "rebuild the index") from None
+
+
+def recipe_of(index: Any) -> Recipe:
+    """The recipe of an opened index (plain or sharded), whose thresholds are the defaults
+    of the duplicate finder and the neighbour graph; a bare matrix of vectors has the
+    default recipe's.
+
+    Example:
+        >>> recipe_of(np.zeros((2, 4))).duplicate_threshold
+        0.75
+    """
+    r = getattr(index, "recipe", None)
+    return r if isinstance(r, Recipe) else RECIPES[DEFAULT_RECIPE]
 
 
 def rebuild_hint(model: str, recipe: str | None) -> str | None:

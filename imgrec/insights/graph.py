@@ -25,13 +25,16 @@ import numpy as np
 from numba import njit, prange
 
 from imgrec._numba_cache import CACHE
+from imgrec.features.recipe import DEFAULT_RECIPE, RECIPES, recipe_of
 from imgrec.search.kernels import _PARALLEL
 
 if TYPE_CHECKING:
     from imgrec.index.index import Index
 
 DEFAULT_K = 5
-DEFAULT_THRESHOLD = 0.5
+#: link threshold in an index built now; every index has its recipe's own
+#: (:attr:`~imgrec.features.recipe.Recipe.graph_threshold`: 0.5 for v1, 0.62 for v2)
+DEFAULT_THRESHOLD = RECIPES[DEFAULT_RECIPE].graph_threshold
 DEFAULT_SAMPLE = 3000
 MAX_SAMPLE = 10_000
 LAYOUT_ITERATIONS = 60
@@ -51,6 +54,7 @@ class NeighbourGraph:
         seconds: time taken to build it.
         representatives: (c,) int64 node of each community whose embedding is most similar
             (cosine) to the mean of its community's.
+        threshold: the cosine a link needed.
     """
 
     rows: np.ndarray
@@ -62,6 +66,7 @@ class NeighbourGraph:
     modularity: float
     seconds: float = 0.0
     representatives: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    threshold: float = DEFAULT_THRESHOLD
 
     @property
     def n_communities(self) -> int:
@@ -120,14 +125,16 @@ def knn_edges(x: np.ndarray, k: int, threshold: float) -> tuple[np.ndarray, np.n
 
 
 def neighbour_graph(index: Index | np.ndarray, k: int = DEFAULT_K,
-                    threshold: float = DEFAULT_THRESHOLD, sample: int = DEFAULT_SAMPLE,
+                    threshold: float | None = None, sample: int = DEFAULT_SAMPLE,
                     seed: int = 0, iterations: int = LAYOUT_ITERATIONS) -> NeighbourGraph:
     """Build the kNN graph of (a sample of) the gallery with communities and a layout.
 
     Args:
         index: an opened :class:`~imgrec.index.index.Index`, or an (n, d) matrix of vectors.
         k: neighbours linked per image (default 5).
-        threshold: cosine similarity a link needs (default 0.5).
+        threshold: cosine similarity a link needs (None: the one calibrated for the
+            index's embedding recipe, 0.5 for v1 and 0.62 for v2; a matrix: the default
+            recipe's).
         sample: images drawn at random (with ``seed``) when the gallery is larger; at
             most :data:`MAX_SAMPLE`. Neighbours are searched within the sample.
         seed: for the sample, Louvain and the layout: same inputs, same graph.
@@ -151,6 +158,8 @@ def neighbour_graph(index: Index | np.ndarray, k: int = DEFAULT_K,
         raise ValueError(f"k must be at least 1, got {k}")
     if not 1 <= int(sample) <= MAX_SAMPLE:
         raise ValueError(f"sample must lie in 1..{MAX_SAMPLE}, got {sample}")
+    if threshold is None:
+        threshold = recipe_of(index).graph_threshold
     if not -1 <= float(threshold) <= 1:
         raise ValueError(f"threshold must lie in [-1, 1], got {threshold}")
     data = index.embeddings if hasattr(index, "embeddings") else np.asarray(index)
@@ -171,7 +180,7 @@ def neighbour_graph(index: Index | np.ndarray, k: int = DEFAULT_K,
     pos = _normalise(spread(layout(x, edges, weights, iterations, seed), community))
     return NeighbourGraph(rows, pos[:, 0].astype(np.float32), pos[:, 1].astype(np.float32),
                           community, edges, weights, modularity, time.perf_counter() - t0,
-                          representatives(x, community))
+                          representatives(x, community), float(threshold))
 
 
 def representatives(x: np.ndarray, community: np.ndarray) -> np.ndarray:

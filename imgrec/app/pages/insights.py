@@ -16,7 +16,7 @@ from imgrec.app.figures import (
 )
 from imgrec.app.formatting import card_label, chunks, page_of
 from imgrec.app.hover import plot_hover
-from imgrec.app.insights import CLUSTER_PAGE, cluster_name
+from imgrec.app.insights import CLUSTER_PAGE, cluster_name, graph_threshold
 from imgrec.app.projection import MAX_POINTS, selected_rows
 from imgrec.app.resources import load_index
 from imgrec.app.state import Key
@@ -25,7 +25,6 @@ from imgrec.app.widgets import cluster_slider
 from imgrec.errors import ImgrecError
 from imgrec.index.index import Index
 from imgrec.insights.graph import DEFAULT_K, DEFAULT_SAMPLE, MAX_SAMPLE
-from imgrec.insights.graph import DEFAULT_THRESHOLD as GRAPH_THRESHOLD
 
 COLS = 6
 GRAPH_SHOWN = 30  # thumbnails for a graph selection
@@ -125,7 +124,7 @@ def graph_view(idx: Index) -> None:
     c1, c2, c3 = st.columns(3)
     gk = c1.slider("Neighbours per image (k)", 1, 10, DEFAULT_K, key=Key.GRAPH_K,
                    persist_state="session")
-    gt = c2.slider("Link threshold (cosine)", 0.0, 0.95, GRAPH_THRESHOLD, 0.05,
+    gt = c2.slider("Link threshold (cosine)", 0.0, 0.95, graph_threshold(idx), 0.01,
                    key=Key.GRAPH_THRESHOLD, persist_state="session")
     most = min(n, MAX_SAMPLE)
     sample = (c3.slider("Images drawn", 2, most, min(DEFAULT_SAMPLE, most), key=Key.GRAPH_SAMPLE,

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from imgrec import images
 from imgrec.errors import ImgrecError
 from imgrec.insights.duplicates import signals as S
-from imgrec.insights.duplicates.core import DEFAULT_THRESHOLD, catalog, signal_of_file
+from imgrec.insights.duplicates.core import catalog, default_threshold, signal_of_file
 from imgrec.insights.duplicates.report import EXACT, SAME, SIMILAR
 
 if TYPE_CHECKING:
@@ -46,10 +46,11 @@ def files_of(targets: list[str | Path]) -> list[Path]:
     return out
 
 
-def check(index: Index, targets: list[str | Path], threshold: float = DEFAULT_THRESHOLD,
+def check(index: Index, targets: list[str | Path], threshold: float | None = None,
           k: int = 5) -> list[Verdict]:
     """For each file: exact copy (by hash), same picture (top-``k`` embedding neighbours
-    above ``threshold`` confirmed by the second signal), similar shot, or new."""
+    above ``threshold`` confirmed by the second signal), similar shot, or new (``threshold``
+    None: the one calibrated for the index's recipe, as :func:`find_duplicates` uses)."""
     by_sha = _by_sha(index)
     return [check_image(index, str(f), f.read_bytes(), threshold, k, by_sha=by_sha)
             for f in files_of(targets)]
@@ -60,7 +61,7 @@ def _by_sha(index: Index) -> dict[str, str]:
     return {m[3]: paths[r] for r, m in reversed(list(enumerate(catalog(index)))) if m[3]}
 
 
-def check_image(index: Index, name: str, data: bytes, threshold: float = DEFAULT_THRESHOLD,
+def check_image(index: Index, name: str, data: bytes, threshold: float | None = None,
                 k: int = 5, *, by_sha: dict[str, str] | None = None) -> Verdict:
     """The verdict on one image given as bytes (a file's, or an upload's named ``name``).
 
@@ -68,7 +69,8 @@ def check_image(index: Index, name: str, data: bytes, threshold: float = DEFAULT
         index: the collection.
         name: what the verdict calls the image (its suffix tells camera RAW apart).
         data: the image file's bytes.
-        threshold: embedding cosine a candidate match needs.
+        threshold: embedding cosine a candidate match needs (None: the index recipe's
+            :func:`~imgrec.insights.duplicates.core.default_threshold`).
         k: embedding neighbours looked at.
         by_sha: content hash -> indexed path (computed when not given).
 
@@ -77,6 +79,7 @@ def check_image(index: Index, name: str, data: bytes, threshold: float = DEFAULT
         >>> v.tier, v.match
         ('exact', 'coffee/coffee_orig.jpg')
     """
+    threshold = default_threshold(index) if threshold is None else float(threshold)
     sha = hashlib.sha256(data).hexdigest()
     by_sha = _by_sha(index) if by_sha is None else by_sha
     if sha in by_sha:

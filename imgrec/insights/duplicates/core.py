@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from imgrec.errors import ImgrecError, QueryError
+from imgrec.features.recipe import DEFAULT_RECIPE, RECIPES, recipe_of
 from imgrec.insights.duplicates import hashlookup as H
 from imgrec.insights.duplicates import signals as S
 from imgrec.insights.duplicates.group import Links, Unit, exif_date, star_groups
@@ -21,8 +22,9 @@ from imgrec.insights.duplicates.store import Store
 if TYPE_CHECKING:
     from imgrec.index.index import Index
 
-#: cosine similarity a pair of images needs to be a candidate (see the package docstring)
-DEFAULT_THRESHOLD = 0.65
+#: cosine similarity a pair needs to be a candidate in an index built now; every index has
+#: its recipe's own (:func:`default_threshold`; see the package docstring)
+DEFAULT_THRESHOLD = RECIPES[DEFAULT_RECIPE].duplicate_threshold
 MAX_NEIGHBOURS = 32
 
 
@@ -37,7 +39,13 @@ def catalog(index: Index) -> list[tuple[int, int, int, str, str]]:
     return out
 
 
-def find_duplicates(index: Index, threshold: float = DEFAULT_THRESHOLD, *, near: bool = True,
+def default_threshold(index: Index) -> float:
+    """The candidate threshold calibrated for the embedding recipe of ``index`` (0.65 for
+    ``v1``, 0.75 for ``v2``)."""
+    return recipe_of(index).duplicate_threshold
+
+
+def find_duplicates(index: Index, threshold: float | None = None, *, near: bool = True,
                     max_neighbours: int = MAX_NEIGHBOURS,
                     pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
                     confirm: bool = True, decisions: bool = True, hashes: bool = True,
@@ -46,7 +54,8 @@ def find_duplicates(index: Index, threshold: float = DEFAULT_THRESHOLD, *, near:
 
     Args:
         index: an opened index.
-        threshold: cosine similarity (0..1] a pair needs to be a candidate.
+        threshold: cosine similarity (0..1] a pair needs to be a candidate (None: the
+            one calibrated for the index's embedding recipe, :func:`default_threshold`).
         near: also look beyond exact copies (False: exact copies only, no embedding pass).
         max_neighbours: candidate partners kept per image.
         pairs: ``near_pairs(index.embeddings, index.embedding_norms, t0, max_neighbours)``
@@ -76,7 +85,7 @@ def find_duplicates(index: Index, threshold: float = DEFAULT_THRESHOLD, *, near:
         [('same picture', 'astronaut/astronaut_grey.png', 'most detail (~0.08 MP effective),
           original orientation (1 rotated/mirrored copy)')]
     """
-    t = _check_threshold(threshold)
+    t = _check_threshold(default_threshold(index) if threshold is None else threshold)
     t0 = time.perf_counter()
     n = len(index)
     meta = catalog(index)
