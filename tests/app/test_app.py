@@ -733,7 +733,10 @@ def test_insights_duplicates_slider_changes_the_groups(make_app, tiny_index: Pat
     at = open_insights(make_app, tiny_index, "duplicates")
     assert "never deletes" in " ".join(i.value for i in at.info)
     idx = Index.open(tiny_index)
-    assert at.slider(key="dup_threshold").value == pytest.approx(0.65)
+    default = idx.recipe.duplicate_threshold  # the index's recipe's calibrated threshold
+    assert idx.recipe.name == "v2" and default == pytest.approx(0.75)
+    assert at.slider(key="dup_threshold").value == pytest.approx(default)
+    assert at.slider(key="dup_threshold").min == pytest.approx(idx.recipe.duplicate_floor)
 
     def groups_shown() -> tuple[str, list[tuple[str, str]]]:
         metrics = {m.label: m.value for m in at.metric}
@@ -741,7 +744,7 @@ def test_insights_duplicates_slider_changes_the_groups(make_app, tiny_index: Pat
         return metrics["Groups"], keepers
 
     counts = {}
-    for t in (0.65, 0.99):
+    for t in (default, 0.99):
         at.slider(key="dup_threshold").set_value(t).run()
         assert_clean(at)
         rep = find_duplicates(idx, t)
@@ -749,10 +752,10 @@ def test_insights_duplicates_slider_changes_the_groups(make_app, tiny_index: Pat
         assert count == str(len(rep.groups))
         assert keepers == [("★ keeper", g.keeper.path) for g in rep.groups]
         counts[t] = sorted(len(g.members) for g in rep.groups)
-    assert counts[0.65] == [4, 4, 4]  # three photos, four variants each
+    assert counts[default] == [4, 4, 4]  # three photos, four variants each
     # at 0.99 the embedding scan keeps no pair; the rotation-invariant hash lookup still
     # pairs each photo with its blurred copy (pHash 0/64), so the groups shrink
-    assert counts[0.99] != counts[0.65] and all(n < 4 for n in counts[0.99])
+    assert counts[0.99] != counts[default] and all(n < 4 for n in counts[0.99])
     assert at.get("download_button")
 
 

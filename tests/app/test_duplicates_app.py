@@ -217,7 +217,9 @@ def test_detail_dialog_names_the_duplicate_group(make_app, tiny_index: Path, gal
     assert_clean(at)
     text = " ".join(m.value for m in at.markdown)
     assert f"**Path:** `{member.path}`" in text
-    assert (f"**Duplicates:** same picture (cosine ≥ 0.65), 4 images, keeper `{g.keeper.path}`; "
+    t = Index.open(tiny_index).recipe.duplicate_threshold
+    assert rep.threshold == t == 0.75  # the v2 recipe's calibrated threshold
+    assert (f"**Duplicates:** same picture (cosine ≥ {t:g}), 4 images, keeper `{g.keeper.path}`; "
             f"{member.evidence}") in text
     others = [m for m in g.members if m.path != member.path]
     assert [b.help for b in at.button if (b.key or "").startswith("detail_dup_")] == \
@@ -240,5 +242,5 @@ def test_detail_dialog_names_the_duplicate_group(make_app, tiny_index: Path, gal
     at.button(key="detail_dups").click().run()
     assert_clean(at)
     want = next(x for x in rep.groups if first in [m.path for m in x.members])
-    assert f"same picture (cosine ≥ 0.65), {len(want.members)} images" in \
+    assert f"same picture (cosine ≥ {t:g}), {len(want.members)} images" in \
         " ".join(m.value for m in at.markdown)

@@ -280,7 +280,7 @@ def test_every_flag_has_a_help_text_with_its_default():
 
 def test_parser_defaults_are_those_of_the_functions_it_calls():
     from imgrec.insights.clusters import DEFAULT_K
-    from imgrec.insights.duplicates import DEFAULT_THRESHOLD
+    from imgrec.insights.duplicates import find_duplicates
     from imgrec.insights.export import DEFAULT_SAMPLE
     from imgrec.insights.graph import DEFAULT_SAMPLE as GRAPH_SAMPLE
 
@@ -294,7 +294,13 @@ def test_parser_defaults_are_those_of_the_functions_it_calls():
         assert getattr(searched, name) == defaults(Index.search)[name], name
     assert p.parse_args(["clusters"]).k is None  # chosen from the data (auto_k), as the dashboard
     assert p.parse_args(["clusters", "-k", "7"]).k == 7
-    assert p.parse_args(["duplicates"]).threshold == DEFAULT_THRESHOLD
+    # None: the threshold calibrated for the index's recipe (find_duplicates, check and
+    # neighbour_graph resolve it from the index they are given)
+    assert p.parse_args(["duplicates"]).threshold is None
+    assert defaults(find_duplicates)["threshold"] is None
+    assert p.parse_args(["check", "a.jpg"]).threshold is None
+    assert p.parse_args(["graph"]).threshold is None
+    assert p.parse_args(["duplicates", "--threshold", "0.8"]).threshold == 0.8
     assert p.parse_args(["graph"]).sample == GRAPH_SAMPLE
     assert p.parse_args(["export", "projector", "out"]).sample == DEFAULT_SAMPLE
     assert p.parse_args(["export", "csv", "out.csv"]).clusters == DEFAULT_K

@@ -29,7 +29,9 @@ from imgrec.insights.duplicates import (
 
 def test_demo_variants_group_by_photo(demo_index):
     rep = find_duplicates(demo_index)
-    assert rep.threshold == DEFAULT_THRESHOLD and rep.images == 170
+    # the threshold calibrated for the index's recipe (README "Duplicates")
+    assert demo_index.recipe.name == "v2" and rep.threshold == 0.75 == DEFAULT_THRESHOLD
+    assert rep.images == 170
     seen = set()
     for g in rep.groups:
         fams = {family_of(m.path) for m in g.members}
@@ -44,11 +46,32 @@ def test_demo_variants_group_by_photo(demo_index):
     # stricter thresholds never merge photos; pairs computed once at a lower threshold
     # (a slider's cache) give the same groups
     pairs = near_pairs(demo_index.embeddings, demo_index.embedding_norms, 0.5)
-    for t in (0.65, 0.8, 0.95):
+    for t in (0.65, 0.75, 0.8, 0.95):
         strict = find_duplicates(demo_index, t)
         assert strict.to_rows() == find_duplicates(demo_index, t, pairs=pairs).to_rows()
         for g in strict.groups:
             assert len({family_of(m.path) for m in g.members}) == 1
+
+
+def test_recipe_thresholds_separate_the_demo_photos(demo_index):
+    """The v2 recipe's thresholds, measured on the demo: every variant pair of one photo is
+    at or above the candidate threshold, every pair of different photos below the slider's
+    floor (the calibration the README gives: 0.61 at most across photos, 0.76 at least
+    within one)."""
+    from imgrec.features.recipe import RECIPES, recipe_of
+
+    r = recipe_of(demo_index)
+    assert r is RECIPES["v2"] and (r.duplicate_threshold, r.graph_threshold) == (0.75, 0.62)
+    assert (RECIPES["v1"].duplicate_threshold, RECIPES["v1"].graph_threshold) == (0.65, 0.5)
+    x = np.asarray(demo_index.embeddings, np.float64)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    sims = x @ x.T
+    fams = np.array([family_of(p) for p in demo_index.all_paths()])
+    same = fams[:, None] == fams[None, :]
+    off = ~np.eye(len(x), dtype=bool)
+    assert sims[same & off].min() >= r.duplicate_threshold
+    assert sims[~same].max() < r.duplicate_floor <= r.graph_threshold
+    assert np.median(sims[~same]) > 0.3  # v2 lifts unrelated pairs (v1's median: 0.18)
 
 
 def test_threshold_is_validated(demo_index):
@@ -149,7 +172,7 @@ def test_cli_duplicates_csv(demo_cli, cli_env, tmp_path):
     out = cli("duplicates", "--index", demo_cli.index, "--csv", tmp_path / "d.csv")
     assert out.returncode == 0, out.stderr
     head = out.stdout.splitlines()[0]
-    assert "duplicate groups (0 exact, " in head and "cosine >= 0.65) among 170 images" in head
+    assert "duplicate groups (0 exact, " in head and "cosine >= 0.75) among 170 images" in head
     with open(tmp_path / "d.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert {r["tier"] for r in rows} == {"same picture", "similar shots"}
