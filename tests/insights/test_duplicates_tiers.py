@@ -11,7 +11,7 @@ import shutil
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from imgrec import Index, build_index
 from imgrec.cli import duplicates as dcli
@@ -148,6 +148,33 @@ def test_check_known_and_new(copies_index, photos, tmp_path, capsys):
     assert got["turned.jpg"]["tier"] == SAME and got["turned.jpg"]["match"].startswith("a")
     assert got["fresh.jpg"]["known"] is False
     assert dcli.run_check(p.parse_args([str(new / "fresh.jpg"), "--index", str(ix)])) == 0
+
+
+def test_check_confirms_a_crop_as_the_scan_does(copies_index, tmp_path):
+    """`check` confirms a candidate with the scan's own confirmation: a real crop keeping
+    half of the coffee photo is the same picture; the same crop over-sharpened (it then
+    claims more detail than its region of the original holds) confirms by correlation
+    alone but fails the detail-consistency check, in `check` as in the scan."""
+    from imgrec.insights.duplicates import signals as S
+    from imgrec.insights.duplicates.check import check
+
+    g, _, idx = copies_index
+    b = Image.open(g / "b.jpg").convert("RGB")
+    w, h = b.size
+    cw, ch = round(w * 0.72), round(h * 0.72)
+    crop = b.crop(((w - cw) // 2, (h - ch) // 2, (w - cw) // 2 + cw, (h - ch) // 2 + ch))
+    crop.save(tmp_path / "crop.png")
+    sharp = crop.filter(ImageFilter.UnsharpMask(1, 1500, 0))
+    sharp.save(tmp_path / "sharp.png")
+    got = {v.file.split("/")[-1]: v for v in check(idx, [tmp_path / "crop.png",
+                                                          tmp_path / "sharp.png"])}
+    assert got["crop.png"].tier == SAME and got["crop.png"].match in ("b.jpg", "b_copy.jpg")
+    assert "is a crop of 5" in got["crop.png"].evidence, got["crop.png"]
+    v = got["sharp.png"]
+    assert v.tier == SIMILAR and v.match in ("b.jpg", "b_copy.jpg"), v
+    assert "the detail of its region" in v.evidence, v
+    sb, ss = S.compute(b), S.compute(sharp)
+    assert S.confirm(ss, sb)[0]  # the correlation alone would have confirmed it
 
 
 def _brute(x: np.ndarray, t: float):

@@ -11,7 +11,12 @@ from typing import TYPE_CHECKING, Any
 from imgrec import images
 from imgrec.errors import ImgrecError
 from imgrec.insights.duplicates import signals as S
-from imgrec.insights.duplicates.core import catalog, default_threshold, signal_of_file
+from imgrec.insights.duplicates.core import (
+    catalog,
+    confirm_pair,
+    default_threshold,
+    signal_of_file,
+)
 from imgrec.insights.duplicates.report import EXACT, SAME, SIMILAR
 
 if TYPE_CHECKING:
@@ -51,9 +56,9 @@ def check(index: Index, targets: list[str | Path], threshold: float | None = Non
     """For each file: exact copy (by hash), same picture (top-``k`` embedding neighbours
     above ``threshold`` confirmed by the second signal), similar shot, or new (``threshold``
     None: the one calibrated for the index's recipe, as :func:`find_duplicates` uses)."""
-    by_sha = _by_sha(index)
-    return [check_image(index, str(f), f.read_bytes(), threshold, k, by_sha=by_sha)
-            for f in files_of(targets)]
+    by_sha, longs = _by_sha(index), _longs(index)
+    return [check_image(index, str(f), f.read_bytes(), threshold, k, by_sha=by_sha,
+                        longs=longs) for f in files_of(targets)]
 
 
 def _by_sha(index: Index) -> dict[str, str]:
@@ -61,8 +66,14 @@ def _by_sha(index: Index) -> dict[str, str]:
     return {m[3]: paths[r] for r, m in reversed(list(enumerate(catalog(index)))) if m[3]}
 
 
+def _longs(index: Index) -> dict[str, int]:
+    """path -> long side in pixels (from the catalog, as the scan reads it)."""
+    return {p: max(m[0], m[1]) for p, m in zip(index.all_paths(), catalog(index), strict=True)}
+
+
 def check_image(index: Index, name: str, data: bytes, threshold: float | None = None,
-                k: int = 5, *, by_sha: dict[str, str] | None = None) -> Verdict:
+                k: int = 5, *, by_sha: dict[str, str] | None = None,
+                longs: dict[str, int] | None = None) -> Verdict:
     """The verdict on one image given as bytes (a file's, or an upload's named ``name``).
 
     Args:
@@ -73,6 +84,9 @@ def check_image(index: Index, name: str, data: bytes, threshold: float | None = 
             :func:`~imgrec.insights.duplicates.core.default_threshold`).
         k: embedding neighbours looked at.
         by_sha: content hash -> indexed path (computed when not given).
+        longs: indexed path -> long side (computed when not given): a candidate is
+            confirmed as the scan confirms a pair (:func:`.core.confirm_pair`), so a crop
+            must be consistent in detail too.
 
     Example:
         >>> v = check_image(idx, "cup.jpg", open("photos/coffee/coffee_orig.jpg", "rb").read())
@@ -92,14 +106,16 @@ def check_image(index: Index, name: str, data: bytes, threshold: float | None = 
     except ImgrecError as e:
         return Verdict(name, None, None, 0.0, f"unreadable: {e}")
     mine = S.compute(rgb)
+    longs = _longs(index) if longs is None else longs
     best: Verdict | None = None
     for h in res.per_query[0]:
         if h.score < threshold:
             continue
-        theirs = signal_of_file(index, h.path)
-        ok, ev = S.confirm(mine, theirs) if theirs is not None else (False, "")
+        ok, ev = confirm_pair(mine, signal_of_file(index, h.path), max(rgb.size),
+                              longs.get(h.path, 0))
         if ok:
             return Verdict(name, SAME, h.path, float(h.score), ev)
         if best is None:
-            best = Verdict(name, SIMILAR, h.path, float(h.score), f"cosine {h.score:.3f}")
+            best = Verdict(name, SIMILAR, h.path, float(h.score),
+                           f"cosine {h.score:.3f} ({ev})")
     return best or Verdict(name, None, None, 0.0)

@@ -216,12 +216,19 @@ def _links(index: Index, units: dict[str, Unit], cand: dict[tuple[str, str], flo
     signals_for(index, units, {k for pair in cand for k in pair}, paths, store, notes)
 
     def check(a: str, b: str) -> tuple[bool, str]:
-        sa, sb = units[a].signal, units[b].signal
-        if sa is None or sb is None:
-            return False, "no second signal"
-        return S.confirm(sa, sb, (units[a].long, units[b].long))
+        return confirm_pair(units[a].signal, units[b].signal, units[a].long, units[b].long)
 
     return Links(cand, check)
+
+
+def confirm_pair(a: S.Signal | None, b: S.Signal | None, long_a: int, long_b: int
+                 ) -> tuple[bool, str]:
+    """Whether two images are the same picture, and the evidence: the one confirmation
+    that the scan and :mod:`.check` share (:func:`.signals.confirm` with the long sides
+    of both images, so a crop must also be consistent in detail)."""
+    if a is None or b is None:
+        return False, "no second signal"
+    return S.confirm(a, b, (int(long_a), int(long_b)))
 
 
 def _finish(groups: list[DuplicateGroup], meta: list[tuple[int, int, int, str, str]]
