@@ -21,7 +21,7 @@ clip-art subsample. ``v1`` (centre crop): the most similar pair of *different* d
 has cosine 0.42; 0.65 keeps every variant but the small rotations within the threshold of
 its original. ``v2`` (letterbox, signed square root) raises every cosine: the most similar
 different pair has 0.61, and 0.75 keeps every variant while admitting as many clip-art
-pairs as v1's 0.65 (1,969 against 2,040 of 638,000).
+pairs as v1's 0.65 (1,969 against 2,040 of 637,885).
 
 Example:
     >>> rep = find_duplicates(idx)
