@@ -6,9 +6,11 @@ For every image (decoded from the gallery file, upright):
   the DCT hashes of all eight rotations/mirrorings follow from this one transform
   (mirroring negates the odd columns or rows, a transpose swaps the axes), so a rotated or
   mirrored copy is compared with the original under its best-matching variant;
-* a grey thumbnail (48 pixels on the long side): a crop keeping at least half the frame is
-  confirmed by normalised cross-correlation of the crop against every position and scale
-  in the other image's thumbnail, under all eight variants;
+* a grey thumbnail (48 pixels on the long side, kept in floating point: rounded to whole
+  grey levels, the fine detail of a smooth picture is mostly rounding noise): a crop
+  keeping at least half the frame is confirmed by normalised cross-correlation of the crop
+  against every position and scale in the other image's thumbnail, under all eight
+  variants;
 * its detail: the effective linear resolution factor (the smallest downscale that loses
   no detail, see :func:`detail`), so an upscaled copy ranks below its original.
 """
@@ -39,7 +41,7 @@ class Signal:
     """What :func:`compute` measures of one image."""
 
     dct: np.ndarray  #: (8, 8) float32 lowest DCT frequencies
-    thumb: np.ndarray  #: (h, w) uint8 grey thumbnail, long side THUMB
+    thumb: np.ndarray  #: (h, w) float32 grey thumbnail (0..255), long side THUMB
     detail: float  #: effective resolution: pixels on the long side that carry detail
 
 
@@ -52,7 +54,7 @@ def compute(rgb: Image.Image) -> Signal:
     dct = dctn(small, norm="ortho")[:8, :8].astype(np.float32)
     s = THUMB / max(grey.size)
     tw, th = max(1, round(grey.width * s)), max(1, round(grey.height * s))
-    thumb = np.asarray(grey.resize((tw, th), Image.LANCZOS), np.uint8)
+    thumb = np.asarray(grey.convert("F").resize((tw, th), Image.LANCZOS), np.float32)
     return Signal(dct, thumb, detail(grey))
 
 

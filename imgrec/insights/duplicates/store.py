@@ -21,7 +21,7 @@ from imgrec.insights.duplicates.signals import Signal
 
 FILE = "duplicates.sqlite"
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS signals_v1 (  -- bump the suffix when signals.py changes
+CREATE TABLE IF NOT EXISTS signals_v2 (  -- bump the suffix when signals.py changes
     sha256 TEXT PRIMARY KEY, dct BLOB, thumb BLOB, th INTEGER, tw INTEGER, detail REAL);
 CREATE TABLE IF NOT EXISTS distinct_pairs (
     a TEXT, b TEXT, at REAL, PRIMARY KEY (a, b));
@@ -60,10 +60,11 @@ class Store:
             for s in range(0, len(hashes), 900):
                 part = hashes[s:s + 900]
                 for sha, dct, thumb, th, tw, det in con.execute(
-                        f"SELECT * FROM signals_v1 WHERE sha256 IN ({','.join('?' * len(part))})",
+                        f"SELECT * FROM signals_v2 WHERE sha256 IN ({','.join('?' * len(part))})",
                         part):
                     out[sha] = Signal(np.frombuffer(dct, np.float32).reshape(8, 8).copy(),
-                                      np.frombuffer(thumb, np.uint8).reshape(th, tw).copy(),
+                                      np.frombuffer(thumb, np.float16).reshape(th, tw).astype(
+                                          np.float32),
                                       float(det))
         finally:
             con.close()
@@ -75,8 +76,9 @@ class Store:
             return
         con = self._con()
         try:
-            con.executemany("INSERT OR REPLACE INTO signals_v1 VALUES (?, ?, ?, ?, ?, ?)",
-                            [(h, s.dct.astype(np.float32).tobytes(), s.thumb.tobytes(),
+            con.executemany("INSERT OR REPLACE INTO signals_v2 VALUES (?, ?, ?, ?, ?, ?)",
+                            [(h, s.dct.astype(np.float32).tobytes(),
+                              s.thumb.astype(np.float16).tobytes(),
                               s.thumb.shape[0], s.thumb.shape[1], s.detail)
                              for h, s in found.items()])
             con.commit()
