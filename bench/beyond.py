@@ -53,7 +53,7 @@ def synthetic(work: Path, n: int, dim: int, groups: int, dup_frac: float) -> tup
 
 def run(args) -> dict:
     from imgrec.insights.clusters import clusters
-    from imgrec.insights.duplicates import DEFAULT_THRESHOLD, find_duplicates
+    from imgrec.insights.duplicates import default_threshold, find_duplicates
     from imgrec.insights.graph import neighbour_graph
 
     t = time.perf_counter()
@@ -94,9 +94,10 @@ def run(args) -> dict:
 
     if not args.skip_duplicates:
         t = time.perf_counter()
-        rep = find_duplicates(ix, DEFAULT_THRESHOLD)
+        t_dup = default_threshold(ix)  # arrays without a recipe: v1's, 0.65
+        rep = find_duplicates(ix, t_dup)
         secs = time.perf_counter() - t
-        out["duplicates"] = {"threshold": DEFAULT_THRESHOLD, "seconds": round(secs, 1),
+        out["duplicates"] = {"threshold": t_dup, "seconds": round(secs, 1),
                              "pairs_scanned": args.n * (args.n - 1) // 2,
                              "groups": len(rep.groups), "planted": planted,
                              "in_groups": sum(len(gr.members) for gr in rep.groups),
