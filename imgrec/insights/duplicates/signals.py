@@ -31,7 +31,10 @@ SCALES = tuple(np.round(np.arange(0.5, 1.0001, 0.05), 2))
 DETAIL_MAX = 1600
 ENERGY = 0.6  # share of the gradient energy below the effective resolution
 DETAIL_SIGMA = 1.0  # blur (thumbnail pixels) whose residue is the fine detail
-DETAIL_MIN = 0.25  # correlation of the fine detail that a confirmation also needs
+DETAIL_MIN = 0.25  # correlation of the fine detail that a crop confirmation also needs
+HASH_DETAIL_MIN = 0.45  # ... that a pHash confirmation needs
+CROP_SURE = 0.97  # a crop correlation below this needs CROP_DETAIL_MIN of fine detail
+CROP_DETAIL_MIN = 0.6
 REFINE_FROM = 0.7  # a coarse crop correlation from which the placement is refined
 CROP_DETAIL_MAX = 1.3  # a crop's detail over its region's (see crop_detail_ratio)
 
@@ -145,8 +148,10 @@ def crop_match(part: np.ndarray, whole: np.ndarray) -> tuple[float, float]:
     on a grid of whole pixels and :data:`SCALES`; the best placement is then refined to a
     quarter pixel (:func:`_refine`: at 48 pixels a half-pixel offset alone can take a
     fine-textured crop from 0.99 to 0.87). The refined placement's fine detail must agree
-    too (:func:`detail_agreement` at least :data:`DETAIL_MIN`), else the correlation is
-    the shading's alone and counts as 0."""
+    too (:func:`detail_agreement` at least :data:`DETAIL_MIN`, or :data:`CROP_DETAIL_MIN`
+    for a correlation below :data:`CROP_SURE`: neighbouring tiles of one smooth wallpaper
+    correlate 0.93-0.97 with their detail agreeing 0.15-0.6), else the correlation is the
+    shading's alone and counts as 0."""
     from scipy.signal import correlate
 
     wh, ww = whole.shape
@@ -182,7 +187,8 @@ def crop_match(part: np.ndarray, whole: np.ndarray) -> tuple[float, float]:
     if best >= REFINE_FROM:
         best, box = _refine(p, whole, box, best)
     share = min(1.0, (box[2] * box[3]) / (ww * wh))
-    if detail_agreement(*_placed(p, whole, box)) < DETAIL_MIN:
+    need = DETAIL_MIN if best >= CROP_SURE else CROP_DETAIL_MIN
+    if detail_agreement(*_placed(p, whole, box)) < need:
         best = 0.0
     return min(best, 1.0), share
 
@@ -250,7 +256,7 @@ def confirm(a: Signal, b: Signal, longs: tuple[int, int] | None = None) -> tuple
              "rotated 270", "transverse")
     if dist <= HASH_BITS:
         agree = detail_agreement(a.thumb, aligned(b.thumb, v, a.thumb.shape))
-        if agree >= DETAIL_MIN:
+        if agree >= HASH_DETAIL_MIN:
             return True, f"pHash {dist}/64 ({names[v]}), detail agrees {agree:.2f}"
     tries = sorted([(crop_match(b.thumb, a.thumb), "b"), (crop_match(a.thumb, b.thumb), "a")],
                    reverse=True)
