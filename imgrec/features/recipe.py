@@ -101,16 +101,19 @@ def recipe_named(name: str | None) -> Recipe:
 
 
 def recipe_of(index: Any) -> Recipe:
-    """The recipe of an opened index (plain or sharded), whose thresholds are the defaults
-    of the duplicate finder and the neighbour graph; a bare matrix of vectors has the
-    default recipe's.
+    """The recipe of an opened index (plain or sharded, or a sample drawn from one: its
+    ``source``'s), whose thresholds are the defaults of the duplicate finder and the
+    neighbour graph; a bare matrix of vectors has the default recipe's.
 
     Example:
         >>> recipe_of(np.zeros((2, 4))).duplicate_threshold
         0.75
     """
-    r = getattr(index, "recipe", None)
-    return r if isinstance(r, Recipe) else RECIPES[DEFAULT_RECIPE]
+    for obj in (index, getattr(index, "source", None)):
+        r = getattr(obj, "recipe", None)
+        if isinstance(r, Recipe):
+            return r
+    return RECIPES[DEFAULT_RECIPE]
 
 
 def rebuild_hint(model: str, recipe: str | None) -> str | None:
