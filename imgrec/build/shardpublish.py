@@ -190,7 +190,8 @@ def _write(shards: Shards, writers: list[VersionWriter], local: list[list[catalo
         prev = shards.previous[i]
         kept = (same[i] and w.n == len(prev.index) and _same_pca(pca, prev.index.pca())
                 and {e.path: e for e in local[i]} == shards.catalogs[i]
-                and (prev.labels is not None) == labelled)
+                and (prev.labels is not None) == labelled
+                and str(prev.index.root) == fields["gallery_root"])
         if kept:
             w.abort()
             versions.append(prev.index.version)
