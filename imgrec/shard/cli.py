@@ -103,8 +103,9 @@ def add_shards_option(p: argparse.ArgumentParser) -> None:
     """Add ``--shards N`` to the ``index`` command."""
     p.add_argument("--shards", type=int, metavar="N", default=None,
                    help="write a new collection as a sharded index of N shards (searched "
-                        "over Ray; --index must be a new or empty folder) (default: one "
-                        "ordinary index)")
+                        "over Ray; --index must be a new or empty folder); an --index that "
+                        "is a sharded index is synced, each file in its shard, new files "
+                        "in the smallest (default: one ordinary index)")
 
 
 def add_ray_option(p: argparse.ArgumentParser) -> None:

@@ -27,6 +27,7 @@ from imgrec.shard.cli import verify_shards
 from imgrec.shard.sharded import ShardedIndex
 from imgrec.shard.split import MANIFEST, ShardedManifest, open_shard, split
 
+ROOT = Path(__file__).resolve().parents[2]
 ULPS = 1e-12  # float64 scores agree to rounding (see test_sharded.py)
 METHODS = (("embedding", "cosine"), ("embedding", "all"), ("color", "chi2"),
            ("pca", "cosine"), ("pca", "euclidean"))
@@ -254,3 +255,47 @@ def test_watch_keeps_a_sharded_index_in_sync(demo_cli, real_embedder, cli_env, t
     verify = run_cli("info", "--verify", "--index", out, env=cli_env)
     assert verify.returncode == 0 and "ok: sharded index" in verify.stdout, verify.stderr
     assert "2 shards checked (0 problems)" in verify.stdout
+
+
+def _metrics(at) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def test_sync_now_in_the_dashboard_syncs_a_sharded_index(ray_cluster, demo_cli, real_embedder,
+                                                         monkeypatch, tmp_path,
+                                                         tmp_path_factory):
+    from streamlit.testing.v1 import AppTest
+
+    gallery, out, _ = _setup(demo_cli, tmp_path)
+    build_index(gallery, out, embedder=real_embedder, workers=0)  # now of this gallery
+    monkeypatch.setenv("IMGREC_INDEX_DIR", str(out))
+    monkeypatch.setenv("IMGREC_DEMO_DIR", str(tmp_path / "demo"))
+    monkeypatch.setenv("IMGREC_ALLOWED_ROOTS", str(tmp_path_factory.getbasetemp()))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at.run()
+    at.switch_page("imgrec/app/pages/dataset.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    m = _metrics(at)
+    assert (m["New files"], m["Changed files"], m["Removed files"]) == ("0", "0", "0")
+    assert at.button(key="sync").disabled
+    files = sorted(gallery.rglob("*.jpg"))
+    for i, p in enumerate(files[10:12]):
+        ImageOps.mirror(Image.open(p).convert("RGB")).save(gallery / f"new-{i}.jpg")
+    files[-1].unlink()
+    time.sleep(11)  # the scan is kept for 10 s
+    at.run()
+    m = _metrics(at)
+    assert (m["New files"], m["Changed files"], m["Removed files"]) == ("2", "0", "1")
+    at.button(key="sync").click().run()
+    end = time.monotonic() + 300
+    while ShardedManifest.read(out).count != 171 and time.monotonic() < end:
+        time.sleep(0.5)
+    for _ in range(60):
+        at.run()
+        if _metrics(at).get("New files") == "0" and _metrics(at)["Indexed images"] == "171":
+            break
+        time.sleep(1)
+    m = _metrics(at)
+    assert (m["New files"], m["Changed files"], m["Removed files"]) == ("0", "0", "0")
+    assert m["Indexed images"] == "171" and not at.exception
+    assert {"new-0.jpg", "new-1.jpg"} <= set(_rows(out))
