@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import shutil
 import signal
 import subprocess
@@ -299,3 +300,30 @@ def test_sync_now_in_the_dashboard_syncs_a_sharded_index(ray_cluster, demo_cli, 
     assert (m["New files"], m["Changed files"], m["Removed files"]) == ("0", "0", "0")
     assert m["Indexed images"] == "171" and not at.exception
     assert {"new-0.jpg", "new-1.jpg"} <= set(_rows(out))
+
+
+def test_index_syncs_a_sharded_index_from_the_command_line(demo_cli, cli_env, tmp_path):
+    gallery, out = tmp_path / "g", tmp_path / "sharded"
+    for fam in ("chelsea", "coffee"):
+        shutil.copytree(demo_cli.gallery / fam, gallery / fam)
+    made = run_cli("index", gallery, "--index", out, "--shards", "2", "--workers", "0",
+                   "--quiet", env=cli_env)
+    assert made.returncode == 0, made.stderr[-2000:]
+    src = gallery / "chelsea/chelsea_orig.jpg"
+    ImageOps.mirror(Image.open(src).convert("RGB")).save(gallery / "a-new.jpg", quality=90)
+    (gallery / "coffee/coffee_orig.jpg").unlink()
+    synced = run_cli("index", gallery, "--index", out, "--workers", "0", env=cli_env)
+    assert synced.returncode == 0, synced.stderr[-2000:]
+    assert "added 1, updated 0, moved 0, removed 1, unchanged 23" in synced.stdout
+    assert re.search(r"^features \[#+\] 24/24 100\.0%", synced.stderr, re.M), synced.stderr
+    assert re.search(r"^write +\[#+\] 24/24", synced.stderr, re.M), synced.stderr
+    m = ShardedManifest.read(out)
+    assert [s.count for s in m.shards] == [12, 12] and "a-new.jpg" in _rows(out)
+    # a sync that would leave a shard without images is refused; nothing changes
+    for p in open_shard(out / m.shards[1].name, m.shards[1].version).all_paths():
+        (gallery / p).unlink()
+    before = (out / MANIFEST).read_bytes()
+    refused = run_cli("index", gallery, "--index", out, "--workers", "0", env=cli_env)
+    assert refused.returncode == 2 and "shard-001" in refused.stderr, refused.stderr
+    assert "without images" in refused.stderr.strip().splitlines()[-1]
+    assert (out / MANIFEST).read_bytes() == before and verify_shards(out, m) == []
