@@ -13,6 +13,7 @@ one consistent set of versions: no row in two shards, none lost.
 
 from __future__ import annotations
 
+import heapq
 import json
 import os
 from dataclasses import replace
@@ -40,11 +41,13 @@ def route(entries: list[catalog.Entry], member: dict[str, int], n: int) -> dict[
     target = {e.path: member[e.path] for e in entries
               if e.row is not None and e.path in member}
     sizes = np.bincount(np.array(list(target.values()), np.int64), minlength=n).tolist()
+    smallest = [(c, i) for i, c in enumerate(sizes)]
+    heapq.heapify(smallest)
     for e in entries:
         if e.row is not None and e.path not in target:
-            t = min(range(n), key=lambda i: (sizes[i], i))
+            c, t = heapq.heappop(smallest)
             target[e.path] = t
-            sizes[t] += 1
+            heapq.heappush(smallest, (c + 1, t))
     return target
 
 
@@ -141,7 +144,6 @@ def _fill(shards: Shards, writers: list[VersionWriter], entries: list[catalog.En
     old = np.array([s.offset for s in shards.manifest.shards], np.int64)
     labelled = ws.has_labels or any(p.labels is not None for p in shards.previous)
     labels = [w.labels() if labelled else None for w in writers]
-    same = [True] * len(writers)
     src = np.full((len(place), 2), -1, np.int64)  # (old shard, old local row) per new row
     want: dict[str, list[int]] = {}
     for e in entries:
@@ -153,19 +155,9 @@ def _fill(shards: Shards, writers: list[VersionWriter], entries: list[catalog.En
             src[e.row] = (j, g - old[j])
         elif e.path in plan.from_work:
             want.setdefault(e.sha256, []).append(e.row)
-    for t in range(len(writers)):
-        mine = place[:, 0] == t
-        same[t] = bool((src[mine, 0] == t).all() and (src[mine, 1] == place[mine, 1]).all())
-        for j, prev in enumerate(shards.previous):
-            sel = np.flatnonzero(mine & (src[:, 0] == j))
-            for s in range(0, len(sel), _STEP):
-                g = sel[s:s + _STEP]
-                d, o = place[g, 1], src[g, 1]
-                writers[t].embeddings[d] = prev.index.embeddings[o]
-                writers[t].histograms[d] = prev.index.histograms[o]
-                if labels[t] is not None and prev.labels is not None:
-                    for mine_l, theirs in zip(labels[t], prev.labels, strict=True):
-                        mine_l[d] = theirs[o]
+    moved = (src[:, 0] != place[:, 0]) | (src[:, 1] != place[:, 1])
+    same = (np.bincount(place[:, 0], weights=moved, minlength=len(writers)) == 0).tolist()
+    _copy(shards, writers, labels, place, src)
     for chunk in ws.chunks():
         for i, sha in enumerate(chunk.shas):
             for g in want.pop(sha, ()):
@@ -178,6 +170,29 @@ def _fill(shards: Shards, writers: list[VersionWriter], entries: list[catalog.En
     if want:
         raise ImgrecError(f"internal error: features missing for {len(want)} files")
     return same, labelled
+
+
+def _copy(shards: Shards, writers: list[VersionWriter], labels: list[Any], place: np.ndarray,
+          src: np.ndarray) -> None:
+    """Copy every reused row from the old shard version holding it (``src``: old shard
+    and row per new row, -1 for none) to its new place, grouped by (new shard, old shard)."""
+    rows = np.flatnonzero(src[:, 0] >= 0)
+    key = place[rows, 0] * len(shards.previous) + src[rows, 0]
+    order = np.argsort(key, kind="stable")
+    rows, key = rows[order], key[order]
+    for group in np.split(np.arange(len(rows)), np.flatnonzero(np.diff(key)) + 1):
+        if not len(group):
+            continue
+        t, j = divmod(int(key[group[0]]), len(shards.previous))
+        prev, w, lab = shards.previous[j], writers[t], labels[t]
+        for s in range(0, len(group), _STEP):
+            g = rows[group[s:s + _STEP]]
+            d, o = place[g, 1], src[g, 1]
+            w.embeddings[d] = prev.index.embeddings[o]
+            w.histograms[d] = prev.index.histograms[o]
+            if lab is not None and prev.labels is not None:
+                for mine, theirs in zip(lab, prev.labels, strict=True):
+                    mine[d] = theirs[o]
 
 
 def _write(shards: Shards, writers: list[VersionWriter], local: list[list[catalog.Entry]],
