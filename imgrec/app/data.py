@@ -51,10 +51,9 @@ def small_thumbnail(idx: Index, path: str, size: int = 64) -> bytes | None:
                show_spinner="Checking the gallery for new, changed and removed files…")
 def changes_since_build(index_dir: str, version: str, _idx: Index) -> tuple[int, int, int]:
     from imgrec.build.changes import changes as scan
+    from imgrec.build.changes import sharded_changes
 
-    if sharded(_idx):
-        raise ImgrecError("a sharded index is not re-synced here: build a new one")
-    c = scan(_idx)
+    c = sharded_changes(_idx.index_dir) if sharded(_idx) else scan(_idx)
     return c.new, c.changed, c.removed
 
 

@@ -85,7 +85,9 @@ def build_index(gallery: str | os.PathLike, index_dir: str | os.PathLike | None 
         shards: make a new collection as a sharded index of this many shards in
             ``index_dir`` (the layout ``imgrec shard split`` writes, for
             :class:`~imgrec.shard.sharded.ShardedIndex`; a killed build resumes); None
-            (default): an ordinary index.
+            (default): an ordinary index. When ``index_dir`` already is a sharded index,
+            this is a sync of every shard (see :mod:`imgrec.build.shardsync`; ``shards``
+            may be None or its shard count).
         recipe: the embedding recipe (:data:`imgrec.features.recipe.RECIPES`; default: the
             backbone's, ``v2`` for EfficientNet-Lite, ``v1`` for ResNet50). An index built
             with another recipe is recomputed, and the report's notes say so.
@@ -104,17 +106,21 @@ def build_index(gallery: str | os.PathLike, index_dir: str | os.PathLike | None 
         indexed 38 images from .../photos into .../photos-index (efficientnet-lite0) in ... s
         added 0, updated 0, moved 0, removed 0, unchanged 38, skipped 0
     """
-    def run(target: str | os.PathLike | None) -> BuildReport:
-        return Build(gallery, target, model=model, embedder=embedder, weights=weights,
+    def run(target: str | os.PathLike | None, kind: type[Build] = Build) -> BuildReport:
+        return kind(gallery, target, model=model, embedder=embedder, weights=weights,
                      device=device, workers=workers, batch_size=batch_size,
                      pca_components=pca_components, full=full, wait=wait, progress=progress,
                      producer=producer, exclude=exclude, ignore_file=ignore_file,
                      max_megapixels=max_megapixels, recipe=recipe).run()
 
+    from imgrec.build.sharded import build_sharded, sharded_sync
+
+    if sharded_sync(index_dir, shards):  # an existing sharded index: sync every shard
+        from imgrec.build.shardsync import ShardedBuild
+
+        return run(index_dir, ShardedBuild)
     if shards is None:
         return run(index_dir)
-    from imgrec.build.sharded import build_sharded
-
     return build_sharded(index_dir, shards, run)
 
 
@@ -196,12 +202,7 @@ class Build:
             remove_stale_temporaries(index_dir)
             work = (index_dir / "work"
                     / f"{_safe(emb.name)}-{recipe.name}-p{PIPELINE_VERSION}")
-            if self.full:
-                report.notes.append("full rebuild: every image is recomputed")
-                shutil.rmtree(work, ignore_errors=True)
-                prev = None
-            else:
-                prev = sync.previous(index_dir, root, emb, report.notes, recipe.name)
+            prev = self._previous(index_dir, root, emb, recipe, work, report)
             ws = WorkStore(work, emb.dim, every)
             plan = sync.plan(root, prev, emb.input_size, exclude=exclude,
                              ignore_file=self.ignore_file, max_megapixels=self.max_megapixels,
@@ -215,6 +216,15 @@ class Build:
             ws.discard()
         report.seconds = time.perf_counter() - t0
         return report
+
+    def _previous(self, index_dir: Path, root: Path, emb: Embedder, recipe: Recipe,
+                  work: Path, report: BuildReport) -> sync.Previous | None:
+        """The published version to sync against (None: compute everything)."""
+        if self.full:
+            report.notes.append("full rebuild: every image is recomputed")
+            shutil.rmtree(work, ignore_errors=True)
+            return None
+        return sync.previous(index_dir, root, emb, report.notes, recipe.name)
 
     def _features(self, plan: sync.Plan, prev: sync.Previous | None, ws: WorkStore,
                   emb: Embedder, recipe: Recipe, report: BuildReport) -> None:

@@ -56,7 +56,31 @@ def changes(index: Index, gallery: str | os.PathLike | None = None, *,
         'up to date: nothing changed since the last build'
     """
     root = Path(gallery) if gallery is not None else index.root
-    known = index.file_stats()
+    return compare(root, index.file_stats(), exclude=exclude, ignore_file=ignore_file)
+
+
+def sharded_changes(folder: str | os.PathLike, *, exclude: Iterable[str] = (),
+                    ignore_file: str | None = images.IGNORE_FILE) -> Changes:
+    """:func:`changes` of the sharded index at ``folder``: its gallery against the union of
+    its shards' catalogs (each shard opened here, at the version its manifest names).
+
+    Raises:
+        IndexFormatError: the manifest or a shard cannot be read.
+    """
+    from imgrec.shard.split import ShardedManifest, open_shard
+
+    folder = Path(folder)
+    m = ShardedManifest.read(folder)
+    known: dict[str, tuple[int, int, bool]] = {}
+    for s in m.shards:
+        known.update(open_shard(folder / s.name, s.version).file_stats())
+    return compare(Path(m.gallery_root), known, exclude=exclude, ignore_file=ignore_file)
+
+
+def compare(root: Path, known: dict[str, tuple[int, int, bool]], *,
+            exclude: Iterable[str] = (), ignore_file: str | None = images.IGNORE_FILE
+            ) -> Changes:
+    """The files under ``root`` against ``known`` (path -> size, mtime_ns, indexed)."""
     seen: set[str] = set()
     kinds: dict[str, list[str]] = {"new": [], "changed": [], "removed": []}
     counts = dict.fromkeys(("new", "changed", "removed", "unchanged"), 0)

@@ -28,6 +28,25 @@ def check_shards(shards: object) -> int:
     return shards
 
 
+def sharded_sync(index_dir: str | Path | None, shards: int | None) -> bool:
+    """Whether a build into ``index_dir`` is the sync of an existing sharded index.
+
+    Raises:
+        ImgrecError: it is one, and ``shards`` asks for another number of shards.
+    """
+    from imgrec.shard.split import MANIFEST, ShardedManifest
+
+    out = resolve_path(index_dir or Settings.from_env().index_dir)
+    if not (out / MANIFEST).is_file():
+        return False
+    have = len(ShardedManifest.read(out).shards)
+    if shards is not None and check_shards(shards) != have:
+        raise ImgrecError(f"{out} is a sharded index of {have} shards: a sync keeps its shard "
+                          f"count (leave out --shards, or give --shards {have}); for {shards}"
+                          " shards split an unsharded index again into a new folder")
+    return True
+
+
 def build_sharded(index_dir: str | Path | None, shards: int,
                   build: Callable[[Path], BuildReport]) -> BuildReport:
     """Run ``build(staging folder)`` and write its index as ``shards`` shards in ``index_dir``.
@@ -42,8 +61,8 @@ def build_sharded(index_dir: str | Path | None, shards: int,
         The build's report, naming ``index_dir``.
 
     Raises:
-        ImgrecError: ``index_dir`` already holds something else (a sharded index is not
-            re-synced: build a new one, or sync an unsharded index and split it), or
+        ImgrecError: ``index_dir`` already holds something else (an existing sharded
+            index is synced by :mod:`imgrec.build.shardsync` instead), or
             ``shards`` exceeds the images indexed (the staging index is kept, so a rerun
             with fewer shards reuses its features).
     """
@@ -55,9 +74,8 @@ def build_sharded(index_dir: str | Path | None, shards: int,
     if out.exists() and not out.is_dir():
         raise ImgrecError(f"{out} is a file, not a folder for a sharded index")
     if (out / MANIFEST).exists():
-        raise ImgrecError(f"{out} is already a sharded index: re-syncing one is not supported;"
-                          " build into a new folder, or sync an unsharded index and split it "
-                          "with `imgrec shard split`")
+        raise ImgrecError(f"{out} is already a sharded index: sync it with build_index "
+                          "(imgrec.build.shardsync)")
     here = sorted(out.iterdir()) if out.exists() else []
     partial = [p for p in here if _SHARD.fullmatch(p.name) and p.is_dir()]  # a killed split
     others = [p.name for p in here if p.name != STAGING and p not in partial]

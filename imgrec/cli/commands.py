@@ -76,9 +76,12 @@ def watch(args: argparse.Namespace) -> int:
 
     if not args.gallery.is_dir():
         raise ImgrecError(f"gallery folder not found: {args.gallery}")
+    from imgrec.shard.cli import is_sharded
+    from imgrec.shard.split import ShardedManifest
+
     target = index_dir(args.index)
-    try:
-        model = Index.open(target).model  # keep the index's backbone
+    try:  # keep the index's backbone (every shard's, for a sharded index)
+        model = (ShardedManifest.read(target) if is_sharded(target) else Index.open(target)).model
     except ImgrecError:
         model = DEFAULT_MODEL
     emb = CNNEmbedder(model)

@@ -34,8 +34,8 @@ from imgrec.index import format as F
 from imgrec.index.format import CURRENT, FORMAT_VERSION, LABEL_FILES, LABEL_TOP, VERSION_NAME
 
 __all__ = ["CURRENT", "FORMAT_VERSION", "KEEP_VERSIONS", "LABEL_FILES", "LABEL_TOP",
-           "VersionWriter", "current_version", "hold_version", "prune",
-           "remove_stale_temporaries"]
+           "VersionWriter", "current_version", "discard_unpublished", "hold_version",
+           "prune", "remove_stale_temporaries", "switch_to"]
 
 KEEP_VERSIONS = 2  # the published one and the one before (readers may still use it)
 CHUNK = 32768
@@ -175,7 +175,7 @@ class VersionWriter:
         return self._top5, self._prob5
 
     def publish(self, entries: list[catalog.Entry], fields: dict[str, Any],
-                pca: PCAModel) -> Path:
+                pca: PCAModel, *, switch: bool = True) -> Path:
         """Derive norms, the float16 copy and the projections, write catalog and manifest
         (with the checksum of every file), then switch ``CURRENT``.
 
@@ -183,6 +183,9 @@ class VersionWriter:
             entries: the catalog rows (indexed ones carry their matrix row).
             fields: manifest fields of the caller (``model``, ``gallery_root``, ...).
             pca: the PCA fitted on :attr:`histograms` (see :func:`imgrec.features.pca.fit_pca`).
+            switch: False leaves ``CURRENT`` as it is: the version is complete in its
+                folder, and :func:`switch_to` publishes it later (a sharded index commits
+                the new versions of all its shards at once, then switches each).
 
         Raises:
             IndexWriteError: the disk filled up or a file could not be written.
@@ -211,8 +214,8 @@ class VersionWriter:
             os.rename(self.tmp, final)
         except OSError as exc:
             raise _write_error(self.tmp, exc) from None
-        self._switch()
-        prune(self.index_dir)
+        if switch:
+            switch_to(self.index_dir, self.name)
         return final
 
     def _derive(self, pca: PCAModel) -> None:
@@ -238,23 +241,45 @@ class VersionWriter:
         self.embeddings = self.histograms = None  # type: ignore[assignment]
         self._top5 = self._prob5 = None
 
-    def _switch(self) -> None:
-        pointer_tmp = self.index_dir / f".{CURRENT}.tmp"
-        try:
-            with open(pointer_tmp, "w") as fh:
-                fh.write(self.name + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(pointer_tmp, self.index_dir / CURRENT)
-            _fsync_dir(self.index_dir)
-        except OSError as exc:
-            pointer_tmp.unlink(missing_ok=True)
-            raise _write_error(self.index_dir / CURRENT, exc) from None
-
     def abort(self) -> None:
         self.embeddings = self.histograms = None  # type: ignore[assignment]
         self._top5 = self._prob5 = None
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def switch_to(index_dir: Path, name: str) -> None:
+    """Make the complete version ``name`` of ``index_dir`` the published one (atomic
+    ``CURRENT`` replace), then prune old versions.
+
+    Raises:
+        IndexWriteError: ``CURRENT`` could not be written.
+    """
+    index_dir = Path(index_dir)
+    pointer_tmp = index_dir / f".{CURRENT}.tmp"
+    try:
+        with open(pointer_tmp, "w") as fh:
+            fh.write(name + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(pointer_tmp, index_dir / CURRENT)
+        _fsync_dir(index_dir)
+    except OSError as exc:
+        pointer_tmp.unlink(missing_ok=True)
+        raise _write_error(index_dir / CURRENT, exc) from None
+    prune(index_dir)
+
+
+def discard_unpublished(index_dir: Path, keep: str | None) -> list[Path]:
+    """Delete complete versions newer than the published one that were never switched to
+    (left by an interrupted sharded sync), except ``keep``. Returns the folders deleted."""
+    cur = current_version(index_dir)
+    if cur is None:
+        return []
+    out = [p for p in sorted(Path(index_dir).glob("v-*"))
+           if p.is_dir() and p.name > cur.name and p.name != keep]
+    for p in out:
+        shutil.rmtree(p, ignore_errors=True)
+    return out
 
 
 def prune(index_dir: Path, keep: int = KEEP_VERSIONS) -> list[Path]:

@@ -23,7 +23,7 @@ LOCAL = "local"
 RAY_ENV = "IMGREC_RAY_ADDRESS"
 #: the commands that work on a sharded index (the others refuse it, naming themselves)
 SHARDED_COMMANDS = frozenset({"search", "info", "labels", "app", "shard", "demo",
-                              "clusters", "graph", "export", "evaluate"})
+                              "clusters", "graph", "export", "evaluate", "index", "watch"})
 
 
 def is_sharded(path: str | os.PathLike) -> bool:
@@ -55,15 +55,9 @@ def open_index(path: Path, ray: str | None = None) -> Any:
 
 def refuse_sharded(command: str, index: Any, shards: Any = None) -> None:
     """Raise a one-line ImgrecError when ``command`` cannot work on the sharded index at
-    ``index`` (every command but :data:`SHARDED_COMMANDS`; ``index`` only with
-    ``--shards`` into a new folder, which says so itself)."""
+    ``index`` (every command but :data:`SHARDED_COMMANDS`; ``index`` and ``watch`` sync
+    every shard, and ``index --shards N`` with another N says so itself)."""
     if command in SHARDED_COMMANDS or not isinstance(index, Path) or not is_sharded(index):
-        return
-    if command == "index":
-        if shards is None:
-            raise ImgrecError(f"{index} is a sharded index: re-syncing one is not supported; "
-                              "build into a new folder with --shards N, or sync an unsharded "
-                              "index and split it with `imgrec shard split`")
         return
     works = ", ".join(sorted(SHARDED_COMMANDS - {"shard", "demo"}))
     raise ImgrecError(f"imgrec {command} is not supported on a sharded index ({index}): run "
@@ -109,8 +103,9 @@ def add_shards_option(p: argparse.ArgumentParser) -> None:
     """Add ``--shards N`` to the ``index`` command."""
     p.add_argument("--shards", type=int, metavar="N", default=None,
                    help="write a new collection as a sharded index of N shards (searched "
-                        "over Ray; --index must be a new or empty folder) (default: one "
-                        "ordinary index)")
+                        "over Ray; --index must be a new or empty folder); an --index that "
+                        "is a sharded index is synced, each file in its shard, new files "
+                        "in the smallest (default: one ordinary index)")
 
 
 def add_ray_option(p: argparse.ArgumentParser) -> None:
@@ -138,13 +133,11 @@ def info(path: Path, as_json: bool, verify: bool) -> int:
     (each shard opened here, no Ray needed); exit 2 naming each problem of ``--verify``."""
     import json
 
-    from imgrec.index.index import Index
-    from imgrec.index.verify import verify as check
-    from imgrec.shard.split import ShardedManifest
+    from imgrec.shard.split import ShardedManifest, open_shard
 
     m = ShardedManifest.read(path)
     if verify:
-        problems = [f"{s.name}: {p}" for s in m.shards for p in check(path / s.name)]
+        problems = verify_shards(path, m)
         if as_json:
             print(json.dumps({"index_dir": str(path), "ok": not problems,
                               "problems": problems}, indent=2))
@@ -157,7 +150,7 @@ def info(path: Path, as_json: bool, verify: bool) -> int:
     facts = []
     for s in m.shards:
         try:
-            facts.append(Index.open(path / s.name).facts())
+            facts.append(open_shard(path / s.name, s.version).facts())
         except ImgrecError as exc:
             raise ImgrecError(f"shard {s.name} of {path} cannot be opened: {exc}") from None
     if as_json:
@@ -173,3 +166,55 @@ def info(path: Path, as_json: bool, verify: bool) -> int:
               f"{f.version}, {f.size_bytes / 1e6:.1f} MB")
     print("search     exact over every shard (imgrec search --index this folder, over Ray)")
     return 0
+
+
+def verify_shards(path: Path, m: Any) -> list[str]:
+    """The problems of every shard of the sharded index at ``path`` (manifest ``m``): the
+    thorough check of each, and a published version other than the one ``m`` names."""
+    from imgrec.index.verify import verify as check
+    from imgrec.index.writer import current_version
+
+    problems = []
+    for s in m.shards:
+        problems += [f"{s.name}: {p}" for p in check(path / s.name)]
+        try:
+            cur = current_version(path / s.name)
+        except ImgrecError as exc:
+            cur, problems = None, [*problems, f"{s.name}: {exc}"]
+        if s.version is not None and cur is not None and cur.name != s.version:
+            problems.append(f"{s.name}: its published version {cur.name} is not the "
+                            f"{s.version} that {path.name}'s manifest names (an interrupted "
+                            "sync: run `imgrec index GALLERY --index` on it again)")
+        elif s.version is None and cur is None:
+            problems.append(f"{s.name}: it holds no index version")
+    return problems + _across(path, m)
+
+
+def _across(path: Path, m: Any) -> list[str]:
+    """What the shards must agree on: the manifest's rows, one PCA model, each path in one
+    shard only."""
+    import numpy as np
+
+    from imgrec.shard.split import open_shard
+
+    problems: list[str] = []
+    pca, seen = None, {}
+    for s in m.shards:
+        try:
+            idx = open_shard(path / s.name, s.version)
+        except (ImgrecError, OSError) as exc:
+            problems.append(f"{s.name}: {exc}")
+            continue
+        if len(idx) != s.count:
+            problems.append(f"{s.name}: it holds {len(idx)} rows, the manifest says {s.count}")
+        mine = idx.pca()
+        if pca is None:
+            pca = mine
+        elif not (np.array_equal(mine.mean, pca.mean)
+                  and np.array_equal(mine.components, pca.components)):
+            problems.append(f"{s.name}: its PCA model is not the one the other shards share")
+        for p in idx.all_paths():
+            if p in seen:
+                problems.append(f"{s.name}: {p!r} is also in {seen[p]}")
+            seen[p] = s.name
+    return problems

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,7 @@ from imgrec.search.engine import ALL_METRICS
 from imgrec.search.methods import TABLE
 from imgrec.search.rank import rank
 from imgrec.search.refine import rank_refined
+from imgrec.shard.split import open_shard
 
 #: what a shard returns for one ranked list: global rows and their values
 Ranked = tuple[np.ndarray, np.ndarray]
@@ -51,9 +53,11 @@ class ShardServer:
         offset: the global row of its first row.
         threads: threads of its kernels (numba and BLAS), so that the shards placed on
             one node share its cores instead of each taking all of them.
+        version: the version the sharded index's manifest names (None: the published one).
     """
 
-    def __init__(self, folder: str, offset: int, threads: int | None = None) -> None:
+    def __init__(self, folder: str, offset: int, threads: int | None = None,
+                 version: str | None = None) -> None:
         self.folder, self.offset, self.error = folder, offset, ""
         self.threads = threads
         if threads:
@@ -61,7 +65,7 @@ class ShardServer:
 
             self._blas = threadpool_limits(threads)  # held for the actor's life
         try:
-            self.idx: Index = Index.open(folder)
+            self.idx: Index = open_shard(Path(folder), version)
         except (ImgrecError, OSError, ValueError) as exc:
             self.error = str(exc)
 

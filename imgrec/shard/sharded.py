@@ -121,7 +121,7 @@ class ShardedIndex(ShardedFacts, ShardedInsights):
             num_cpus=0, max_restarts=MAX_RESTARTS, max_task_retries=0,
             scheduling_strategy="SPREAD")
         threads = _threads_per_shard(len(manifest.shards))
-        actors = [remote.remote(str(path / s.name), s.offset, threads)
+        actors = [remote.remote(str(path / s.name), s.offset, threads, s.version)
                   for s in manifest.shards]
         out = cls(path, manifest, actors, embedder)
         try:

@@ -21,11 +21,13 @@ _BLOCK = 65536
 
 @dataclass(frozen=True)
 class ShardInfo:
-    """One shard: its index folder (relative to the sharded index), first global row, rows."""
+    """One shard: its index folder (relative to the sharded index), first global row, rows,
+    and the version of it the sharded index is made of (None: its published one)."""
 
     name: str
     offset: int
     count: int
+    version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,8 @@ class ShardedManifest:
         return {"format": FORMAT, "format_version": FORMAT_VERSION, "model": self.model,
                 "count": self.count, "pca_components": self.pca_components,
                 "gallery_root": self.gallery_root, "recipe": self.recipe,
-                "shards": [{"name": s.name, "offset": s.offset, "count": s.count}
+                "shards": [{"name": s.name, "offset": s.offset, "count": s.count,
+                            **({"version": s.version} if s.version else {})}
                            for s in self.shards]}
 
     @classmethod
@@ -67,7 +70,8 @@ class ShardedManifest:
             raise IndexFormatError(f"{path} says format version {data.get('format_version')!r};"
                                    f" this imgrec reads version {FORMAT_VERSION}")
         try:
-            shards = tuple(ShardInfo(str(s["name"]), int(s["offset"]), int(s["count"]))
+            shards = tuple(ShardInfo(str(s["name"]), int(s["offset"]), int(s["count"]),
+                                     _version(s.get("version")))
                            for s in data["shards"])
             out = cls(str(data["model"]), int(data["count"]), int(data["pca_components"]),
                       str(data["gallery_root"]), shards, data.get("recipe") or None)
@@ -85,6 +89,50 @@ class ShardedManifest:
         return out
 
 
+def _version(name: object) -> str | None:
+    """A shard's version name from the manifest (None when absent)."""
+    from imgrec.index.format import VERSION_NAME
+
+    if name is None:
+        return None
+    if not isinstance(name, str) or not VERSION_NAME.fullmatch(name):
+        raise ValueError(f"version {name!r}")
+    return name
+
+
+def version_dir(folder: Path, shard: ShardInfo) -> Path | None:
+    """The version folder of ``shard`` (of the sharded index at ``folder``) that the
+    manifest names, else the shard's published one (None when it has none).
+
+    Raises:
+        IndexFormatError: the shard's ``CURRENT`` is damaged.
+    """
+    from imgrec.index.writer import current_version
+
+    if shard.version is not None:
+        return folder / shard.name / shard.version
+    return current_version(folder / shard.name)
+
+
+def open_shard(shard_dir: Path, version: str | None) -> Index:
+    """The shard at ``shard_dir`` at the version its sharded index's manifest names (an
+    interrupted sync may not have switched the shard's ``CURRENT`` yet); None: its
+    published version.
+
+    Raises:
+        IndexFormatError: that version is missing or damaged (the message names the shard).
+    """
+    from imgrec.index.reader import read_manifest
+
+    if version is None:
+        return Index.open(shard_dir)
+    path = Path(shard_dir) / version
+    if not path.is_dir():
+        raise IndexFormatError(f"shard {path.parent.name} of {path.parent.parent} cannot be "
+                               f"opened: its version {version} is missing")
+    return Index(path, read_manifest(path), None, "auto")
+
+
 def current_key(folder: Path) -> str:
     """What names the content of the sharded index at ``folder`` now: its manifest and
     the current version of each shard (a cache key that changes when any shard does).
@@ -92,12 +140,10 @@ def current_key(folder: Path) -> str:
     Raises:
         IndexFormatError: as :meth:`ShardedManifest.read`, or a shard has no version.
     """
-    from imgrec.index.writer import current_version
-
     m = ShardedManifest.read(folder)
     parts = []
     for s in m.shards:
-        version = current_version(folder / s.name)
+        version = version_dir(folder, s)
         if version is None:
             raise IndexFormatError(f"shard {s.name} of {folder} cannot be opened: it holds "
                                    "no index version")
@@ -151,8 +197,9 @@ def write_shards(src: Index, out: Path, shards: int, source: str) -> Path:
         a, b = bounds[i], bounds[i + 1]
         name = f"shard-{i:03d}"
         rows = [replace(e, row=e.row - a) for e in indexed[a:b]]
-        _write_shard(src, out / name, a, b, rows + (skipped if i == 0 else []), pca, source)
-        infos.append(ShardInfo(name, a, b - a))
+        version = _write_shard(src, out / name, a, b, rows + (skipped if i == 0 else []), pca,
+                               source)
+        infos.append(ShardInfo(name, a, b - a, version))
     manifest = ShardedManifest(src.model, n, pca.n_components, str(src.root), tuple(infos),
                                src.manifest.recipe)
     tmp = out / f".{MANIFEST}.tmp"
@@ -162,8 +209,9 @@ def write_shards(src: Index, out: Path, shards: int, source: str) -> Path:
 
 
 def _write_shard(src: Index, folder: Path, a: int, b: int, entries: list, pca: Any,
-                 source: str) -> None:
-    """One shard: rows ``a:b`` of ``src`` copied as they are, published with ``pca``."""
+                 source: str) -> str:
+    """One shard: rows ``a:b`` of ``src`` copied as they are, published with ``pca``;
+    returns the version's name."""
     writer = VersionWriter(folder, b - a, src.embeddings.shape[1])
     try:
         for s in range(a, b, _BLOCK):
@@ -174,8 +222,10 @@ def _write_shard(src: Index, folder: Path, a: int, b: int, entries: list, pca: A
             top5, prob5 = writer.labels()
             top5[:] = src.labels_top5[a:b]
             prob5[:] = src.labels_prob5[a:b]
-        writer.publish(entries, {"model": src.model, "gallery_root": str(src.root),
-                                 "recipe": src.manifest.recipe, "source": source}, pca)
+        return writer.publish(entries, {"model": src.model, "gallery_root": str(src.root),
+                                        "pipeline": src.manifest.pipeline,
+                                        "recipe": src.manifest.recipe, "source": source},
+                              pca).name
     except BaseException:
         writer.abort()
         raise

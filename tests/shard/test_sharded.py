@@ -12,8 +12,9 @@ import pytest
 from imgrec import Index, Stored
 from imgrec.errors import ImgrecError, IndexFormatError, QueryError
 from imgrec.insights.labels import search_by_label
+from imgrec.shard.cli import verify_shards
 from imgrec.shard.sharded import ShardedIndex
-from imgrec.shard.split import MANIFEST, split
+from imgrec.shard.split import MANIFEST, ShardedManifest, split
 
 SHARDS = 3
 
@@ -139,7 +140,12 @@ def test_a_shard_that_cannot_be_opened_is_named(ray_cluster, demo_cli, tmp_path)
     with pytest.raises(ImgrecError, match=r"^shard shard-001 of .* is unreachable"):
         idx.search_by_label("cat")
     idx.close()
+    # the manifest names each shard's version: a lost CURRENT is a problem --verify names,
+    # the version itself missing one that stops the opening, naming the shard
     (out / "shard-001" / "CURRENT").unlink()
+    m = ShardedManifest.read(out)
+    assert any(p.startswith("shard-001: no index at") for p in verify_shards(out, m))
+    shutil.rmtree(out / "shard-001" / m.shards[1].version)
     with pytest.raises(IndexFormatError, match=r"shard shard-001 .* cannot be opened"):
         ShardedIndex.open(out)
     shutil.rmtree(out / "shard-001")

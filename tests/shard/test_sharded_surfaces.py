@@ -59,8 +59,9 @@ def test_build_with_shards_equals_the_unsharded_build(ray_cluster, demo_cli, rea
                                                                                metric, 10))
     finally:
         sharded.close()
-    # a sharded index is not re-synced, and a folder holding something else is refused
-    for target, match in ((out, "already a sharded index"), (tmp_path / "plain", "not empty")):
+    # a sharded index keeps its shard count, and a folder holding something else is refused
+    for target, match in ((out, "a sync keeps its shard count"),
+                          (tmp_path / "plain", "not empty")):
         with pytest.raises(ImgrecError, match=match):
             build_index(gallery, target, embedder=real_embedder, workers=0, shards=2)
 
@@ -100,9 +101,9 @@ def test_the_cli_searches_a_sharded_index_as_the_unsharded_one(ray_cluster, demo
         assert r.stderr.strip().splitlines() == [
             f"imgrec: imgrec {cmd[0]} is not supported on a sharded index ({sharded_demo}): "
             "run it on an unsharded index (sharded: app, clusters, evaluate, export, graph, "
-            "info, labels, search)"]
-    r = run_cli("index", demo_cli.gallery, "--index", sharded_demo, env=env)
-    assert r.returncode == 2 and "re-syncing one is not supported" in r.stderr, r.stderr
+            "index, info, labels, search, watch)"]
+    r = run_cli("index", demo_cli.gallery, "--index", sharded_demo, "--shards", "3", env=env)
+    assert r.returncode == 2 and "a sync keeps its shard count" in r.stderr, r.stderr
     r = run_cli("search", query[0], "--index", sharded_demo, "--in", "chelsea", *ray, env=env)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert "filters" in r.stderr and "not supported on a sharded index" in r.stderr
@@ -120,9 +121,12 @@ def test_index_with_shards_from_the_command_line(demo_cli, cli_env, tmp_path):
     assert sorted(held) == sorted(f"chelsea/{p.name}" for p in (gallery / "chelsea").iterdir())
     info = run_cli("info", "--index", out, env=cli_env)
     assert info.returncode == 0 and "sharded: 2 shards" in info.stdout, info.stderr
-    again = run_cli("index", gallery, "--index", out, "--shards", "2", env=cli_env)
-    assert again.returncode == 2 and "already a sharded index" in again.stderr, again.stderr
-    assert len(again.stderr.strip().splitlines()) == 1
+    again = run_cli("index", gallery, "--index", out, "--shards", "2", env=cli_env)  # a sync
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "unchanged 12" in again.stdout and "no shard was rewritten" in again.stdout
+    other = run_cli("index", gallery, "--index", out, "--shards", "3", env=cli_env)
+    assert other.returncode == 2 and "a sync keeps its shard count" in other.stderr
+    assert len(other.stderr.strip().splitlines()) == 1
 
 
 CARD = re.compile(r'<div class="imgrec-card imgrec-(\w+)">(?:<b>(.*?)</b>)?(?: · )?(.*?)'
