@@ -171,6 +171,10 @@ def _run_search(args: argparse.Namespace) -> tuple[Any, Path, dict[str, Any]]:
     from imgrec.shard.cli import open_index
 
     cond = where(args)  # bad values fail here, before any request
+    rerank = getattr(args, "rerank", None)
+    if rerank and (args.server or args.label is not None):
+        raise ImgrecError("--rerank re-ranks an image search on this machine: not with "
+                          "--server or --label")
     if args.server:
         from imgrec.server import result_from_dict, search_via_server, server_info
 
@@ -192,13 +196,18 @@ def _run_search(args: argparse.Namespace) -> tuple[Any, Path, dict[str, Any]]:
         else:
             res = idx.search_by_label(args.label, k=args.k)
     else:
+        extra = {"rerank": rerank} if rerank else {}
+        if rerank and not isinstance(idx, Index):
+            raise ImgrecError("--rerank is not supported on a sharded index")
         res = idx.search(_queries(args.images), method=args.method, metric=args.metric,
                          k=args.k, pca_components=args.pca_components,
                          negatives=_queries(args.negative) or None,
                          negative_weight=args.negative_weight,
-                         max_megapixels=args.max_megapixels, where=cond)
-    out = res.to_dict()  # rated against the gallery's calibration (not on a sharded index)
-    return res, idx.root, add_strength(out, idx) if isinstance(idx, Index) else out
+                         max_megapixels=args.max_megapixels, where=cond, **extra)
+    out = res.to_dict()  # rated against the gallery's calibration (not on a sharded index;
+    # nor re-ranked scores: cosines to an expanded query are on another scale)
+    rated = isinstance(idx, Index) and not rerank
+    return res, idx.root, add_strength(out, idx) if rated else out
 
 
 def search(args: argparse.Namespace) -> int:

@@ -48,6 +48,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="resamples for the 95%% intervals; 0 = none (default: %(default)s)")
     p.add_argument("--seed", type=int, default=d["seed"],
                    help="seed of the bootstrap resamples (default: %(default)s)")
+    p.add_argument("--rerank", metavar="SPEC", default=d["rerank"],
+                   help="also measure embedding:cosine re-ranked by alpha query expansion: "
+                        "'aqe' or 'aqe:n=N,alpha=A', as `imgrec search --rerank` (default: "
+                        "none)")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object (default: a table)")
     from imgrec.shard.cli import add_serve_option
@@ -81,6 +85,6 @@ def run(args: argparse.Namespace) -> int:
         raise ImgrecError(f"--bootstrap must be >= 0, got {args.bootstrap}")
     idx = open_index(index_dir(args.index), args.ray)  # a sharded index: each query over every shard
     report = evaluate(idx, labels=args.labels, ks=args.ks, methods=args.methods,
-                      bootstrap=args.bootstrap, seed=args.seed)
+                      bootstrap=args.bootstrap, seed=args.seed, rerank=args.rerank)
     print(json.dumps(report.to_dict(), indent=2) if args.json else render(report))
     return 0

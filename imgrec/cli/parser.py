@@ -184,6 +184,10 @@ def _search(sub: Any) -> None:
                    help="weight of the negative examples (default: %(default)s)")
     s.add_argument("--max-megapixels", type=float, metavar="N", default=d["max_megapixels"],
                    help="refuse query images larger than this (default: %(default)s)")
+    s.add_argument("--rerank", metavar="SPEC", default=d["rerank"],
+                   help="re-rank by alpha query expansion: 'aqe' or 'aqe:n=N,alpha=A' (each "
+                        "query plus its N nearest images weighted by cosine^A, searched "
+                        "again; embedding + cosine only) (default: none)")
     _ray(s)
 
 

@@ -283,8 +283,8 @@ class Index:
     def search(self, queries: Any, method: str = "embedding", metric: str = "cosine",
                k: int = 5, pca_components: int | None = None, *,
                negatives: Any = None, negative_weight: float = 0.5,
-               max_megapixels: float = images.MAX_MEGAPIXELS, where: Any = None
-               ) -> SearchResult:
+               max_megapixels: float = images.MAX_MEGAPIXELS, where: Any = None,
+               rerank: Any = None) -> SearchResult:
         """Find the ``k`` gallery images most similar to one to five queries (exact).
 
         Args:
@@ -310,6 +310,11 @@ class Index:
                 :class:`~imgrec.search.filters.Where` or a dict of its fields (folders,
                 after, before, min_width, min_height, formats, orientation, label). The
                 answer is the exact top-k among them (fewer when fewer pass).
+            rerank: re-rank by alpha query expansion (``"aqe"``, ``"aqe:n=5,alpha=3"``
+                or a :class:`~imgrec.search.rerank.Rerank`; None: off), for
+                ``method="embedding"``, ``metric="cosine"`` without negatives: each query
+                plus its ``n`` nearest images weighted by cosine ** alpha, searched again
+                (exact; see :mod:`imgrec.search.rerank`).
 
         Returns:
             A :class:`SearchResult` with ``per_query`` lists and a ``combined`` ranking.
@@ -331,7 +336,7 @@ class Index:
         """
         return engine.search(self, queries, method, metric, k, pca_components,
                              negatives=negatives, negative_weight=negative_weight,
-                             max_megapixels=max_megapixels, where=where)
+                             max_megapixels=max_megapixels, where=where, rerank=rerank)
 
     # ---- writing -----------------------------------------------------------------------
 

@@ -26,8 +26,10 @@ from scipy import sparse
 
 from imgrec.errors import QueryError
 from imgrec.insights.evaluate_labels import Labels, load_labels
-from imgrec.insights.evaluate_rank import exact_topk
+from imgrec.insights.evaluate_rank import exact_topk, reranked_loo
 from imgrec.search.rank import EMBEDDING_METRICS
+from imgrec.search.rerank import Rerank
+from imgrec.search.rerank import parse as parse_rerank
 
 if TYPE_CHECKING:
     from imgrec.index.index import Index
@@ -135,12 +137,16 @@ def method_arrays(index: Index, spec: str) -> tuple[str, np.ndarray, np.ndarray 
     return "cosine", data, norms, "pca" if comps is None else f"pca:{c}"
 
 
-def leave_one_out(index: Index, spec: str, qrows: np.ndarray, k: int
-                  ) -> tuple[np.ndarray, str]:
+def leave_one_out(index: Index, spec: str, qrows: np.ndarray, k: int,
+                  rerank: Rerank | None = None) -> tuple[np.ndarray, str]:
     """The exact top-k rows (m, k) of each row of ``qrows`` queried with its own stored
-    features, itself left out, and the method's canonical name. A sharded index offers
-    the same as its ``leave_one_out`` method (the shards' exact lists merged)."""
+    features, itself left out, and the method's canonical name (re-ranked by ``rerank``:
+    :func:`imgrec.insights.evaluate_rank.reranked_loo`, named ``method+rerank``). A
+    sharded index offers the same, without re-ranking, as its ``leave_one_out`` method
+    (the shards' exact lists merged)."""
     metric, data, norms, name = method_arrays(index, spec)
+    if rerank is not None:
+        return reranked_loo(metric, data, norms, qrows, k, rerank), f"{name}+{rerank}"
     queries = np.asarray(data[qrows], np.float32)
     rows, _ = exact_topk(metric, data, queries, k, norms, self_rows=qrows)
     return rows, name
@@ -208,9 +214,23 @@ def _bootstrap(values: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
     return out
 
 
+def _with_rerank(methods: Sequence[str], rerank: Any) -> list[tuple[str, Rerank | None]]:
+    """(method, re-ranking) pairs: each method, and for ``embedding:cosine`` with a
+    re-ranking also the re-ranked method after it."""
+    rr = parse_rerank(rerank)
+    out: list[tuple[str, Rerank | None]] = []
+    for spec in methods:
+        out.append((spec, None))
+        if rr is not None and parse_method(spec)[:2] == ("embedding", "cosine"):
+            out.append((spec, rr))
+    if rr is not None and len(out) == len(methods):
+        raise QueryError("rerank re-ranks embedding:cosine: add it to the methods")
+    return out
+
+
 def evaluate(index: Index, labels: str | os.PathLike | Labels = "folder",
              ks: Sequence[int] = DEFAULT_KS, methods: Sequence[str] = DEFAULT_METHODS,
-             bootstrap: int = 1000, seed: int = 0) -> EvaluationReport:
+             bootstrap: int = 1000, seed: int = 0, rerank: Any = None) -> EvaluationReport:
     """Measure each method's retrieval quality on the index's own labelled images.
 
     Args:
@@ -223,6 +243,10 @@ def evaluate(index: Index, labels: str | os.PathLike | Labels = "folder",
         methods: ``embedding:cosine|euclidean|manhattan``, ``color``, ``pca``, ``pca:N``.
         bootstrap: resamples for the 95 % intervals (0: no intervals).
         seed: random seed of the resampling.
+        rerank: a re-ranking (:func:`imgrec.search.rerank.parse`: ``"aqe"``,
+            ``"aqe:n=5,alpha=3"``); ``embedding:cosine`` is then measured re-ranked too,
+            as ``embedding:cosine+aqe:n=5,alpha=3``, each query's neighbours found with
+            the query itself left out.
 
     Returns:
         An :class:`EvaluationReport`.
@@ -246,6 +270,7 @@ def evaluate(index: Index, labels: str | os.PathLike | Labels = "folder",
         raise QueryError(f"k values must be positive integers, got {list(ks)!r}")
     if not methods:
         raise QueryError("give at least one method")
+    runs = _with_rerank(methods, rerank)
     inc = _incidence(lab.per_image)
     n_rel = relevant_counts(inc)
     labelled = np.array([bool(x) for x in lab.per_image])
@@ -257,12 +282,14 @@ def evaluate(index: Index, labels: str | os.PathLike | Labels = "folder",
     kk = tuple(sorted({min(int(k), n - 1) for k in ks}))
     cols: list[tuple[str, str, int]] = []
     per_method, seconds, names = [], {}, []
-    for spec in methods:
+    for spec, rr in runs:
         t = time.perf_counter()
+        if rr is not None and hasattr(index, "leave_one_out"):
+            raise QueryError("rerank is not supported on a sharded index")
         if hasattr(index, "leave_one_out"):  # a sharded index: through its shards
             rows, name = index.leave_one_out(spec, qrows, max(kk))
         else:
-            rows, name = leave_one_out(index, spec, qrows, max(kk))
+            rows, name = leave_one_out(index, spec, qrows, max(kk), rr)
         qa = np.repeat(qrows, rows.shape[1])
         rel = (np.asarray(inc[qa].multiply(inc[rows.ravel()]).sum(1)).ravel() > 0)
         vals = per_query_metrics(rel.reshape(rows.shape), n_rel[qrows], kk)

@@ -19,6 +19,7 @@ from numba import njit, prange
 from imgrec.search import kernels as K
 from imgrec.search import topk
 from imgrec.search.rank import LARGER_IS_BETTER
+from imgrec.search.rerank import Rerank, expand, fused
 
 #: queries scored per block (bounds the (block, n) score matrices)
 BLOCK = 256
@@ -135,3 +136,28 @@ def exact_topk(metric: str, data: np.ndarray, queries: np.ndarray, k: int,
             o = topk.order(values, rows, larger)[:k]
             rows_out[s + j], vals_out[s + j] = rows[o], values[o]
     return rows_out, vals_out
+
+
+def reranked_loo(metric: str, data: np.ndarray, norms: np.ndarray | None, qrows: np.ndarray,
+                 k: int, rerank: Rerank | None = None) -> np.ndarray:
+    """The top-k rows of each stored row ``qrows`` used as a query, itself left out.
+
+    With ``rerank`` (cosine), each query is expanded (:mod:`imgrec.search.rerank`) by its
+    nearest rows found with itself left out too, so it never expands itself; a row's
+    re-ranked score is the better of its two cosines, so its exact top-k lies in the union
+    of the two exact top-k lists (ties by row number in both).
+    """
+    queries = np.asarray(data[qrows], np.float32)
+    rows, _ = exact_topk(metric, data, queries, k, norms, self_rows=qrows)
+    if rerank is None:
+        return rows
+    assert norms is not None
+    near, sims = exact_topk(metric, data, queries, rerank.n, norms, self_rows=qrows)
+    q2 = expand(queries, data, norms, near, sims, rerank.alpha).astype(np.float32)
+    rows2, _ = exact_topk(metric, data, q2, k, norms, self_rows=qrows)
+    out = np.empty_like(rows)
+    for j in range(len(qrows)):
+        union = np.unique(np.concatenate([rows[j], rows2[j]]))
+        values = fused(data, union, queries[j:j + 1], q2[j:j + 1])[0]
+        out[j] = union[topk.order(values, union, True)[:k]]
+    return out

@@ -8,12 +8,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from imgrec import images
+from imgrec.errors import QueryError
 from imgrec.search import kernels as K
 from imgrec.search import topk
-from imgrec.search.filters import Where, ranked, restrict
+from imgrec.search.filters import Restricted, Where, ranked, restrict
 from imgrec.search.methods import TABLE, check_request, components
 from imgrec.search.query import query_features
 from imgrec.search.refine import refine
+from imgrec.search.rerank import Rerank, expand, rank_fused
+from imgrec.search.rerank import parse as parse_rerank
 from imgrec.search.results import Hit, SearchResult, make_hits
 
 if TYPE_CHECKING:
@@ -30,7 +33,8 @@ def _as_list(x: Any) -> list[Any]:
 def search(index: Index, queries: Any, method: str = "embedding", metric: str = "cosine",
            k: int = 5, pca_components: int | None = None, *, negatives: Any = None,
            negative_weight: float = 0.5,
-           max_megapixels: float = images.MAX_MEGAPIXELS, where: Any = None) -> SearchResult:
+           max_megapixels: float = images.MAX_MEGAPIXELS, where: Any = None,
+           rerank: Any = None) -> SearchResult:
     """Find the ``k`` gallery images most similar to one to five queries.
 
     The arguments are those of :meth:`imgrec.index.index.Index.search`, which calls this.
@@ -55,6 +59,7 @@ def search(index: Index, queries: Any, method: str = "embedding", metric: str = 
     negatives = [] if negatives is None else _as_list(negatives)
     cond = Where.of(where)
     rows = cond.rows(index) if cond is not None else None
+    rr = check_rerank(rerank, method, metric, negatives)
     if negatives:
         return refine(index, queries, negatives, negative_weight, k, method, metric,
                       max_megapixels, rows)
@@ -70,10 +75,34 @@ def search(index: Index, queries: Any, method: str = "embedding", metric: str = 
         return SearchResult(method, "all", k, labels, per, comb, notes)
     c = components(index, pca_components, notes) if entry.components else None
     q = entry.transform(index, raw, [f.row for f in feats], c)
-    per_rows, comb = ranked(kernel_metric, restrict(entry.matrix(index, c), rows), q, k)
+    scan = restrict(entry.matrix(index, c), rows)
+    if rr is not None:
+        notes.append(f"re-ranked by alpha query expansion ({rr})")
+        per_rows, comb = reranked(index, scan, q, rr, k)
+    else:
+        per_rows, comb = ranked(kernel_metric, scan, q, k)
     return SearchResult(method, kernel_metric, k, labels,
                         [make_hits(index.paths(r), kernel_metric, r, v) for r, v in per_rows],
                         make_hits(index.paths(comb[0]), kernel_metric, *comb), notes)
+
+
+def check_rerank(rerank: Any, method: str, metric: str, negatives: list[Any]) -> Rerank | None:
+    """The parsed re-ranking of a request, or a QueryError where it does not apply."""
+    rr = parse_rerank(rerank)
+    if rr is not None and (method != "embedding" or metric != "cosine" or negatives):
+        raise QueryError("rerank works with method embedding, metric cosine and no negatives")
+    return rr
+
+
+def reranked(index: Index, scan: Restricted, q: np.ndarray, rr: Rerank, k: int
+             ) -> tuple[list[tuple[np.ndarray, np.ndarray]], tuple[np.ndarray, np.ndarray]]:
+    """The re-ranked top-k over ``scan`` (:mod:`imgrec.search.rerank`), in index rows."""
+    near, _ = ranked("cosine", scan, q, rr.n)
+    q2 = np.concatenate([expand(q[j:j + 1], index.embeddings, index.embedding_norms, r[None],
+                                v[None], rr.alpha) for j, (r, v) in enumerate(near)])
+    s = scan.scan
+    per, comb = rank_fused(s.data, s.norms, q, q2.astype(np.float32), k, s.half, scan.mask)
+    return [(scan.rows(a), v) for a, v in per], (scan.rows(comb[0]), comb[1])
 
 
 def rank_all(index: Index, q: np.ndarray, k: int, rows: np.ndarray | None = None
