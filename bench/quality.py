@@ -53,6 +53,7 @@ RECIPES = {
     "lite0 letterbox + power + whiten 0.8": (L0, "lbw", "gap", PW),
     "lite1 letterbox": (L1, "lbw", "gap", None),
     "lite1 letterbox + power": (L1, "lbw", "gap", P),
+    "lite1 letterbox head + stages -2, -3 x0.5 + power": (L1, "lbw", ML, P),
     "lite2 letterbox": (L2, "lbw", "gap", None),
     "lite2 letterbox + power": (L2, "lbw", "gap", P),
     "lite2 letterbox + power + centre": (L2, "lbw", "gap", PC),
