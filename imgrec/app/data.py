@@ -103,9 +103,7 @@ def calibration(idx: Index, method: str, metric: str) -> Calibration | None:
     beside the index); None for rankings it does not describe (refined, label)."""
     if method not in ("embedding", "color", "pca") or metric in ("probability", "refine"):
         return None
-    if sharded(idx):  # the calibration reads the whole gallery in one process
-        return None
-    return _calibration(idx, method, metric)
+    return _calibration(idx, method, metric)  # a sharded index's: the same searches
 
 
 @per_index(max_entries=8, spinner="Projecting the gallery…")

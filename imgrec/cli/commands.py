@@ -185,16 +185,12 @@ def _run_search(args: argparse.Namespace) -> tuple[Any, Path, dict[str, Any]]:
         return result_from_dict(out), Path(server_info(args.server)["gallery_root"]), out
     from imgrec.search.calibration import add_strength
 
-    idx = open_index(index_dir(args.index), args.ray)
+    idx = open_index(index_dir(args.index), args.ray)  # an Index or a ShardedIndex
     if not args.images:
         from imgrec.insights.labels import search_by_label
 
-        if isinstance(idx, Index):
-            res = search_by_label(idx, args.label, k=args.k, where=cond)
-        elif cond is not None:
-            raise ImgrecError("search filters are not supported on a sharded index")
-        else:
-            res = idx.search_by_label(args.label, k=args.k)
+        res = (search_by_label(idx, args.label, k=args.k, where=cond) if isinstance(idx, Index)
+               else idx.search_by_label(args.label, k=args.k, where=cond))
     else:
         extra = {"rerank": rerank} if rerank else {}
         if rerank and not isinstance(idx, Index):
@@ -204,10 +200,9 @@ def _run_search(args: argparse.Namespace) -> tuple[Any, Path, dict[str, Any]]:
                          negatives=_queries(args.negative) or None,
                          negative_weight=args.negative_weight,
                          max_megapixels=args.max_megapixels, where=cond, **extra)
-    out = res.to_dict()  # rated against the gallery's calibration (not on a sharded index;
-    # nor re-ranked scores: cosines to an expanded query are on another scale)
-    rated = isinstance(idx, Index) and not rerank
-    return res, idx.root, add_strength(out, idx) if rated else out
+    out = res.to_dict()  # rated against the gallery's calibration (a sharded index's too;
+    # not re-ranked scores: cosines to an expanded query are on another scale)
+    return res, idx.root, out if rerank else add_strength(out, idx)
 
 
 def search(args: argparse.Namespace) -> int:

@@ -67,6 +67,9 @@ def add_check_arguments(p: argparse.ArgumentParser) -> None:
                    help="embedding cosine a candidate match needs (default: the one calibrated "
                         f"for the index's embedding recipe: {RECIPE_DEFAULTS})")
     p.add_argument("--json", action="store_true", help="print one JSON list (default: off)")
+    from imgrec.shard.cli import add_serve_option
+
+    add_serve_option(p)  # --ray ADDRESS, for a sharded --index
 
 
 def _open(index_dir: Path | None):
@@ -157,9 +160,11 @@ def _sync(root: Path, index_dir: Path | None) -> None:
 
 def run_check(args: argparse.Namespace) -> int:
     """``imgrec check``: exit 0 when every file is new, 3 when some are known."""
+    from imgrec.cli.commands import index_dir
     from imgrec.insights.duplicates.check import check
+    from imgrec.shard.cli import open_index
 
-    verdicts = check(_open(args.index), args.targets, args.threshold)
+    verdicts = check(open_index(index_dir(args.index), args.ray), args.targets, args.threshold)
     if args.json:
         print(json.dumps([v.to_dict() for v in verdicts], indent=2))
     else:

@@ -124,25 +124,39 @@ def _read(path: Path) -> dict[str, Any]:
 
 
 def _write(index: Index, data: dict[str, Any]) -> None:
-    """Write the cache atomically; remove those of versions that are gone. A read-only
-    index folder is fine: the calibration is then recomputed next time."""
-    path = cache_path(index)
+    """Write the cache of ``index`` atomically (see :func:`_store`)."""
+    _store(Path(index.index_dir), index.version, data)
+
+
+def _store(folder: Path, version: str, data: dict[str, Any]) -> None:
+    """Write ``folder``'s cache of ``version`` atomically; remove those of versions that
+    are gone. A read-only index folder is fine: the calibration is then recomputed next
+    time."""
+    path = folder / f"{FILE_PREFIX}{version}.json"
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         tmp.write_text(json.dumps(data, indent=1))
         os.replace(tmp, path)
-        for old in Path(index.index_dir).glob(f"{FILE_PREFIX}*.json"):
-            version = old.name[len(FILE_PREFIX):-len(".json")]
-            if version != index.version and not (Path(index.index_dir) / version).is_dir():
+        for old in folder.glob(f"{FILE_PREFIX}*.json"):
+            other = old.name[len(FILE_PREFIX):-len(".json")]
+            if other != version and not (folder / other).is_dir():
                 old.unlink(missing_ok=True)
     except OSError:
         tmp.unlink(missing_ok=True)
 
 
+def _entry(best: np.ndarray, sample: int) -> dict[str, Any]:
+    quantiles = np.percentile(best, np.arange(101)).tolist() if len(best) else []
+    return {"quantiles": quantiles, "sample": len(best), "sample_wanted": int(sample),
+            "seed": SEED}
+
+
 def calibrate(index: Index, method: str = "embedding", metric: str = "cosine",
               sample: int = SAMPLE) -> Calibration:
     """The :class:`Calibration` of ``method``/``metric`` on ``index`` (read from the cache
-    beside the index, else measured and stored there).
+    beside the index, else measured and stored there). ``index`` may be a sharded index
+    (:class:`~imgrec.shard.sharded.ShardedIndex`): it answers the same searches, so it
+    measures the same calibration as the unsharded index of the same rows.
 
     The metric ``"all"`` ranks by cosine, so it shares the cosine calibration; the colour
     methods have a single metric each (give the one the search reports, e.g. ``chi2``).
@@ -159,12 +173,26 @@ def calibrate(index: Index, method: str = "embedding", metric: str = "cosine",
         return Calibration(method, metric, tuple(float(x) for x in entry["quantiles"]),
                            int(entry["sample"]))
     best = measure(index, method, metric, sample)
-    quantiles = tuple(np.percentile(best, np.arange(101)).tolist()) if len(best) else ()
     methods = data.get("methods", {}) if data.get("version") == index.version else {}
-    methods[key] = {"quantiles": list(quantiles), "sample": len(best),
-                    "sample_wanted": int(sample), "seed": SEED}
+    methods[key] = _entry(best, sample)
     _write(index, {"version": index.version, "count": len(index), "methods": methods})
-    return Calibration(method, metric, quantiles, len(best))
+    return Calibration(method, metric, tuple(methods[key]["quantiles"]), len(best))
+
+
+def carry_over(source: Index, folder: Path, version: str) -> None:
+    """Store the calibrations of ``source`` as those of version ``version`` of the index
+    at ``folder``, which holds the same rows in the same order (a sharded index split
+    from it, whose searches answer as the source's: the same sampled rows find the same
+    best matches, so the quantiles are the source's). The default search's (embedding,
+    cosine) is measured on ``source`` when it has none yet; the others are measured when
+    first asked for (:func:`calibrate` works on a sharded index too)."""
+    data = _read(cache_path(source))
+    methods = data.get("methods", {}) if data.get("version") == source.version else {}
+    key = _key("embedding", "cosine")
+    if not (isinstance(methods.get(key), dict) and methods[key].get("sample_wanted") == SAMPLE):
+        methods[key] = _entry(measure(source), SAMPLE)
+    _store(Path(folder), version, {"version": version, "count": len(source),
+                                   "methods": methods})
 
 
 def add_strength(out: dict[str, Any], index: Index) -> dict[str, Any]:

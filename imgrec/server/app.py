@@ -175,15 +175,17 @@ def _docs(app: FastAPI) -> None:
 
 def create_app(index_dir: str | Path, *, embedder: Embedder | None = None,
                max_upload: int = DEFAULT_MAX_UPLOAD, warm: bool = True,
-               hosts: Collection[str] | None = None) -> FastAPI:
+               hosts: Collection[str] | None = None, ray: str | None = None) -> FastAPI:
     """The read-only HTTP API over the index at ``index_dir`` (opened now).
 
     Args:
-        index_dir: the index directory.
+        index_dir: the index directory, or a sharded index's folder (searched over Ray:
+            the same answers as the unsharded index).
         embedder: the CNN for uploaded images (default: the index's backbone).
         max_upload: the largest accepted upload in bytes, per file.
         warm: load the model in a background thread when the server starts.
         hosts: the host names requests must be addressed to (None: any).
+        ray: for a sharded index, the Ray cluster (see :class:`ServerState`).
 
     Raises:
         IndexNotFoundError, IndexFormatError: the index cannot be opened.
@@ -196,7 +198,7 @@ def create_app(index_dir: str | Path, *, embedder: Embedder | None = None,
     """
     from imgrec import __version__
 
-    state = ServerState(index_dir, embedder)
+    state = ServerState(index_dir, embedder, ray)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

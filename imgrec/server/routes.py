@@ -189,12 +189,24 @@ def label_search(state: State,
     """The same as ``imgrec search --label Q --json``."""
     from imgrec.insights.labels import search_by_label
 
-    return search_by_label(state.index(), q, k=k, where=where).to_dict()
+    idx = state.index()
+    if state.sharded:
+        return idx.search_by_label(q, k=k, where=where).to_dict()
+    return search_by_label(idx, q, k=k, where=where).to_dict()
 
 
 @router.get("/info", response_model=InfoOut, responses=ERRORS, summary="The open index")
 def info(request: Request, state: State) -> InfoOut:
     idx = state.index()
+    if state.sharded:  # the shards' facts, summed
+        f = idx.facts()
+        return InfoOut(index_dir=str(idx.index_dir), version=idx.version,
+                       format_version=f.format_version, model=idx.model,
+                       gallery_root=str(idx.root), images=len(idx), skipped=len(f.skipped),
+                       embedding_dim=f.embedding_dim, pca_components=f.pca_components,
+                       built_at=str(f.built_at or ""), has_labels=idx.has_labels,
+                       first_pass=f.first_pass, max_queries=MAX_QUERIES, max_k=MAX_K,
+                       max_upload_bytes=_max_upload(request))
     m = idx.manifest
     return InfoOut(index_dir=str(idx.index_dir), version=idx.version,
                    format_version=m.format_version, model=idx.model,

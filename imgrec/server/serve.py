@@ -34,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB,
                         metavar="MB", help="largest accepted upload per file, in MB "
                                            "(default: %(default)s)")
+    from imgrec.shard.cli import add_serve_option
+
+    add_serve_option(parser)  # --ray ADDRESS, for a sharded --index
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -89,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     hosts = (*LOOPBACK_NAMES, args.host) if _is_loopback(args.host) else None
     try:
         app = create_app(index_dir, max_upload=int(args.max_upload_mb * 1024 * 1024),
-                         hosts=hosts)
+                         hosts=hosts, ray=getattr(args, "ray", None))
     except ImgrecError as exc:
         sock.close()
         print(f"imgrec: {exc}", file=sys.stderr)

@@ -1,5 +1,6 @@
 """What the server keeps warm: the open index (reopened when a build publishes a new
-version), the CNN (loaded in the background at start) and a bounded thumbnail cache."""
+version; a sharded index is served by its shards' Ray actors, reopened when a shard
+changes), the CNN (loaded in the background at start) and a bounded thumbnail cache."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import logging
 import threading
 from collections import OrderedDict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -31,11 +33,17 @@ class ServerState:
     """The index and model one server process shares between all requests (thread-safe).
 
     Args:
-        index_dir: the index directory.
+        index_dir: the index directory, or a sharded index's folder.
         embedder: the CNN for uploads (default: created from the index's backbone).
+        ray: for a sharded index, the Ray cluster its shards are served on (see
+            :func:`imgrec.shard.cli.ray_address`: None is ``$IMGREC_RAY_ADDRESS``, else a
+            local Ray).
     """
 
-    def __init__(self, index_dir: str | Path, embedder: Embedder | None = None) -> None:
+    def __init__(self, index_dir: str | Path, embedder: Embedder | None = None,
+                 ray: str | None = None) -> None:
+        from imgrec.shard.cli import is_sharded
+
         self.index_dir = Path(index_dir)
         self._lock = threading.Lock()
         self._thumb_lock = threading.Lock()
@@ -43,32 +51,66 @@ class ServerState:
         self._disk: tuple[str, ThumbCache] | None = None
         self.model_warm = False
         self.model_error: str | None = None
-        idx = Index.open(self.index_dir, embedder=embedder)  # IndexNotFound/FormatError
+        self.ray, self.sharded = ray, is_sharded(self.index_dir)
+        self._key = self._current()  # IndexNotFound/FormatError
+        idx = self._open(embedder)
         if embedder is None and idx.model in BACKBONES:
             embedder = CNNEmbedder(idx.model)
-            idx = Index.open(self.index_dir, embedder=embedder)
+            idx = self._open(embedder, idx)
         #: None for an index of features computed elsewhere (``Index.from_arrays``): its
         #: stored images can be searched, uploads by colour only
         self._embedder: Embedder | None = embedder
-        self._index = idx
+        self._index: Any = idx
         if embedder is None:
             self.model_error = f"no CNN for the index's model {idx.model!r}"
 
-    def index(self) -> Index:
-        """The published version of the index, reopened when CURRENT names a new one."""
+    def _current(self) -> str:
+        """What names the published content now: the version folder, or for a sharded
+        index its manifest and every shard's version."""
+        if self.sharded:
+            from imgrec.shard.split import current_key
+
+            try:
+                return current_key(self.index_dir)
+            except ImgrecError:
+                if not self.index_dir.is_dir():
+                    raise IndexNotFoundError(f"the index at {self.index_dir} is gone") from None
+                raise
+        version = current_version(self.index_dir)
+        if version is None:
+            if not hasattr(self, "_index"):
+                Index.open(self.index_dir)  # the error that says why
+            raise IndexNotFoundError(f"the index at {self.index_dir} is gone")
+        return str(version)
+
+    def _open(self, embedder: Embedder | None, previous: Any = None) -> Any:
+        """The index (an Index, or a ShardedIndex whose actors are placed now; Ray ends
+        the ``previous`` one's actors once no request uses it)."""
+        if not self.sharded:
+            return Index.open(self.index_dir, embedder=embedder)
+        from imgrec.shard.cli import ray_address
+        from imgrec.shard.sharded import ShardedIndex
+
+        if previous is not None and not isinstance(previous, Index):
+            previous._embedder = embedder  # the same shards: only the CNN changes
+            return previous
+        return ShardedIndex.open(self.index_dir, ray_address=ray_address(self.ray),
+                                 embedder=embedder)
+
+    def index(self) -> Any:
+        """The published version of the index, reopened when CURRENT names a new one (a
+        sharded index: when its manifest or any shard's version changes)."""
         with self._lock:
-            version = current_version(self.index_dir)
-            if version is None:
-                raise IndexNotFoundError(f"the index at {self.index_dir} is gone")
-            if version != self._index.dir:
-                idx = Index.open(self.index_dir, embedder=self._embedder)
+            key = self._current()
+            if key != self._key:
+                idx = self._open(self._embedder)
                 if idx.model != getattr(self._embedder, "name", idx.model):  # another backbone
                     self._embedder = CNNEmbedder(idx.model) if idx.model in BACKBONES else None
                     self.model_warm = False
-                    idx = Index.open(self.index_dir, embedder=self._embedder)
+                    idx = self._open(self._embedder, idx)
                     threading.Thread(target=self.warm, daemon=True, name="warm").start()
                 log.info("opened index version %s (%d images)", idx.version, len(idx))
-                self._index = idx
+                self._index, self._key = idx, key
             return self._index
 
     def warm(self) -> None:

@@ -23,7 +23,8 @@ LOCAL = "local"
 RAY_ENV = "IMGREC_RAY_ADDRESS"
 #: the commands that work on a sharded index (the others refuse it, naming themselves)
 SHARDED_COMMANDS = frozenset({"search", "info", "labels", "app", "shard", "demo",
-                              "clusters", "graph", "export", "evaluate", "index", "watch"})
+                              "clusters", "graph", "export", "evaluate", "index", "watch",
+                              "serve", "check"})
 
 
 def is_sharded(path: str | os.PathLike) -> bool:

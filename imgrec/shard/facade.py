@@ -4,7 +4,6 @@ feature rows fetched from the shards that hold them (for samples, never the whol
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
@@ -69,9 +68,10 @@ class ShardedFacts:
         self._paths = [p for part in paths for p in part]
         self._rows = {p: i for i, p in enumerate(self._paths)}
         self.has_labels = all(f["has_labels"] for f in facts)
-        key = "|".join(f"{s.name}={f['version']}" for s, f in zip(self.manifest.shards, facts,
-                                                                  strict=True))
-        self.version = hashlib.sha256(key.encode()).hexdigest()[:16]
+        from imgrec.shard.split import sharded_version
+
+        self.version = sharded_version([(s.name, f["version"]) for s, f in
+                                        zip(self.manifest.shards, facts, strict=True)])
         self._offsets = np.array([s.offset for s in self.manifest.shards], np.int64)
         dims = {"embeddings": facts[0]["dim"], "histograms": facts[0]["histogram_dim"],
                 "pca_histograms": self.manifest.pca_components, "labels_top5": 5,
@@ -155,6 +155,12 @@ class ShardedFacts:
     def entry(self, path: str) -> Any:
         """The catalog row of one gallery path (indexed or skipped), or None."""
         return next((e for e in self._all("entry", str(path)) if e is not None), None)
+
+    def entries(self) -> list[Any]:
+        """Every catalog row of every shard (indexed and skipped; global rows), by path
+        (the whole catalog through this process, as ``Index.entries`` reads it)."""
+        return sorted((e for part in self._all("entries") for e in part),
+                      key=lambda e: e.path)
 
     def sha256_of(self, paths: Sequence[str]) -> dict[str, str]:
         """path -> content hash of the given indexed paths (absent paths are left out)."""

@@ -1,6 +1,7 @@
 """What one shard's Ray actor does: open its index memory-mapped and answer exact top-k
 requests in global row numbers (its offset added), with exact values (the driver knows
-every row's path, so none is looked up here)."""
+every row's path, so none is looked up here); a search filter (a
+:class:`~imgrec.search.filters.Where`) is applied here, to this shard's own rows."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from imgrec.errors import ImgrecError
 from imgrec.index.index import Index
 from imgrec.search import kernels as K
 from imgrec.search.engine import ALL_METRICS
+from imgrec.search.filters import Where, ranked, restrict
 from imgrec.search.methods import TABLE
-from imgrec.search.rank import rank
 from imgrec.search.refine import rank_refined
 from imgrec.shard.split import open_shard
 
@@ -60,6 +61,7 @@ class ShardServer:
                  version: str | None = None) -> None:
         self.folder, self.offset, self.error = folder, offset, ""
         self.threads = threads
+        self._passing: tuple[Where | None, np.ndarray | None] = (None, None)
         if threads:
             from threadpoolctl import threadpool_limits
 
@@ -72,6 +74,21 @@ class ShardServer:
     def _ranked(self, rows: np.ndarray, values: np.ndarray) -> Ranked:
         rows = np.asarray(rows, np.int64)
         return rows + self.offset, np.asarray(values)
+
+    def _rows(self, where: Where | None) -> np.ndarray | None:
+        """This shard's local rows passing ``where`` (None: every row), kept for the last
+        filter (:meth:`passing` then the ranking ask for the same one)."""
+        if where is None:
+            return None
+        if self._passing[0] != where:
+            self._passing = (where, where.rows(self.idx))
+        return self._passing[1]
+
+    @guarded
+    def passing(self, where: Where | None) -> int:
+        """How many of this shard's rows pass ``where``."""
+        rows = self._rows(where)
+        return len(self.idx) if rows is None else len(rows)
 
     @guarded
     def facts(self) -> dict[str, Any]:
@@ -103,43 +120,52 @@ class ShardServer:
                 for r in rows]
 
     @guarded
-    def rank(self, method: str, metric: str, q: np.ndarray, k: int, c: int | None
-             ) -> tuple[list[Ranked], Ranked]:
-        """Exact top-k per query and combined, as :func:`imgrec.search.rank.rank` gives."""
-        scan = TABLE[method].matrix(self.idx, c)
-        per, comb = rank(metric, scan.data, q, k, scan.norms, scan.half)
+    def rank(self, method: str, metric: str, q: np.ndarray, k: int, c: int | None,
+             where: Where | None = None) -> tuple[list[Ranked], Ranked]:
+        """Exact top-k per query and combined, as :func:`imgrec.search.rank.rank` gives,
+        among the rows passing ``where``."""
+        sub = restrict(TABLE[method].matrix(self.idx, c), self._rows(where))
+        per, comb = ranked(metric, sub, q, k)
         return [self._ranked(*p) for p in per], self._ranked(*comb)
 
     @guarded
-    def rank_all(self, q: np.ndarray, k: int
+    def rank_all(self, q: np.ndarray, k: int, where: Where | None = None
                  ) -> tuple[list[tuple[np.ndarray, dict[str, np.ndarray]]], ...]:
         """Per query and combined: the union of this shard's cosine, euclidean and
-        manhattan top-k, each row with all three exact values (the driver forms the
-        global top-k of each metric from these, then their union)."""
+        manhattan top-k (among the rows passing ``where``), each row with all three exact
+        values (the driver forms the global top-k of each metric from these, then their
+        union)."""
         scan = TABLE["embedding"].matrix(self.idx, None)
-        runs = {m: rank(m, scan.data, q, k, scan.norms, scan.half) for m in ALL_METRICS}
+        sub = restrict(scan, self._rows(where))
+        runs = {m: ranked(m, sub, q, k) for m in ALL_METRICS}
 
         def values(row_sets: list[np.ndarray], qs: np.ndarray):
             rows = np.unique(np.concatenate(row_sets)).astype(np.int64)
-            sub = scan.data[rows]
-            vals = {m: _EXACT[m](sub, qs).mean(0) for m in ALL_METRICS}
+            data = scan.data[rows]
+            vals = {m: _EXACT[m](data, qs).mean(0) for m in ALL_METRICS}
             return rows + self.offset, vals
 
         per = [values([runs[m][0][j][0] for m in runs], q[j:j + 1]) for j in range(len(q))]
         return per, values([runs[m][1][0] for m in runs], q)
 
     @guarded
-    def refine(self, q: np.ndarray, nq: np.ndarray, weight: float, k: int) -> Ranked:
-        """The exact refined top-k (see :func:`imgrec.search.refine.rank_refined`)."""
-        scan = TABLE["embedding"].matrix(self.idx, None)
-        return self._ranked(*rank_refined(scan.data, scan.norms, q, nq, weight, k, scan.half))
+    def refine(self, q: np.ndarray, nq: np.ndarray, weight: float, k: int,
+               where: Where | None = None) -> Ranked:
+        """The exact refined top-k among the rows passing ``where`` (see
+        :func:`imgrec.search.refine.rank_refined`)."""
+        sub = restrict(TABLE["embedding"].matrix(self.idx, None), self._rows(where))
+        s = sub.scan
+        at, values = rank_refined(s.data, s.norms, q, nq, weight, k, s.half, sub.mask)
+        return self._ranked(sub.rows(at), values)
 
     @guarded
-    def label(self, text: str, k: int) -> tuple[Ranked, list[str]]:
-        """This shard's label-search top-k and the notes naming the matched classes."""
+    def label(self, text: str, k: int, where: Where | None = None
+              ) -> tuple[Ranked, list[str]]:
+        """This shard's label-search top-k (among the rows passing ``where``) and the
+        notes naming the matched classes."""
         from imgrec.insights.labels import search_by_label
 
-        res = search_by_label(self.idx, text, k)
+        res = search_by_label(self.idx, text, k, where)
         rows = np.array([h.row for h in res.combined], np.int64)
         return (rows + self.offset, np.array([h.score for h in res.combined])), res.notes
 
@@ -165,6 +191,12 @@ class ShardServer:
         if e is not None and e.row is not None:
             e = replace(e, row=e.row + self.offset)
         return e
+
+    @guarded
+    def entries(self) -> list[Any]:
+        """Every catalog row here (indexed and skipped), indexed rows made global."""
+        return [e if e.row is None else replace(e, row=e.row + self.offset)
+                for e in self.idx.entries()]
 
     @guarded
     def sha256_of(self, paths: list[str]) -> dict[str, str]:

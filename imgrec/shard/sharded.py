@@ -1,5 +1,6 @@
 """A sharded index served by one Ray actor per shard, with the search API of :class:`Index`:
-each shard returns its exact top-k with exact values, and the driver merges them."""
+each shard returns its exact top-k with exact values (a search filter applied to its own
+rows), and the driver merges them."""
 
 from __future__ import annotations
 
@@ -203,27 +204,31 @@ class ShardedIndex(ShardedFacts, ShardedInsights):
                where: Any = None) -> SearchResult:
         """The search of :meth:`imgrec.index.index.Index.search`, over every shard.
 
+        A ``where`` filter is applied by each shard to its own rows (the same catalog
+        conditions and labels), so the merged result is the exact top-k among the rows
+        that pass, as on the unsharded index.
+
         Raises:
-            QueryError: as :meth:`Index.search`; also for a ``where`` filter (search
-                filters are not supported on a sharded index).
+            QueryError: as :meth:`Index.search`.
         """
-        if Where.of(where) is not None:
-            raise QueryError("search filters (folders, dates, size, format, orientation, "
-                             "label) are not supported on a sharded index")
         queries = _as_list(queries)
         entry = check_request(method, metric, k, len(queries), pca_components)
         k = int(k)
         negatives = [] if negatives is None else _as_list(negatives)
+        cond = Where.of(where)
+        passing = sum(self._all("passing", cond)) if cond is not None else None
         if negatives:
             return self._refine(queries, negatives, negative_weight, k, method, metric,
-                                max_megapixels)
+                                max_megapixels, cond)
         kernel_metric = entry.metric(metric)
         view = self._stored(queries)
         feats = query_features(view, queries, entry.feature == "embedding", max_megapixels)
         labels, notes = [f.label for f in feats], []
         raw = np.stack([getattr(f, entry.feature) for f in feats])
+        if passing is not None:
+            notes.append(f"restricted to {passing:,} of {len(self):,} images")
         if kernel_metric == "all":
-            per, comb = self._rank_all(raw.astype(np.float32), k)
+            per, comb = self._rank_all(raw.astype(np.float32), k, cond)
             return SearchResult(method, "all", k, labels, per, comb, notes)
         c = None
         q = np.asarray(raw, np.float32)
@@ -233,7 +238,7 @@ class ShardedIndex(ShardedFacts, ShardedInsights):
             for i, f in enumerate(feats):  # a stored query reuses its stored projection
                 if f.row is not None:
                     q[i] = view.projections[f.row][:c]
-        parts = self._all("rank", method, kernel_metric, q, k, c)
+        parts = self._all("rank", method, kernel_metric, q, k, c, cond)
         larger = LARGER_IS_BETTER[kernel_metric]
         per = [self._hits(kernel_metric, merge([p[0][j] for p in parts], k, larger))
                for j in range(len(q))]
@@ -251,9 +256,10 @@ class ShardedIndex(ShardedFacts, ShardedInsights):
         rows, vals = ranked
         return make_hits(self.paths(rows), metric, rows, vals, extra)
 
-    def _rank_all(self, q: np.ndarray, k: int) -> tuple[list[list[Hit]], list[Hit]]:
+    def _rank_all(self, q: np.ndarray, k: int, cond: Where | None
+                  ) -> tuple[list[list[Hit]], list[Hit]]:
         """Union of the global cosine, euclidean and manhattan top-k, ordered by cosine."""
-        parts = self._all("rank_all", q, k)
+        parts = self._all("rank_all", q, k, cond)
 
         def union(slot: list[tuple[np.ndarray, dict[str, np.ndarray]]]) -> list[Hit]:
             rows = np.concatenate([s[0] for s in slot]).astype(np.int64)
@@ -269,7 +275,8 @@ class ShardedIndex(ShardedFacts, ShardedInsights):
         return per, union([p[1] for p in parts])
 
     def _refine(self, queries: list[Any], negatives: list[Any], weight: Any, k: int,
-                method: str, metric: str, max_megapixels: float) -> SearchResult:
+                method: str, metric: str, max_megapixels: float, cond: Where | None
+                ) -> SearchResult:
         if method != "embedding" or metric != "cosine":
             raise QueryError("negative examples work with method 'embedding' and metric "
                              f"'cosine' only (got {method!r}, {metric!r})")
@@ -281,10 +288,10 @@ class ShardedIndex(ShardedFacts, ShardedInsights):
         pos, neg = feats[:len(queries)], feats[len(queries):]
         q = np.stack([f.embedding for f in pos]).astype(np.float32)
         nq = np.stack([f.embedding for f in neg]).astype(np.float32)
-        parts = self._all("rank", "embedding", "cosine", q, k, None)
+        parts = self._all("rank", "embedding", "cosine", q, k, None, cond)
         per = [self._hits("cosine", merge([p[0][j] for p in parts], k, True))
                for j in range(len(q))]
-        comb = merge(self._all("refine", q, nq, w, k), k, True)
+        comb = merge(self._all("refine", q, nq, w, k, cond), k, True)
         note = (f"combined: mean cosine to {len(pos)} quer{'y' if len(pos) == 1 else 'ies'} "
                 f"- {w:g} x mean cosine to {len(neg)} negative example"
                 f"{'' if len(neg) == 1 else 's'} (refined score, in [{-1 - w:g}, {1 + w:g}])")
@@ -292,11 +299,12 @@ class ShardedIndex(ShardedFacts, ShardedInsights):
                             self._hits(REFINED, comb), [note], [f.label for f in neg], w,
                             combined_metric=REFINED)
 
-    def search_by_label(self, text: str, k: int = 20) -> SearchResult:
-        """:func:`imgrec.insights.labels.search_by_label` over every shard."""
+    def search_by_label(self, text: str, k: int = 20, where: Any = None) -> SearchResult:
+        """:func:`imgrec.insights.labels.search_by_label` over every shard (``where``
+        applied by each shard to its own rows)."""
         if not isinstance(k, int | np.integer) or isinstance(k, bool) or k < 1:
             raise QueryError(f"k must be a positive integer, got {k!r}")
-        parts = self._all("label", text, int(k))
+        parts = self._all("label", text, int(k), Where.of(where))
         rows, vals = merge([p[0] for p in parts], int(k), True)
         paths = self.paths(rows)
         hits = [Hit(i + 1, p, float(v), float(1.0 - v), int(r))

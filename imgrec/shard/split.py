@@ -3,8 +3,10 @@ share one PCA model, listed by a small manifest (``sharded.json``)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -133,6 +135,17 @@ def open_shard(shard_dir: Path, version: str | None) -> Index:
     return Index(path, read_manifest(path), None, "auto")
 
 
+def sharded_version(shards: Sequence[tuple[str, str]]) -> str:
+    """The version of a sharded index: a digest of each shard's (name, index version).
+
+    Example:
+        >>> sharded_version([("shard-000", "v1"), ("shard-001", "v7")])
+        'ca02bcc769788837'
+    """
+    key = "|".join(f"{name}={version}" for name, version in shards)
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
 def current_key(folder: Path) -> str:
     """What names the content of the sharded index at ``folder`` now: its manifest and
     the current version of each shard (a cache key that changes when any shard does).
@@ -177,7 +190,9 @@ def write_shards(src: Index, out: Path, shards: int, source: str) -> Path:
     """Write ``src`` as ``shards`` shards and their manifest into the folder ``out``.
 
     The one implementation behind :func:`split` and ``build_index(..., shards=N)``;
-    ``source`` is recorded in each shard's manifest. The manifest is written last (an
+    ``source`` is recorded in each shard's manifest. The score calibrations of ``src``
+    are kept as the sharded index's (see :func:`imgrec.search.calibration.carry_over`:
+    the sharded search answers as ``src``'s). The manifest is written last (an
     interrupted write leaves no sharded index), replacing any earlier one.
 
     Raises:
@@ -192,7 +207,7 @@ def write_shards(src: Index, out: Path, shards: int, source: str) -> Path:
     indexed = sorted((e for e in entries if e.row is not None), key=lambda e: e.row)
     pca = src.pca()
     bounds = [i * n // shards for i in range(shards + 1)]
-    infos = []
+    infos, versions = [], []
     for i in range(shards):
         a, b = bounds[i], bounds[i + 1]
         name = f"shard-{i:03d}"
@@ -200,6 +215,10 @@ def write_shards(src: Index, out: Path, shards: int, source: str) -> Path:
         version = _write_shard(src, out / name, a, b, rows + (skipped if i == 0 else []), pca,
                                source)
         infos.append(ShardInfo(name, a, b - a, version))
+        versions.append((name, version))
+    from imgrec.search.calibration import carry_over
+
+    carry_over(src, out, sharded_version(versions))
     manifest = ShardedManifest(src.model, n, pca.n_components, str(src.root), tuple(infos),
                                src.manifest.recipe)
     tmp = out / f".{MANIFEST}.tmp"

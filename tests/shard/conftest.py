@@ -34,3 +34,48 @@ def ray_cluster() -> Iterator[object]:
     finally:
         ray.shutdown()
         cluster.shutdown()
+
+
+#: families of the demo gallery in :func:`varied_gallery`: square (a PNG), square (a WEBP),
+#: landscape (a TIFF; cats), landscape, portrait
+VARIED_FAMILIES = ("astronaut", "camera", "chelsea", "coffee", "grace_hopper")
+VARIED_PER_FAMILY = 8
+
+
+@pytest.fixture(scope="session")
+def varied_gallery(demo_cli, tmp_path_factory) -> object:
+    """40 real demo photos of five folders with every kind of fact a search filter reads:
+    formats (JPEG, PNG, WEBP, TIFF), sizes, orientations, labels, and dates taken (their
+    file times, 2012 to 2021, interleaved over the rows so every date range spans shards)."""
+    import shutil
+    import time
+
+    root = tmp_path_factory.mktemp("varied") / "gallery"
+    files = [p for fam in VARIED_FAMILIES
+             for p in sorted((demo_cli.gallery / fam).iterdir())[:VARIED_PER_FAMILY]]
+    for i, src in enumerate(files):
+        dest = root / src.parent.name / src.name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dest)
+        year, month = 2012 + (i * 7 % 40) // 4, 1 + (i * 5) % 12
+        t = time.mktime((year, month, 15, 12, 0, 0, 0, 0, -1))
+        os.utime(dest, (t, t))
+    return root
+
+
+@pytest.fixture(scope="session")
+def varied_index(varied_gallery, real_embedder, tmp_path_factory) -> object:
+    """The index of :func:`varied_gallery` (the real EfficientNet-Lite0)."""
+    from imgrec import build_index
+
+    index_dir = tmp_path_factory.mktemp("varied-index") / "index"
+    build_index(varied_gallery, index_dir, embedder=real_embedder, workers=0)
+    return index_dir
+
+
+@pytest.fixture(scope="session")
+def varied_sharded(varied_index, tmp_path_factory) -> object:
+    """:func:`varied_index` split into 3 shards (rows 0-12, 13-25, 26-39)."""
+    from imgrec.shard.split import split
+
+    return split(varied_index, tmp_path_factory.mktemp("varied-sharded") / "s", shards=3)
