@@ -43,7 +43,15 @@ VARIED_PER_FAMILY = 8
 
 
 @pytest.fixture(scope="session")
-def varied_gallery(demo_cli, tmp_path_factory) -> object:
+def varied_demo(tmp_path_factory) -> object:
+    """The demo gallery's files (written here: no index of it is needed)."""
+    from imgrec.demo import build_demo_gallery
+
+    return build_demo_gallery(tmp_path_factory.mktemp("varied-demo") / "demo").root
+
+
+@pytest.fixture(scope="session")
+def varied_gallery(varied_demo, tmp_path_factory) -> object:
     """40 real demo photos of five folders with every kind of fact a search filter reads:
     formats (JPEG, PNG, WEBP, TIFF), sizes, orientations, labels, and dates taken (their
     file times, 2012 to 2021, interleaved over the rows so every date range spans shards)."""
@@ -52,7 +60,7 @@ def varied_gallery(demo_cli, tmp_path_factory) -> object:
 
     root = tmp_path_factory.mktemp("varied") / "gallery"
     files = [p for fam in VARIED_FAMILIES
-             for p in sorted((demo_cli.gallery / fam).iterdir())[:VARIED_PER_FAMILY]]
+             for p in sorted((varied_demo / fam).iterdir())[:VARIED_PER_FAMILY]]
     for i, src in enumerate(files):
         dest = root / src.parent.name / src.name
         dest.parent.mkdir(parents=True, exist_ok=True)
