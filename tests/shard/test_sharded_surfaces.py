@@ -17,6 +17,7 @@ from test_sharded import assert_same
 from imgrec import Index, Stored, build_index
 from imgrec.build.sharded import STAGING
 from imgrec.errors import ImgrecError
+from imgrec.search.calibration import calibrate
 from imgrec.shard.sharded import ShardedIndex
 from imgrec.shard.split import MANIFEST, ShardedManifest, split
 
@@ -66,16 +67,6 @@ def test_build_with_shards_equals_the_unsharded_build(ray_cluster, demo_cli, rea
             build_index(gallery, target, embedder=real_embedder, workers=0, shards=2)
 
 
-def _unrated(out: dict) -> dict:
-    """The ``search --json`` object without the gallery-calibrated match bands (a sharded
-    index does not rate its hits)."""
-    for group in [q["hits"] for q in out["queries"]] + [out["combined"]]:
-        for h in group:
-            h.pop("strength", None)
-            h.pop("percentile", None)
-    return out
-
-
 def test_the_cli_searches_a_sharded_index_as_the_unsharded_one(ray_cluster, demo_cli,
                                                                 sharded_demo, cli_env):
     env = {**cli_env, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
@@ -86,10 +77,11 @@ def test_the_cli_searches_a_sharded_index_as_the_unsharded_one(ray_cluster, demo
         s = run_cli("search", *query, "--index", index, "-k", "7", "--json", *extra, env=env)
         lb = run_cli("labels", "--index", index, "--json", "--top", "5", *extra, env=env)
         assert s.returncode == 0 and lb.returncode == 0, (s.stderr + lb.stderr)[-2000:]
-        runs[name] = _unrated(json.loads(s.stdout)), json.loads(lb.stdout)
-    assert runs["sharded"] == runs["full"]
+        runs[name] = json.loads(s.stdout), json.loads(lb.stdout)
+    assert runs["sharded"] == runs["full"]  # match strengths included
     hits = runs["full"][0]["queries"][0]["hits"]
     assert hits[0]["path"] == "chelsea/chelsea_orig.jpg" and len(hits) == 7
+    assert hits[0]["strength"] == "strong"
     info = run_cli("info", "--index", sharded_demo, env=env)
     assert info.returncode == 0 and "2 shards" in info.stdout, info.stderr
     assert "images     170 indexed" in info.stdout
@@ -100,13 +92,10 @@ def test_the_cli_searches_a_sharded_index_as_the_unsharded_one(ray_cluster, demo
         assert r.returncode == 2, r.stderr
         assert r.stderr.strip().splitlines() == [
             f"imgrec: imgrec {cmd[0]} is not supported on a sharded index ({sharded_demo}): "
-            "run it on an unsharded index (sharded: app, clusters, evaluate, export, graph, "
-            "index, info, labels, search, watch)"]
+            "run it on an unsharded index (sharded: app, check, clusters, evaluate, export, "
+            "graph, index, info, labels, search, serve, watch)"]
     r = run_cli("index", demo_cli.gallery, "--index", sharded_demo, "--shards", "3", env=env)
     assert r.returncode == 2 and "a sync keeps its shard count" in r.stderr, r.stderr
-    r = run_cli("search", query[0], "--index", sharded_demo, "--in", "chelsea", *ray, env=env)
-    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
-    assert "filters" in r.stderr and "not supported on a sharded index" in r.stderr
 
 
 def test_index_with_shards_from_the_command_line(demo_cli, cli_env, tmp_path):
@@ -177,8 +166,21 @@ def test_the_dashboard_searches_and_explores_a_sharded_index(ray_cluster, demo_c
     want = [h.path for h in full.search(cat, k=len(rows[0])).per_query[0]]
     assert len(rows) == 1 and rows[0] == want and want[0] == "chelsea/chelsea_color.jpg"
     assert "**170** images" in " ".join(m.value for m in at.sidebar.markdown)
-    # the unsharded index rates its hits (its own image is "strong"); the sharded one does not
-    assert not [m.value for m in at.main.markdown if "imgrec-strength" in m.value]
+    # the hits are rated as on the unsharded index (its own image is "strong")
+    bars = [m.value for m in at.main.markdown if 'class="imgrec-strength' in m.value]
+    cal = calibrate(full)
+    bands = [cal.strength(h.score)[0] for h in full.search(cat, k=len(rows[0])).per_query[0]]
+    assert [b.split('"')[1] for b in bars] == [f"imgrec-strength imgrec-{b}" for b in bands]
+    assert bands[0] == "strong" and len(set(bands)) > 1
+    # the filter panel: the exact top-k among the images that pass, as unsharded
+    at.multiselect(key="filter_folders").set_value(["coffee", "chelsea"]).run()
+    at.selectbox(key="filter_orientation").set_value("landscape").run()
+    _clean(at)
+    where = {"folders": ["coffee", "chelsea"], "orientation": "landscape"}
+    kept = [h.path for h in full.search(cat, k=len(rows[0]), where=where).per_query[0]]
+    assert _result_paths(at) == [kept] and kept != want
+    at.multiselect(key="filter_folders").set_value([]).run()
+    at.selectbox(key="filter_orientation").set_value("any").run()
 
     at.switch_page("imgrec/app/pages/explore.py").run()
     _clean(at)
