@@ -216,10 +216,10 @@ class ShardedIndex(ShardedFacts, ShardedInsights):
         k = int(k)
         negatives = [] if negatives is None else _as_list(negatives)
         cond = Where.of(where)
-        passing = sum(self._all("passing", cond)) if cond is not None else None
         if negatives:
             return self._refine(queries, negatives, negative_weight, k, method, metric,
                                 max_megapixels, cond)
+        passing = sum(self._all("passing", cond)) if cond is not None else None
         kernel_metric = entry.metric(metric)
         view = self._stored(queries)
         feats = query_features(view, queries, entry.feature == "embedding", max_megapixels)
