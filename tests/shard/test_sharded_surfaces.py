@@ -175,10 +175,10 @@ def test_the_dashboard_searches_and_explores_a_sharded_index(ray_cluster, demo_c
     assert [b.split('"')[1] for b in bars] == [f"imgrec-strength imgrec-{b}" for b in bands]
     assert bands[0] == "strong" and len(set(bands)) > 1
     # the filter panel: the exact top-k among the images that pass, as unsharded
-    at.multiselect(key="filter_folders").set_value(["coffee", "chelsea"]).run()
+    at.multiselect(key="filter_folders").set_value(["coffee", "rocket"]).run()
     at.selectbox(key="filter_orientation").set_value("landscape").run()
     _clean(at)
-    where = {"folders": ["coffee", "chelsea"], "orientation": "landscape"}
+    where = {"folders": ["coffee", "rocket"], "orientation": "landscape"}
     kept = [h.path for h in full.search(cat, k=len(rows[0]), where=where).per_query[0]]
     assert _result_paths(at) == [kept] and kept != want
     at.multiselect(key="filter_folders").set_value([]).run()
