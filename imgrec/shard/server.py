@@ -193,12 +193,6 @@ class ShardServer:
         return e
 
     @guarded
-    def entries(self) -> list[Any]:
-        """Every catalog row here (indexed and skipped), indexed rows made global."""
-        return [e if e.row is None else replace(e, row=e.row + self.offset)
-                for e in self.idx.entries()]
-
-    @guarded
     def sha256_of(self, paths: list[str]) -> dict[str, str]:
         return self.idx.sha256_of(paths)
 
