@@ -79,7 +79,7 @@ def test_every_index_cache_of_the_dashboard_is_registered() -> None:
         if "st.cache_data" in text or "st.cache_resource" in text:
             assert f.name in allowed, f
     names = {s.__qualname__ for s in cache._REGISTRY}
-    assert {"_open_index", "facts", "search", "clusters", "thumbnail", "all_paths",
+    assert {"_open_index", "facts", "search", "_clusters", "thumbnail", "all_paths",
             "_projection", "_duplicates", "_near_pairs", "_graph", "_label_search", "_refine",
             "label_counts", "_upload_features"} <= names
 
@@ -122,7 +122,7 @@ def test_every_cached_step_that_can_take_a_second_says_what_it_does() -> None:
                     kw = {k.arg: k.value for k in d.keywords}
                     text = kw.get("spinner", kw.get("show_spinner"))
                     found[node.name] = text.value if isinstance(text, ast.Constant) else None
-    assert {"search", "_open_index", "changes_since_build", "clusters", "_graph",
+    assert {"search", "_open_index", "changes_since_build", "_clusters", "_graph",
             "_near_pairs", "_projection", "_label_search", "_zoomed"} <= set(found)
     silent = {name for name, text in found.items()
               if not (isinstance(text, str) and len(text.split()) >= 1 and text.endswith("…"))}
