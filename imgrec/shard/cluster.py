@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
+import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TextIO
 
 from imgrec.errors import ImgrecError
 
@@ -82,3 +84,43 @@ def quiet_data() -> None:
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
     logging.getLogger("ray.data").setLevel(logging.ERROR)
+
+
+class _ByThread:
+    """A text stream that hands what Ray's own threads write to ``err`` and everything
+    else to ``out`` (any other attribute is ``out``'s)."""
+
+    def __init__(self, out: TextIO, err: TextIO) -> None:
+        self._out, self._err = out, err
+
+    def _target(self) -> TextIO:
+        return self._err if threading.current_thread().name.startswith("ray_") else self._out
+
+    def write(self, text: str) -> int:
+        return self._target().write(text)
+
+    def flush(self) -> None:
+        self._out.flush()
+        self._err.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._out, name)
+
+
+@contextlib.contextmanager
+def ray_prints_to_stderr() -> Iterator[None]:
+    """While the block runs, what Ray's background threads print goes to stderr.
+
+    A Ray driver prints the raylet's warnings (such as "4 PYTHON worker processes have been
+    started on node ...", under load) to stdout from its own threads, which would break a
+    command's ``--json`` output; the CLI runs every command inside this block, so stdout
+    holds only the command's results.
+    """
+    out = sys.stdout
+    router = _ByThread(out, sys.stderr)
+    sys.stdout = router  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        if sys.stdout is router:
+            sys.stdout = out

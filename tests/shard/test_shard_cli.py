@@ -33,3 +33,45 @@ def test_shard_split_from_the_command_line(demo_cli, cli_env, tmp_path):
     again = run_cli("shard", "split", demo_cli.index, tmp_path / "sharded", "--shards", "2",
                     env=cli_env)
     assert again.returncode == 2 and len(again.stderr.strip().splitlines()) == 1, again.stderr
+
+
+def test_what_rays_threads_print_goes_to_stderr_so_json_output_stays_parseable(
+        capsys, demo_cli, monkeypatch):
+    """A Ray driver prints raylet warnings ("4 PYTHON worker processes have been started
+    ...") to sys.stdout from its background threads; a command's stdout must hold only its
+    results. Ray's printer looks sys.stdout up when it prints, as this thread does."""
+    import json
+    import sys
+    import threading
+
+    from imgrec.cli.main import main
+    from imgrec.shard.cluster import ray_prints_to_stderr
+
+    def raylet_warning() -> None:
+        print("(raylet) WARNING: 4 PYTHON worker processes have been started", file=sys.stdout)
+
+    before = sys.stdout
+    with ray_prints_to_stderr():
+        t = threading.Thread(target=raylet_warning, name="ray_listen_error_messages")
+        t.start()
+        t.join()
+        print('{"ok": 1}')
+    assert sys.stdout is before
+    out = capsys.readouterr()
+    assert json.loads(out.out) == {"ok": 1} and "raylet" in out.err
+
+    from imgrec import Index
+
+    real = Index.facts
+
+    def facts_and_a_warning(self):  # a warning printed while `imgrec info --json` runs
+        t = threading.Thread(target=raylet_warning, name="ray_listen_error_messages")
+        t.start()
+        t.join()
+        return real(self)
+
+    monkeypatch.setattr(Index, "facts", facts_and_a_warning)
+    code = main(["info", "--index", str(demo_cli.index), "--json"])
+    out = capsys.readouterr()
+    assert code == 0 and "raylet" in out.err
+    assert json.loads(out.out)["count"] == len(Index.open(demo_cli.index))
