@@ -2,7 +2,7 @@
 `python -m bench beyond --n 100000` / `python -m bench server --index DIR` /
 `python -m bench quality` / `python -m bench evaluate` / `python -m bench duplicates` /
 `python -m bench scale --corpus DIR --like INDEX` / `python -m bench thumbs` /
-`python -m bench explore --index DIR`: print JSON."""
+`python -m bench explore --index DIR` / `python -m bench thresholds --corpus DIR`: print JSON."""
 
 from __future__ import annotations
 
@@ -31,6 +31,8 @@ def main() -> int:
     i.add_argument("--workers", type=int)
     i.add_argument("--batch-size", type=int, default=16)
     i.add_argument("--repeat", type=int, default=3, help="CNN-only / end-to-end run pairs")
+    i.add_argument("--recipes", help="instead: whole builds under each of these recipes in "
+                   "turns (e.g. v1,v2,v3), seconds per image")
     i.add_argument("--work", type=Path, default=Path("bench/out"))
     i.add_argument("--save", type=Path)
     b = sub.add_parser("beyond", help="duplicates, neighbour graph, clusters, refine at scale")
@@ -98,6 +100,10 @@ def main() -> int:
     e.add_argument("--repeat", type=int, default=3)
     e.add_argument("--work", type=Path, default=Path("bench/out"))
     e.add_argument("--save", type=Path)
+    from .thresholds import add_arguments as thresholds_arguments
+
+    thresholds_arguments(sub.add_parser("thresholds", help="each recipe's thresholds that "
+                                        "admit as many pairs as v1's"))
     args = p.parse_args()
     if args.what == "quality":
         from imgrec.demo import build_demo_gallery
@@ -124,6 +130,8 @@ def main() -> int:
         from .thumbs import run
     elif args.what == "explore":
         from .explore_browser import run
+    elif args.what == "thresholds":
+        from .thresholds import run
     else:
         from .indexing import run
     result = run(args)

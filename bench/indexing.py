@@ -43,8 +43,50 @@ def _original_colour(path: str) -> np.ndarray:
                            for c in range(3)])
 
 
+def recipes(args, files: list[str]) -> dict:
+    """Seconds per image of whole builds under each recipe of ``args.recipes``, in turns
+    (``args.repeat`` rounds, the median counts), through the public build: decode workers,
+    the recipe's framing and pools, the work store and the published index."""
+    names = args.recipes.split(",")
+    emb = CNNEmbedder(batch_size=args.batch_size).load()
+    work = Path(tempfile.mkdtemp(prefix="imgrec-bench-", dir=args.work if args.work.exists()
+                                 else None))
+    gallery = work / "gallery"
+    gallery.mkdir()
+    for i, f in enumerate(files):
+        shutil.copyfile(f, gallery / f"{i:05d}{Path(f).suffix.lower()}")
+    got: dict[str, list[float]] = {r: [] for r in names}
+    shapes: dict[str, int] = {}
+    for rnd in range(args.repeat):
+        for r in names:
+            t = time.perf_counter()
+            report = build_index(gallery, work / f"{r}-{rnd}", embedder=emb, recipe=r,
+                                 workers=args.workers, batch_size=args.batch_size)
+            got[r].append((time.perf_counter() - t) / report.indexed)
+            shutil.rmtree(work / f"{r}-{rnd}", ignore_errors=True)
+    from imgrec.features.recipe import recipe_named
+
+    for r in names:
+        framed = {recipe_named(r).frame(images.prepare(images.load_image(f)[0]), 224).shape
+                  for f in files}
+        shapes[r] = len(framed)
+    shutil.rmtree(work, ignore_errors=True)
+    med = {r: statistics.median(v) for r, v in got.items()}
+    return {"benchmark": "index --recipes", "machine": machine(), "images": len(files),
+            "corpus": str(args.corpus), "rounds": args.repeat,
+            "seconds_per_image": {r: round(v, 4) for r, v in med.items()},
+            "vs_first": {r: round(v / med[names[0]], 2) for r, v in med.items()},
+            "input_shapes": shapes,
+            "all_rounds": {r: [round(x, 4) for x in v] for r, v in got.items()}}
+
+
 def run(args) -> dict:
     files = [str(p) for p in images.scan(args.corpus)][: args.limit]
+    if getattr(args, "recipes", None):  # spread over the corpus (its folders, its shapes)
+        every = [str(p) for p in images.scan(args.corpus)]
+        if not every:
+            raise SystemExit(f"no images in {args.corpus}")
+        return recipes(args, every[::max(1, len(every) // args.limit)][: args.limit])
     if not files:
         raise SystemExit(f"no images in {args.corpus}")
     sizes = []

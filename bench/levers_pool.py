@@ -32,19 +32,11 @@ from PIL import Image
 
 from imgrec import images
 from imgrec.features.color import histogram
+from imgrec.features.recipe import aspect_shape  # the product's v3 framing
 
 from . import levers
 
 POOLS = ("gap", "gem", "s1", "s2", "s3", "rmac", "ravg")
-
-
-def aspect_shape(w: int, h: int, size: int, most: float = 3.0) -> tuple[int, int]:
-    """(width, height) of an image of ``w`` x ``h`` fed at its own aspect ratio: about
-    ``size``² pixels, each side a multiple of 32, the ratio clamped to ``most``."""
-    r = min(max(w / h, 1 / most), most)
-    sw = max(32, round(size * math.sqrt(r) / 32) * 32)
-    sh = max(32, round(size / math.sqrt(r) / 32) * 32)
-    return sw, sh
 
 
 def regions(h: int, w: int, levels: int = 3) -> list[tuple[int, int, int, int]]:

@@ -48,7 +48,7 @@ RECIPES = {
     "lite0 crop + GeM": (L0, "crop", "gem", None),
     "lite0 letterbox": (L0, "lbw", "gap", None),
     "lite0 letterbox + GeM": (L0, "lbw", "gem", None),
-    "v2: lite0 letterbox + power (default)": (L0, "lbw", "gap", P),
+    "v2: lite0 letterbox + power (previous default)": (L0, "lbw", "gap", P),
     "lite0 letterbox + power + centre": (L0, "lbw", "gap", PC),
     "lite0 letterbox + power + whiten 0.8": (L0, "lbw", "gap", PW),
     "lite1 letterbox": (L1, "lbw", "gap", None),
@@ -80,7 +80,8 @@ RECIPES = {
     "lite0 own aspect head + stages -2, -3 x0.5 + power": (L0, "asp", ML, P),
     "lite0 own aspect head + stages -2, -3 x0.5 + power + centre": (L0, "asp", ML, PC),
     "lite0 own aspect head + stages -2, -3 x0.5 + power + whiten 0.8": (L0, "asp", ML, PW),
-    "lite0 own aspect GeM head + stage -2 x0.5 + stage -3 + power": (L0, "asp", MLG, P),
+    "v3: lite0 own aspect GeM head + stage -2 x0.5 + stage -3 + power (default)":
+        (L0, "asp", MLG, P),
     "lite0 own aspect GeM head + stage -2 x0.5 + stage -3 + power + whiten 0.8":
         (L0, "asp", MLG, PW),
     "lite0 letterbox GeM head + stage -2 x0.5 + stage -3 + power": (L0, "lbw", MLG, P),
@@ -258,7 +259,7 @@ def run(args: argparse.Namespace) -> dict:
         spec = RECIPES[name]
         # colour and PCA are recipe-independent; the three metrics for the old and new
         # defaults, cosine (the search's default) for the other levers
-        methods = ((*EMB, "color", "pca") if i == 0 else EMB if "(default)" in name
+        methods = ((*EMB, "color", "pca") if i == 0 else EMB if "default)" in name
                    else ("embedding:cosine",))
         if len(spec) > 4:  # a re-ranking, measured beside the plain cosine
             methods = (*methods, f"embedding:cosine+{parse_rerank(spec[4])}")

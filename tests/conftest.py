@@ -28,25 +28,40 @@ PHOTO_MAX_SIDE = 320  # small copies keep the unit tests fast
 
 
 class CachingEmbedder:
-    """Wraps a real embedder so that byte-identical crops are embedded only once.
+    """Wraps a real embedder so that byte-identical inputs are embedded only once.
 
     The CNN is deterministic, so this changes no result; it lets tests decode the same
     gallery file many times (every source kind, every method) while the CNN runs once per
-    distinct crop. A crop that differs by a single byte is embedded anew.
+    distinct input (and pooling). An input that differs by a single byte is embedded anew.
     """
 
     def __init__(self, inner) -> None:
         self.inner = inner
         self.name, self.dim, self.input_size = inner.name, inner.dim, inner.input_size
-        self.cache: dict[str, np.ndarray] = {}
+        self.cache: dict[tuple, tuple[np.ndarray, np.ndarray | None]] = {}
+
+    def pooled_dim(self, pooling) -> int:
+        return self.inner.pooled_dim(pooling)
 
     def embed(self, crops: np.ndarray) -> np.ndarray:
-        keys = [hashlib.sha1(np.ascontiguousarray(c).tobytes()).hexdigest() for c in crops]
+        return self.forward(crops)[0]
+
+    def forward(self, crops, pooling=()) -> tuple[np.ndarray, np.ndarray | None]:
+        items = list(crops)
+        keys = [(pooling, np.shape(c), hashlib.sha1(np.ascontiguousarray(c).tobytes()).hexdigest())
+                for c in items]
         todo = sorted({k: i for i, k in enumerate(keys) if k not in self.cache}.values())
         if todo:
-            for i, v in zip(todo, self.inner.embed(np.asarray(crops)[todo]), strict=True):
-                self.cache[keys[i]] = v
-        return np.stack([self.cache[k] for k in keys])
+            batch = [items[i] for i in todo]
+            if not pooling:
+                batch = np.stack(batch)
+            vecs, probs = (self.inner.forward(batch, pooling) if pooling
+                           else self.inner.forward(batch))
+            for j, i in enumerate(todo):
+                self.cache[keys[i]] = (vecs[j], None if probs is None else probs[j])
+        got = [self.cache[k] for k in keys]
+        probs = None if any(p is None for _, p in got) else np.stack([p for _, p in got])
+        return np.stack([v for v, _ in got]), probs
 
 
 def _load_photo(name: str) -> Image.Image:

@@ -18,8 +18,8 @@ def duplicate_slider(index: Any) -> tuple[float, float]:
 
     Example:
         >>> from imgrec.features.recipe import RECIPES
-        >>> duplicate_slider(RECIPES["v1"]), duplicate_slider(RECIPES["v2"])
-        ((0.5, 0.65), (0.62, 0.75))
+        >>> duplicate_slider(RECIPES["v1"]), duplicate_slider(RECIPES["v3"])
+        ((0.5, 0.65), (0.69, 0.78))
     """
     r = index if isinstance(index, Recipe) else recipe_of(index)
     return r.duplicate_floor, r.duplicate_threshold
@@ -30,8 +30,8 @@ def graph_threshold(index: Any) -> float:
 
     Example:
         >>> from imgrec.features.recipe import RECIPES
-        >>> graph_threshold(RECIPES["v1"]), graph_threshold(RECIPES["v2"])
-        (0.5, 0.62)
+        >>> graph_threshold(RECIPES["v1"]), graph_threshold(RECIPES["v3"])
+        (0.5, 0.69)
     """
     r = index if isinstance(index, Recipe) else recipe_of(index)
     return r.graph_threshold

@@ -30,7 +30,7 @@ from imgrec.build.workstore import FLUSH_EVERY, FeatureBatch, WorkStore
 from imgrec.errors import ImgrecError
 from imgrec.features.embedding import DEFAULT_MODEL, CNNEmbedder, Embedder
 from imgrec.features.pca import DEFAULT_COMPONENTS
-from imgrec.features.recipe import Recipe, recipe_for, recipe_named
+from imgrec.features.recipe import Backbone, Recipe, recipe_for, recipe_named
 from imgrec.folders import resolve_path
 from imgrec.index.writer import remove_stale_temporaries
 from imgrec.settings import Settings
@@ -89,7 +89,7 @@ def build_index(gallery: str | os.PathLike, index_dir: str | os.PathLike | None 
             this is a sync of every shard (see :mod:`imgrec.build.shardsync`; ``shards``
             may be None or its shard count).
         recipe: the embedding recipe (:data:`imgrec.features.recipe.RECIPES`; default: the
-            backbone's, ``v2`` for EfficientNet-Lite, ``v1`` for ResNet50). An index built
+            backbone's, ``v3`` for EfficientNet-Lite, ``v1`` for ResNet50). An index built
             with another recipe is recomputed, and the report's notes say so.
 
     Returns:
@@ -196,7 +196,8 @@ class Build:
             raise ImgrecError(f"max_megapixels must be a positive number, not {mp!r}")
         emb = self.embedder or CNNEmbedder(self.model, weights=self.weights, device=self.device,
                                            batch_size=self.batch_size)
-        recipe = recipe_for(emb.name) if self.recipe is None else recipe_named(self.recipe)
+        recipe = self._recipe(emb.name, index_dir)
+        emb = Backbone(emb, recipe)  # the recipe's pools (its dim); finished as stored
         report = BuildReport(gallery=root, index_dir=index_dir, model=emb.name)
         with BuildLock(index_dir, wait=self.wait):
             remove_stale_temporaries(index_dir)
@@ -217,6 +218,10 @@ class Build:
         report.seconds = time.perf_counter() - t0
         return report
 
+    def _recipe(self, model: str, index_dir: Path) -> Recipe:
+        """The recipe asked for, else the backbone's default (a new build's)."""
+        return recipe_for(model) if self.recipe is None else recipe_named(self.recipe)
+
     def _previous(self, index_dir: Path, root: Path, emb: Embedder, recipe: Recipe,
                   work: Path, report: BuildReport) -> sync.Previous | None:
         """The published version to sync against (None: compute everything)."""
@@ -235,6 +240,9 @@ class Build:
         tracker = Tracker(self.progress, plan.total, plan.total - len(plan.todo))
         workers = (os.cpu_count() or 1) if self.workers is None else self.workers
         producer = self.producer or LocalFeatures(emb, workers, self.batch_size)
+        for_recipe = getattr(producer, "for_recipe", None)
+        if callable(for_recipe):  # a producer that embeds elsewhere (Ray) pools as we do
+            producer = for_recipe(recipe.name)
         tracker.tick()
         for item in producer(plan.todo, known):
             if isinstance(item, FeatureBatch):

@@ -51,7 +51,7 @@ class FileResult:
     height: int = 0
     exif: str = "{}"
     decoder: str = ""  # pillow | heif | raw-preview | raw-demosaic (see images.ImageInfo)
-    crop: np.ndarray | None = None  # (s, s, 3) uint8 network input, framed by the recipe
+    crop: np.ndarray | None = None  # (h, w, 3) uint8 network input, framed by the recipe
     hist: np.ndarray | None = None  # (768,) float32
     error: str | None = None
     known: bool = False  # content already has features: nothing was decoded
@@ -65,7 +65,8 @@ def process(path: str, rel: str, size: int, mtime_ns: int, crop_size: int,
     Only a regular file is read (a FIFO or device named like an image is recorded as
     skipped, never opened for a blocking read); its name picks the decoder (camera RAW).
     Images over ``max_megapixels`` are skipped with a reason naming ``--max-megapixels``.
-    ``framing`` cuts the network input (the centre crop, or the whole image letterboxed).
+    ``framing`` cuts the network input (the centre crop, the whole image letterboxed, or
+    the whole image at its own aspect ratio: :func:`imgrec.features.recipe.frame`).
     """
     res = FileResult(rel, size, mtime_ns)
     try:

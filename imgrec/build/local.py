@@ -34,21 +34,25 @@ class LocalFeatures:
 
     def __call__(self, todo: list[Task], known: frozenset[str]
                  ) -> Iterator[FileResult | FeatureBatch]:
-        batch: dict[str, FileResult] = {}  # sha -> first file with that new content
+        # network inputs of one shape go through the network together: under the
+        # ``aspect`` framing a batch waits for batch_size images of its shape (or the end)
+        buckets: dict[tuple, list[FileResult]] = {}  # first file of each new content
         seen: set[str] = set()
         for res in decode_all(todo, self.workers, known):
-            if not res.error and not res.known and res.sha256 not in seen:
+            if not res.error and not res.known and res.sha256 not in seen and res.crop is not None:
                 seen.add(res.sha256)
-                batch[res.sha256] = res
+                bucket = buckets.setdefault(res.crop.shape, [])
+                bucket.append(res)
+            else:
+                bucket = []
             yield res
-            if len(batch) >= self.batch_size:
-                yield self.embed(list(batch.values()))
-                batch = {}
-        if batch:
-            yield self.embed(list(batch.values()))
+            if len(bucket) >= self.batch_size:
+                yield self.embed(buckets.pop(bucket[0].crop.shape))
+        for bucket in buckets.values():
+            yield self.embed(bucket)
 
     def embed(self, results: list[FileResult]) -> FeatureBatch:
-        """One forward pass over the crops of ``results``."""
+        """One forward pass over the crops of ``results`` (of one shape)."""
         crops = np.stack([r.crop for r in results])
         vecs, top5, prob5 = embed_with_labels(self.embedder, crops)
         return FeatureBatch([r.sha256 for r in results],

@@ -6,6 +6,7 @@ The gallery must be readable at the same path on every node (a shared filesystem
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from imgrec.build.local import embed_with_labels
 from imgrec.build.workstore import META, FeatureBatch
 from imgrec.features.color import DIM as HIST_DIM
 from imgrec.features.embedding import DEFAULT_MODEL, CNNEmbedder, Embedder
+from imgrec.features.recipe import Backbone, max_side, recipe_for, recipe_named
 from imgrec.index.writer import LABEL_TOP
 
 _TEXT = ("rel", "sha256", "format", "mode", "exif", "decoder", "error")
@@ -33,10 +35,13 @@ class EmbedderSpec:
     weights: str | None = None
     device: str = "auto"
     batch_size: int = 16
+    recipe: str | None = None  # the build's (None: the backbone's default)
 
     def __call__(self) -> Embedder:
-        return CNNEmbedder(self.model, weights=self.weights, device=self.device,
-                           batch_size=self.batch_size).load()
+        base = CNNEmbedder(self.model, weights=self.weights, device=self.device,
+                           batch_size=self.batch_size)
+        recipe = recipe_for(self.model) if self.recipe is None else recipe_named(self.recipe)
+        return Backbone(base, recipe).load()  # the recipe's pools, finished by the builder
 
 
 def decode_batch(batch: dict[str, np.ndarray], known: frozenset[str]) -> dict[str, np.ndarray]:
@@ -44,7 +49,11 @@ def decode_batch(batch: dict[str, np.ndarray], known: frozenset[str]) -> dict[st
     n = len(batch["rel"])
     side = int(batch["crop_size"][0]) if n else 1
     out: dict[str, Any] = {k: [] for k in (*_TEXT, *_INTS, "known")}
-    crops = np.zeros((n, side, side, 3), np.uint8)
+    # one canvas per file, as large as the framing's largest input; its own input's shape
+    # rides along (the ``aspect`` framing gives each image its own)
+    canvas = max_side(str(batch["framing"][0]), side) if n else 1
+    crops = np.zeros((n, canvas, canvas, 3), np.uint8)
+    shapes = np.zeros((n, 2), np.int64)
     hists = np.zeros((n, HIST_DIM), np.float32)
     decoded = np.zeros(n, bool)
     for i in range(n):
@@ -56,10 +65,12 @@ def decode_batch(batch: dict[str, np.ndarray], known: frozenset[str]) -> dict[st
             v = getattr(res, k)
             out[k].append("" if v is None else v)
         if res.crop is not None and res.hist is not None:
-            crops[i], hists[i], decoded[i] = res.crop, res.hist, True
+            h, w = res.crop.shape[:2]
+            crops[i, :h, :w], shapes[i], hists[i], decoded[i] = res.crop, (h, w), res.hist, True
     cols = {k: np.array(v, dtype=object) for k, v in out.items() if k in _TEXT}
     cols.update({k: np.array(out[k], np.int64) for k in _INTS})
-    cols.update(known=np.array(out["known"], bool), decoded=decoded, crop=crops, hist=hists)
+    cols.update(known=np.array(out["known"], bool), decoded=decoded, crop=crops,
+                crop_shape=shapes, hist=hists)
     return cols
 
 
@@ -76,13 +87,16 @@ class EmbedStage:
         for i in np.flatnonzero(batch["decoded"] & ~batch["known"]):
             first.setdefault(str(batch["sha256"][i]), int(i))
         rows = np.array(sorted(first.values()), np.int64)
-        out = {k: v for k, v in batch.items() if k != "crop"}
+        out = {k: v for k, v in batch.items() if k not in ("crop", "crop_shape")}
         emb = np.zeros((n, self.emb.dim), np.float32)
         top5 = np.full((n, LABEL_TOP), -1, np.int16)
         prob5 = np.zeros((n, LABEL_TOP), np.float32)
         labelled = False
         if len(rows):
-            vecs, t5, p5 = embed_with_labels(self.emb, np.asarray(batch["crop"][rows]))
+            crops = [batch["crop"][i, :h, :w] for i, (h, w) in zip(rows, batch["crop_shape"][rows],
+                                                                    strict=True)]
+            same = len({c.shape for c in crops}) == 1
+            vecs, t5, p5 = embed_with_labels(self.emb, np.stack(crops) if same else crops)
             emb[rows] = vecs
             if t5 is not None and p5 is not None:
                 top5[rows], prob5[rows], labelled = t5, p5, True
@@ -142,6 +156,14 @@ class RayFeatures:
                 fb = _features(batch, seen)
                 if fb is not None:
                     yield fb
+
+    def for_recipe(self, recipe: str) -> RayFeatures:
+        """This producer with its actors pooling as ``recipe`` does (the build calls it)."""
+        from dataclasses import replace
+
+        other = copy.copy(self)
+        other.spec = replace(self.spec, recipe=recipe)
+        return other
 
     def pool(self) -> tuple[int, float, float]:
         """(CNN actors, GPUs per actor, CPUs per actor) for the connected cluster.

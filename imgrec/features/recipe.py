@@ -2,9 +2,13 @@
 
 A recipe names the input framing (``crop``: the centre square, the ``v1`` recipe every index
 built before recipes used; ``letterbox``: the whole image scaled to fit the square input and
-padded with white) and a stateless finish (signed power normalisation, then L2). The
-default for the EfficientNet-Lite backbones is ``v2`` (letterbox + signed square root);
-ResNet50 keeps ``v1``. The manifest records the recipe; queries use the one the index
+padded with white; ``aspect``: the whole image at its own aspect ratio, about as many
+pixels as the square input), the pools of the forward pass that make the vector (default:
+the backbone's global average; see :data:`imgrec.features.embedding.POOLS`) and a
+stateless finish (signed power normalisation, then L2). The default for the
+EfficientNet-Lite backbones is ``v3`` (own aspect ratio, GeM of the head + two earlier
+stages, signed square root); ResNet50 keeps ``v1``; a backbone without stage pools (one a
+caller brings) gets ``v2`` (letterbox + signed square root). The manifest records the recipe; queries use the one the index
 names, through :func:`with_recipe`, so a gallery image used as a query gets exactly its
 stored vector. Gallery-learned post-processing (:class:`PostProcess`: mean-centring,
 PCA-whitening with shrinkage) is measured by ``python -m bench quality`` but is part of no
@@ -13,6 +17,7 @@ product recipe.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -22,9 +27,12 @@ from PIL import Image
 
 from imgrec import images
 from imgrec.errors import ImgrecError
-from imgrec.features.embedding import Embedder, l2_normalise
+from imgrec.features.embedding import Embedder, Pooling, l2_normalise
 
-FRAMINGS = ("crop", "letterbox")
+FRAMINGS = ("crop", "letterbox", "aspect")
+#: ``aspect``: the longest side / shortest side beyond which the input is squeezed to this
+#: ratio (the working image is already at most :data:`imgrec.images.MAX_ASPECT`)
+MOST_ASPECT = 3.0
 
 
 @dataclass(frozen=True)
@@ -38,6 +46,8 @@ class Recipe:
     center: bool = False
     whiten: bool = False
     shrink: float = 0.5  # whitening eigenvalues: (1 - shrink) * l + shrink * mean(l)
+    #: ((pool, weight), ...) of one forward pass, concatenated (empty: the backbone's vector)
+    pooling: Pooling = ()
     about: str = ""
     #: cosine a pair needs to be a duplicate candidate (``imgrec duplicates``, ``check``)
     duplicate_threshold: float = 0.65
@@ -53,8 +63,24 @@ class Recipe:
         return PostProcess(None, self.center, self.whiten, self.shrink)
 
     def frame(self, work: Image.Image, size: int) -> np.ndarray:
-        """The (size, size, 3) uint8 network input of a prepared image (:func:`frame`)."""
+        """The uint8 network input of a prepared image (:func:`frame`)."""
         return frame(work, size, self.framing, self.fill)
+
+    def dim(self, backbone: Any) -> int:
+        """The length of this recipe's vectors from ``backbone`` (its own ``dim`` unless the
+        recipe pools stages).
+
+        Raises:
+            ImgrecError: the backbone cannot give this recipe's pools.
+        """
+        if not self.pooling:
+            return int(backbone.dim)
+        base = backbone.base if isinstance(backbone, RecipeEmbedder | Backbone) else backbone
+        pooled = getattr(base, "pooled_dim", None)
+        if not callable(pooled):
+            raise ImgrecError(f"recipe {self.name} pools the stages of an EfficientNet-Lite; "
+                              f"the backbone {base.name} has none: use recipe v2")
+        return int(pooled(self.pooling))
 
     def finish(self, vecs: np.ndarray) -> np.ndarray:
         """The stateless finish of the backbone's unit rows: signed power, then L2 (rows
@@ -66,24 +92,40 @@ class Recipe:
 
 
 #: ``v1`` is what every index built before recipes existed used (no ``recipe`` in its
-#: manifest); ``v2`` measured better on every benchmark (README "Quality"). The signed
-#: square root raises the cosine of unrelated pairs (median clip-art pair 0.30 -> 0.45), so
-#: each recipe carries its own thresholds; v2's admit as many pairs of the 1,130-image
-#: clip-art subsample as v1's (cosine >= 0.75: 1,969 pairs, v1 >= 0.65: 2,040; >= 0.62:
-#: 23,152, v1 >= 0.5: 22,995) and keep every demo variant with its original (README
-#: "Duplicates").
+#: manifest); ``v2`` and then ``v3`` measured better on every benchmark (README "Quality").
+#: The signed square root and the stage pools raise the cosine of unrelated pairs (median
+#: clip-art pair 0.31 under v1, 0.46 under v2, 0.55 under v3), so each recipe carries its
+#: own thresholds, chosen to admit as many pairs of the 1,130-image clip-art subsample as
+#: v1's 0.65 and 0.5 (1,946 and 24,474 pairs; v2 >= 0.75: 1,835, >= 0.62: 23,852; v3 >=
+#: 0.78: 2,038, >= 0.69: 22,494; ``python -m bench thresholds``) and checked on the demo
+#: gallery (README "Duplicates").
 RECIPES = {
     "v1": Recipe("v1", about="centre crop"),
     "v2": Recipe("v2", framing="letterbox", power=0.5,
                  about="whole image letterboxed on white, signed square root",
                  duplicate_threshold=0.75, duplicate_floor=0.62, graph_threshold=0.62),
+    "v3": Recipe("v3", framing="aspect", power=0.5,
+                 pooling=(("gem", 1.0), ("s2", 0.5), ("s3", 1.0)),
+                 about="whole image at its own aspect ratio, GeM of the head and two "
+                       "earlier stages, signed square root",
+                 duplicate_threshold=0.78, duplicate_floor=0.69, graph_threshold=0.69),
 }
-DEFAULT_RECIPE = "v2"
+DEFAULT_RECIPE = "v3"
+#: the backbones whose stage pools ``v3`` uses (others get ``v2``; ResNet50 ``v1``)
+POOLED_BACKBONES = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
 
 
 def recipe_for(model: str) -> Recipe:
-    """The recipe a new build with backbone ``model`` uses (ResNet50 keeps ``v1``)."""
-    return RECIPES["v1" if model == "resnet50" else DEFAULT_RECIPE]
+    """The recipe a new build with backbone ``model`` uses: ``v3`` for EfficientNet-Lite,
+    ``v1`` for ResNet50, ``v2`` for a backbone imgrec does not know (it has no stage pools).
+
+    Example:
+        >>> recipe_for("efficientnet-lite0").name, recipe_for("resnet50").name
+        ('v3', 'v1')
+    """
+    if model == "resnet50":
+        return RECIPES["v1"]
+    return RECIPES[DEFAULT_RECIPE if model in POOLED_BACKBONES else "v2"]
 
 
 def recipe_named(name: str | None) -> Recipe:
@@ -107,7 +149,7 @@ def recipe_of(index: Any) -> Recipe:
 
     Example:
         >>> recipe_of(np.zeros((2, 4))).duplicate_threshold
-        0.75
+        0.78
     """
     for obj in (index, getattr(index, "source", None)):
         r = getattr(obj, "recipe", None)
@@ -143,14 +185,16 @@ class RecipeEmbedder:
     """A backbone fed and finished by one recipe: what builds and queries embed with.
 
     ``framing`` tells the decoders how to cut the network input; :meth:`embed` and
-    :meth:`forward` apply the recipe's finish. Name, size and dimension are the backbone's.
+    :meth:`forward` apply the recipe's pools and finish (:meth:`raw` the pools alone, as
+    the build's producers store them before the finish). Name and input size are the
+    backbone's, ``dim`` the recipe's.
     """
 
     def __init__(self, base: Embedder, recipe: Recipe) -> None:
         self.base = base
         self.recipe = recipe
         self.name = base.name
-        self.dim = base.dim
+        self.dim = recipe.dim(base)
         self.input_size = base.input_size
         self.framing = recipe.framing
 
@@ -161,37 +205,92 @@ class RecipeEmbedder:
             load()
         return self
 
-    def embed(self, crops: np.ndarray) -> np.ndarray:
-        """The recipe's vectors of network inputs (n, s, s, 3) uint8."""
-        return self.recipe.finish(self.base.embed(crops))
+    def embed(self, crops: np.ndarray | list[np.ndarray]) -> np.ndarray:
+        """The recipe's vectors of network inputs framed by it (uint8; an array, or a
+        list of differently shaped ones under the ``aspect`` framing)."""
+        return self.forward(crops)[0]
 
-    def forward(self, crops: np.ndarray) -> tuple[np.ndarray, Any]:
+    def forward(self, crops: np.ndarray | list[np.ndarray]) -> tuple[np.ndarray, Any]:
         """The recipe's vectors and the backbone's class probabilities (None without)."""
-        forward = getattr(self.base, "forward", None)
-        if not callable(forward):
-            return self.embed(crops), None
-        vecs, probs = forward(crops)
+        vecs, probs = self.raw(crops)
         return self.recipe.finish(vecs), probs
+
+    def raw(self, crops: np.ndarray | list[np.ndarray]) -> tuple[np.ndarray, Any]:
+        """The recipe's pools before its finish, and the class probabilities (None without)."""
+        forward = getattr(self.base, "forward", None)
+        if self.recipe.pooling:
+            if not callable(getattr(self.base, "pooled_dim", None)):
+                self.recipe.dim(self.base)  # raises: this backbone has no stage pools
+            return forward(crops, self.recipe.pooling)
+        if not callable(forward):
+            return self.base.embed(np.asarray(crops)), None
+        return forward(np.asarray(crops))
+
+
+class Backbone:
+    """The backbone as a build's producer calls it under a recipe: ``forward`` gives the
+    recipe's pools before its finish (the builder applies the finish as it stores them)
+    and ``dim`` their length; name and input size are the backbone's.
+    """
+
+    def __init__(self, base: Embedder, recipe: Recipe) -> None:
+        self._emb = with_recipe(base, recipe)
+        self.base, self.recipe = self._emb.base, recipe
+        self.name, self.dim, self.input_size = base.name, self._emb.dim, base.input_size
+
+    def load(self) -> Backbone:
+        self._emb.load()
+        return self
+
+    def forward(self, crops: np.ndarray | list[np.ndarray]) -> tuple[np.ndarray, Any]:
+        return self._emb.raw(crops)
+
+    def embed(self, crops: np.ndarray | list[np.ndarray]) -> np.ndarray:
+        return self._emb.raw(crops)[0]
 
 
 def with_recipe(embedder: Embedder, recipe: Recipe) -> RecipeEmbedder:
     """``embedder`` (or the backbone inside a :class:`RecipeEmbedder`) under ``recipe``."""
-    base = embedder.base if isinstance(embedder, RecipeEmbedder) else embedder
+    base = embedder.base if isinstance(embedder, RecipeEmbedder | Backbone) else embedder
     return RecipeEmbedder(base, recipe)
+
+
+def aspect_shape(w: int, h: int, size: int, most: float = MOST_ASPECT) -> tuple[int, int]:
+    """(width, height) of the ``aspect`` input of a ``w`` x ``h`` image: about ``size``²
+    pixels at the image's aspect ratio (clamped to ``most``), each side a multiple of 32.
+
+    Example:
+        >>> aspect_shape(1024, 768, 224), aspect_shape(500, 500, 224), aspect_shape(4000, 100, 224)
+        ((256, 192), (224, 224), (384, 128))
+    """
+    r = min(max(w / h, 1 / most), most)
+    return (max(32, round(size * math.sqrt(r) / 32) * 32),
+            max(32, round(size / math.sqrt(r) / 32) * 32))
+
+
+def max_side(framing: str, size: int) -> int:
+    """The longest side a ``framing`` input of a ``size`` backbone can have."""
+    return max(aspect_shape(1, 1 / MOST_ASPECT, size)) if framing == "aspect" else size
 
 
 def frame(work: Image.Image, size: int, framing: str = "crop",
           fill: tuple[int, int, int] = (255, 255, 255)) -> np.ndarray:
-    """The (size, size, 3) uint8 network input of a prepared RGB image.
+    """The uint8 network input (h, w, 3) of a prepared RGB image: ``size`` x ``size``, or
+    under ``aspect`` the shape of :func:`aspect_shape`.
 
     Args:
         work: the prepared working image (:func:`imgrec.images.prepare`).
         size: the backbone's input side.
-        framing: ``crop`` (the centre square) or ``letterbox`` (the whole image, padded).
+        framing: ``crop`` (the centre square), ``letterbox`` (the whole image, padded) or
+            ``aspect`` (the whole image resized to its own aspect ratio, a ratio beyond
+            :data:`MOST_ASPECT` squeezed to it).
         fill: the padding colour of ``letterbox``.
     """
     if framing == "crop":
         return images.center_crop(work, size)
+    if framing == "aspect":
+        sw, sh = aspect_shape(*work.size, size)
+        return np.array(work.resize((sw, sh), Image.BILINEAR), dtype=np.uint8)
     if framing != "letterbox":
         raise ValueError(f"unknown framing {framing!r}; choose one of {', '.join(FRAMINGS)}")
     w, h = work.size
@@ -281,6 +380,6 @@ def embed_images(rgbs: list[Image.Image], embedder: Embedder, recipe: Recipe,
     if recipe.post() is not None and post is None:
         raise ValueError(f"recipe {recipe.name} needs the gallery's fitted post-processing")
     emb = with_recipe(embedder, recipe)
-    crops = np.stack([recipe.frame(images.prepare(im), emb.input_size) for im in rgbs])
-    vecs = emb.embed(crops)
+    crops = [recipe.frame(images.prepare(im), emb.input_size) for im in rgbs]
+    vecs = emb.embed(crops if recipe.pooling else np.stack(crops))
     return vecs if post is None else post.transform(vecs)

@@ -39,7 +39,7 @@ class Index:
         >>> idx = Index.open("data/index")
         >>> res = idx.search(["query.jpg"], method="embedding", k=5)
         >>> [h.path for h in res.per_query[0]][:3]
-        ['chelsea/chelsea_orig.jpg', 'chelsea/chelsea_scale150.jpg', 'chelsea/chelsea_blur.tiff']
+        ['chelsea/chelsea_orig.jpg', 'chelsea/chelsea_scale150.jpg', 'chelsea/chelsea_color.jpg']
     """
 
     def __init__(self, version_dir: Path, manifest: F.Manifest | dict[str, Any],

@@ -10,7 +10,7 @@ same index, ``k`` and ``seed`` give the same clusters.
 Example:
     >>> res = clusters(idx, k=30)
     >>> res.sizes[:3], idx.paths(res.representatives[:3])
-    (array([5, 3, 2]), ['astronaut/astronaut_orig.jpg', 'coffee/coffee_scale50.jpg', 'chelsea/...'])
+    (array([6, 3, 2]), ['astronaut/astronaut_orig.jpg', 'chelsea/chelsea_orig.jpg', 'coffee/...'])
 """
 
 from __future__ import annotations

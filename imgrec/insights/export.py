@@ -13,7 +13,7 @@ Nothing is written inside the gallery, and no gallery file is modified.
 
 Example:
     >>> export_projector(idx, "projector", sample=5000).dim
-    1280
+    1584
     >>> export_csv(idx, "catalog.csv")
     PosixPath('catalog.csv')
 """

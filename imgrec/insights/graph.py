@@ -12,7 +12,7 @@ The result is plain arrays, ready for a plotly ``Scattergl`` (nodes) and one lin
 Example:
     >>> g = neighbour_graph(idx, sample=3000)
     >>> g.x.shape, int(g.community.max()) + 1, len(g.edges)
-    ((38,), 3, 137)
+    ((38,), 3, 138)
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 DEFAULT_K = 5
 #: link threshold in an index built now; every index has its recipe's own
-#: (:attr:`~imgrec.features.recipe.Recipe.graph_threshold`: 0.5 for v1, 0.62 for v2)
+#: (:attr:`~imgrec.features.recipe.Recipe.graph_threshold`: 0.5 for v1, 0.62 for v2, 0.69 for v3)
 DEFAULT_THRESHOLD = RECIPES[DEFAULT_RECIPE].graph_threshold
 DEFAULT_SAMPLE = 3000
 MAX_SAMPLE = 10_000
@@ -133,7 +133,7 @@ def neighbour_graph(index: Index | np.ndarray, k: int = DEFAULT_K,
         index: an opened :class:`~imgrec.index.index.Index`, or an (n, d) matrix of vectors.
         k: neighbours linked per image (default 5).
         threshold: cosine similarity a link needs (None: the one calibrated for the
-            index's embedding recipe, 0.5 for v1 and 0.62 for v2; a matrix: the default
+            index's embedding recipe, 0.5 for v1, 0.62 for v2, 0.69 for v3; a matrix: the default
             recipe's).
         sample: images drawn at random (with ``seed``) when the gallery is larger; at
             most :data:`MAX_SAMPLE`. Neighbours are searched within the sample.

@@ -26,7 +26,7 @@ a photo where a dog is one guess among several.
 Example:
     >>> from imgrec.insights.labels import search_by_label
     >>> search_by_label(idx, "cat", k=3).combined[0].path
-    'chelsea/chelsea_scale50.jpg'
+    'chelsea/chelsea_jpeg30.jpg'
 """
 
 from __future__ import annotations
@@ -206,7 +206,7 @@ def labels_of(index: Index, row: int) -> list[Label]:
 
     Example:
         >>> [lb.name for lb in labels_of(idx, idx.row_of("chelsea/chelsea_orig.jpg"))][:2]
-        ['Egyptian cat', 'tabby']
+        ['Egyptian cat', 'tiger cat']
     """
     if index.labels_top5 is None or index.labels_prob5 is None:
         return []
@@ -317,7 +317,7 @@ def search_by_label(index: Index, text: str, k: int = 20, where: Any = None) -> 
 
     Example:
         >>> [h.path for h in search_by_label(idx, "espresso", k=2).combined]
-        ['coffee/coffee_crop_tr.jpg', 'coffee/coffee_crop_center.jpg']
+        ['coffee/coffee_rot_ccw8.jpg', 'coffee/coffee_crop_center.jpg']
     """
     if not isinstance(k, int | np.integer) or k < 1:
         raise QueryError(f"k must be a positive integer, got {k!r}")

@@ -214,7 +214,9 @@ def query_features(index: Index, queries: Sequence[Any], need_embedding: bool,
         emb = index.embedder
         if emb.name != index.model:
             raise QueryError(f"the index was built with {index.model}, not {emb.name}")
-        vecs = with_recipe(emb, index.recipe).embed(np.stack(crops))  # as the build stored
+        # as the build stored them (inputs of several shapes under the aspect framing)
+        vecs = with_recipe(emb, index.recipe).embed(
+            crops if index.recipe.pooling else np.stack(crops))
         for i, v in zip(todo, vecs, strict=True):
             out[i] = QueryFeatures(out[i].label, v, out[i].histogram)
     return out

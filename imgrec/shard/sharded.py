@@ -94,6 +94,12 @@ class ShardedIndex(ShardedFacts, ShardedInsights):
         self._embedder = embedder
         self._pca: Any = None
 
+    @property
+    def recipe(self) -> Recipe:
+        """The embedding recipe every shard was built with (its thresholds are the
+        defaults of the duplicate finder and the neighbour graph on this index)."""
+        return recipe_named(self.manifest.recipe)
+
     @classmethod
     def open(cls, path: str | os.PathLike, *, ray_address: str | None = None,
              embedder: Embedder | None = None) -> ShardedIndex:
@@ -196,7 +202,7 @@ class ShardedIndex(ShardedFacts, ShardedInsights):
             for part in self._each("stored", asks):
                 for r, e, h, p in part or ():
                     found[self._paths[r]] = (r, e, h, p)
-        return _Stored(found, self.embedder, self.model, recipe_named(self.manifest.recipe))
+        return _Stored(found, self.embedder, self.model, self.recipe)
 
     def search(self, queries: Any, method: str = "embedding", metric: str = "cosine",
                k: int = 5, pca_components: int | None = None, *, negatives: Any = None,

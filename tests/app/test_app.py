@@ -734,7 +734,7 @@ def test_insights_duplicates_slider_changes_the_groups(make_app, tiny_index: Pat
     assert "never deletes" in " ".join(i.value for i in at.info)
     idx = Index.open(tiny_index)
     default = idx.recipe.duplicate_threshold  # the index's recipe's calibrated threshold
-    assert idx.recipe.name == "v2" and default == pytest.approx(0.75)
+    assert idx.recipe.name == "v3" and default == pytest.approx(0.78)
     assert at.slider(key="dup_threshold").value == pytest.approx(default)
     assert at.slider(key="dup_threshold").min == pytest.approx(idx.recipe.duplicate_floor)
 

@@ -218,7 +218,7 @@ def test_detail_dialog_names_the_duplicate_group(make_app, tiny_index: Path, gal
     text = " ".join(m.value for m in at.markdown)
     assert f"**Path:** `{member.path}`" in text
     t = Index.open(tiny_index).recipe.duplicate_threshold
-    assert rep.threshold == t == 0.75  # the v2 recipe's calibrated threshold
+    assert rep.threshold == t == 0.78  # the v3 recipe's calibrated threshold
     assert (f"**Duplicates:** same picture (cosine ≥ {t:g}), 4 images, keeper `{g.keeper.path}`; "
             f"{member.evidence}") in text
     others = [m for m in g.members if m.path != member.path]

@@ -171,7 +171,7 @@ def test_info(runs, demo_cli):
     n = len(_gallery_files(demo_cli.gallery))
     assert (info["count"], info["skipped"], info["skipped_files"]) == (n, 0, [])
     assert (info["model"], info["format_version"], info["embedding_dim"]) == (
-        "efficientnet-lite0", 1, 1280)
+        "efficientnet-lite0", 1, 1584)
     assert info["pca_components"] == 75 and info["histogram_dim"] == 768
     assert Path(info["gallery_root"]) == demo_cli.gallery.resolve()
     assert sum(info["formats"].values()) == n and "JPEG" in info["formats"]

@@ -145,3 +145,22 @@ def test_resnet50_from_a_weights_file(tmp_path, photos):
     assert vecs.shape == (2, 2048) and vecs.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
     assert probs is not None and probs.shape == (2, 1000)
+
+
+@pytest.mark.parametrize("model", ["efficientnet-lite0", "efficientnet-lite1",
+                                   "efficientnet-lite2"])
+def test_the_stage_widths_a_recipe_pools_are_the_networks(model):
+    """Recipe v3's vector length comes from BackboneSpec.stages: they must be the widths of
+    the network's last three stages (the architecture alone, no weights needed)."""
+    from efficientnet_lite_pytorch import EfficientNet
+
+    from imgrec.features.embedding import BACKBONES, pooled_dim
+
+    blocks = EfficientNet.from_name(model)._blocks
+    widths = [b._block_args.output_filters for b in blocks]
+    ends = [w for i, w in enumerate(widths) if i == len(widths) - 1 or widths[i + 1] != w]
+    assert BACKBONES[model].stages == tuple(reversed(ends[-3:]))
+    spec = BACKBONES[model]
+    assert pooled_dim(spec, (("gem", 1.0), ("s2", 0.5), ("s3", 1.0))) == 1280 + sum(ends[-3:-1])
+    with pytest.raises(ImgrecError, match="no pool 's4'"):
+        pooled_dim(spec, (("s4", 1.0),))

@@ -69,7 +69,7 @@ def _self_first(root, files, embedder, recipe: Recipe) -> None:
 CASES = {**RECIPES, "v2 + centre": replace(RECIPES["v2"], name="v2 + centre", center=True)}
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("name", sorted(k for k, r in CASES.items() if not r.pooling))
 def test_gallery_image_as_query_finds_itself_first_tiny(tmp_path, write_gallery, tiny_embedder,
                                                          name):
     root = write_gallery(tmp_path / "g", variants=3)
@@ -107,9 +107,78 @@ def test_v2_finish_is_the_signed_square_root_and_v1_changes_nothing(photos, real
 
 
 def test_recipe_follows_the_backbone_and_unknown_names_are_one_clear_error():
-    assert recipe_for("efficientnet-lite0").name == "v2"
-    assert recipe_for("efficientnet-lite2").name == "v2"
+    assert recipe_for("efficientnet-lite0").name == "v3"
+    assert recipe_for("efficientnet-lite2").name == "v3"
     assert recipe_for("resnet50").name == "v1"
+    assert recipe_for("tiny-test").name == "v2"  # no stage pools: the stateless whole image
     assert recipe_named(None).name == "v1"  # indexes built before recipes
     with pytest.raises(ImgrecError, match=r"recipe 'v9'.*does not know"):
         recipe_named("v9")
+
+
+def test_aspect_framing_keeps_the_whole_image_at_its_own_shape():
+    im = Image.new("RGB", (512, 256), (200, 10, 10))
+    im.paste((0, 0, 255), (0, 0, 8, 256))  # a blue left edge, which a centre crop loses
+    x = frame(im, 224, "aspect")
+    assert x.shape == (160, 320, 3)  # 2:1, about 224 x 224 pixels, sides multiples of 32
+    assert x[80, 0, 2] > 200 and x[80, 0, 0] < 50 and (x[80, 200] == (200, 10, 10)).all()
+    assert frame(Image.new("RGB", (300, 300)), 224, "aspect").shape == (224, 224, 3)
+    assert frame(Image.new("RGB", (1000, 200)), 224, "aspect").shape == (128, 384, 3)  # 3:1 at most
+    assert frame(Image.new("RGB", (200, 1000)), 224, "aspect").shape == (384, 128, 3)
+
+
+def _hand_v3(net, x: np.ndarray) -> np.ndarray:
+    """v3 of one (h, w, 3) input, computed apart from the product: forward hooks on the
+    network's own forward pass, the pools done here."""
+    import torch
+
+    blocks = net._blocks
+    widths = [b._block_args.output_filters for b in blocks]
+    ends = [i for i in range(len(blocks)) if i == len(blocks) - 1 or widths[i + 1] != widths[i]]
+    got: dict = {}
+    hooks = [blocks[ends[-2]].register_forward_hook(lambda m, i, o: got.__setitem__("s2", o)),
+             blocks[ends[-3]].register_forward_hook(lambda m, i, o: got.__setitem__("s3", o)),
+             net._bn1.register_forward_hook(lambda m, i, o: got.__setitem__("head", o))]
+    try:
+        t = (torch.from_numpy(x.copy()).permute(2, 0, 1)[None].float() - 127.0) / 128.0
+        with torch.inference_mode():
+            net.extract_features(t)
+    finally:
+        for h in hooks:
+            h.remove()
+    with torch.inference_mode():
+        head = net._swish(got["head"]).double()  # the head's activation, after its BN
+    gem = head.clamp(min=1e-6).pow(3).mean((2, 3)).pow(1 / 3)[0].numpy()
+    s2 = got["s2"].double().mean((2, 3))[0].numpy()
+    s3 = got["s3"].double().mean((2, 3))[0].numpy()
+    v = np.concatenate([gem / np.linalg.norm(gem), 0.5 * s2 / np.linalg.norm(s2),
+                        s3 / np.linalg.norm(s3)])
+    v = np.sign(v) * np.sqrt(np.abs(v))
+    return v / np.linalg.norm(v)
+
+
+def test_v3_is_the_gem_head_and_two_stages_of_the_image_at_its_own_shape(photos, real_embedder):
+    r = RECIPES["v3"]
+    works = [images.prepare(photos[n]) for n in ("chelsea", "coffee", "astronaut")]
+    inputs = [r.frame(w, 224) for w in works]
+    assert len({x.shape for x in inputs}) == 2 and inputs[2].shape == (224, 224, 3)
+    emb = with_recipe(real_embedder, r)
+    assert emb.dim == 1280 + 192 + 112 == r.dim(real_embedder)
+    got = emb.embed(inputs)  # several shapes in one call: grouped, rows in input order
+    real_embedder.load()
+    for x, v in zip(inputs, got, strict=True):
+        np.testing.assert_allclose(v, _hand_v3(real_embedder._net, x), atol=2e-5)
+    one = emb.embed([inputs[1]])
+    np.testing.assert_allclose(one[0], got[1], atol=1e-6)
+    assert embed_images([photos["coffee"]], real_embedder, r).shape == (1, 1584)
+
+
+def test_v3_needs_a_backbone_with_stage_pools(photos, tiny_embedder, write_gallery, tmp_path):
+    from imgrec.build.builder import build_index
+
+    with pytest.raises(ImgrecError, match="recipe v3 pools the stages"):
+        with_recipe(tiny_embedder, RECIPES["v3"])
+    root = write_gallery(tmp_path / "g", variants=1)
+    with pytest.raises(ImgrecError, match="use recipe v2"):
+        build_index(root, tmp_path / "i", embedder=tiny_embedder, workers=0, recipe="v3")
+    assert not (tmp_path / "i" / "CURRENT").exists()

@@ -32,7 +32,7 @@ def test_projector_files_parse_and_agree(demo_index, tmp_path):
     n = len(demo_index)
     assert all(f.is_file() for f in ex.files) and ex.unreadable == 0
     tensors = np.loadtxt(out / "tensors.tsv", delimiter="\t", dtype=np.float64)
-    assert tensors.shape == (n, 1280)
+    assert tensors.shape == (n, 1584)
     np.testing.assert_allclose(tensors, demo_index.embeddings, atol=1e-5)
     lines = (out / "metadata.tsv").read_text(encoding="utf-8").splitlines()
     assert lines[0] == "path\tlabel\tcluster" and len(lines) == n + 1
@@ -55,7 +55,7 @@ def test_projector_files_parse_and_agree(demo_index, tmp_path):
         first = np.asarray(sprite.convert("RGB").crop((0, 0, thumb, thumb)))
         assert first.std() > 10  # a real thumbnail, not a blank cell
     js = json.loads((out / "projector_config.json").read_text())["embeddings"][0]
-    assert js["tensorShape"] == [n, 1280] and js["sprite"]["singleImageDim"] == [thumb, thumb]
+    assert js["tensorShape"] == [n, 1584] and js["sprite"]["singleImageDim"] == [thumb, thumb]
 
 
 def test_projector_sample_and_sprite_geometry(demo_index, tmp_path):

@@ -22,10 +22,10 @@ def test_demo_graph_communities_are_the_photos(demo_index):
     e = g.edges
     assert e.ndim == 2 and e.shape[1] == 2 and (e[:, 0] < e[:, 1]).all()
     assert len(np.unique(e, axis=0)) == len(e)
-    # the link threshold calibrated for the index's recipe (v2: 0.62, as many clip-art
+    # the link threshold calibrated for the index's recipe (v3: 0.69, as many clip-art
     # links as v1's 0.5)
-    assert g.threshold == demo_index.recipe.graph_threshold == 0.62
-    assert (g.weights >= 0.62).all() and len(g.weights) == len(e)
+    assert g.threshold == demo_index.recipe.graph_threshold == 0.69
+    assert (g.weights >= 0.69).all() and len(g.weights) == len(e)
     # each node links to at most 5 by its own choice: at most 5 * m undirected edges
     assert m <= len(e) <= 5 * m
     paths = demo_index.all_paths()

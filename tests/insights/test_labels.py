@@ -261,13 +261,20 @@ def test_cli_labels_and_label_search(demo_cli, cli_env):
 
 
 def test_stored_label_rows_match_a_fresh_forward_pass(demo_index, real_embedder):
-    """The stored labels are the backbone's own: recompute one image's probabilities (of
-    the index recipe's input: the whole image, letterboxed)."""
+    """The stored labels are the backbone's own: recompute one image's probabilities with
+    the network's own forward pass and classifier (of the index recipe's input: the whole
+    image at its own aspect ratio)."""
+    import torch
+
     from imgrec.images import load_image, prepare
 
     path = "chelsea/chelsea_orig.jpg"
-    crop = demo_index.recipe.frame(prepare(load_image(demo_index.resolve(path))[0]), 224)
-    _, probs = real_embedder.forward(np.array(crop)[None])
+    x = demo_index.recipe.frame(prepare(load_image(demo_index.resolve(path))[0]), 224)
+    assert x.shape[0] != x.shape[1]  # chelsea is landscape: not a square input
+    real_embedder.load()
+    t = torch.from_numpy(np.array(x)).permute(2, 0, 1)[None].float().sub(127.0).div(128.0)
+    with torch.inference_mode():
+        probs = real_embedder._head(real_embedder._net(t)).softmax(1).numpy()
     ids, p = top_classes(probs)
     row = demo_index.row_of(path)
     assert ids[0].tolist() == demo_index.labels_top5[row].tolist()

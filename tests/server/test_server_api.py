@@ -49,7 +49,7 @@ def test_info_describes_the_open_index(server, server_index, server_gallery) -> 
     with server.client() as c:
         info = c.get("/info").json()
     assert info["images"] == 12 and info["skipped"] == 1
-    assert info["model"] == "efficientnet-lite0" and info["embedding_dim"] == 1280
+    assert info["model"] == "efficientnet-lite0" and info["embedding_dim"] == 1584
     assert info["index_dir"] == str(server_index)
     assert info["gallery_root"] == str(server_gallery.resolve())
     assert info["has_labels"] and info["max_queries"] == 5

@@ -23,6 +23,7 @@ from support import run_cli
 from imgrec import Index, Stored, build_index
 from imgrec.build.ray_producer import RayFeatures
 from imgrec.build.watch import watch
+from imgrec.features.recipe import recipe_of
 from imgrec.insights.labels import search_by_label
 from imgrec.shard.cli import verify_shards
 from imgrec.shard.sharded import ShardedIndex
@@ -327,3 +328,27 @@ def test_index_syncs_a_sharded_index_from_the_command_line(demo_cli, cli_env, tm
     assert refused.returncode == 2 and "shard-001" in refused.stderr, refused.stderr
     assert "without images" in refused.stderr.strip().splitlines()[-1]
     assert (out / MANIFEST).read_bytes() == before and verify_shards(out, m) == []
+
+
+def test_a_sharded_index_of_an_older_recipe_syncs_under_its_own_recipe(tmp_path, write_gallery,
+                                                                      real_embedder,
+                                                                      ray_cluster):
+    """A new build uses recipe v3; a sync of a sharded index built with v2 keeps v2 (its
+    shards cannot be recomputed in place), new files embedded as v2 embeds them."""
+    gallery = write_gallery(tmp_path / "g", variants=2)
+    build_index(gallery, tmp_path / "v2", embedder=real_embedder, workers=0, recipe="v2")
+    sharded = split(tmp_path / "v2", tmp_path / "sharded", shards=2)
+    src = next(iter(sorted(gallery.rglob("*.jpg"))))
+    ImageOps.mirror(Image.open(src).convert("RGB")).save(gallery / "new.jpg", quality=90)
+    report = build_index(gallery, sharded, embedder=real_embedder, workers=0)
+    assert report.added == 1 and report.computed == 1
+    assert ShardedManifest.read(sharded).recipe == "v2"
+    shard, row = _rows(sharded)["new.jpg"]
+    assert shard.manifest.recipe == "v2" and shard.embeddings.shape[1] == 1280
+    idx = ShardedIndex.open(sharded, embedder=real_embedder)
+    try:
+        assert idx.recipe.name == "v2" and recipe_of(idx).graph_threshold == 0.62
+        hit = idx.search(gallery / "new.jpg", k=1).combined[0]  # v2's query path finds it
+        assert hit.path == "new.jpg" and hit.score > 1 - 1e-5
+    finally:
+        idx.close()

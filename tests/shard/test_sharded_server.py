@@ -52,7 +52,7 @@ def test_info_and_health_describe_the_sharded_index(served, full, varied_sharded
     assert info["index_dir"] == str(varied_sharded) and info["images"] == len(full) == 40
     assert info["gallery_root"] == str(full.root) and info["has_labels"]
     assert (info["model"], info["embedding_dim"], info["pca_components"], info["skipped"]) == (
-        full.model, 1280, full.pca().n_components, 0)
+        full.model, 1584, full.pca().n_components, 0)
     assert health["status"] == "ok" and health["images"] == 40
     assert health["index_version"] == info["version"] != full.version
 

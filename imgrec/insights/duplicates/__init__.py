@@ -16,12 +16,14 @@ whether new files are already in the collection.
 
 Default threshold: each embedding recipe carries its own
 (:attr:`~imgrec.features.recipe.Recipe.duplicate_threshold`, :func:`.core.default_threshold`),
-measured on the demo gallery (14 photos x 12-14 variants) with EfficientNet-Lite0 and on a
-clip-art subsample. ``v1`` (centre crop): the most similar pair of *different* demo photos
-has cosine 0.42; 0.65 keeps every variant but the small rotations within the threshold of
-its original. ``v2`` (letterbox, signed square root) raises every cosine: the most similar
-different pair has 0.61, and 0.75 keeps every variant while admitting as many clip-art
-pairs as v1's 0.65 (1,969 against 2,040 of 637,885).
+chosen to admit as many pairs of a 1,130-image clip-art subsample as ``v1``'s 0.65 and
+checked on the demo gallery (14 photos x 12-14 variants, ``python -m bench thresholds``).
+``v1`` (centre crop): the most similar pair of *different* demo photos has cosine 0.42; 0.65
+keeps 938 of the 949 variant pairs. ``v2`` (letterbox, signed square root) raises every
+cosine: the most similar different pair has 0.61, and 0.75 keeps all 949. ``v3`` (own aspect
+ratio, stage pools, signed square root): 0.66 across photos at most; 0.78 keeps 936 (the
+rest, JPEG q30 copies and small rotations, at 0.74 or more: the DCT hash still finds and
+confirms the JPEG copies).
 
 Example:
     >>> rep = find_duplicates(idx)

@@ -41,7 +41,7 @@ def catalog(index: Index) -> list[tuple[int, int, int, str, str]]:
 
 def default_threshold(index: Index) -> float:
     """The candidate threshold calibrated for the embedding recipe of ``index`` (0.65 for
-    ``v1``, 0.75 for ``v2``)."""
+    ``v1``, 0.75 for ``v2``, 0.78 for ``v3``)."""
     return recipe_of(index).duplicate_threshold
 
 
