@@ -18,6 +18,7 @@ For every image (decoded from the gallery file, upright):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,6 +39,10 @@ CROP_DETAIL_MIN = 0.6
 REFINE_FROM = 0.7  # a coarse crop correlation from which the placement is refined
 CROP_DETAIL_MAX = 1.3  # a crop's detail over its region's (see crop_detail_ratio)
 FINE = 160  # long side of the fine thumbnail (see fine_thumb)
+FINE_HASH_MIN = 0.15  # fine detail agreement (160 px) that a pHash confirmation needs
+FINE_BAND = (1.0, 3.0)  # the band (blur sigmas, fine pixels) a crop's fine check compares
+FINE_NOISE = 0.5  # grey levels squared of noise in that band (see fine_need)
+FINE_MIN, FINE_MAX = 0.4, 0.95  # the least and the most a crop's fine check asks
 
 
 @dataclass(frozen=True)
@@ -142,6 +147,34 @@ def detail_stats(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     rms = float(np.sqrt(min(sx, sy) / max(1, x.size)))
     den = float(np.sqrt(sx * sy))
     return (float((x * y).sum() / den) if den > 1e-6 else 0.0), rms
+
+
+def band_stats(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """(correlation, RMS of the weaker in grey levels) of the band of detail between the
+    blurs :data:`FINE_BAND` of two aligned, equally sized fine thumbnails: the finest
+    pixel's worth, where resampling two copies differently and re-encoding noise differ
+    most, is left out."""
+    from scipy.ndimage import gaussian_filter
+
+    lo, hi = FINE_BAND
+    x, y = (np.asarray(t, np.float64) for t in (a, b))
+    x = gaussian_filter(x, lo) - gaussian_filter(x, hi)
+    y = gaussian_filter(y, lo) - gaussian_filter(y, hi)
+    x, y = x[1:-1, 1:-1] - x[1:-1, 1:-1].mean(), y[1:-1, 1:-1] - y[1:-1, 1:-1].mean()
+    sx, sy = float((x * x).sum()), float((y * y).sum())
+    rms = float(np.sqrt(min(sx, sy) / max(1, x.size)))
+    den = float(np.sqrt(sx * sy))
+    return (float((x * y).sum() / den) if den > 1e-6 else 0.0), rms
+
+
+def fine_need(rms: float) -> float:
+    """The fine detail agreement a crop needs when the weaker of its two details has
+    ``rms`` grey levels: what one picture under noise of :data:`FINE_NOISE` would reach,
+    ``1 - FINE_NOISE / rms**2``, kept within [:data:`FINE_MIN`, :data:`FINE_MAX`]. Faint
+    detail (a smooth wallpaper) is mostly noise, so little is asked; strong detail (a
+    sharp graphic, streaks) that matches only roughly, as two different tiles' curves do,
+    is not enough."""
+    return min(FINE_MAX, max(FINE_MIN, 1.0 - FINE_NOISE / max(rms, 1e-3) ** 2))
 
 
 def aligned(b: np.ndarray, v: int, shape: tuple[int, int]) -> np.ndarray:
@@ -298,20 +331,28 @@ def _resized(x: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.asarray(im.resize((shape[1], shape[0]), Image.LANCZOS), np.float32)
 
 
-def fine_frame_agreement(a_fine: np.ndarray, b_fine: np.ndarray, v: int
-                         ) -> tuple[float, float]:
-    """:func:`detail_agreement` of two fine thumbnails showing one frame, ``b`` under
-    variant ``v``, both at the smaller one's size."""
+def fine_frame_pair(a_fine: np.ndarray, b_fine: np.ndarray, v: int
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Two fine thumbnails showing one frame, ``b`` under variant ``v``, both at the
+    smaller one's size."""
     b = _dihedral(b_fine, v)
     shape = min(a_fine.shape, b.shape, key=lambda s: s[0] * s[1])
-    return detail_stats(_resized(a_fine, shape), _resized(b, shape))
+    return _resized(a_fine, shape), _resized(b, shape)
 
 
 def fine_crop_agreement(part_fine: np.ndarray, whole_fine: np.ndarray,
                         part_thumb: tuple[int, int], whole_thumb: tuple[int, int],
                         at: Placement) -> tuple[float, float]:
-    """:func:`detail_stats` of a part and its region of the whole at the fine
-    thumbnails' resolution, at the placement ``at`` that :func:`crop_place` found on the
+    """:func:`detail_stats` of the part and its region at the fine thumbnails'
+    resolution (:func:`fine_crop_pair`)."""
+    return detail_stats(*fine_crop_pair(part_fine, whole_fine, part_thumb, whole_thumb, at))
+
+
+def fine_crop_pair(part_fine: np.ndarray, whole_fine: np.ndarray,
+                   part_thumb: tuple[int, int], whole_thumb: tuple[int, int],
+                   at: Placement) -> tuple[np.ndarray, np.ndarray]:
+    """A part and its region of the whole, aligned at the fine thumbnails' resolution,
+    at the placement ``at`` that :func:`crop_place` found on the
     thumbnails (shapes ``part_thumb``, ``whole_thumb``), refined again at this resolution
     (a quarter pixel of the coarse thumbnail is most of a pixel here): both are compared
     at the coarser of the two (the part taken down to its region's size when the region
@@ -357,37 +398,72 @@ def fine_crop_agreement(part_fine: np.ndarray, whole_fine: np.ndarray,
                 if sc > got + 1e-6:
                     cur, got, moved = c, sc, True
     cx, cy, cw = cur
-    return detail_stats(*_placed(p, whole_fine, (cx, cy, cw, cw * aspect)))
+    return _placed(p, whole_fine, (cx, cy, cw, cw * aspect))
 
 
-def confirm(a: Signal, b: Signal, longs: tuple[int, int] | None = None) -> tuple[bool, str]:
+Fine = Callable[[], "tuple[np.ndarray | None, np.ndarray | None]"]
+
+
+def confirm(a: Signal, b: Signal, longs: tuple[int, int] | None = None,
+            fine: Fine | None = None) -> tuple[bool, str]:
     """Whether ``a`` and ``b`` are the same picture, and the evidence in words (a crop:
     "b is a crop ..." or "a is a crop ..." says which one is the part). With ``longs``
     (the stored long sides of a and b), a crop must also be consistent in detail
-    (:func:`crop_detail_ratio` at most :data:`CROP_DETAIL_MAX`)."""
+    (:func:`crop_detail_ratio` at most :data:`CROP_DETAIL_MAX`). With ``fine`` (called
+    once, when a pair gets that far: the fine thumbnails of a and b, :func:`fine_thumb`,
+    None where a file cannot be read) the fine detail must agree too: a pHash match's at
+    least :data:`FINE_HASH_MIN` (:func:`fine_frame_pair`), a crop's band of detail at its
+    placement at least :func:`fine_need` of its strength (:func:`fine_crop_pair`,
+    :func:`band_stats`); where a fine thumbnail is missing the thumbnails decide alone."""
     dist, v = hash_distance(a.dct, b.dct)
     names = ("as is", "mirrored", "flipped", "rotated 180", "transposed", "rotated 90",
              "rotated 270", "transverse")
+    got: list = []
+
+    def fines() -> tuple[np.ndarray | None, np.ndarray | None]:
+        if not got:
+            got.append(fine() if fine is not None else (None, None))
+        return got[0]
+
+    why = ""
     if dist <= HASH_BITS:
         agree = detail_agreement(a.thumb, aligned(b.thumb, v, a.thumb.shape))
         if agree >= HASH_DETAIL_MIN:
-            return True, f"pHash {dist}/64 ({names[v]}), detail agrees {agree:.2f}"
-    tries = sorted([(crop_match(b.thumb, a.thumb), "b"), (crop_match(a.thumb, b.thumb), "a")],
-                   reverse=True)
+            fa, fb = fines()
+            if fa is None or fb is None:
+                return True, f"pHash {dist}/64 ({names[v]}), detail agrees {agree:.2f}"
+            fd = detail_agreement(*fine_frame_pair(fa, fb, v))
+            if fd >= FINE_HASH_MIN:
+                return True, (f"pHash {dist}/64 ({names[v]}), detail agrees {agree:.2f} "
+                              f"({fd:.2f} at {FINE} px)")
+            why = f"; its fine detail agrees {fd:.2f}"
+    places = {"b": crop_place(b.thumb, a.thumb), "a": crop_place(a.thumb, b.thumb)}
+    tries = sorted([((0.0, 0.0) if pl is None else (
+        pl.ncc if pl.agree >= _crop_detail_need(pl.ncc) else 0.0, pl.share), part)
+        for part, pl in places.items()], reverse=True)
     best = tries[0][0][0]
     for (ncc, share), part in tries:
         if ncc < NCC_MIN:
             break
+        (pp, pl_), (wp, wl) = ((b, 1), (a, 0)) if part == "b" else ((a, 0), (b, 1))
         ratio = None
         if longs is not None:
-            (pp, pl), (wp, wl) = ((b, longs[1]), (a, longs[0])) if part == "b" else (
-                (a, longs[0]), (b, longs[1]))
-            ratio = crop_detail_ratio(pp.detail, pl, wp.detail, wl, share)
-        if ratio is None or ratio <= CROP_DETAIL_MAX:
-            return True, f"{part} is a crop of {share:.0%} of the frame (correlation {ncc:.3f})"
-        return False, (f"pHash {dist}/64; as a crop ({ncc:.2f}) it would carry {ratio:.1f}x "
-                       "the detail of its region")
-    return False, f"pHash {dist}/64, best crop correlation {best:.2f}"
+            ratio = crop_detail_ratio(pp.detail, longs[pl_], wp.detail, longs[wl], share)
+        if ratio is not None and ratio > CROP_DETAIL_MAX:
+            return False, (f"pHash {dist}/64; as a crop ({ncc:.2f}) it would carry {ratio:.1f}x "
+                           "the detail of its region")
+        crop = f"{part} is a crop of {share:.0%} of the frame (correlation {ncc:.3f}"
+        fa, fb = fines()
+        if fa is None or fb is None:
+            return True, crop + ")"
+        f_part, f_whole = (fb, fa) if part == "b" else (fa, fb)
+        fd, rms = band_stats(*fine_crop_pair(f_part, f_whole, pp.thumb.shape, wp.thumb.shape,
+                                             places[part]))
+        if fd >= fine_need(rms):
+            return True, crop + f", fine detail agrees {fd:.2f})"
+        why = (f"; as a crop ({ncc:.2f}) its fine detail agrees {fd:.2f}, "
+               f"needs {fine_need(rms):.2f}")
+    return False, f"pHash {dist}/64, best crop correlation {best:.2f}" + why
 
 
 def crop_detail_ratio(part_detail: float, part_long: int, whole_detail: float,
