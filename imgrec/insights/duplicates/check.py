@@ -14,8 +14,8 @@ from imgrec.insights.duplicates import signals as S
 from imgrec.insights.duplicates.core import (
     catalog,
     confirm_pair,
-    fine_of_file,
     default_threshold,
+    fine_of_file,
     signal_of_file,
 )
 from imgrec.insights.duplicates.report import EXACT, SAME, SIMILAR
