@@ -13,6 +13,11 @@ For every image (decoded from the gallery file, upright):
   variants;
 * its detail: the effective linear resolution factor (the smallest downscale that loses
   no detail, see :func:`detail`), so an upscaled copy ranks below its original.
+
+Not cached, and read only for a pair that the above would confirm: the fine thumbnails
+(:data:`FINE` = 160 pixels, :func:`fine_thumb`) of both files, whose detail must agree too
+(:func:`confirm`'s ``fine``): at 48 pixels two different tiles of one smooth, streaked or
+symmetric wallpaper can match as a crop, at 160 their detail does not.
 """
 
 from __future__ import annotations
