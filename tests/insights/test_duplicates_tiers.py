@@ -305,3 +305,34 @@ def test_a_crop_cannot_carry_more_detail_than_its_region(photos):
     assert S.confirm(sa, dense)[0]  # without the long sides nothing is asked
     reduced = replace(sa, detail=0.5 * dense.detail)
     assert S.crop_detail_ratio(dense.detail, longs[1], reduced.detail, longs[0], 0.5) is None
+
+
+def test_a_crop_needs_its_fine_detail_to_agree(photos):
+    """A real crop keeping half of the coffee photo is confirmed with its fine detail
+    (160 px) agreeing; the same crop's shading under the chelsea photo's finer detail
+    matches the 48-pixel thumbnails as a crop (correlation 0.97, the thumbnails' detail
+    agreeing) but its fine detail does not agree enough for its strength, so it is not the
+    same picture once the fine thumbnails are read."""
+    from PIL import ImageFilter
+
+    from imgrec.insights.duplicates import signals as S
+
+    a = photos["coffee"].convert("RGB")
+    w, h = a.size
+    crop = a.crop((0, 0, round(w * 0.72), round(h * 0.72)))
+    g = crop.convert("L")
+    other = photos["chelsea"].convert("L").resize(g.size)
+    shade = np.asarray(g.filter(ImageFilter.GaussianBlur(3)), np.float64)
+    fine = np.asarray(other, np.float64) - np.asarray(other.filter(ImageFilter.GaussianBlur(3)),
+                                                      np.float64)
+    forged = Image.fromarray(np.clip(shade + fine, 0, 255).astype(np.uint8)).convert("RGB")
+    sa, sc, sf = S.compute(a), S.compute(crop), S.compute(forged)
+    longs = (max(a.size), max(crop.size))
+    ok, ev = S.confirm(sa, sc, longs, lambda: (S.fine_thumb(a), S.fine_thumb(crop)))
+    assert ok and "b is a crop of 5" in ev and "fine detail agrees" in ev, ev
+    assert S.confirm(sa, sf, longs)[0]  # the thumbnails alone take it for a crop
+    ok, ev = S.confirm(sa, sf, longs, lambda: (S.fine_thumb(a), S.fine_thumb(forged)))
+    assert not ok and "its fine detail agrees" in ev, ev
+    # an unreadable fine thumbnail leaves the decision to the thumbnails
+    assert S.confirm(sa, sf, longs, lambda: (S.fine_thumb(a), None))[0]
+    assert S.fine_need(0.1) == S.FINE_MIN and S.fine_need(100.0) == S.FINE_MAX

@@ -15,6 +15,7 @@ from imgrec.insights.duplicates.core import (
     catalog,
     confirm_pair,
     default_threshold,
+    fine_of_file,
     signal_of_file,
 )
 from imgrec.insights.duplicates.report import EXACT, SAME, SIMILAR
@@ -106,13 +107,15 @@ def check_image(index: Index, name: str, data: bytes, threshold: float | None = 
     except ImgrecError as e:
         return Verdict(name, None, None, 0.0, f"unreadable: {e}")
     mine = S.compute(rgb)
+    mine_fine = S.fine_thumb(rgb)
     longs = _longs(index) if longs is None else longs
     best: Verdict | None = None
     for h in res.per_query[0]:
         if h.score < threshold:
             continue
         ok, ev = confirm_pair(mine, signal_of_file(index, h.path), max(rgb.size),
-                              longs.get(h.path, 0))
+                              longs.get(h.path, 0),
+                              lambda p=h.path: (mine_fine, fine_of_file(index, p)))
         if ok:
             return Verdict(name, SAME, h.path, float(h.score), ev)
         if best is None:

@@ -6,6 +6,7 @@ import sqlite3
 import time
 from collections import defaultdict
 from dataclasses import replace
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -215,20 +216,43 @@ def _links(index: Index, units: dict[str, Unit], cand: dict[tuple[str, str], flo
     """Candidate links whose confirmation reads the signals (cached, else from files)."""
     signals_for(index, units, {k for pair in cand for k in pair}, paths, store, notes)
 
+    @lru_cache(maxsize=FINE_CACHE)
+    def fine_of(k: str) -> np.ndarray | None:
+        return fine_of_file(index, paths[units[k].rows[0]])
+
     def check(a: str, b: str) -> tuple[bool, str]:
-        return confirm_pair(units[a].signal, units[b].signal, units[a].long, units[b].long)
+        return confirm_pair(units[a].signal, units[b].signal, units[a].long, units[b].long,
+                            lambda: (fine_of(a), fine_of(b)))
 
     return Links(cand, check)
 
 
-def confirm_pair(a: S.Signal | None, b: S.Signal | None, long_a: int, long_b: int
-                 ) -> tuple[bool, str]:
+#: fine thumbnails (:func:`.signals.fine_thumb`, ~77 KB each) kept while grouping
+FINE_CACHE = 1024
+
+
+def fine_of_file(index: Index, path: str) -> np.ndarray | None:
+    """The fine thumbnail of one gallery file (decoded reduced where the format allows),
+    or None when it cannot be read."""
+    from imgrec import images
+
+    try:
+        rgb, _ = images.load_image(index.resolve(path), draft=True)
+    except (ImgrecError, OSError, ValueError):
+        return None
+    return S.fine_thumb(rgb)
+
+
+def confirm_pair(a: S.Signal | None, b: S.Signal | None, long_a: int, long_b: int,
+                 fine: S.Fine | None = None) -> tuple[bool, str]:
     """Whether two images are the same picture, and the evidence: the one confirmation
     that the scan and :mod:`.check` share (:func:`.signals.confirm` with the long sides
-    of both images, so a crop must also be consistent in detail)."""
+    of both images, so a crop must also be consistent in detail, and with ``fine``, the
+    two fine thumbnails read when the thumbnails alone would confirm, so the fine detail
+    must agree too)."""
     if a is None or b is None:
         return False, "no second signal"
-    return S.confirm(a, b, (int(long_a), int(long_b)))
+    return S.confirm(a, b, (int(long_a), int(long_b)), fine)
 
 
 def _finish(groups: list[DuplicateGroup], meta: list[tuple[int, int, int, str, str]]
