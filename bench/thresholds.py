@@ -88,7 +88,7 @@ def measure(corpus: Path, recipes: list[str], work: Path) -> dict:
     if base is None:
         raise SystemExit("the thresholds are matched to v1's: include v1 in --recipes")
     want = {k: int(pairs_above(base, np.array([t]))[0]) for k, t in V1.items()}
-    out: dict = {"corpus": str(corpus), "images": int(len(base)), "v1_pairs": want,
+    out: dict = {"corpus": str(corpus), "images": len(base), "v1_pairs": want,
                  "recipes": {}}
     for r, x in vecs.items():
         got = {k: matching(x, n) for k, n in want.items()}

@@ -8,11 +8,11 @@ the backbone's global average; see :data:`imgrec.features.embedding.POOLS`) and 
 stateless finish (signed power normalisation, then L2). The default for the
 EfficientNet-Lite backbones is ``v3`` (own aspect ratio, GeM of the head + two earlier
 stages, signed square root); ResNet50 keeps ``v1``; a backbone without stage pools (one a
-caller brings) gets ``v2`` (letterbox + signed square root). The manifest records the recipe; queries use the one the index
-names, through :func:`with_recipe`, so a gallery image used as a query gets exactly its
-stored vector. Gallery-learned post-processing (:class:`PostProcess`: mean-centring,
-PCA-whitening with shrinkage) is measured by ``python -m bench quality`` but is part of no
-product recipe.
+caller brings) gets ``v2`` (letterbox + signed square root). The manifest records the
+recipe; queries use the one the index names, through :func:`with_recipe`, so a gallery
+image used as a query gets exactly its stored vector. Gallery-learned post-processing
+(:class:`PostProcess`: mean-centring, PCA-whitening with shrinkage) is measured by
+``python -m bench quality`` but is part of no product recipe.
 """
 
 from __future__ import annotations

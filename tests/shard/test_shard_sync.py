@@ -343,7 +343,7 @@ def test_a_sharded_index_of_an_older_recipe_syncs_under_its_own_recipe(tmp_path,
     report = build_index(gallery, sharded, embedder=real_embedder, workers=0)
     assert report.added == 1 and report.computed == 1
     assert ShardedManifest.read(sharded).recipe == "v2"
-    shard, row = _rows(sharded)["new.jpg"]
+    shard, _ = _rows(sharded)["new.jpg"]
     assert shard.manifest.recipe == "v2" and shard.embeddings.shape[1] == 1280
     idx = ShardedIndex.open(sharded, embedder=real_embedder)
     try:
