@@ -370,12 +370,15 @@ TIP = '[data-testid="imgrec-hover-tip"]'
 
 def hover_point(pg, plot) -> dict:
     """Move the mouse onto the last point of the first cluster of the 2-D ``plot`` and wait
-    for the thumbnail beside the cursor: that point's screen position, path and row."""
+    for the thumbnail beside the cursor to show it (the way there may cross another point,
+    whose thumbnail shows first): that point's screen position, path and row."""
     plot.scroll_into_view_if_needed()
     point = plot.evaluate(POINT)
     pg.mouse.move(point["x"] + 40, point["y"] + 40)
     pg.mouse.move(point["x"], point["y"], steps=4)
     pg.locator(TIP).wait_for(state="visible")
+    pg.wait_for_function("([sel, row]) => document.querySelector(sel)?.dataset.row === row",
+                         arg=[TIP, str(point["row"])], timeout=10_000)
     return point
 
 
