@@ -143,15 +143,7 @@ def detail_agreement(a: np.ndarray, b: np.ndarray) -> float:
 def detail_stats(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     """(:func:`detail_agreement`, the RMS of the weaker of the two fine details in grey
     levels: how far the detail stands above re-encoding and resampling noise)."""
-    from scipy.ndimage import gaussian_filter
-
-    x, y = (np.asarray(t, np.float64) for t in (a, b))
-    x, y = x - gaussian_filter(x, DETAIL_SIGMA), y - gaussian_filter(y, DETAIL_SIGMA)
-    x, y = x[1:-1, 1:-1] - x[1:-1, 1:-1].mean(), y[1:-1, 1:-1] - y[1:-1, 1:-1].mean()
-    sx, sy = float((x * x).sum()), float((y * y).sum())
-    rms = float(np.sqrt(min(sx, sy) / max(1, x.size)))
-    den = float(np.sqrt(sx * sy))
-    return (float((x * y).sum() / den) if den > 1e-6 else 0.0), rms
+    return _band_stats(a, b, 0.0, DETAIL_SIGMA)
 
 
 def band_stats(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
@@ -159,12 +151,17 @@ def band_stats(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     blurs :data:`FINE_BAND` of two aligned, equally sized fine thumbnails: the finest
     pixel's worth, where resampling two copies differently and re-encoding noise differ
     most, is left out."""
+    return _band_stats(a, b, *FINE_BAND)
+
+
+def _band_stats(a: np.ndarray, b: np.ndarray, lo: float, hi: float) -> tuple[float, float]:
+    """(correlation, RMS of the weaker) of the detail of two aligned, equally sized grey
+    thumbnails between the blurs ``lo`` (0: the thumbnail itself) and ``hi``, border left out."""
     from scipy.ndimage import gaussian_filter
 
-    lo, hi = FINE_BAND
     x, y = (np.asarray(t, np.float64) for t in (a, b))
-    x = gaussian_filter(x, lo) - gaussian_filter(x, hi)
-    y = gaussian_filter(y, lo) - gaussian_filter(y, hi)
+    x = (x if lo == 0 else gaussian_filter(x, lo)) - gaussian_filter(x, hi)
+    y = (y if lo == 0 else gaussian_filter(y, lo)) - gaussian_filter(y, hi)
     x, y = x[1:-1, 1:-1] - x[1:-1, 1:-1].mean(), y[1:-1, 1:-1] - y[1:-1, 1:-1].mean()
     sx, sy = float((x * x).sum()), float((y * y).sum())
     rms = float(np.sqrt(min(sx, sy) / max(1, x.size)))
