@@ -86,18 +86,29 @@ def quiet_data() -> None:
     logging.getLogger("ray.data").setLevel(logging.ERROR)
 
 
+#: what the raylet says when a node runs more worker processes than it has cores: a hint
+#: for code that starts tasks by mistake; a sharded index runs one actor per shard on purpose
+STARTUP_HINT = "worker processes have been started on node"
+
+
 class _ByThread:
-    """A text stream that hands what Ray's own threads write to ``err`` and everything
-    else to ``out`` (any other attribute is ``out``'s)."""
+    """A text stream that hands what Ray's own threads write to ``err``, a line at a time
+    and without the raylet's :data:`STARTUP_HINT`, and everything else to ``out`` (any other
+    attribute is ``out``'s)."""
 
     def __init__(self, out: TextIO, err: TextIO) -> None:
         self._out, self._err = out, err
-
-    def _target(self) -> TextIO:
-        return self._err if threading.current_thread().name.startswith("ray_") else self._out
+        self._pending = threading.local()  # a Ray thread's line so far (print writes twice)
 
     def write(self, text: str) -> int:
-        return self._target().write(text)
+        if not threading.current_thread().name.startswith("ray_"):
+            return self._out.write(text)
+        line = getattr(self._pending, "text", "") + text
+        *whole, self._pending.text = line.split("\n")
+        for one in whole:
+            if STARTUP_HINT not in one:
+                self._err.write(one + "\n")
+        return len(text)
 
     def flush(self) -> None:
         self._out.flush()
@@ -111,10 +122,10 @@ class _ByThread:
 def ray_prints_to_stderr() -> Iterator[None]:
     """While the block runs, what Ray's background threads print goes to stderr.
 
-    A Ray driver prints the raylet's warnings (such as "4 PYTHON worker processes have been
-    started on node ...", under load) to stdout from its own threads, which would break a
-    command's ``--json`` output; the CLI runs every command inside this block, so stdout
-    holds only the command's results.
+    A Ray driver prints the raylet's messages to stdout from its own threads, which would
+    break a command's ``--json`` output; the CLI runs every command inside this block, so
+    stdout holds only the command's results. The raylet's hint that a node "started N
+    worker processes" (normal for a sharded index: one actor per shard) is left out.
     """
     out = sys.stdout
     router = _ByThread(out, sys.stderr)
