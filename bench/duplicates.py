@@ -273,6 +273,12 @@ def run_accuracy(args, index_dir: Path) -> dict:
     def correct(r: int, c: int) -> bool:
         return fam[r] == fam[c] or pix(paths[r], paths[c])
 
+    keepers: Counter = Counter()  # who keeps each same-picture group holding an original
+    for g in rep.groups:
+        if g.tier == SAME and any(m.path in truth.values() for m in g.members):
+            k = g.keeper.path
+            keepers["the original" if k in truth.values() else
+                    _transform(k) if k in truth else "another picture"] += 1
     same = [(g.keeper, m) for g in rep.groups if g.tier == SAME for m in g.members[1:]]
     ours = [correct(k.row, m.row) for k, m in same]
     wrong = [f"{k.path} ~ {m.path}: {m.evidence}" for k, m in same if not correct(k.row, m.row)]
@@ -281,6 +287,7 @@ def run_accuracy(args, index_dir: Path) -> dict:
             "copies": len(truth), "distractors": len(paths) - len(truth) - len(set(truth.values())),
             "seconds": round(secs, 1), "per_transformation": table,
             "same_picture_wrong": wrong[:60],
+            "keeper_of_groups_with_an_original": dict(keepers.most_common()),
             "same_picture_precision": {
                 "ours": _ratio(ours),
                 "ours_by_artwork_only": _ratio([fam[k.row] == fam[m.row] for k, m in same]),

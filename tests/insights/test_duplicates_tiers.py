@@ -336,3 +336,58 @@ def test_a_crop_needs_its_fine_detail_to_agree(photos):
     # an unreadable fine thumbnail leaves the decision to the thumbnails
     assert S.confirm(sa, sf, longs, lambda: (S.fine_thumb(a), None))[0]
     assert S.fine_need(0.1) == S.FINE_MIN and S.fine_need(100.0) == S.FINE_MAX
+
+
+def test_jpeg_quality_is_read_from_the_quantization_tables(photos):
+    """The quality a JPEG was saved at, from its header: within a point of what Pillow
+    was asked for (libjpeg's scaling), None for a PNG and for bytes that are no image."""
+    import io
+
+    from imgrec.insights.duplicates.compression import jpeg_quality
+
+    def encode(im: Image.Image, fmt: str, **kw) -> bytes:
+        buf = io.BytesIO()
+        im.save(buf, fmt, **kw)
+        return buf.getvalue()
+
+    img = photos["rocket"].convert("RGB")
+    for q in (5, 15, 25, 30, 50, 70, 75, 90, 95, 100):
+        got = jpeg_quality(encode(img, "JPEG", quality=q))
+        assert got is not None and abs(got - q) <= 1, (q, got)
+    assert jpeg_quality(encode(img, "PNG")) is None
+    assert jpeg_quality(b"not an image") is None
+
+
+def test_a_harder_compressed_copy_never_keeps_over_its_original(photos, real_embedder,
+                                                                 tmp_path, monkeypatch):
+    """Soft photos (at a third of their resolution, scaled back up, as web images often
+    are), each beside its own re-encode at JPEG quality 15 (same pixels; named so the path
+    tie-break would favour the copy): the q95 original keeps every group and its reason
+    says why. Without the compression rule the blocking of the rocket's copy measures as
+    1.5 times the original's detail, and that copy keeps instead."""
+    g = tmp_path / "g"
+    for name in ("rocket", "chelsea", "astronaut", "coffee"):
+        (g / name).mkdir(parents=True)
+        img = photos[name].convert("RGB")
+        soft = img.resize((img.width // 3, img.height // 3), Image.Resampling.LANCZOS).resize(
+            img.size, Image.Resampling.LANCZOS)
+        soft.save(g / name / "b_original.jpg", quality=95)
+        soft.save(g / name / "a_web_copy.jpg", quality=15)
+    build_index(g, tmp_path / "ix", embedder=real_embedder, workers=0)
+    idx = Index.open(tmp_path / "ix", embedder=real_embedder)
+    groups = find_duplicates(idx).groups
+    assert len(groups) == 4, [(grp.tier, grp.reason) for grp in groups]
+    for grp in groups:
+        assert {m.path.rsplit("/", 1)[1] for m in grp.members} == {"b_original.jpg",
+                                                                   "a_web_copy.jpg"}
+        assert grp.keeper.path.endswith("/b_original.jpg"), (grp.keeper.path, grp.reason)
+    assert any("least compressed (JPEG quality ~95; a copy at ~15)" in grp.reason
+               for grp in groups), [grp.reason for grp in groups]
+
+    monkeypatch.setattr("imgrec.insights.duplicates.group.clearly_finer",
+                        lambda a, b: False)
+    without = find_duplicates(idx).groups
+    assert [grp.keeper.path for grp in without
+            if grp.keeper.path.endswith("/a_web_copy.jpg")] == ["rocket/a_web_copy.jpg"], [
+        (grp.keeper.path, grp.reason) for grp in without]
+    assert all("effective" in grp.reason and "~0.00" not in grp.reason for grp in without)

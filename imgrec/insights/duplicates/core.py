@@ -176,12 +176,14 @@ def signals_for(index: Index, units: dict[str, Unit], keys: set[str], paths: lis
 def signal_of_file(index: Index, path: str) -> S.Signal | None:
     """The signal of one gallery file, or None when it cannot be read."""
     from imgrec import images
+    from imgrec.insights.duplicates.compression import jpeg_quality
 
+    file = index.resolve(path)
     try:
-        rgb, _ = images.load_image(index.resolve(path), draft=False)
+        rgb, _ = images.load_image(file, draft=False)
     except (ImgrecError, OSError, ValueError):
         return None
-    return S.compute(rgb)
+    return S.compute(rgb, jpeg_quality(file))
 
 
 def _hash_candidates(index: Index, units: dict[str, Unit], cand: dict[tuple[str, str], float],

@@ -17,6 +17,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from imgrec.insights.duplicates.compression import clearly_finer
 from imgrec.insights.duplicates.report import EXACT, SAME, SIMILAR, DuplicateGroup, Member
 from imgrec.insights.duplicates.signals import DETAIL_MAX, HASH_BITS, Signal, hash_distance
 
@@ -34,6 +35,12 @@ class Unit:
     signal: Signal | None = None
     chosen: bool = False
     turned: int = -1  # candidates rotated/mirrored against this one (-1: not asked)
+    coarser: float | None = None  # the JPEG quality of a coarser copy, when that decided
+
+    @property
+    def quality(self) -> float | None:
+        """The estimated JPEG quality of the unit's file (None: not a JPEG, or unknown)."""
+        return None if self.signal is None else self.signal.quality
 
     def effective(self) -> float:
         """Effective pixels: the stored ones times the square of the detail factor."""
@@ -53,8 +60,13 @@ class Unit:
     def reason(self) -> str:
         """Why this unit is a keeper, in words."""
         bits = ["chosen by you"] if self.chosen else []
-        if self.signal is not None:
-            bits.append(f"most detail (~{self.effective() / 1e6:.2f} MP effective)")
+        if self.coarser is not None and self.quality is not None:
+            bits.append(f"least compressed (JPEG quality ~{self.quality:.0f}; a copy at "
+                        f"~{self.coarser:.0f})")
+        elif self.signal is not None:
+            eff = self.effective()
+            bits.append(f"most detail (~{eff / 1e6:.2f} MP effective)" if eff >= 1e4 else
+                        f"most detail (~{eff:,.0f} effective pixels)")
         else:
             bits.append("most pixels")
         if self.turned > 0:
@@ -156,28 +168,36 @@ def star_groups(units: dict[str, Unit], links: Links, paths: list[str]
 def _centre(units: dict[str, Unit], u: str, near: list[str], paths: list[str],
             links: Links) -> str:
     """The keeper among ``u`` (the most effective pixels still free) and its free
-    candidates within 1.3x of its effective linear resolution: chosen first, then those
-    that no smaller candidate matches within 5 % in effective linear resolution (an
-    upscale's added pixels carry no detail), the most pixels (uncropped), the original
-    orientation (:func:`_turned`), the earliest EXIF date, the largest file; and never a
-    confirmed crop of another candidate."""
+    candidates within 1.3x of its effective linear resolution or clearly less compressed
+    at (nearly) its size: chosen first, then those that no smaller candidate matches
+    within 5 % in effective linear resolution (an upscale's added pixels carry no
+    detail), those that no candidate of (nearly) their size beats by
+    :data:`.compression.CLEARLY_FINER` JPEG quality points (a re-encode's blocking can
+    measure as detail), the most pixels (uncropped), the original orientation
+    (:func:`_turned`), the earliest EXIF date, the largest file; and never a confirmed
+    crop of another candidate."""
     top = math.sqrt(units[u].effective()) / 1.3
-    pool = [u] + [v for v in near if math.sqrt(units[v].effective()) >= top]
+    pool = [u] + [v for v in near if math.sqrt(units[v].effective()) >= top
+                  or _finer(units[v], units[u])]
     lin = {k: math.sqrt(units[k].effective()) for k in pool}
 
     def upscaled(k: str) -> bool:  # a smaller candidate carries (nearly) as much detail
         return any(units[o].pixels < units[k].pixels and lin[o] >= 0.95 * lin[k] for o in pool)
 
+    coarser = {k: any(_finer(units[o], units[k]) for o in pool) for k in pool}
     turned = _turned(units, pool, [u, *near])
 
     def key(k: str) -> tuple:
         x = units[k]
-        return (not x.chosen, upscaled(k), -x.pixels, turned[k], x.date or "~",
+        return (not x.chosen, upscaled(k), coarser[k], -x.pixels, turned[k], x.date or "~",
                 -x.size, min(paths[r] for r in x.rows))
 
     ranked = sorted(pool, key=key)
     c = ranked[0]
-    if any(key(k)[:3] == key(c)[:3] and turned[k] > turned[c] for k in pool):
+    beaten = [units[k].quality for k in pool if key(k)[:2] == key(c)[:2] and coarser[k]]
+    if beaten and not coarser[c]:
+        units[c].coarser = min(q for q in beaten if q is not None)  # compression decided
+    if any(key(k)[:4] == key(c)[:4] and turned[k] > turned[c] for k in pool):
         units[c].turned = turned[c]  # the orientation decided: say so
     if units[c].chosen:
         return c
@@ -187,6 +207,11 @@ def _centre(units: dict[str, Unit], u: str, near: list[str], paths: list[str],
             if ok and ev.startswith("a is a crop") and not ev.startswith("a is a crop of 9"):
                 return v
     return c
+
+
+def _finer(a: Unit, b: Unit) -> bool:
+    """Whether ``a`` is a clearly less compressed JPEG than ``b`` at (nearly) its size."""
+    return a.pixels >= 0.9 * b.pixels and clearly_finer(a.quality, b.quality)
 
 
 def _turned(units: dict[str, Unit], pool: list[str], near: list[str]) -> dict[str, int]:

@@ -57,10 +57,12 @@ class Signal:
     dct: np.ndarray  #: (8, 8) float32 lowest DCT frequencies
     thumb: np.ndarray  #: (h, w) float32 grey thumbnail (0..255), long side THUMB
     detail: float  #: effective resolution: pixels on the long side that carry detail
+    #: estimated JPEG quality of the file (:mod:`.compression`); None: not a JPEG
+    quality: float | None = None
 
 
-def compute(rgb: Image.Image) -> Signal:
-    """The signal of one upright RGB image."""
+def compute(rgb: Image.Image, quality: float | None = None) -> Signal:
+    """The signal of one upright RGB image (``quality``: its file's JPEG quality)."""
     from scipy.fft import dctn
 
     grey = rgb.convert("L")
@@ -69,7 +71,7 @@ def compute(rgb: Image.Image) -> Signal:
     s = THUMB / max(grey.size)
     tw, th = max(1, round(grey.width * s)), max(1, round(grey.height * s))
     thumb = np.asarray(grey.convert("F").resize((tw, th), Image.LANCZOS), np.float32)
-    return Signal(dct, thumb, detail(grey))
+    return Signal(dct, thumb, detail(grey), quality)
 
 
 def detail(grey: Image.Image) -> float:

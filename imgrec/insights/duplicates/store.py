@@ -21,8 +21,10 @@ from imgrec.insights.duplicates.signals import Signal
 
 FILE = "duplicates.sqlite"
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS signals_v2 (  -- bump the suffix when signals.py changes
-    sha256 TEXT PRIMARY KEY, dct BLOB, thumb BLOB, th INTEGER, tw INTEGER, detail REAL);
+DROP TABLE IF EXISTS signals_v2;
+CREATE TABLE IF NOT EXISTS signals_v3 (  -- bump the suffix when signals.py changes
+    sha256 TEXT PRIMARY KEY, dct BLOB, thumb BLOB, th INTEGER, tw INTEGER, detail REAL,
+    quality REAL);
 CREATE TABLE IF NOT EXISTS distinct_pairs (
     a TEXT, b TEXT, at REAL, PRIMARY KEY (a, b));
 CREATE TABLE IF NOT EXISTS keepers (sha256 TEXT PRIMARY KEY, at REAL);
@@ -59,13 +61,13 @@ class Store:
         try:
             for s in range(0, len(hashes), 900):
                 part = hashes[s:s + 900]
-                for sha, dct, thumb, th, tw, det in con.execute(
-                        f"SELECT * FROM signals_v2 WHERE sha256 IN ({','.join('?' * len(part))})",
+                for sha, dct, thumb, th, tw, det, quality in con.execute(
+                        f"SELECT * FROM signals_v3 WHERE sha256 IN ({','.join('?' * len(part))})",
                         part):
                     out[sha] = Signal(np.frombuffer(dct, np.float32).reshape(8, 8).copy(),
                                       np.frombuffer(thumb, np.float16).reshape(th, tw).astype(
                                           np.float32),
-                                      float(det))
+                                      float(det), None if quality is None else float(quality))
         finally:
             con.close()
         return out
@@ -76,10 +78,10 @@ class Store:
             return
         con = self._con()
         try:
-            con.executemany("INSERT OR REPLACE INTO signals_v2 VALUES (?, ?, ?, ?, ?, ?)",
+            con.executemany("INSERT OR REPLACE INTO signals_v3 VALUES (?, ?, ?, ?, ?, ?, ?)",
                             [(h, s.dct.astype(np.float32).tobytes(),
                               s.thumb.astype(np.float16).tobytes(),
-                              s.thumb.shape[0], s.thumb.shape[1], s.detail)
+                              s.thumb.shape[0], s.thumb.shape[1], s.detail, s.quality)
                              for h, s in found.items()])
             con.commit()
         finally:
