@@ -113,8 +113,8 @@ def hash_speed_one(n: int, stats_index: Path, seed: int = 0) -> dict:
     and covariance of the cached DCTs of ``stats_index`` (real pHash bits are correlated,
     which fills the lookup's buckets unevenly), 1 % of them turned, noisy copies."""
     from imgrec import Index
+    from imgrec.insights.duplicates import dihedral as D
     from imgrec.insights.duplicates import hashlookup as H
-    from imgrec.insights.duplicates import signals as S
     from imgrec.insights.duplicates.core import catalog
     from imgrec.insights.duplicates.store import Store
 
@@ -126,7 +126,7 @@ def hash_speed_one(n: int, stats_index: Path, seed: int = 0) -> dict:
     dcts = rng.multivariate_normal(real.mean(0), cov, n, method="cholesky").astype(np.float32)
     dcts = dcts.reshape(n, 8, 8)
     k = n // 100
-    turned = S.variants(dcts[:k])[np.arange(k), rng.integers(1, 8, k)]
+    turned = D.variants(dcts[:k])[np.arange(k), rng.integers(1, 8, k)]
     dcts[-k:] = turned + rng.standard_normal(turned.shape).astype(np.float32) * 0.05 * np.sqrt(
         np.diag(cov)).reshape(8, 8).astype(np.float32)
     t = time.perf_counter()

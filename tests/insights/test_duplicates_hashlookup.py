@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from imgrec.insights.duplicates import dihedral as D
 from imgrec.insights.duplicates import hashlookup as H
 from imgrec.insights.duplicates import signals as S
 
@@ -17,8 +18,8 @@ from imgrec.insights.duplicates import signals as S
 def brute(dcts: np.ndarray, radius: int) -> dict[tuple[int, int], int]:
     """Every pair within ``radius`` as signals.hash_distance measures it (the pHash bits of
     one image against those of the other's eight variants), either way round."""
-    b = np.stack([S.bits(S.variants(d)) for d in dcts])  # (n, 8, 64)
-    assert S.hash_distance(dcts[0], dcts[1])[0] == (b[0, 0] != b[1]).sum(-1).min()
+    b = np.stack([D.bits(D.variants(d)) for d in dcts])  # (n, 8, 64)
+    assert D.hash_distance(dcts[0], dcts[1])[0] == (b[0, 0] != b[1]).sum(-1).min()
     dist = (b[:, None, 0, None, :] != b[None, :, :, :]).sum(-1).min(-1)  # [a, b]: a vs b's
     dist = np.minimum(dist, dist.T)
     return {(a, c): int(dist[a, c]) for a in range(len(b)) for c in range(a + 1, len(b))
@@ -42,7 +43,7 @@ def test_band_radii_satisfy_the_pigeonhole_bound():
 def test_random_hashes_with_planted_turned_copies_equal_brute_force(radius):
     rng = np.random.default_rng(radius)
     base = rng.standard_normal((160, 8, 8)).astype(np.float32)
-    turned = S.variants(base[:80])[np.arange(80), rng.integers(0, 8, 80)]
+    turned = D.variants(base[:80])[np.arange(80), rng.integers(0, 8, 80)]
     noisy = turned + rng.standard_normal(turned.shape).astype(np.float32) * rng.uniform(
         0, 0.6, (80, 1, 1)).astype(np.float32)
     dcts = np.concatenate([base, noisy])

@@ -220,6 +220,8 @@ def test_shared_shading_without_shared_detail_is_not_the_same_picture(photos):
 
     from PIL import ImageFilter
 
+    from imgrec.insights.duplicates import bands as B
+    from imgrec.insights.duplicates import dihedral as D
     from imgrec.insights.duplicates import signals as S
 
     a, c = photos["coffee"].convert("L"), photos["chelsea"].convert("L").resize(
@@ -232,11 +234,11 @@ def test_shared_shading_without_shared_detail_is_not_the_same_picture(photos):
     a.convert("RGB").transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(buf, "JPEG", quality=30)
     copy = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
     sa, sm, sc = S.compute(a.convert("RGB")), S.compute(mixed), S.compute(copy)
-    assert S.hash_distance(sa.dct, sm.dct)[0] <= S.HASH_BITS  # the shading alone agrees
+    assert D.hash_distance(sa.dct, sm.dct)[0] <= S.HASH_BITS  # the shading alone agrees
     ok, ev = S.confirm(sa, sm)
     assert not ok, ev
     assert S.confirm(sa, sc)[0]
-    assert S.detail_agreement(sa.thumb, sa.thumb) == pytest.approx(1.0)
+    assert B.detail_agreement(sa.thumb, sa.thumb) == pytest.approx(1.0)
 
 
 def test_hash_source_finds_a_turned_copy_below_the_cosine_threshold(copies_index):
@@ -315,6 +317,8 @@ def test_a_crop_needs_its_fine_detail_to_agree(photos):
     same picture once the fine thumbnails are read."""
     from PIL import ImageFilter
 
+    from imgrec.insights.duplicates import bands as B
+    from imgrec.insights.duplicates import fine as F
     from imgrec.insights.duplicates import signals as S
 
     a = photos["coffee"].convert("RGB")
@@ -328,14 +332,14 @@ def test_a_crop_needs_its_fine_detail_to_agree(photos):
     forged = Image.fromarray(np.clip(shade + fine, 0, 255).astype(np.uint8)).convert("RGB")
     sa, sc, sf = S.compute(a), S.compute(crop), S.compute(forged)
     longs = (max(a.size), max(crop.size))
-    ok, ev = S.confirm(sa, sc, longs, lambda: (S.fine_thumb(a), S.fine_thumb(crop)))
+    ok, ev = S.confirm(sa, sc, longs, lambda: (F.fine_thumb(a), F.fine_thumb(crop)))
     assert ok and "b is a crop of 5" in ev and "fine detail agrees" in ev, ev
     assert S.confirm(sa, sf, longs)[0]  # the thumbnails alone take it for a crop
-    ok, ev = S.confirm(sa, sf, longs, lambda: (S.fine_thumb(a), S.fine_thumb(forged)))
+    ok, ev = S.confirm(sa, sf, longs, lambda: (F.fine_thumb(a), F.fine_thumb(forged)))
     assert not ok and "its fine detail agrees" in ev, ev
     # an unreadable fine thumbnail leaves the decision to the thumbnails
-    assert S.confirm(sa, sf, longs, lambda: (S.fine_thumb(a), None))[0]
-    assert S.fine_need(0.1) == S.FINE_MIN and S.fine_need(100.0) == S.FINE_MAX
+    assert S.confirm(sa, sf, longs, lambda: (F.fine_thumb(a), None))[0]
+    assert B.fine_need(0.1) == B.FINE_MIN and B.fine_need(100.0) == B.FINE_MAX
 
 
 def test_jpeg_quality_is_read_from_the_quantization_tables(photos):

@@ -18,6 +18,7 @@ from imgrec.insights.duplicates.core import (
     fine_of_file,
     signal_of_file,
 )
+from imgrec.insights.duplicates.fine import fine_thumb
 from imgrec.insights.duplicates.report import EXACT, SAME, SIMILAR
 
 if TYPE_CHECKING:
@@ -107,7 +108,7 @@ def check_image(index: Index, name: str, data: bytes, threshold: float | None = 
     except ImgrecError as e:
         return Verdict(name, None, None, 0.0, f"unreadable: {e}")
     mine = S.compute(rgb)
-    mine_fine = S.fine_thumb(rgb)
+    mine_fine = fine_thumb(rgb)
     longs = _longs(index) if longs is None else longs
     best: Verdict | None = None
     for h in res.per_query[0]:

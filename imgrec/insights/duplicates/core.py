@@ -15,6 +15,7 @@ from imgrec.errors import ImgrecError, QueryError
 from imgrec.features.recipe import DEFAULT_RECIPE, RECIPES, recipe_of
 from imgrec.insights.duplicates import hashlookup as H
 from imgrec.insights.duplicates import signals as S
+from imgrec.insights.duplicates.fine import fine_thumb
 from imgrec.insights.duplicates.group import Links, Unit, exif_date, star_groups
 from imgrec.insights.duplicates.report import TIERS, DuplicateGroup, DuplicateReport
 from imgrec.insights.duplicates.scan import Progress, near_pairs
@@ -242,7 +243,7 @@ def fine_of_file(index: Index, path: str) -> np.ndarray | None:
         rgb, _ = images.load_image(index.resolve(path), draft=True)
     except (ImgrecError, OSError, ValueError):
         return None
-    return S.fine_thumb(rgb)
+    return fine_thumb(rgb)
 
 
 def confirm_pair(a: S.Signal | None, b: S.Signal | None, long_a: int, long_b: int,

@@ -25,7 +25,7 @@ from itertools import combinations
 
 import numpy as np
 
-from imgrec.insights.duplicates import signals as S
+from imgrec.insights.duplicates import dihedral as D
 
 #: hamming radius (of 64 bits) within which every dihedral pair is found
 RADIUS = 8
@@ -39,7 +39,7 @@ def packed(dcts: np.ndarray) -> np.ndarray:
     dcts = np.asarray(dcts, np.float32)
     out = np.zeros((len(dcts), 8), np.uint64)
     for s in range(0, len(dcts), 16384):
-        b = S.bits(S.variants(dcts[s:s + 16384]))  # (m, 8, 64): bit k of the hash
+        b = D.bits(D.variants(dcts[s:s + 16384]))  # (m, 8, 64): bit k of the hash
         out[s:s + len(b)] = np.packbits(b, axis=-1, bitorder="little").view("<u8")[..., 0]
     return out
 
