@@ -395,3 +395,39 @@ def test_a_harder_compressed_copy_never_keeps_over_its_original(photos, real_emb
             if grp.keeper.path.endswith("/a_web_copy.jpg")] == ["rocket/a_web_copy.jpg"], [
         (grp.keeper.path, grp.reason) for grp in without]
     assert all("effective" in grp.reason and "~0.00" not in grp.reason for grp in without)
+
+
+def test_a_crop_the_keeper_refuses_joins_through_the_keepers_frame(full_photos, real_embedder,
+                                                                   tmp_path, monkeypatch):
+    """The keeper is a brightened copy (x1.8: its highlights clip), chosen by the user; a
+    half-frame corner crop of the original fails the check against that copy but passes
+    it against the original, which is the keeper's frame (pHash): the crop joins the
+    group, its evidence naming the file it was checked against. Without that step it is
+    left out."""
+    from PIL import ImageEnhance
+
+    from imgrec.insights.duplicates.store import Store
+
+    g = tmp_path / "g"
+    g.mkdir()
+    a = full_photos["astronaut"].convert("RGB")
+    a.save(g / "original.jpg", quality=92)
+    ImageEnhance.Brightness(a).enhance(1.8).save(g / "bright.jpg", quality=90)
+    w, h = round(a.width * 0.7072), round(a.height * 0.7072)
+    a.crop((0, 0, w, h)).save(g / "corner.jpg", quality=90)
+    build_index(g, tmp_path / "ix", embedder=real_embedder, workers=0)
+    idx = Index.open(tmp_path / "ix", embedder=real_embedder)
+    Store(idx.index_dir).choose_keeper(hashlib.sha256((g / "bright.jpg").read_bytes()).hexdigest())
+
+    same = find_duplicates(idx).tier(SAME)
+    assert len(same) == 1 and same[0].keeper.path == "bright.jpg", [x.to_dict() for x in same]
+    ev = {m.path: m.evidence for m in same[0].members}
+    assert set(ev) == {"bright.jpg", "original.jpg", "corner.jpg"}, ev
+    assert ev["original.jpg"].startswith("same picture: pHash"), ev
+    assert "a crop keeping 50% of the frame" in ev["corner.jpg"], ev
+    assert ev["corner.jpg"].endswith("checked against original.jpg, which shows the keeper's "
+                                     "frame"), ev
+
+    monkeypatch.setattr("imgrec.insights.duplicates.group.FRAMES_ASKED", 0)
+    same = find_duplicates(idx).tier(SAME)
+    assert {m.path for m in same[0].members} == {"bright.jpg", "original.jpg"}

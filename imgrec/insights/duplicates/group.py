@@ -126,6 +126,7 @@ def star_groups(units: dict[str, Unit], links: Links, paths: list[str]
     order = sorted(units, key=lambda k: units[k].rank(paths))
     taken: set[str] = set()
     keepers: list[str] = []
+    stars: list[tuple[str, dict[str, tuple[bool, float, str]]]] = []
     groups: list[DuplicateGroup] = []
     pos = 0
     while pos < len(order):  # stage 1: exact copies and confirmed same pictures
@@ -147,6 +148,11 @@ def star_groups(units: dict[str, Unit], links: Links, paths: list[str]
                 continue
         taken |= {c, *mates}
         keepers.append(c)
+        stars.append((c, mates))
+    for c, mates in stars:  # what no star took, confirmed against a keeper's whole frame
+        more = _through_frames(c, mates, taken, links, paths, units)
+        mates.update(more)
+        taken |= set(more)
         groups.append(_group(units, c, mates, paths, SAME if mates else EXACT,
                              with_copies=True))
     free = {u for u in units if u not in taken} | set(keepers)
@@ -163,6 +169,39 @@ def star_groups(units: dict[str, Unit], links: Links, paths: list[str]
         groups.append(_group(units, u, mates, paths, SIMILAR,
                              with_copies=False))
     return groups
+
+
+#: whole-frame members of a group that a candidate the keeper refused is checked against
+FRAMES_ASKED = 4
+
+
+def _through_frames(c: str, mates: dict[str, tuple[bool, float, str]], taken: set[str],
+                    links: Links, paths: list[str], units: dict[str, Unit]
+                    ) -> dict[str, tuple[bool, float, str]]:
+    """Candidates of keeper ``c`` that no star took (asked once every star is formed, so
+    none is taken from a star of its own) and that its check refused but that are
+    confirmed against a member showing the keeper's whole frame (a pHash match: re-encoded, resized, turned or
+    colour-edited): a crop of the original is a crop of its brightened copy too, though
+    the clipped highlights of that copy can fail the check. The composition is exact, not
+    a chain of likeness: the member is the keeper's frame, and the candidate is still
+    within the threshold of the keeper itself (it is the keeper's candidate). At most
+    :data:`FRAMES_ASKED` members are asked for each, the most similar to it first."""
+    frames = [m for m, (ok, _, ev) in mates.items() if ok and ev.startswith("pHash")]
+    out: dict[str, tuple[bool, float, str]] = {}
+    if not frames:
+        return out
+    for v in links.adj[c]:
+        if v in taken or v in mates or v == c or links(c, v)[0]:
+            continue
+        near = links.adj[v]
+        for m in sorted((m for m in frames if m in near), key=lambda m: -near[m])[:FRAMES_ASKED]:
+            ok, _, ev = links(m, v)
+            if ok:
+                via = paths[min(units[m].rows, key=lambda r: paths[r])]
+                out[v] = (True, links.adj[c][v], f"{ev}; checked against {via}, which shows "
+                          "the keeper's frame")
+                break
+    return out
 
 
 def _centre(units: dict[str, Unit], u: str, near: list[str], paths: list[str],
