@@ -216,8 +216,8 @@ def _centre(units: dict[str, Unit], u: str, near: list[str], paths: list[str],
     (:func:`_turned`), the earliest EXIF date, the largest file; and never a confirmed
     crop of another candidate."""
     top = math.sqrt(units[u].effective()) / 1.3
-    pool = [u] + [v for v in near if math.sqrt(units[v].effective()) >= top
-                  or _finer(units[v], units[u])]
+    by_detail = {v for v in near if math.sqrt(units[v].effective()) >= top} | {u}
+    pool = [u] + [v for v in near if v in by_detail or _finer(units[v], units[u])]
     lin = {k: math.sqrt(units[k].effective()) for k in pool}
 
     def upscaled(k: str) -> bool:  # a smaller candidate carries (nearly) as much detail
@@ -233,9 +233,13 @@ def _centre(units: dict[str, Unit], u: str, near: list[str], paths: list[str],
 
     ranked = sorted(pool, key=key)
     c = ranked[0]
-    beaten = [units[k].quality for k in pool if key(k)[:2] == key(c)[:2] and coarser[k]]
-    if beaten and not coarser[c]:
-        units[c].coarser = min(q for q in beaten if q is not None)  # compression decided
+    def unruled(k: str) -> tuple:  # the key without the compression rule
+        return key(k)[:2] + key(k)[3:]
+
+    beaten = [units[k].quality for k in pool if coarser[k] and unruled(k) < unruled(c)]
+    if not coarser[c] and (beaten or c not in by_detail):  # compression decided: say so
+        units[c].coarser = min((q for q in beaten if q is not None),
+                               default=units[u].quality)
     if any(key(k)[:4] == key(c)[:4] and turned[k] > turned[c] for k in pool):
         units[c].turned = turned[c]  # the orientation decided: say so
     if units[c].chosen:
