@@ -36,13 +36,16 @@ def main(argv: list[str] | None = None) -> int:
     operating-system errors (a file that cannot be read or written, a full disk) naming
     the path and the cause.
     """
-    from imgrec.shard.cluster import ray_prints_to_stderr
+    from imgrec.shard.cluster import ray_prints_to_stderr, stop_started
 
     args = build_parser().parse_args(argv)
     try:
         with ray_prints_to_stderr():  # stdout holds the results alone (--json parses)
-            _sharded_check(args)
-            return COMMANDS[args.command](args)
+            try:
+                _sharded_check(args)
+                return COMMANDS[args.command](args)
+            finally:
+                stop_started()  # a Ray this command started stops while still routed
     except ImgrecError as exc:
         print(f"imgrec: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -63,6 +63,25 @@ def start(address: str | None = None) -> None:
     ray = import_ray()
     if not ray.is_initialized():
         _init(ray, address, None)
+        _STARTED.set()
+
+
+#: set while a Ray driver that :func:`start` opened (not one its caller opened) is up; Ray's
+#: driver is one per process, and so is this
+_STARTED = threading.Event()
+
+
+def stop_started() -> None:
+    """Shut down the Ray driver :func:`start` opened in this process, if it did (a session
+    the caller opened stays up). The CLI calls it before it stops routing Ray's prints
+    (:func:`ray_prints_to_stderr`): left to the interpreter's exit, Ray's threads print
+    what they still hold after the command's output, onto stdout."""
+    if not _STARTED.is_set():
+        return
+    _STARTED.clear()
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
 
 
 def _init(ray: Any, address: str | None, num_cpus: int | None) -> None:

@@ -164,7 +164,12 @@ def shoot(pg, name: str) -> None:
     time.sleep(0.3)
 
 
-def nav(pg, title: str) -> None:
+def nav(pg, server: str, title: str) -> None:
+    """Open the page ``title`` from the sidebar (the app first, where this test is the
+    first to use the browser page, so each test also runs alone)."""
+    if not pg.url.startswith(server):
+        pg.goto(server)
+        settle(pg)
     pg.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=title).click()
     pg.wait_for_selector(f'h1:has-text("{title}")')
     settle(pg)
@@ -383,7 +388,11 @@ def hover_point(pg, plot) -> dict:
 
 
 def test_explore_scatter_renders_and_selection_shows_images(page, server: str) -> None:
-    nav(page, "Explore")
+    if not page.url.startswith(server):  # run alone: no search yet for Explore to highlight
+        page.goto(f"{server}/search?k=5&q=coffee/coffee_color.jpg")
+        page.wait_for_selector("text=#5")
+        settle(page)
+    nav(page, server, "Explore")
     plot = page.locator(PLOT_2D)
     plot.wait_for()
     page.wait_for_function(f"() => document.querySelector('{PLOT_2D}')?._fullLayout")
@@ -453,7 +462,7 @@ def test_explore_point_opens_the_detail_view_and_searches_from_it(page, server: 
     """A click on a point opens the image's detail dialog; Search with this image runs the
     search on the Search page. With representatives, their thumbnails are readable and
     neither overlap nor leave the plot."""
-    nav(page, "Explore")
+    nav(page, server, "Explore")
     plot = page.locator(PLOT_2D)
     page.wait_for_function(f"() => document.querySelector('{PLOT_2D}')?._fullLayout")
     page.locator('[data-testid="stSelectbox"]').first.click()
@@ -537,7 +546,7 @@ def test_explore_3d_toggle_keeps_its_scene(page, server: str) -> None:
     """The 3-D scene is built ahead, hidden, once the 2-D page is drawn; switching 3-D on
     and off shows that same WebGL scene, not a new one (building one took seconds at every
     toggle); hovering a 3-D point shows its thumbnail, and a click opens it."""
-    nav(page, "Explore")
+    nav(page, server, "Explore")
     page.wait_for_function(f"() => ({BUILT_3D})() && !({SHOWN_3D})()")  # built, hidden
     page.evaluate(f"() => {{ ({BUILT_3D})().__kept = true; }}")  # mark this scene's element
     page.get_by_text("3-D", exact=True).click()
@@ -577,7 +586,7 @@ def section_button(pg, name: str):
 
 
 def test_insights_sections_and_the_neighbour_graph_in_webgl(page, server: str) -> None:
-    nav(page, "Insights")
+    nav(page, server, "Insights")
     page.wait_for_function("() => document.querySelector('.js-plotly-plot')?._fullLayout")
     settle(page)
     bars = page.locator(".js-plotly-plot").evaluate("gd => gd._fullData.map(t => t.type)")
@@ -639,7 +648,7 @@ def test_insights_sections_and_the_neighbour_graph_in_webgl(page, server: str) -
 
 
 def test_a_duplicate_decided_in_the_browser(page, server: str) -> None:
-    nav(page, "Insights")
+    nav(page, server, "Insights")
     section_button(page, "Duplicates").click()
     page.wait_for_selector("text=★ Keeper")
     settle(page)
@@ -653,7 +662,7 @@ def test_a_duplicate_decided_in_the_browser(page, server: str) -> None:
 
 
 def test_dataset_page_and_rebuild_with_live_progress(page, server: str) -> None:
-    nav(page, "Dataset")
+    nav(page, server, "Dataset")
     body = page.inner_text("body")
     assert "Indexed images" in body and "Skipped files" in body
     assert page.locator('[data-testid="stMetricValue"]').first.inner_text() == "12"

@@ -81,3 +81,48 @@ def test_what_rays_threads_print_goes_to_stderr_so_json_output_stays_parseable(
     out = capsys.readouterr()
     assert code == 0 and "raylet" in out.err
     assert json.loads(out.out)["count"] == len(Index.open(demo_cli.index))
+
+
+def test_a_ray_the_command_started_stops_while_its_prints_are_still_routed(
+        capsys, demo_cli, monkeypatch, ray_cluster):
+    """Ray's threads print what they still hold when the driver shuts down. Left to the
+    interpreter's exit that lands on stdout after a command's --json output (seen: the
+    raylet's worker-count hint after `imgrec check --ray --json`); a Ray the command
+    started (:func:`start`, not one its caller opened) is stopped inside the routing
+    block, so those lines still go to stderr. A Ray the caller opened stays up."""
+    import json
+    import sys
+    import threading
+
+    import ray
+
+    from imgrec import Index
+    from imgrec.cli.main import main
+    from imgrec.shard import cluster
+
+    stopped: list[bool] = []
+
+    def shutdown() -> None:  # the real one's last prints come from Ray's own thread
+        t = threading.Thread(name="ray_listen_error_messages", target=lambda: print(
+            "(raylet) A worker died or was killed while executing a task", file=sys.stdout))
+        t.start()
+        t.join()
+        stopped.append(True)
+
+    monkeypatch.setattr(ray, "shutdown", shutdown)
+    real = Index.facts
+
+    def facts_after_starting_ray(self):  # as ShardedIndex.open does through start()
+        cluster._STARTED.set()
+        return real(self)
+
+    monkeypatch.setattr(Index, "facts", facts_after_starting_ray)
+    assert main(["info", "--index", str(demo_cli.index), "--json"]) == 0
+    out = capsys.readouterr()
+    assert stopped == [True] and not cluster._STARTED.is_set()
+    assert json.loads(out.out)["count"] == len(Index.open(demo_cli.index))
+    assert out.err == "(raylet) A worker died or was killed while executing a task\n"
+
+    monkeypatch.setattr(Index, "facts", real)  # the session's own Ray: left running
+    assert main(["info", "--index", str(demo_cli.index), "--json"]) == 0
+    assert stopped == [True] and ray.is_initialized()
