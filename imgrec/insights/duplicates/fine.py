@@ -13,7 +13,7 @@ from PIL import Image
 
 from imgrec.insights.duplicates.bands import detail_agreement, detail_stats
 from imgrec.insights.duplicates.dihedral import dihedral
-from imgrec.insights.duplicates.placement import Placement, placed
+from imgrec.insights.duplicates.placement import Placement, climb, placed
 
 FINE = 160  # long side of the fine thumbnail (see fine_thumb)
 
@@ -99,15 +99,6 @@ def fine_crop_pair(part_fine: np.ndarray, whole_fine: np.ndarray,
             sc = score(c)
             if sc > got:
                 got, cur = sc, c
-    for step in (reach / 6, reach / 12, reach / 24):
-        moved = True
-        while moved:
-            moved = False
-            for d in ((step, 0, 0), (-step, 0, 0), (0, step, 0), (0, -step, 0),
-                      (0, 0, 2 * step), (0, 0, -2 * step)):
-                c = (cur[0] + d[0], cur[1] + d[1], cur[2] + d[2])
-                sc = score(c)
-                if sc > got + 1e-6:
-                    cur, got, moved = c, sc, True
+    cur, got = climb(score, cur, got, ((reach / k, 2 * reach / k) for k in (6, 12, 24)))
     cx, cy, cw = cur
     return placed(p, whole_fine, (cx, cy, cw, cw * aspect))

@@ -3,6 +3,7 @@ correlation, refined to a quarter pixel, with the fine detail's agreement there.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,7 +30,6 @@ CROP_DETAIL_MIN = 0.6
 REFINE_FROM = 0.7  # a coarse crop correlation from which the placement is refined
 
 
-
 @dataclass(frozen=True)
 
 class Placement:
@@ -40,7 +40,6 @@ class Placement:
     variant: int  #: rotation/mirroring of the part (numbered as in :func:`variants`)
     box: tuple[float, float, float, float]  #: (x, y, width, height) in the whole
     agree: float  #: :func:`detail_agreement` of the thumbnails there
-
 
 
 def crop_match(part: np.ndarray, whole: np.ndarray) -> tuple[float, float]:
@@ -57,10 +56,8 @@ def crop_match(part: np.ndarray, whole: np.ndarray) -> tuple[float, float]:
     return (p.ncc if p.agree >= crop_detail_need(p.ncc) else 0.0), p.share
 
 
-
 def crop_detail_need(ncc: float) -> float:
     return DETAIL_MIN if ncc >= CROP_SURE else CROP_DETAIL_MIN
-
 
 
 def crop_place(part: np.ndarray, whole: np.ndarray) -> Placement | None:
@@ -109,7 +106,6 @@ def crop_place(part: np.ndarray, whole: np.ndarray) -> Placement | None:
                      detail_agreement(*placed(p, whole, box)))
 
 
-
 def placed(part: np.ndarray, whole: np.ndarray, box: tuple[float, float, float, float]
             ) -> tuple[np.ndarray, np.ndarray]:
     """(part, the region ``box`` = (x, y, width, height) of ``whole`` resampled to the
@@ -120,7 +116,6 @@ def placed(part: np.ndarray, whole: np.ndarray, box: tuple[float, float, float, 
     return part.astype(np.float64), np.asarray(region, np.float64)
 
 
-
 def _ncc(a: np.ndarray, b: np.ndarray) -> float:
     """Normalised cross-correlation of two equally sized arrays (their 1-pixel rims off,
     where resampling reads outside the frame)."""
@@ -128,7 +123,6 @@ def _ncc(a: np.ndarray, b: np.ndarray) -> float:
     a, b = a - a.mean(), b - b.mean()
     den = float(np.sqrt((a * a).sum() * (b * b).sum()))
     return float((a * b).sum() / den) if den > 1e-9 else 0.0
-
 
 
 def _refine(part: np.ndarray, whole: np.ndarray, box: tuple[float, float, float, float],
@@ -149,17 +143,28 @@ def _refine(part: np.ndarray, whole: np.ndarray, box: tuple[float, float, float,
             return -1.0
         return _ncc(*placed(part, whole, (cx, cy, cw, ch)))
 
-    got = score(cur)
-    for step in (0.5, 0.25):
+    cur, got = climb(score, cur, score(cur), ((0.5, 0.01 * ww), (0.25, 0.01 * ww)))
+    if got <= coarse:
+        return coarse, (x, y, tw, box[3])
+    return got, (cur[0], cur[1], cur[2], cur[2] * aspect)
+
+
+Box = tuple[float, float, float]  # (x, y, width) of a placement; its height follows
+
+
+def climb(score: Callable[[Box], float], cur: Box, got: float,
+          stages: Iterable[tuple[float, float]]) -> tuple[Box, float]:
+    """Hill-climb a placement: for each stage ``(step, scale_step)`` move ``cur`` by
+    ``step`` in x or y or by ``scale_step`` in width while ``score`` rises; (the best
+    placement, its score), never below the ``got`` it started from."""
+    for step, wstep in stages:
         moved = True
         while moved:
             moved = False
             for d in ((step, 0, 0), (-step, 0, 0), (0, step, 0), (0, -step, 0),
-                      (0, 0, 0.01 * ww), (0, 0, -0.01 * ww)):
+                      (0, 0, wstep), (0, 0, -wstep)):
                 c = (cur[0] + d[0], cur[1] + d[1], cur[2] + d[2])
-                s = score(c)
-                if s > got + 1e-6:
-                    cur, got, moved = c, s, True
-    if got <= coarse:
-        return coarse, (x, y, tw, box[3])
-    return got, (cur[0], cur[1], cur[2], cur[2] * aspect)
+                sc = score(c)
+                if sc > got + 1e-6:
+                    cur, got, moved = c, sc, True
+    return cur, got
