@@ -51,6 +51,11 @@ def session(address: str | None = None, num_cpus: int | None = None) -> Iterator
         ray.shutdown()
 
 
+#: set while a Ray driver that :func:`start` opened (not one its caller opened) is up; Ray's
+#: driver is one per process, and so is this
+_STARTED = threading.Event()
+
+
 def start(address: str | None = None) -> None:
     """Join the Ray session open in this process, or connect to ``address``, or start a
     local Ray (bound to 127.0.0.1) that lives as long as this process.
@@ -64,11 +69,6 @@ def start(address: str | None = None) -> None:
     if not ray.is_initialized():
         _init(ray, address, None)
         _STARTED.set()
-
-
-#: set while a Ray driver that :func:`start` opened (not one its caller opened) is up; Ray's
-#: driver is one per process, and so is this
-_STARTED = threading.Event()
 
 
 def stop_started() -> None:

@@ -179,9 +179,9 @@ def _through_frames(c: str, mates: dict[str, tuple[bool, float, str]], taken: se
                     links: Links, paths: list[str], units: dict[str, Unit]
                     ) -> dict[str, tuple[bool, float, str]]:
     """Candidates of keeper ``c`` that no star took (asked once every star is formed, so
-    none is taken from a star of its own) and that its check refused but that are
-    confirmed against a member showing the keeper's whole frame (a pHash match: re-encoded, resized, turned or
-    colour-edited): a crop of the original is a crop of its brightened copy too, though
+    none is taken from a star of its own), that its check refused, but that are confirmed
+    against a member showing the keeper's whole frame (a pHash match: re-encoded,
+    resized, turned or colour-edited): a crop of the original is a crop of its brightened copy too, though
     the clipped highlights of that copy can fail the check. The composition is exact, not
     a chain of likeness: the member is the keeper's frame, and the candidate is still
     within the threshold of the keeper itself (it is the keeper's candidate). At most
@@ -233,6 +233,7 @@ def _centre(units: dict[str, Unit], u: str, near: list[str], paths: list[str],
 
     ranked = sorted(pool, key=key)
     c = ranked[0]
+
     def unruled(k: str) -> tuple:  # the key without the compression rule
         return key(k)[:2] + key(k)[3:]
 
