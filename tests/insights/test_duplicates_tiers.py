@@ -309,6 +309,26 @@ def test_a_crop_cannot_carry_more_detail_than_its_region(photos):
     assert S.crop_detail_ratio(dense.detail, longs[1], reduced.detail, longs[0], 0.5) is None
 
 
+def test_a_crop_must_keep_half_the_frame(photos):
+    """A corner crop keeping 0.71 of each side (50 % of the frame) is the same picture in
+    every test photo; one keeping 0.70 (49 %) places at 48.8 % of the astronaut photo's
+    frame, just under half, and is refused with that share named, though its pixels
+    correlate 0.99 (two neighbouring tiles of one wallpaper can place like that)."""
+    from imgrec.insights.duplicates import signals as S
+
+    for name, img in photos.items():
+        a = img.convert("RGB")
+        w, h = a.size
+        crop = a.crop((0, 0, round(w * 0.71), round(h * 0.71)))
+        ok, ev = S.confirm(S.compute(a), S.compute(crop), (max(a.size), max(crop.size)))
+        assert ok and "b is a crop of 5" in ev, (name, ev)
+    a = photos["astronaut"].convert("RGB")
+    w, h = a.size
+    crop = a.crop((0, 0, round(w * 0.70), round(h * 0.70)))
+    ok, ev = S.confirm(S.compute(a), S.compute(crop), (max(a.size), max(crop.size)))
+    assert not ok and "keeps only 48.8% of the frame" in ev, ev
+
+
 def test_a_crop_needs_its_fine_detail_to_agree(photos):
     """A real crop keeping half of the coffee photo is confirmed with its fine detail
     (160 px) agreeing; the same crop's shading under the chelsea photo's finer detail

@@ -15,6 +15,13 @@ from imgrec.insights.duplicates.dihedral import dihedral
 CROP_MIN = 0.5  # a crop must keep at least this share of the frame
 
 
+#: the share a placement must measure to confirm a crop: at 48 pixels a half-frame crop
+#: measures 0.50-0.51, while a picture placed in a neighbouring tile of one wallpaper can
+#: measure 0.49 (the search itself tries shares from CROP_MIN - 0.02, so that a crop just
+#: over half the frame is still found where the grid rounds it down)
+CROP_KEEP = 0.495
+
+
 SCALES = tuple(np.round(np.arange(0.5, 1.0001, 0.05), 2))
 
 

@@ -36,7 +36,7 @@ from PIL import Image
 from imgrec.insights.duplicates.bands import band_stats, detail_agreement, fine_need
 from imgrec.insights.duplicates.dihedral import aligned, hash_distance
 from imgrec.insights.duplicates.fine import FINE, fine_crop_pair, fine_frame_pair
-from imgrec.insights.duplicates.placement import crop_detail_need, crop_place
+from imgrec.insights.duplicates.placement import CROP_KEEP, crop_detail_need, crop_place
 
 HASH_BITS = 10  # pHash hamming distance (of 64) that confirms a same-picture pair
 NCC_MIN = 0.93  # normalised cross-correlation that confirms a crop
@@ -141,6 +141,9 @@ def confirm(a: Signal, b: Signal, longs: tuple[int, int] | None = None,
     for (ncc, share), part in tries:
         if ncc < NCC_MIN:
             break
+        if share < CROP_KEEP:  # less than half the frame: no crop this tier accepts
+            why = f"; as a crop ({ncc:.2f}) it keeps only {share:.1%} of the frame"
+            continue
         (pp, pl_), (wp, wl) = ((b, 1), (a, 0)) if part == "b" else ((a, 0), (b, 1))
         ratio = None
         if longs is not None:
