@@ -75,6 +75,8 @@ def main() -> int:
     du.add_argument("--corpus", type=Path, help="copy-detection corpus (bench.copy_corpus)")
     du.add_argument("--corpus-index", type=Path, nargs="+", default=[],
                     help="its index, or one per embedding recipe (each measured in turn)")
+    du.add_argument("--keeper-corpus", type=Path, help="keeper corpus (bench.keeper_corpus)")
+    du.add_argument("--keeper-index", type=Path, help="its index")
     du.add_argument("--work", type=Path, default=Path("bench/out"))
     du.add_argument("--save", type=Path)
     sc = sub.add_parser("scale", help="Ray indexing vs local; sharded search vs unsharded")

@@ -8,6 +8,9 @@ default threshold with its exactness bound, and the first pass's pruning rate; a
 dihedral hash lookup (:mod:`imgrec.insights.duplicates.hashlookup`) over as many DCTs drawn
 from the stats index's cached ones.
 
+Keeper (``--keeper-corpus``, built by ``python -m bench.keeper_corpus``, and its
+``--keeper-index``): which version keeps each original's ``same picture`` group.
+
 Accuracy (``--corpus``, built by ``python -m bench.copy_corpus`` and indexed with ``imgrec
 index``): per transformation, the share of copies found with their original (any tier) and
 in the ``same picture`` tier, the tier they landed in, and the precision of ``same picture``
@@ -297,6 +300,35 @@ def run_accuracy(args, index_dir: Path) -> dict:
             "same_by_pixels": sorted(pix.relabelled), "missed": missed}
 
 
+def run_keeper(args) -> dict:
+    """Who keeps, on the keeper corpus (``python -m bench.keeper_corpus``: originals with real
+    detail): for each original, the keeper of the ``same picture`` group that holds it (the
+    original itself, one of its copies by transformation, or another original, for
+    artworks shipped in several colourings), with the keeper's reason where it is not the
+    original."""
+    from imgrec import Index
+    from imgrec.insights.duplicates import SAME, find_duplicates
+
+    truth = json.loads((args.keeper_corpus / "truth.json").read_text())
+    t = time.perf_counter()
+    rep = find_duplicates(Index.open(args.keeper_index))
+    secs = time.perf_counter() - t
+    group = {m.path: g for g in rep.groups if g.tier == SAME for m in g.members}
+    kept: Counter = Counter()
+    not_original: list[str] = []
+    for orig in sorted(set(truth.values())):
+        g = group.get(orig)
+        k = g.keeper if g else None
+        who = ("in no same-picture group" if k is None else "the original" if k.path == orig
+               else _transform(k.path) if truth.get(k.path) == orig else "another original")
+        kept[who] += 1
+        if k is not None and k.path != orig:
+            not_original.append(f"{orig}: {k.path} keeps ({g.reason})")
+    return {"originals": len(set(truth.values())), "copies": len(truth),
+            "seconds": round(secs, 1), "keeper": dict(kept.most_common()),
+            "not_the_original": not_original}
+
+
 def _ratio(flags: list[bool]) -> dict:
     return {"pairs": len(flags), "correct": int(sum(flags)),
             "precision": round(sum(flags) / len(flags), 4) if flags else None}
@@ -328,6 +360,8 @@ def run(args) -> dict:
     out: dict = {"machine": machine()}
     if args.corpus:
         out["accuracy"] = [run_accuracy(args, i) for i in args.corpus_index]
+    if args.keeper_corpus:
+        out["keeper"] = run_keeper(args)
     if args.n:
         out["speed"] = run_speed(args)
         out["hash_lookup_speed"] = run_hash_speed(args)

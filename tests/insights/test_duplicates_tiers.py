@@ -417,6 +417,53 @@ def test_a_harder_compressed_copy_never_keeps_over_its_original(photos, real_emb
     assert all("effective" in grp.reason and "~0.00" not in grp.reason for grp in without)
 
 
+def test_a_clipped_copy_never_keeps_over_its_original(photos, real_embedder, tmp_path,
+                                                     monkeypatch):
+    """Photos beside a copy brightened by 1.4 (its highlights clipped to white; named so
+    the path tie-break would favour it) and a copy with its contrast lowered to 0.6 (it
+    clips nothing, having squeezed every tone, so it is not "less clipped"): the original
+    keeps every group, and a reason says clipping decided. Without the clipping rule the
+    brightened astronaut, coffee or grace_hopper copy, whose clipped edges measure as more
+    detail, keeps instead. A JPEG q15 re-encode, whose blocking scatters the clipped 255s,
+    is not less clipped than its photo either."""
+    import io
+
+    from PIL import ImageEnhance
+
+    from imgrec.insights.duplicates.clipping import clearly_less_clipped, clipping
+
+    g = tmp_path / "g"
+    names = ("astronaut", "coffee", "grace_hopper", "china")
+    for name in names:
+        (g / name).mkdir(parents=True)
+        img = photos[name].convert("RGB")
+        bright, flat = (ImageEnhance.Brightness(img).enhance(1.4),
+                        ImageEnhance.Contrast(img).enhance(0.6))
+        img.save(g / name / "b_original.jpg", quality=95)
+        bright.save(g / name / "a_bright.jpg", quality=95)
+        flat.save(g / name / "c_flat.jpg", quality=95)
+        assert clearly_less_clipped(clipping(img), clipping(bright))
+        assert not clearly_less_clipped(clipping(flat), clipping(img))
+        buf = io.BytesIO()
+        img.save(buf, "JPEG", quality=15)  # its blocking scatters the clipped 255s
+        web = Image.open(io.BytesIO(buf.getvalue()))
+        assert not clearly_less_clipped(clipping(web), clipping(img))
+    build_index(g, tmp_path / "ix", embedder=real_embedder, workers=0)
+    idx = Index.open(tmp_path / "ix", embedder=real_embedder)
+    groups = [grp for grp in find_duplicates(idx).groups if grp.tier == SAME]
+    assert len(groups) == len(names), [(grp.tier, grp.reason) for grp in groups]
+    for grp in groups:
+        assert len(grp.members) == 3, [m.path for m in grp.members]
+        assert grp.keeper.path.endswith("/b_original.jpg"), (grp.keeper.path, grp.reason)
+    assert any(grp.reason.startswith("least clipped (") and "of the frame white or black; "
+               "a copy " in grp.reason for grp in groups), [grp.reason for grp in groups]
+
+    monkeypatch.setattr("imgrec.insights.duplicates.group.clearly_less_clipped",
+                        lambda a, b: False)
+    without = [grp.keeper.path for grp in find_duplicates(idx).groups if grp.tier == SAME]
+    assert any(p.endswith("/a_bright.jpg") for p in without), without
+
+
 def test_a_crop_the_keeper_refuses_joins_through_the_keepers_frame(full_photos, real_embedder,
                                                                    tmp_path, monkeypatch):
     """The keeper is a brightened copy (x1.8: its highlights clip), chosen by the user; a

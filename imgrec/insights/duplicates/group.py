@@ -17,6 +17,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from imgrec.insights.duplicates.clipping import clearly_less_clipped, clipped
 from imgrec.insights.duplicates.compression import clearly_finer
 from imgrec.insights.duplicates.report import EXACT, SAME, SIMILAR, DuplicateGroup, Member
 from imgrec.insights.duplicates.signals import DETAIL_MAX, HASH_BITS, Signal, hash_distance
@@ -36,11 +37,17 @@ class Unit:
     chosen: bool = False
     turned: int = -1  # candidates rotated/mirrored against this one (-1: not asked)
     coarser: float | None = None  # the JPEG quality of a coarser copy, when that decided
+    more_clipped: float | None = None  # the clipped share of a copy, when clipping decided
 
     @property
     def quality(self) -> float | None:
         """The estimated JPEG quality of the unit's file (None: not a JPEG, or unknown)."""
         return None if self.signal is None else self.signal.quality
+
+    @property
+    def clipping(self) -> tuple[float, float, float, float] | None:
+        """What :func:`.clipping.clipping` measured (None: not measured)."""
+        return None if self.signal is None else self.signal.clipped
 
     def effective(self) -> float:
         """Effective pixels: the stored ones times the square of the detail factor."""
@@ -63,6 +70,9 @@ class Unit:
         if self.coarser is not None and self.quality is not None:
             bits.append(f"least compressed (JPEG quality ~{self.quality:.0f}; a copy at "
                         f"~{self.coarser:.0f})")
+        elif self.more_clipped is not None and self.clipping is not None:
+            bits.append(f"least clipped ({clipped(self.clipping):.1%} of the frame white or "
+                        f"black; a copy {self.more_clipped:.1%})")
         elif self.signal is not None:
             eff = self.effective()
             bits.append(f"most detail (~{eff / 1e6:.2f} MP effective)" if eff >= 1e4 else
@@ -208,40 +218,50 @@ def _centre(units: dict[str, Unit], u: str, near: list[str], paths: list[str],
             links: Links) -> str:
     """The keeper among ``u`` (the most effective pixels still free) and its free
     candidates within 1.3x of its effective linear resolution or clearly less compressed
-    at (nearly) its size: chosen first, then those that no smaller candidate matches
-    within 5 % in effective linear resolution (an upscale's added pixels carry no
+    or clipped at (nearly) its size: chosen first, then those that no smaller candidate
+    matches within 5 % in effective linear resolution (an upscale's added pixels carry no
     detail), those that no candidate of (nearly) their size beats by
     :data:`.compression.CLEARLY_FINER` JPEG quality points (a re-encode's blocking can
-    measure as detail), the most pixels (uncropped), the original orientation
+    measure as detail), those that no candidate of (nearly) their size beats by
+    :data:`.clipping.CLEARLY_LESS` of the frame clipped to white or black (a brightened
+    copy's lost highlights), the most pixels (uncropped), the original orientation
     (:func:`_turned`), the earliest EXIF date, the largest file; and never a confirmed
     crop of another candidate."""
     top = math.sqrt(units[u].effective()) / 1.3
     by_detail = {v for v in near if math.sqrt(units[v].effective()) >= top} | {u}
-    pool = [u] + [v for v in near if v in by_detail or _finer(units[v], units[u])]
+    pool = [u] + [v for v in near if v in by_detail or _finer(units[v], units[u])
+                  or _less_clipped(units[v], units[u])]
     lin = {k: math.sqrt(units[k].effective()) for k in pool}
 
     def upscaled(k: str) -> bool:  # a smaller candidate carries (nearly) as much detail
         return any(units[o].pixels < units[k].pixels and lin[o] >= 0.95 * lin[k] for o in pool)
 
     coarser = {k: any(_finer(units[o], units[k]) for o in pool) for k in pool}
+    clips_more = {k: any(_less_clipped(units[o], units[k]) for o in pool) for k in pool}
     turned = _turned(units, pool, [u, *near])
 
     def key(k: str) -> tuple:
         x = units[k]
-        return (not x.chosen, upscaled(k), coarser[k], -x.pixels, turned[k], x.date or "~",
-                -x.size, min(paths[r] for r in x.rows))
+        return (not x.chosen, upscaled(k), coarser[k], clips_more[k], -x.pixels, turned[k],
+                x.date or "~", -x.size, min(paths[r] for r in x.rows))
 
     ranked = sorted(pool, key=key)
     c = ranked[0]
 
-    def unruled(k: str) -> tuple:  # the key without the compression rule
-        return key(k)[:2] + key(k)[3:]
+    def unruled(k: str, i: int) -> tuple:  # the key without the rule at position i
+        return key(k)[:i] + key(k)[i + 1:]
 
-    beaten = [units[k].quality for k in pool if coarser[k] and unruled(k) < unruled(c)]
-    if not coarser[c] and (beaten or c not in by_detail):  # compression decided: say so
+    via_finer = c not in by_detail and _finer(units[c], units[u])  # how c came in
+    beaten = [units[k].quality for k in pool if coarser[k] and unruled(k, 2) < unruled(c, 2)]
+    if not coarser[c] and (beaten or via_finer):  # compression decided: say so
         units[c].coarser = min((q for q in beaten if q is not None),
                                default=units[u].quality)
-    if any(key(k)[:4] == key(c)[:4] and turned[k] > turned[c] for k in pool):
+    beaten = [clipped(units[k].clipping) for k in pool
+              if clips_more[k] and unruled(k, 3) < unruled(c, 3) and units[k].clipping]
+    if units[c].coarser is None and not clips_more[c] and (
+            beaten or (c not in by_detail and not via_finer)):  # clipping decided: say so
+        units[c].more_clipped = max(beaten, default=clipped(units[u].clipping or (0.0,) * 4))
+    if any(key(k)[:5] == key(c)[:5] and turned[k] > turned[c] for k in pool):
         units[c].turned = turned[c]  # the orientation decided: say so
     if units[c].chosen:
         return c
@@ -251,6 +271,12 @@ def _centre(units: dict[str, Unit], u: str, near: list[str], paths: list[str],
             if ok and ev.startswith("a is a crop") and not ev.startswith("a is a crop of 9"):
                 return v
     return c
+
+
+def _less_clipped(a: Unit, b: Unit) -> bool:
+    """Whether ``a`` is clearly less clipped to white or black than ``b`` at (nearly) its
+    size."""
+    return a.pixels >= 0.9 * b.pixels and clearly_less_clipped(a.clipping, b.clipping)
 
 
 def _finer(a: Unit, b: Unit) -> bool:

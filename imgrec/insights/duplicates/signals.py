@@ -57,11 +57,16 @@ class Signal:
     detail: float  #: effective resolution: pixels on the long side that carry detail
     #: estimated JPEG quality of the file (:mod:`.compression`); None: not a JPEG
     quality: float | None = None
+    #: (shares of the frame clipped to white and to black, tonal spread, colourfulness)
+    #: (:func:`.clipping.clipping`); None: not measured
+    clipped: tuple[float, float, float, float] | None = None
 
 
 def compute(rgb: Image.Image, quality: float | None = None) -> Signal:
     """The signal of one upright RGB image (``quality``: its file's JPEG quality)."""
     from scipy.fft import dctn
+
+    from imgrec.insights.duplicates.clipping import clipping
 
     grey = rgb.convert("L")
     small = np.asarray(grey.resize((32, 32), Image.LANCZOS), np.float64)
@@ -69,7 +74,7 @@ def compute(rgb: Image.Image, quality: float | None = None) -> Signal:
     s = THUMB / max(grey.size)
     tw, th = max(1, round(grey.width * s)), max(1, round(grey.height * s))
     thumb = np.asarray(grey.convert("F").resize((tw, th), Image.LANCZOS), np.float32)
-    return Signal(dct, thumb, detail(grey), quality)
+    return Signal(dct, thumb, detail(grey), quality, clipping(rgb))
 
 
 def detail(grey: Image.Image) -> float:

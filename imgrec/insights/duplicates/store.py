@@ -22,9 +22,10 @@ from imgrec.insights.duplicates.signals import Signal
 FILE = "duplicates.sqlite"
 SCHEMA = """
 DROP TABLE IF EXISTS signals_v2;
-CREATE TABLE IF NOT EXISTS signals_v3 (  -- bump the suffix when signals.py changes
+DROP TABLE IF EXISTS signals_v3;
+CREATE TABLE IF NOT EXISTS signals_v4 (  -- bump the suffix when signals.py changes
     sha256 TEXT PRIMARY KEY, dct BLOB, thumb BLOB, th INTEGER, tw INTEGER, detail REAL,
-    quality REAL);
+    quality REAL, white REAL, black REAL, spread REAL, chroma REAL);
 CREATE TABLE IF NOT EXISTS distinct_pairs (
     a TEXT, b TEXT, at REAL, PRIMARY KEY (a, b));
 CREATE TABLE IF NOT EXISTS keepers (sha256 TEXT PRIMARY KEY, at REAL);
@@ -61,13 +62,14 @@ class Store:
         try:
             for s in range(0, len(hashes), 900):
                 part = hashes[s:s + 900]
-                for sha, dct, thumb, th, tw, det, quality in con.execute(
-                        f"SELECT * FROM signals_v3 WHERE sha256 IN ({','.join('?' * len(part))})",
+                for sha, dct, thumb, th, tw, det, quality, *clip in con.execute(
+                        f"SELECT * FROM signals_v4 WHERE sha256 IN ({','.join('?' * len(part))})",
                         part):
                     out[sha] = Signal(np.frombuffer(dct, np.float32).reshape(8, 8).copy(),
                                       np.frombuffer(thumb, np.float16).reshape(th, tw).astype(
                                           np.float32),
-                                      float(det), None if quality is None else float(quality))
+                                      float(det), None if quality is None else float(quality),
+                                      None if None in clip else tuple(float(x) for x in clip))
         finally:
             con.close()
         return out
@@ -78,10 +80,11 @@ class Store:
             return
         con = self._con()
         try:
-            con.executemany("INSERT OR REPLACE INTO signals_v3 VALUES (?, ?, ?, ?, ?, ?, ?)",
+            con.executemany("INSERT OR REPLACE INTO signals_v4 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                             [(h, s.dct.astype(np.float32).tobytes(),
                               s.thumb.astype(np.float16).tobytes(),
-                              s.thumb.shape[0], s.thumb.shape[1], s.detail, s.quality)
+                              s.thumb.shape[0], s.thumb.shape[1], s.detail, s.quality,
+                              *(s.clipped or (None,) * 4))
                              for h, s in found.items()])
             con.commit()
         finally:
