@@ -20,6 +20,7 @@ import glob
 import io
 import json
 import os
+import re
 import zlib
 from pathlib import Path
 
@@ -63,6 +64,14 @@ def transforms() -> dict[str, object]:
         "crop_50pc_centre": crop(0.7072, "centre"),  # 50 %
         "crop_50pc_corner": crop(0.7072, "corner"),
     }
+
+
+def artwork(path: str) -> str:
+    """The artwork of a wallpaper file (a path relative to the wallpaper folder): its
+    package folder (``.../NAME/contents/images/WxH.jpg``), else its name less the size."""
+    parts = Path(path).parts
+    return (parts[parts.index("contents") - 1] if "contents" in parts
+            else re.sub(r"_\d+x\d+$", "", Path(path).stem))
 
 
 def _stem(f: str) -> str:

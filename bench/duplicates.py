@@ -162,11 +162,9 @@ def _family(path: str, truth: dict[str, str], sources: dict[str, str] | None = N
         return orig
     m = re.match(r"(.*)_t(\d\d)$", Path(orig).stem)
     stem, tile = (m.group(1), m.group(2)) if m else (Path(orig).stem, "00")
-    src = Path(sources.get(stem, stem))
-    parts = src.parts
-    art = (parts[parts.index("contents") - 1] if "contents" in parts
-           else re.sub(r"_\d+x\d+$", "", src.stem))
-    return f"{art}/t{tile}"
+    from .copy_corpus import artwork
+
+    return f"{artwork(sources.get(stem, stem))}/t{tile}"
 
 
 #: fine-detail correlation at which two corpus pictures are one picture whatever their files

@@ -20,22 +20,14 @@ import glob
 import io
 import json
 import os
-import re
 from pathlib import Path
 
 from PIL import Image
 
-from .copy_corpus import TILE, _stem, transforms
+from .copy_corpus import TILE, _stem, artwork, transforms
 
 COPIES = ("resize_1.5", "resize_0.6", "reencode_q25", "colour_bright1.25",
           "colour_contrast0.6", "rotate_90", "mirror", "crop_80pc")
-
-
-def artwork(path: str) -> str:
-    """The artwork of a wallpaper file: its package folder, else its name less the size."""
-    parts = Path(path).parts
-    return (parts[parts.index("contents") - 1] if "contents" in parts
-            else re.sub(r"_\d+x\d+$", "", Path(path).stem))
 
 
 def original(im: Image.Image) -> Image.Image:
