@@ -38,7 +38,6 @@ REFINE_FROM = 0.7  # a coarse crop correlation from which the placement is refin
 
 
 @dataclass(frozen=True)
-
 class Placement:
     """Where :func:`crop_place` puts a part in a whole (thumbnail pixels of the whole)."""
 

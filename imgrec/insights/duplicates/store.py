@@ -80,12 +80,11 @@ class Store:
             return
         con = self._con()
         try:
-            con.executemany("INSERT OR REPLACE INTO signals_v4 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                            [(h, s.dct.astype(np.float32).tobytes(),
-                              s.thumb.astype(np.float16).tobytes(),
-                              s.thumb.shape[0], s.thumb.shape[1], s.detail, s.quality,
-                              *(s.clipped or (None,) * 4))
-                             for h, s in found.items()])
+            rows = [(h, s.dct.astype(np.float32).tobytes(), s.thumb.astype(np.float16).tobytes(),
+                     s.thumb.shape[0], s.thumb.shape[1], s.detail, s.quality,
+                     *(s.clipped or (None,) * 4)) for h, s in found.items()]
+            con.executemany(f"INSERT OR REPLACE INTO signals_v4 VALUES "
+                            f"({', '.join('?' * len(rows[0]))})", rows)
             con.commit()
         finally:
             con.close()
